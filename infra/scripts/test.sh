@@ -4,13 +4,13 @@
 # Stages, in order: tools (a venv with the pinned tools of requirements-tools.txt, zig
 # on PATH, the arm64 Rust target, rustfmt and clippy) -> fmt -> clippy -> moto (AWS
 # emulator on a free loopback port) -> rust-tests -> doc-tests -> sam-validate ->
-# cfn-lint -> check-template -> lambda-build. A failing stage does not stop the later
+# cfn-lint -> check-template -> lambda-build -> sam-build. A failing stage does not stop the later
 # ones, except tools, which all of them need. The summary at the end lists every stage;
 # the exit status is non-zero if any failed. Stage output is kept in target/test-logs/.
 #
 # Environment:
 #   RELAY_TOOLS_DIR          venv and bin/ for the tools (default: $REPO/.tools)
-#   RELAY_SKIP_LAMBDA_BUILD  1 skips the arm64 Lambda build (ignored when CI=true)
+#   RELAY_SKIP_LAMBDA_BUILD  1 skips the arm64 Lambda and sam builds (ignored when CI=true)
 #   RELAY_FIXTURES_DIR       passed on to the tests if set (they default to ../shared/fixtures)
 #   PYTHON                   interpreter that creates the venv (default: python3, 3.9+)
 set -euo pipefail
@@ -217,8 +217,11 @@ run_stage check-template check_template
 
 if [ "${RELAY_SKIP_LAMBDA_BUILD:-}" = 1 ] && [ "${CI:-}" != true ]; then
   skip_stage lambda-build "RELAY_SKIP_LAMBDA_BUILD=1"
+  skip_stage sam-build "RELAY_SKIP_LAMBDA_BUILD=1"
 else
   run_stage lambda-build lambda_build
+  # The template's own build (BuildMethod rust-cargolambda); reuses the build above.
+  run_stage sam-build sam build --template template.yaml --build-dir target/sam-build
 fi
 
 for result in "${RESULTS[@]}"; do
