@@ -4,9 +4,10 @@
 # Stages, in order: tools (a venv with the pinned tools of requirements-tools.txt, zig
 # on PATH, the arm64 Rust target, rustfmt and clippy) -> fmt -> clippy -> moto (AWS
 # emulator on a free loopback port) -> rust-tests -> doc-tests -> sam-validate ->
-# cfn-lint -> check-template -> lambda-build -> sam-build. A failing stage does not stop the later
-# ones, except tools, which all of them need. The summary at the end lists every stage;
-# the exit status is non-zero if any failed. Stage output is kept in target/test-logs/.
+# cfn-lint -> check-template -> lambda-build -> sam-build. A failing stage does not
+# stop the later ones, except tools, which all of them need. The summary at the end
+# lists every stage; the exit status is non-zero if any failed. Stage output is kept
+# in target/test-logs/.
 #
 # Environment:
 #   RELAY_TOOLS_DIR          venv and bin/ for the tools (default: $REPO/.tools)
