@@ -1,0 +1,653 @@
+//! The relay's configuration: one YAML file, loaded once, validated with
+//! messages that name the file, the line and the field.
+//!
+//! Loading goes in three steps: `${ENV}` interpolation (so one file can name
+//! stage-specific secret ids that the SAM template passes in), typed parsing
+//! with `serde-saphyr` (every parse error carries the field path and the line),
+//! then semantic checks over the parsed tree, which keep the YAML line of each
+//! checked item so they can point at it too. Secrets never appear in the file:
+//! it names them by [`SecretRef`].
+
+use crate::secret::SecretRef;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Default for `limits.max_body_bytes`: a webhook of this size still fits SQS's
+/// classic 256 KiB message limit once wrapped in the envelope.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 250_000;
+/// Upper bound for `limits.max_body_bytes`: SQS's 1 MiB maximum less room for the
+/// envelope header and message attributes.
+pub const MAX_BODY_BYTES_CEILING: usize = 1_048_576 - 8_192;
+
+/// The typed, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub version: u32,
+    pub limits: Limits,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted webhook body in bytes; larger ones get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// An inbound webhook endpoint: `POST /webhooks/{name}`.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub kind: SourceKind,
+    pub stage: Stage,
+    pub auth: EndpointAuth,
+}
+
+/// Which system calls an endpoint; decides how its payloads are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Jira,
+    Servicenow,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Jira => "jira",
+            SourceKind::Servicenow => "servicenow",
+        }
+    }
+}
+
+/// Jira and ServiceNow integrations keep test and production apart by URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Test,
+    Prod,
+}
+
+/// How a caller proves who it is. Every configured method is checked; with
+/// `require: any` one passing method is enough (useful while moving a sender
+/// from one method to another).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointAuth {
+    /// Shared token in the `?token=` query parameter (Jira admin webhooks cannot
+    /// send headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+    /// HMAC-SHA256 key for `X-Hub-Signature: sha256=<hex>` over the raw body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<SecretRef>,
+    /// `Authorization: Basic` (ServiceNow REST messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// `Authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<SecretRef>,
+    #[serde(default)]
+    pub require: Require,
+}
+
+impl EndpointAuth {
+    /// Number of configured methods.
+    pub fn method_count(&self) -> usize {
+        usize::from(self.token.is_some())
+            + usize::from(self.hmac.is_some())
+            + usize::from(self.basic.is_some())
+            + usize::from(self.bearer.is_some())
+    }
+
+    /// Every secret this endpoint reads.
+    pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        let mut refs = Vec::new();
+        refs.extend(self.token.as_ref());
+        refs.extend(self.hmac.as_ref());
+        if let Some(b) = &self.basic {
+            refs.push(&b.username);
+            refs.push(&b.password);
+        }
+        refs.extend(self.bearer.as_ref());
+        refs
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: SecretRef,
+    pub password: SecretRef,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Require {
+    #[default]
+    All,
+    Any,
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// One thing wrong with a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    /// Path of the field, e.g. `endpoints[1].auth.token`.
+    pub field: String,
+    pub message: String,
+    /// What would fix it, when we can say.
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(file, problems))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// The problems found, empty for an I/O error.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Io { .. } => &[],
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn render_problems(file: &Path, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&file.display().to_string());
+        if let Some(line) = p.line {
+            out.push_str(&format!(":{line}"));
+            if let Some(col) = p.column {
+                out.push_str(&format!(":{col}"));
+            }
+        }
+        out.push_str(": ");
+        if !p.field.is_empty() {
+            out.push_str(&p.field);
+            out.push_str(": ");
+        }
+        out.push_str(&p.message);
+        if let Some(fix) = &p.fix {
+            out.push_str(" (fix: ");
+            out.push_str(fix);
+            out.push(')');
+        }
+    }
+    out
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&render_problems(
+            Path::new("config"),
+            std::slice::from_ref(self),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw (as written) form, with YAML positions for the semantic checks
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: Spanned<u32>,
+    #[serde(default)]
+    limits: Option<Spanned<Limits>>,
+    endpoints: Spanned<Vec<RawEndpoint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: Spanned<String>,
+    kind: SourceKind,
+    stage: Stage,
+    auth: Spanned<EndpointAuth>,
+}
+
+/// Brackets the field path inside a parse error message.
+const PATH_MARK: &str = "@@path@@";
+
+/// Wraps the target type so that a parse error names the field path
+/// (`endpoints[1].kind`) as well as the line.
+struct Tracked<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Tracked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut track = serde_path_to_error::Track::new();
+        T::deserialize(serde_path_to_error::Deserializer::new(d, &mut track))
+            .map(Tracked)
+            .map_err(|e| {
+                use serde::de::Error;
+                D::Error::custom(format!("{PATH_MARK}{}{PATH_MARK}{e}", track.path()))
+            })
+    }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`, interpolating `${NAME}` from the
+    /// process environment.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, path, |name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates YAML text. `origin` is only used in messages;
+    /// `env` resolves `${NAME}` references.
+    pub fn from_yaml(
+        text: &str,
+        origin: impl AsRef<Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = origin.as_ref().to_owned();
+        let invalid = |problems| ConfigError::Invalid {
+            file: file.clone(),
+            problems,
+        };
+        let text = interpolate(text, env).map_err(|p| invalid(vec![p]))?;
+        let raw: RawConfig = serde_saphyr::from_str::<Tracked<RawConfig>>(&text)
+            .map(|t| t.0)
+            .map_err(|e| invalid(vec![parse_problem(&e.to_string())]))?;
+        let mut problems = Vec::new();
+        let config = check(raw, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(invalid(problems))
+        }
+    }
+
+    /// The endpoint with this URL name.
+    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+}
+
+/// Removes the `.value` segments that [`Spanned`] wrappers add to a path.
+fn clean_path(path: &str) -> String {
+    let mut out = path.replace(".value.", ".").replace(".value[", "[");
+    if let Some(stripped) = out.strip_suffix(".value") {
+        out = stripped.to_owned();
+    }
+    if out == "." || out == "value" {
+        out.clear();
+    }
+    out
+}
+
+/// Turns a serde-saphyr error message (`@@path@@PATH@@path@@message at line L,
+/// column C`) into a [`Problem`].
+fn parse_problem(rendered: &str) -> Problem {
+    let first_line = rendered.lines().next().unwrap_or_default();
+    let (field, rest) = match first_line.split(PATH_MARK).collect::<Vec<_>>().as_slice() {
+        [pre, path, msg] => (clean_path(path), format!("{pre}{msg}")),
+        _ => (String::new(), first_line.to_owned()),
+    };
+    let (message, line, column) = match rest.rsplit_once(" at line ") {
+        Some((msg, pos)) => {
+            let mut parts = pos.split(", column ");
+            let line = parts.next().and_then(|l| l.trim().parse().ok());
+            let column = parts
+                .next()
+                .and_then(|c| c.trim().split(|ch: char| !ch.is_ascii_digit()).next())
+                .and_then(|c| c.parse().ok());
+            (msg.trim().to_owned(), line, column)
+        }
+        None => (rest.trim().to_owned(), None, None),
+    };
+    let fix = if message.contains("unknown field") {
+        Some("remove or rename the field; `relay schema` lists the allowed ones".to_owned())
+    } else if message.contains("missing field") {
+        Some("add the field".to_owned())
+    } else if message.contains("unknown variant") {
+        Some("use one of the listed values".to_owned())
+    } else {
+        None
+    };
+    Problem {
+        line,
+        column,
+        field,
+        message,
+        fix,
+    }
+}
+
+fn at<T>(s: &Spanned<T>) -> (Option<u64>, Option<u64>) {
+    let line = s.referenced.line();
+    if line == 0 {
+        (None, None)
+    } else {
+        (Some(line), Some(s.referenced.column()))
+    }
+}
+
+fn problem<T>(
+    span: &Spanned<T>,
+    field: impl Into<String>,
+    message: impl Into<String>,
+    fix: &str,
+) -> Problem {
+    let (line, column) = at(span);
+    Problem {
+        line,
+        column,
+        field: field.into(),
+        message: message.into(),
+        fix: (!fix.is_empty()).then(|| fix.to_owned()),
+    }
+}
+
+/// True for a valid endpoint name: a lowercase URL path segment.
+pub fn is_valid_endpoint_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+}
+
+fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
+    if raw.version.value != 1 {
+        problems.push(problem(
+            &raw.version,
+            "version",
+            format!("unsupported config version {}", raw.version.value),
+            "set `version: 1`",
+        ));
+    }
+    let limits = match raw.limits {
+        Some(l) => {
+            let max = l.value.max_body_bytes;
+            if !(1024..=MAX_BODY_BYTES_CEILING).contains(&max) {
+                problems.push(problem(
+                    &l,
+                    "limits.max_body_bytes",
+                    format!("{max} is outside 1024..={MAX_BODY_BYTES_CEILING}"),
+                    "SQS carries at most 1 MiB per message; keep the default 250000 unless the queue allows more",
+                ));
+            }
+            l.value
+        }
+        None => Limits::default(),
+    };
+    if raw.endpoints.value.is_empty() {
+        problems.push(problem(
+            &raw.endpoints,
+            "endpoints",
+            "no endpoint is defined",
+            "add at least one endpoint with a name, kind, stage and auth",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut endpoints = Vec::with_capacity(raw.endpoints.value.len());
+    for (i, ep) in raw.endpoints.value.into_iter().enumerate() {
+        let name = ep.name.value.clone();
+        if !is_valid_endpoint_name(&name) {
+            problems.push(problem(
+                &ep.name,
+                format!("endpoints[{i}].name"),
+                format!("`{name}` is not a valid endpoint name"),
+                "use 1–64 lowercase letters, digits, `-` or `_`, starting with a letter or digit (it becomes the URL path segment)",
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            problems.push(problem(
+                &ep.name,
+                format!("endpoints[{i}].name"),
+                format!("endpoint `{name}` is defined twice"),
+                "give every endpoint a unique name",
+            ));
+        }
+        if ep.auth.value.method_count() == 0 {
+            problems.push(problem(
+                &ep.auth,
+                format!("endpoints[{i}].auth"),
+                "no authentication method is configured",
+                "set at least one of token, hmac, basic, bearer (each names a secret)",
+            ));
+        }
+        endpoints.push(Endpoint {
+            name,
+            kind: ep.kind,
+            stage: ep.stage,
+            auth: ep.auth.value,
+        });
+    }
+    Config {
+        version: raw.version.value,
+        limits,
+        endpoints,
+    }
+}
+
+/// Replaces `${NAME}` with the value of `NAME` from `env`; `$${` stays a literal
+/// `${`. Lines are preserved, so later messages still point at the right line.
+pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, Problem> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut line = 1u64;
+    while let Some(pos) = rest.find('$') {
+        let (before, after) = rest.split_at(pos);
+        line += before.matches('\n').count() as u64;
+        out.push_str(before);
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let end = tail.find('}').ok_or_else(|| Problem {
+                line: Some(line),
+                column: None,
+                field: String::new(),
+                message: "`${` without a closing `}`".to_owned(),
+                fix: Some("write `${NAME}`, or `$${` for a literal `${`".to_owned()),
+            })?;
+            let name = &tail[..end];
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(Problem {
+                    line: Some(line),
+                    column: None,
+                    field: String::new(),
+                    message: format!("`${{{name}}}` is not an environment variable reference"),
+                    fix: Some("use upper-case letters, digits and `_` in `${NAME}`".to_owned()),
+                });
+            }
+            let value = env(name).ok_or_else(|| Problem {
+                line: Some(line),
+                column: None,
+                field: String::new(),
+                message: format!("environment variable `{name}` is not set"),
+                fix: Some(format!("export {name}, or write the value in the file")),
+            })?;
+            if value.contains('\n') {
+                return Err(Problem {
+                    line: Some(line),
+                    column: None,
+                    field: String::new(),
+                    message: format!("environment variable `{name}` holds a line break"),
+                    fix: Some("config values from the environment must be one line".to_owned()),
+                });
+            }
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+version: 1
+endpoints:
+  - name: jira-prod
+    kind: jira
+    stage: prod
+    auth:
+      token: ${SECRET_ID}#token
+      hmac: { secret: relay/webhook, key: hmac }
+  - name: snow
+    kind: servicenow
+    stage: test
+    auth:
+      basic:
+        username: relay/snow#username
+        password: relay/snow#password
+      require: any
+";
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SECRET_ID").then(|| "arn:aws:secretsmanager:eu-west-1:1:secret:relay".into())
+    }
+
+    #[test]
+    fn loads_a_good_file() {
+        let c = Config::from_yaml(GOOD, "relay.yaml", env).unwrap();
+        assert_eq!(c.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        let ep = c.endpoint("jira-prod").unwrap();
+        assert_eq!(ep.kind, SourceKind::Jira);
+        assert_eq!(
+            ep.auth.token.as_ref().unwrap().secret,
+            "arn:aws:secretsmanager:eu-west-1:1:secret:relay"
+        );
+        assert_eq!(ep.auth.hmac.as_ref().unwrap().key.as_deref(), Some("hmac"));
+        assert_eq!(c.endpoint("snow").unwrap().auth.require, Require::Any);
+        assert!(c.endpoint("nope").is_none());
+    }
+
+    fn problems(yaml: &str) -> Vec<Problem> {
+        match Config::from_yaml(yaml, "relay.yaml", env) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_line_and_field() {
+        let p = problems(&GOOD.replace("kind: servicenow", "kind: snow"));
+        assert_eq!(p[0].field, "endpoints[1].kind");
+        assert_eq!(p[0].line, Some(10));
+        assert!(p[0].message.contains("unknown variant"), "{p:?}");
+
+        let p = problems(&GOOD.replace("stage: prod", "stage: prod\n    colour: red"));
+        assert_eq!(p[0].field, "endpoints[0].colour");
+        assert_eq!(p[0].line, Some(6));
+        assert!(p[0].fix.is_some());
+    }
+
+    #[test]
+    fn semantic_errors_name_line_and_field() {
+        let yaml = GOOD
+            .replace("name: snow", "name: jira-prod")
+            .replace("version: 1", "version: 2");
+        let p = problems(&yaml);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!((p[0].field.as_str(), p[0].line), ("version", Some(1)));
+        assert_eq!(
+            (p[1].field.as_str(), p[1].line),
+            ("endpoints[1].name", Some(9))
+        );
+
+        let p = problems(&GOOD.replace("name: snow", "name: Snow Now"));
+        assert!(p[0].message.contains("not a valid endpoint name"));
+
+        let p = problems(
+            "version: 1\nendpoints:\n  - name: a\n    kind: jira\n    stage: test\n    auth: {}\n",
+        );
+        assert_eq!(
+            (p[0].field.as_str(), p[0].line),
+            ("endpoints[0].auth", Some(6))
+        );
+    }
+
+    #[test]
+    fn bad_secret_reference_is_reported() {
+        let p = problems(&GOOD.replace("relay/snow#username", "'relay snow#username'"));
+        assert_eq!(p[0].field, "endpoints[1].auth.basic.username");
+        assert!(p[0].message.contains("secret reference"), "{p:?}");
+    }
+
+    #[test]
+    fn interpolation() {
+        let e = |n: &str| (n == "A").then(|| "x".to_owned());
+        assert_eq!(
+            interpolate("a: ${A}\nb: $${A} $5", e).unwrap(),
+            "a: x\nb: ${A} $5"
+        );
+        let p = interpolate("a: 1\nb: ${MISSING}", e).unwrap_err();
+        assert_eq!(p.line, Some(2));
+        assert!(interpolate("${lower}", e).is_err());
+        assert!(interpolate("${A", e).is_err());
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        let p = problems(&GOOD.replace(
+            "version: 1",
+            "version: 1\nlimits:\n  max_body_bytes: 5000000",
+        ));
+        assert_eq!(p[0].field, "limits.max_body_bytes");
+    }
+
+    #[test]
+    fn rendered_error_names_the_file() {
+        let e =
+            Config::from_yaml("version: 1\nendpoints: []\n", "conf/relay.yaml", env).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("conf/relay.yaml:2:"), "{s}");
+    }
+}

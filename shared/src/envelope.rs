@@ -1,0 +1,602 @@
+//! The queue envelope: what the ingress writes to the queue and the worker
+//! reads back.
+//!
+//! It is versioned (`"v": 1`) so that ingress and worker can be deployed apart:
+//! a worker that meets a version it does not know dead-letters the message with
+//! a clear reason instead of guessing. The header fields are read from the
+//! webhook once, at intake, with a lenient reader that tolerates the real-world
+//! quirks of Jira payloads (Server and Cloud user shapes, comment and worklog
+//! events without `issue`, logger-wrapped bodies, fields of unexpected types);
+//! the payload itself is carried byte for byte.
+
+use crate::config::SourceKind;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Longest header string kept in the envelope (keys, names, ids); longer
+/// values are cut, so a hostile payload cannot inflate the envelope.
+const MAX_FIELD: usize = 256;
+
+/// Where an envelope came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    #[default]
+    Webhook,
+    /// Synthesised by the reconciliation sweep.
+    Reconcile,
+}
+
+/// Who made the change, as far as the payload says.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Jira Cloud account id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Jira Server/DC user name, or the ServiceNow user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Jira Server/DC user key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl Actor {
+    fn is_empty(&self) -> bool {
+        self.account_id.is_none()
+            && self.name.is_none()
+            && self.key.is_none()
+            && self.display_name.is_none()
+    }
+}
+
+/// The envelope version marker: serialises as `1`, accepts only `1`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V1;
+
+impl Serialize for V1 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for V1 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u64::deserialize(d)? {
+            1 => Ok(V1),
+            n => Err(de::Error::custom(format!("envelope version {n} is not 1"))),
+        }
+    }
+}
+
+/// Envelope version 1.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: V1,
+    /// Endpoint name the webhook arrived on.
+    pub endpoint: String,
+    /// Kind of the sending system.
+    pub source: SourceKind,
+    #[serde(default)]
+    pub origin: Origin,
+    /// `webhookEvent` (Jira) or `event` (ServiceNow), `unknown` when absent.
+    pub event: String,
+    /// Jira's `issue_event_type_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Issue id (stable across moves) or ServiceNow sys_id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
+    /// Issue key or ServiceNow number, for people and logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_key: Option<String>,
+    /// `X-Atlassian-Webhook-Identifier`, else `sha256:<hex of the body>`.
+    pub delivery_id: String,
+    /// `X-Atlassian-Webhook-Retry` (0 on first delivery).
+    #[serde(default)]
+    pub retry: u32,
+    pub received_at: jiff::Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    /// The webhook body, unchanged.
+    pub payload: Box<RawValue>,
+}
+
+/// Why a body cannot become an envelope. All are the sender's fault (400).
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    #[error("body is empty")]
+    Empty,
+    #[error("body is not valid UTF-8")]
+    NotUtf8,
+    #[error("body is not a JSON object")]
+    NotObject,
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+}
+
+impl PayloadError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PayloadError::Empty => "empty_body",
+            PayloadError::NotUtf8 => "invalid_utf8",
+            PayloadError::NotObject => "not_an_object",
+            PayloadError::NotJson(_) => "invalid_json",
+        }
+    }
+}
+
+/// Why a queue message cannot be read as an envelope (permanent: DLQ).
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("message is not an envelope: {0}")]
+    Malformed(String),
+    #[error("envelope version {0} is not supported by this worker")]
+    UnsupportedVersion(String),
+}
+
+/// Delivery facts from the HTTP request, not the body.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryHeaders {
+    /// `X-Atlassian-Webhook-Identifier`.
+    pub webhook_id: Option<String>,
+    /// `X-Atlassian-Webhook-Retry`.
+    pub retry: Option<u32>,
+}
+
+/// Header fields read from a webhook body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookMeta {
+    pub event: String,
+    pub event_type: Option<String>,
+    pub source_id: Option<String>,
+    pub source_key: Option<String>,
+    pub actor: Option<Actor>,
+}
+
+impl Envelope {
+    /// Builds the envelope of an authenticated webhook: the only way a webhook
+    /// reaches the queue.
+    pub fn from_webhook(
+        webhook: &crate::auth::Authenticated,
+        headers: &DeliveryHeaders,
+        received_at: jiff::Timestamp,
+    ) -> Result<Self, PayloadError> {
+        Self::build(
+            webhook.endpoint(),
+            webhook.kind(),
+            webhook.body(),
+            headers,
+            received_at,
+        )
+    }
+
+    /// Validates that the body is a UTF-8 JSON object and reads the header
+    /// fields leniently.
+    pub(crate) fn build(
+        endpoint: &str,
+        source: SourceKind,
+        body: &[u8],
+        headers: &DeliveryHeaders,
+        received_at: jiff::Timestamp,
+    ) -> Result<Self, PayloadError> {
+        let text = std::str::from_utf8(body).map_err(|_| PayloadError::NotUtf8)?;
+        let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
+        if trimmed.is_empty() {
+            return Err(PayloadError::Empty);
+        }
+        if !trimmed.starts_with('{') {
+            return Err(PayloadError::NotObject);
+        }
+        let meta = read_meta(source, text)?;
+        let payload = RawValue::from_string(text.trim().to_owned())
+            .map_err(|e| PayloadError::NotJson(e.to_string()))?;
+        let delivery_id = match headers.webhook_id.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() => clip(id),
+            _ => format!("sha256:{}", hex::encode(Sha256::digest(body))),
+        };
+        Ok(Envelope {
+            v: V1,
+            endpoint: endpoint.to_owned(),
+            source,
+            origin: Origin::Webhook,
+            event: meta.event,
+            event_type: meta.event_type,
+            source_id: meta.source_id,
+            source_key: meta.source_key,
+            delivery_id,
+            retry: headers.retry.unwrap_or(0),
+            received_at,
+            actor: meta.actor,
+            payload,
+        })
+    }
+
+    /// The JSON text of the envelope.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("an envelope always serialises")
+    }
+
+    /// Reads a queue message body.
+    pub fn decode(body: &str) -> Result<Self, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            v: Option<serde_json::Value>,
+        }
+        let probe: Probe =
+            serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        match probe.v {
+            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(1) => {
+                serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+            }
+            Some(other) => Err(EnvelopeError::UnsupportedVersion(other.to_string())),
+            None => Err(EnvelopeError::Malformed("no `v` field".to_owned())),
+        }
+    }
+
+    /// `MessageGroupId`: endpoint + source record id, so one record's events are
+    /// applied in order. Events without a record id share the endpoint's group.
+    pub fn group_id(&self) -> String {
+        let id = self.source_id.as_deref().unwrap_or("_");
+        sqs_id(&format!("{}:{}", self.endpoint, id))
+    }
+
+    /// `MessageDeduplicationId`: endpoint + delivery id, so a retried delivery
+    /// is enqueued once.
+    pub fn dedup_id(&self) -> String {
+        sqs_id(&format!("{}:{}", self.endpoint, self.delivery_id))
+    }
+}
+
+/// SQS group and dedup ids: at most 128 characters of printable ASCII. Values
+/// that do not fit are replaced by their SHA-256 (64 hex characters).
+pub fn sqs_id(s: &str) -> String {
+    let fits = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
+    if fits {
+        s.to_owned()
+    } else {
+        hex::encode(Sha256::digest(s.as_bytes()))
+    }
+}
+
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_FIELD {
+        return s.to_owned();
+    }
+    let mut end = MAX_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Lenient reading of the payload head
+
+/// A string field that may arrive as a string, a number, or something else
+/// (ignored).
+#[derive(Default, Debug)]
+struct Str(Option<String>);
+
+impl<'de> Deserialize<'de> for Str {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str, E> {
+                Ok(Str((!v.is_empty()).then(|| clip(v))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Str, E> {
+                Ok(Str(Some(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Str, E> {
+                Ok(Str(Some(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Str, E> {
+                Ok(Str(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Str, E> {
+                Ok(Str(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Str, E> {
+                Ok(Str(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Str, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Str(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Str, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Str(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An object field that may be missing, null or of another type (→ `None`).
+#[derive(Debug)]
+struct Obj<T>(Option<T>);
+
+impl<T> Default for Obj<T> {
+    fn default() -> Self {
+        Obj(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(a)).map(|t| Obj(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Obj<T>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Obj(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Obj<T>, E> {
+                Ok(Obj(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Obj<T>, E> {
+                Ok(Obj(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Obj<T>, E> {
+                Ok(Obj(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Obj<T>, E> {
+                Ok(Obj(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Obj<T>, E> {
+                Ok(Obj(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Obj<T>, E> {
+                Ok(Obj(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct UserHead {
+    #[serde(rename = "accountId")]
+    account_id: Str,
+    name: Str,
+    key: Str,
+    #[serde(rename = "displayName")]
+    display_name: Str,
+}
+
+impl UserHead {
+    fn actor(self) -> Option<Actor> {
+        let a = Actor {
+            account_id: self.account_id.0,
+            name: self.name.0,
+            key: self.key.0,
+            display_name: self.display_name.0,
+        };
+        (!a.is_empty()).then_some(a)
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct IssueHead {
+    id: Str,
+    key: Str,
+}
+
+/// Comment, worklog and attachment share the shape we need.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct ChildHead {
+    #[serde(rename = "self")]
+    self_url: Str,
+    #[serde(rename = "issueId")]
+    issue_id: Str,
+    author: Obj<UserHead>,
+    #[serde(rename = "updateAuthor")]
+    update_author: Obj<UserHead>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct Head {
+    // Jira
+    #[serde(rename = "webhookEvent")]
+    webhook_event: Str,
+    issue_event_type_name: Str,
+    issue: Obj<IssueHead>,
+    user: Obj<UserHead>,
+    comment: Obj<ChildHead>,
+    worklog: Obj<ChildHead>,
+    attachment: Obj<ChildHead>,
+    // ServiceNow (the relay's business rule sends these)
+    event: Str,
+    sys_id: Str,
+    number: Str,
+    sys_updated_by: Str,
+}
+
+/// The issue id inside a Jira REST URL such as
+/// `…/rest/api/2/issue/10013/comment/10082`.
+fn issue_id_from_url(url: &str) -> Option<String> {
+    let mut parts = url.split('/');
+    parts.find(|p| *p == "issue")?;
+    let id = parts.next()?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_owned())
+}
+
+/// Reads the header fields of a webhook body. Fails only if the body is not
+/// JSON; fields of unexpected types are ignored.
+pub fn read_meta(source: SourceKind, text: &str) -> Result<WebhookMeta, PayloadError> {
+    let head: Head =
+        serde_json::from_str(text).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    Ok(match source {
+        SourceKind::Jira => jira_meta(head),
+        SourceKind::Servicenow => WebhookMeta {
+            event: head.event.0.unwrap_or_else(|| "unknown".to_owned()),
+            event_type: None,
+            source_id: head.sys_id.0,
+            source_key: head.number.0,
+            actor: head.sys_updated_by.0.map(|name| Actor {
+                name: Some(name),
+                ..Actor::default()
+            }),
+        },
+    })
+}
+
+fn jira_meta(head: Head) -> WebhookMeta {
+    let issue = head.issue.0.unwrap_or_default();
+    let children = [head.comment.0, head.worklog.0, head.attachment.0];
+    let child_issue_id = children.iter().flatten().find_map(|c| {
+        c.issue_id
+            .0
+            .clone()
+            .or_else(|| c.self_url.0.as_deref().and_then(issue_id_from_url))
+    });
+    // The actor: the top-level `user` when the event has one, else whoever
+    // last touched the comment / worklog / attachment.
+    let actor = head.user.0.and_then(UserHead::actor).or_else(|| {
+        children.into_iter().flatten().find_map(|c| {
+            c.update_author
+                .0
+                .and_then(UserHead::actor)
+                .or_else(|| c.author.0.and_then(UserHead::actor))
+        })
+    });
+    WebhookMeta {
+        event: head.webhook_event.0.unwrap_or_else(|| "unknown".to_owned()),
+        event_type: head.issue_event_type_name.0,
+        source_id: issue.id.0.or(child_issue_id),
+        source_key: issue.key.0,
+        actor,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(json: &str) -> WebhookMeta {
+        read_meta(SourceKind::Jira, json).unwrap()
+    }
+
+    #[test]
+    fn reads_cloud_issue_event() {
+        let m = meta(
+            r#"{"webhookEvent":"jira:issue_updated","issue_event_type_name":"issue_generic","user":{"accountId":"abc","displayName":"A"},"issue":{"id":"10040","key":"TES-41","fields":{"x":[1,{"y":2}]}}}"#,
+        );
+        assert_eq!(m.event, "jira:issue_updated");
+        assert_eq!(m.event_type.as_deref(), Some("issue_generic"));
+        assert_eq!(m.source_id.as_deref(), Some("10040"));
+        assert_eq!(m.source_key.as_deref(), Some("TES-41"));
+        assert_eq!(m.actor.unwrap().account_id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn comment_without_issue_takes_id_from_self_url() {
+        let m = meta(
+            r#"{"webhookEvent":"comment_created","comment":{"self":"http://h:8080/rest/api/2/issue/10013/comment/10082","author":{"name":"lev","key":"lev"}}}"#,
+        );
+        assert_eq!(m.source_id.as_deref(), Some("10013"));
+        assert_eq!(m.source_key, None);
+        assert_eq!(m.actor.unwrap().name.as_deref(), Some("lev"));
+    }
+
+    #[test]
+    fn tolerates_wrong_types() {
+        let m = meta(
+            r#"{"webhookEvent":5,"timestamp":"2019-1-30 15:51","issue":"nope","user":[1,2],"comment":{"issueId":10014,"author":"x"}}"#,
+        );
+        assert_eq!(m.event, "5");
+        assert_eq!(m.source_id.as_deref(), Some("10014"));
+        assert!(m.actor.is_none());
+    }
+
+    #[test]
+    fn rejects_non_objects_and_bad_json() {
+        let h = DeliveryHeaders::default();
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let b = |body: &[u8]| Envelope::build("e", SourceKind::Jira, body, &h, now).unwrap_err();
+        assert_eq!(b(b""), PayloadError::Empty);
+        assert_eq!(b(b"  \n"), PayloadError::Empty);
+        assert_eq!(b(b"[1,2]"), PayloadError::NotObject);
+        assert_eq!(b(b"\"x\""), PayloadError::NotObject);
+        assert_eq!(b(b"\xff{}"), PayloadError::NotUtf8);
+        assert!(matches!(b(b"{\"a\":"), PayloadError::NotJson(_)));
+        assert!(matches!(b(b"{} {}"), PayloadError::NotJson(_)));
+    }
+
+    #[test]
+    fn envelope_round_trip_and_ids() {
+        let h = DeliveryHeaders {
+            webhook_id: Some("1234567".into()),
+            retry: Some(2),
+        };
+        let body = br#"{"webhookEvent":"jira:issue_created","issue":{"id":"1","key":"A-1"}}"#;
+        let e = Envelope::build(
+            "jira-prod",
+            SourceKind::Jira,
+            body,
+            &h,
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(e.group_id(), "jira-prod:1");
+        assert_eq!(e.dedup_id(), "jira-prod:1234567");
+        let text = e.encode();
+        assert!(text.starts_with(r#"{"v":1,"#), "{text}");
+        assert!(text.contains(r#""payload":{"webhookEvent":"jira:issue_created""#));
+        let back = Envelope::decode(&text).unwrap();
+        assert_eq!(back.payload.get(), std::str::from_utf8(body).unwrap());
+        assert_eq!(back.retry, 2);
+
+        let unsupported = text.replacen(r#""v":1"#, r#""v":2"#, 1);
+        assert!(matches!(
+            Envelope::decode(&unsupported),
+            Err(EnvelopeError::UnsupportedVersion(_))
+        ));
+    }
+
+    #[test]
+    fn delivery_id_falls_back_to_body_hash() {
+        let body = br#"{"webhookEvent":"x"}"#;
+        let a = Envelope::build(
+            "e",
+            SourceKind::Jira,
+            body,
+            &DeliveryHeaders::default(),
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(
+            a.delivery_id,
+            format!("sha256:{}", hex::encode(Sha256::digest(body)))
+        );
+        assert_eq!(a.group_id(), "e:_");
+    }
+
+    #[test]
+    fn sqs_ids_are_safe() {
+        assert_eq!(sqs_id("a:b"), "a:b");
+        assert_eq!(sqs_id(&"x".repeat(129)).len(), 64);
+        assert_eq!(sqs_id("a b").len(), 64);
+        assert_eq!(sqs_id("ä").len(), 64);
+    }
+}

@@ -1,0 +1,19 @@
+//! jira-relay core.
+//!
+//! Everything that both hosts — the AWS Lambda functions and the one-machine
+//! `relay serve` — share: configuration, the queue envelope, webhook
+//! authentication, the ingress router, and the ports (queue, secret store,
+//! clock) with their adapters. Nothing here knows about Lambda.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+#[cfg(feature = "aws")]
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod envelope;
+pub mod ingress;
+pub mod queue;
+pub mod secret;
+pub mod secrets;
+pub mod telemetry;

@@ -1,0 +1,78 @@
+//! In-memory queue with SQS FIFO send semantics (dedup window per dedup id).
+//! For tests, benchmarks and dry runs; it does not survive a restart — the
+//! durable embedded queue of `relay serve` is a separate adapter.
+
+use super::{OutgoingMessage, Queue, QueueError, SendReceipt};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// SQS's deduplication interval.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+struct State {
+    messages: Vec<(String, OutgoingMessage)>,
+    seen: HashMap<String, (Instant, String)>,
+    next_id: u64,
+}
+
+#[derive(Default)]
+pub struct MemoryQueue {
+    state: Mutex<State>,
+}
+
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Messages accepted so far, in send order, with their message ids.
+    pub fn messages(&self) -> Vec<(String, OutgoingMessage)> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .messages
+            .clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .messages
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops all messages (benchmarks call this between iterations).
+    pub fn clear(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.messages.clear();
+        s.seen.clear();
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn send(&self, m: OutgoingMessage) -> Result<SendReceipt, QueueError> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        s.seen
+            .retain(|_, (at, _)| now.duration_since(*at) < DEDUP_WINDOW);
+        if let Some((_, id)) = s.seen.get(&m.dedup_id) {
+            return Ok(SendReceipt {
+                message_id: id.clone(),
+            });
+        }
+        s.next_id += 1;
+        let id = format!("mem-{}", s.next_id);
+        s.seen.insert(m.dedup_id.clone(), (now, id.clone()));
+        s.messages.push((id.clone(), m));
+        Ok(SendReceipt { message_id: id })
+    }
+}
