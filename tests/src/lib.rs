@@ -1,1 +1,186 @@
+//! Test support for jira-relay: finding the shared fixtures, reaching the AWS
+//! emulator (moto) that the test command starts, and small HTTP helpers.
+//! Test-only: no product binary links this crate.
 #![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips (loudly) or, under `CI=true`, fails when a prerequisite is missing.
+fn missing(what: &str, how: &str) {
+    if under_ci() {
+        panic!("{what} is missing under CI=true: {how}");
+    }
+    eprintln!("\n*** SKIPPED: {what} is missing ({how}) ***\n");
+}
+
+/// The team fixtures folder: `$RELAY_FIXTURES_DIR`, else `../shared/fixtures`
+/// beside the repository root. `None` (after a loud skip message) when absent
+/// outside CI; panics under CI.
+pub fn fixtures_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("RELAY_FIXTURES_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+    };
+    if dir.join("jira-webhooks").is_dir() {
+        Some(dir)
+    } else {
+        missing(
+            &format!("fixtures folder {}", dir.display()),
+            "set RELAY_FIXTURES_DIR or check out the team folder beside the repo",
+        );
+        None
+    }
+}
+
+/// All `*.json` files of a fixtures sub-folder, sorted, with their contents.
+pub fn fixture_files(sub: &str) -> Option<Vec<(String, Vec<u8>)>> {
+    let dir = fixtures_dir()?.join(sub);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    Some(
+        files
+            .into_iter()
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect(),
+    )
+}
+
+/// The moto endpoint the test command started (`RELAY_TEST_AWS_ENDPOINT`).
+pub fn aws_endpoint() -> Option<String> {
+    match std::env::var("RELAY_TEST_AWS_ENDPOINT") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            missing(
+                "the AWS emulator (RELAY_TEST_AWS_ENDPOINT)",
+                "run the suite with `bash infra/scripts/test.sh`, which starts moto",
+            );
+            None
+        }
+    }
+}
+
+/// AWS SDK configuration aimed at `endpoint` with dummy credentials, whatever
+/// the environment says.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
+    let creds = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "relay-tests");
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(1))
+                .operation_timeout(std::time::Duration::from_secs(5))
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await
+}
+
+/// A unique name for per-test resources.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Creates a FIFO queue (content-based dedup off, like the template) and
+/// returns its URL.
+pub async fn create_fifo_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    sqs.create_queue()
+        .queue_name(format!("{name}.fifo"))
+        .attributes(A::FifoQueue, "true")
+        .attributes(A::ContentBasedDeduplication, "false")
+        .attributes(A::VisibilityTimeout, "30")
+        .send()
+        .await
+        .expect("create FIFO queue in moto")
+        .queue_url
+        .unwrap()
+}
+
+/// A received message with what the tests assert on.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: String,
+    pub group_id: String,
+    pub dedup_id: String,
+    pub attributes: std::collections::HashMap<String, String>,
+}
+
+/// Receives everything visible now (several rounds of up to 10).
+pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Received> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as S;
+    let mut all = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(S::All)
+            .message_attribute_names("All")
+            .visibility_timeout(60)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive from moto");
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            break;
+        }
+        for m in msgs {
+            let sys = m.attributes.unwrap_or_default();
+            all.push(Received {
+                body: m.body.unwrap_or_default(),
+                group_id: sys.get(&S::MessageGroupId).cloned().unwrap_or_default(),
+                dedup_id: sys
+                    .get(&S::MessageDeduplicationId)
+                    .cloned()
+                    .unwrap_or_default(),
+                attributes: m
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.string_value.unwrap_or_default()))
+                    .collect(),
+            });
+        }
+    }
+    all
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on.
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `sha256=<hex>` HMAC of `body` under `key`, as Jira sends it.
+pub fn sign(key: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}

@@ -1,0 +1,91 @@
+//! What the emulator really does. The ingress tests lean on moto for FIFO
+//! deduplication and for AWSPREVIOUS; these tests check both directly, so a
+//! moto regression shows up here and not as a puzzling ingress failure.
+
+use relay_tests::{aws_endpoint, create_fifo_queue, drain, sdk_config, unique};
+
+#[tokio::test]
+async fn fifo_dedup_is_honoured() {
+    let Some(moto) = aws_endpoint() else { return };
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(&moto).await);
+    let url = create_fifo_queue(&sqs, &unique("dedup")).await;
+    for body in ["first", "second"] {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_group_id("g")
+            .message_deduplication_id("same-delivery")
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    sqs.send_message()
+        .queue_url(&url)
+        .message_group_id("g")
+        .message_deduplication_id("other")
+        .message_body("third")
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<_> = drain(&sqs, &url)
+        .await
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, ["first", "third"]);
+}
+
+#[tokio::test]
+async fn awsprevious_follows_rotation() {
+    let Some(moto) = aws_endpoint() else { return };
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&moto).await);
+    let id = unique("rot");
+    let get = |stage: &'static str| {
+        let sm = sm.clone();
+        let id = id.clone();
+        async move {
+            sm.get_secret_value()
+                .secret_id(id)
+                .version_stage(stage)
+                .send()
+                .await
+                .map(|o| o.secret_string.unwrap())
+        }
+    };
+    sm.create_secret()
+        .name(&id)
+        .secret_string("v1")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        get("AWSPREVIOUS").await.is_err(),
+        "no previous version before the first rotation"
+    );
+    sm.put_secret_value()
+        .secret_id(&id)
+        .secret_string("v2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            get("AWSCURRENT").await.unwrap(),
+            get("AWSPREVIOUS").await.unwrap()
+        ),
+        ("v2".into(), "v1".into())
+    );
+    sm.put_secret_value()
+        .secret_id(&id)
+        .secret_string("v3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            get("AWSCURRENT").await.unwrap(),
+            get("AWSPREVIOUS").await.unwrap()
+        ),
+        ("v3".into(), "v2".into())
+    );
+}
