@@ -28,6 +28,13 @@ pub struct Config {
     pub version: u32,
     pub limits: Limits,
     pub endpoints: Vec<Endpoint>,
+    /// Outbound systems the rules write to.
+    pub connections: Vec<crate::connections::Connection>,
+    /// Ordered routing and mapping rules.
+    pub rules: Vec<crate::rules::Rule>,
+    /// Per-endpoint whitelists by endpoint name (`endpoints[].whitelist`);
+    /// kept here so that `Endpoint` stays a plain auth/routing record.
+    pub whitelists: std::collections::BTreeMap<String, crate::whitelist::Whitelist>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -232,6 +239,10 @@ struct RawConfig {
     #[serde(default)]
     limits: Option<Spanned<Limits>>,
     endpoints: Spanned<Vec<RawEndpoint>>,
+    #[serde(default)]
+    connections: Vec<Spanned<crate::connections::ConnectionSpec>>,
+    #[serde(default)]
+    rules: Vec<Spanned<crate::rules::RuleSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +252,8 @@ struct RawEndpoint {
     kind: SourceKind,
     stage: Stage,
     auth: Spanned<EndpointAuth>,
+    #[serde(default)]
+    whitelist: Option<Spanned<crate::whitelist::WhitelistSpec>>,
 }
 
 /// Brackets the field path inside a parse error message.
@@ -303,6 +316,16 @@ impl Config {
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.name == name)
     }
+
+    /// The whitelist of an endpoint, if it has one.
+    pub fn whitelist(&self, endpoint: &str) -> Option<&crate::whitelist::Whitelist> {
+        self.whitelists.get(endpoint)
+    }
+
+    /// The outbound connection with this name.
+    pub fn connection(&self, name: &str) -> Option<&crate::connections::Connection> {
+        self.connections.iter().find(|c| c.name == name)
+    }
 }
 
 /// Removes the `.value` segments that [`Spanned`] wrappers add to a path.
@@ -364,7 +387,7 @@ fn at<T>(s: &Spanned<T>) -> (Option<u64>, Option<u64>) {
     }
 }
 
-fn problem<T>(
+pub(crate) fn problem<T>(
     span: &Spanned<T>,
     field: impl Into<String>,
     message: impl Into<String>,
@@ -425,6 +448,7 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     }
     let mut seen = HashSet::new();
     let mut endpoints = Vec::with_capacity(raw.endpoints.value.len());
+    let mut whitelists = std::collections::BTreeMap::new();
     for (i, ep) in raw.endpoints.value.into_iter().enumerate() {
         let name = ep.name.value.clone();
         if !is_valid_endpoint_name(&name) {
@@ -451,6 +475,14 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
                 "set at least one of token, hmac, basic, bearer (each names a secret)",
             ));
         }
+        if let Some(w) = ep.whitelist {
+            match w.value.build() {
+                Ok(built) => {
+                    whitelists.insert(name.clone(), built);
+                }
+                Err(e) => problems.push(problem(&w, format!("endpoints[{i}].whitelist"), e, "write `attr!=VALUE,!=OTHER` (comma = AND; `=`, `!=`, `IN (a,b)`), or a list of `{path, equals|not_equals|in|not_in}`")),
+            }
+        }
         endpoints.push(Endpoint {
             name,
             kind: ep.kind,
@@ -458,10 +490,15 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             auth: ep.auth.value,
         });
     }
+    let connections = crate::connections::check_connections(raw.connections, problems);
+    let rules = crate::rules::check_rules(raw.rules, &endpoints, &connections, problems);
     Config {
         version: raw.version.value,
         limits,
         endpoints,
+        connections,
+        rules,
+        whitelists,
     }
 }
 

@@ -6,14 +6,20 @@
 //! clock) with their adapters. Nothing here knows about Lambda.
 #![forbid(unsafe_code)]
 
+pub mod adf;
 pub mod auth;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod envelope;
 pub mod ingress;
+pub mod plan;
 pub mod queue;
+pub mod rules;
 pub mod secret;
 pub mod secrets;
 pub mod telemetry;
+pub mod timefmt;
+pub mod whitelist;

@@ -1,0 +1,346 @@
+//! Outbound connections: the systems the relay writes to.
+//!
+//! A connection names a base URL (every planned request is relative to it,
+//! and the worker never calls anything outside it), the API flavour, and the
+//! credentials by [`SecretRef`] plus the auth kind. The calls themselves live
+//! in the worker; this module is the typed config and its checks.
+
+use crate::config::{problem, Problem};
+use crate::secret::SecretRef;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::collections::HashSet;
+
+/// What kind of system a connection talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    Servicenow,
+    Jira,
+    Http,
+}
+
+/// Jira REST API version: v3 (Cloud, ADF bodies) or v2 (Server/DC, wiki markup).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JiraApi {
+    #[default]
+    V3,
+    V2,
+}
+
+impl JiraApi {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            JiraApi::V3 => "/rest/api/3",
+            JiraApi::V2 => "/rest/api/2",
+        }
+    }
+}
+
+/// How the relay authenticates to the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// Jira Cloud: Basic with account email + API token.
+    EmailToken,
+    /// Personal access token as `Authorization: Bearer` (Jira DC PAT, HTTP APIs).
+    Bearer,
+    /// Basic with user name + password (ServiceNow integration user, Jira Server).
+    Basic,
+    /// OAuth 2.0 client credentials grant.
+    Oauth2,
+}
+
+/// Credentials by reference, as written in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionAuth {
+    pub kind: AuthKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+    /// OAuth 2.0 token endpoint (not a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+}
+
+impl ConnectionAuth {
+    /// Which fields the auth kind needs and which it must not have; a list of
+    /// (field, message, fix) problems.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let present = [
+            ("email", self.email.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
+            ("token", self.token.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("client_secret", self.client_secret.is_some()),
+            ("token_url", self.token_url.is_some()),
+        ];
+        let needed: &[&str] = match self.kind {
+            AuthKind::EmailToken => &["email", "token"],
+            AuthKind::Bearer => &["token"],
+            AuthKind::Basic => &["username", "password"],
+            AuthKind::Oauth2 => &["client_id", "client_secret", "token_url"],
+        };
+        let kind = serde_json::to_value(self.kind).ok();
+        let kind = kind.as_ref().and_then(|k| k.as_str()).unwrap_or("?");
+        let mut out = Vec::new();
+        for (name, has) in present {
+            if needed.contains(&name) && !has {
+                out.push((
+                    name.to_owned(),
+                    format!("auth kind `{kind}` needs `{name}`"),
+                ));
+            } else if !needed.contains(&name) && has {
+                out.push((
+                    name.to_owned(),
+                    format!("auth kind `{kind}` does not use `{name}`"),
+                ));
+            }
+        }
+        if let Some(url) = &self.token_url {
+            if !url.starts_with("https://") {
+                out.push((
+                    "token_url".to_owned(),
+                    format!("`{url}` is not an https URL"),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Every secret this connection reads.
+    pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        [
+            &self.email,
+            &self.username,
+            &self.password,
+            &self.token,
+            &self.client_id,
+            &self.client_secret,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// A typed, checked outbound connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    pub name: String,
+    pub kind: ConnectionKind,
+    /// Scheme, host and optional path prefix, without a trailing `/`.
+    pub base_url: String,
+    /// Jira only.
+    pub api: JiraApi,
+    /// ServiceNow only: the default table (`incident`).
+    pub table: String,
+    /// HTTP only: fixed headers sent with every request.
+    pub headers: BTreeMap<String, String>,
+    pub auth: ConnectionAuth,
+}
+
+/// Checks a base URL: https (http only for loopback, for local tests), no
+/// query or fragment. Returns it without a trailing `/`.
+pub fn check_base_url(url: &str) -> Result<String, String> {
+    let rest = if let Some(r) = url.strip_prefix("https://") {
+        r
+    } else if let Some(r) = url.strip_prefix("http://") {
+        let host = r.split(['/', ':']).next().unwrap_or("");
+        if host != "localhost" && host != "127.0.0.1" && host != "[::1]" {
+            return Err(format!(
+                "`{url}` is not https (plain http is allowed only for localhost)"
+            ));
+        }
+        r
+    } else {
+        return Err(format!("`{url}` is not an https URL"));
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("`{url}` has no host"));
+    }
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "`{url}` has a query or fragment; give only the base"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// A connection as written in the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConnectionSpec {
+    name: Spanned<String>,
+    kind: ConnectionKind,
+    base_url: Spanned<String>,
+    #[serde(default)]
+    api: Option<Spanned<JiraApi>>,
+    #[serde(default)]
+    table: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: Option<Spanned<BTreeMap<String, String>>>,
+    auth: Spanned<ConnectionAuth>,
+}
+
+/// Checks the `connections` section; problems carry the YAML line.
+pub(crate) fn check_connections(
+    raw: Vec<Spanned<ConnectionSpec>>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Connection> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, spanned) in raw.into_iter().enumerate() {
+        let c = spanned.value;
+        let at = |f: &str| format!("connections[{i}].{f}");
+        let name = c.name.value.clone();
+        if !crate::config::is_valid_endpoint_name(&name) {
+            problems.push(problem(
+                &c.name,
+                at("name"),
+                format!("`{name}` is not a valid connection name"),
+                "use 1–64 lowercase letters, digits, `-` or `_`",
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            problems.push(problem(
+                &c.name,
+                at("name"),
+                format!("connection `{name}` is defined twice"),
+                "give every connection a unique name",
+            ));
+        }
+        let base_url = match check_base_url(&c.base_url.value) {
+            Ok(u) => u,
+            Err(e) => {
+                problems.push(problem(
+                    &c.base_url,
+                    at("base_url"),
+                    e,
+                    "e.g. `https://example.service-now.com` or `https://example.atlassian.net`",
+                ));
+                String::new()
+            }
+        };
+        if let (Some(api), false) = (&c.api, c.kind == ConnectionKind::Jira) {
+            problems.push(problem(
+                api,
+                at("api"),
+                "`api` applies only to jira connections",
+                "remove it",
+            ));
+        }
+        if let (Some(t), false) = (&c.table, c.kind == ConnectionKind::Servicenow) {
+            problems.push(problem(
+                t,
+                at("table"),
+                "`table` applies only to servicenow connections",
+                "remove it",
+            ));
+        }
+        if let Some(t) = &c.table {
+            if t.value.is_empty()
+                || !t
+                    .value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                problems.push(problem(
+                    t,
+                    at("table"),
+                    format!("`{}` is not a ServiceNow table name", t.value),
+                    "e.g. `incident`",
+                ));
+            }
+        }
+        if let (Some(h), false) = (&c.headers, c.kind == ConnectionKind::Http) {
+            problems.push(problem(
+                h,
+                at("headers"),
+                "`headers` applies only to http connections",
+                "remove it",
+            ));
+        }
+        if let Some(h) = &c.headers {
+            for k in h.value.keys() {
+                if k.eq_ignore_ascii_case("authorization") {
+                    problems.push(problem(
+                        h,
+                        at("headers"),
+                        "`Authorization` must not be written in the file",
+                        "use `auth` with a secret reference",
+                    ));
+                }
+            }
+        }
+        for (field, msg) in c.auth.value.problems() {
+            problems.push(problem(&c.auth, at(&format!("auth.{field}")), msg, "email_token: email+token; bearer: token; basic: username+password; oauth2: client_id+client_secret+token_url"));
+        }
+        out.push(Connection {
+            name,
+            kind: c.kind,
+            base_url,
+            api: c.api.map(|a| a.value).unwrap_or_default(),
+            table: c.table.map_or_else(|| "incident".to_owned(), |t| t.value),
+            headers: c.headers.map(|h| h.value).unwrap_or_default(),
+            auth: c.auth.value,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            check_base_url("https://x.service-now.com/").unwrap(),
+            "https://x.service-now.com"
+        );
+        assert!(check_base_url("http://localhost:8080").is_ok());
+        assert!(check_base_url("http://x.example").is_err());
+        assert!(check_base_url("ftp://x").is_err());
+        assert!(check_base_url("https://").is_err());
+        assert!(check_base_url("https://x.example?a=1").is_err());
+    }
+
+    #[test]
+    fn auth_kinds_need_their_fields() {
+        let a = ConnectionAuth {
+            kind: AuthKind::EmailToken,
+            email: Some(SecretRef::new("j", Some("email"))),
+            username: None,
+            password: Some(SecretRef::new("j", Some("p"))),
+            token: None,
+            client_id: None,
+            client_secret: None,
+            token_url: None,
+        };
+        let p = a.problems();
+        assert!(
+            p.iter().any(|(f, m)| f == "token" && m.contains("needs")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|(f, m)| f == "password" && m.contains("does not use")),
+            "{p:?}"
+        );
+    }
+}

@@ -1,0 +1,695 @@
+//! Evaluation: one event in, one [`Plan`] out.
+//!
+//! Order: the endpoint's whitelist (drop with reason `filtered`), then the
+//! rules from that endpoint in file order — event names, conditions, and for
+//! `iterate` rules once per array element — each matched rule planned into
+//! requests for its connection; `stop: true` on a matched rule ends the walk.
+//! Nothing here does I/O: lookups the worker must do are planned as steps
+//! whose results later steps reference by placeholder (see [`crate::plan`]).
+
+use super::path::{as_text, Segment};
+use super::{Action, Condition, Context, Mapping, Rule, Source};
+use crate::config::{Config, Endpoint, SourceKind};
+use crate::connections::{Connection, ConnectionKind, JiraApi};
+use crate::envelope::Envelope;
+use crate::plan::{Body, Decision, Method, OnEmpty, Plan, RulePlan, RuleStatus, RunIf, Step};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Why no plan could be made (the event itself is unusable).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("no endpoint is named `{0}`")]
+    UnknownEndpoint(String),
+    #[error("the payload is not a JSON object")]
+    NotAnObject,
+    #[error("the payload is not valid JSON: {0}")]
+    BadJson(String),
+}
+
+/// Plans a queued envelope (the worker's entry point).
+pub fn plan_envelope(config: &Config, env: &Envelope) -> Result<Plan, PlanError> {
+    let payload: Value =
+        serde_json::from_str(env.payload.get()).map_err(|e| PlanError::BadJson(e.to_string()))?;
+    let endpoint = config
+        .endpoint(&env.endpoint)
+        .ok_or_else(|| PlanError::UnknownEndpoint(env.endpoint.clone()))?;
+    plan_event(
+        config,
+        endpoint,
+        &env.event,
+        env.event_type.as_deref(),
+        &payload,
+    )
+}
+
+/// Plans a raw webhook body that arrived on `endpoint` (what `relay dry-run`
+/// does): the event name is read from the payload as the ingress would.
+pub fn plan(config: &Config, endpoint: &str, payload: &Value) -> Result<Plan, PlanError> {
+    let ep = config
+        .endpoint(endpoint)
+        .ok_or_else(|| PlanError::UnknownEndpoint(endpoint.to_owned()))?;
+    let (event, event_type) = event_names(ep.kind, payload);
+    plan_event(config, ep, event, event_type, payload)
+}
+
+/// `webhookEvent` + `issue_event_type_name` (Jira) or `event` (ServiceNow).
+pub fn event_names(kind: SourceKind, payload: &Value) -> (&str, Option<&str>) {
+    let s = |k: &str| payload.get(k).and_then(Value::as_str);
+    match kind {
+        SourceKind::Jira => (
+            s("webhookEvent").unwrap_or("unknown"),
+            s("issue_event_type_name"),
+        ),
+        SourceKind::Servicenow => (s("event").unwrap_or("unknown"), None),
+    }
+}
+
+/// Plans one event whose names are known.
+pub fn plan_event(
+    config: &Config,
+    endpoint: &Endpoint,
+    event: &str,
+    event_type: Option<&str>,
+    payload: &Value,
+) -> Result<Plan, PlanError> {
+    if !payload.is_object() {
+        return Err(PlanError::NotAnObject);
+    }
+    let mut plan = Plan {
+        endpoint: endpoint.name.clone(),
+        event: event.to_owned(),
+        event_type: event_type.map(str::to_owned),
+        decision: Decision::NoRule,
+        rules: Vec::new(),
+    };
+    let mut ctx = Context::new(payload, event, endpoint.kind);
+    if let Some(w) = config.whitelist(&endpoint.name) {
+        if let Err(reason) = w.check(&ctx) {
+            plan.decision = Decision::Filtered { reason };
+            return Ok(plan);
+        }
+    }
+    let mut matched: Vec<String> = Vec::new();
+    for rule in config.rules.iter().filter(|r| r.from == endpoint.name) {
+        if !rule.events.is_empty()
+            && !rule
+                .events
+                .iter()
+                .any(|e| e == event || Some(e.as_str()) == event_type)
+        {
+            continue;
+        }
+        let Some(conn) = config.connection(&rule.to) else {
+            continue; // unreachable: config checks rule.to
+        };
+        let mut hit = false;
+        match &rule.iterate {
+            Some(it) => {
+                let payload: &Value = payload;
+                let items: &[Value] = it
+                    .get(payload)
+                    .and_then(Value::as_array)
+                    .map_or(&[], Vec::as_slice);
+                for (i, item) in items.iter().enumerate() {
+                    ctx.item = Some(item);
+                    if rule.conditions.iter().all(|c| holds(c, &ctx)) {
+                        hit = true;
+                        plan.rules.push(plan_rule(rule, conn, &ctx, Some(i)));
+                    }
+                }
+                ctx.item = None;
+            }
+            None => {
+                if rule.conditions.iter().all(|c| holds(c, &ctx)) {
+                    hit = true;
+                    plan.rules.push(plan_rule(rule, conn, &ctx, None));
+                }
+            }
+        }
+        if hit {
+            matched.push(rule.name.clone());
+            if rule.stop {
+                break;
+            }
+        }
+    }
+    if !matched.is_empty() {
+        plan.decision = Decision::Matched { rules: matched };
+    }
+    Ok(plan)
+}
+
+/// Evaluates one condition.
+pub fn holds(c: &Condition, ctx: &Context<'_>) -> bool {
+    let text = |p| ctx.get(p).filter(|v| !v.is_null()).map(as_text);
+    match c {
+        Condition::Equals(p, v) => text(p).as_deref() == Some(v.as_str()),
+        Condition::NotEquals(p, v) => text(p).as_deref() != Some(v.as_str()),
+        Condition::In(p, vs) => text(p).is_some_and(|t| vs.iter().any(|v| *v == t)),
+        Condition::Exists(p, want) => ctx.get(p).is_some_and(|v| !v.is_null()) == *want,
+        Condition::Matches(p, re) => text(p).is_some_and(|t| re.is_match(&t)),
+        Condition::Changed { field, from, to } => {
+            let items = ctx
+                .payload
+                .get("changelog")
+                .and_then(|c| c.get("items"))
+                .or_else(|| ctx.payload.get("changes"))
+                .and_then(Value::as_array);
+            let side = |item: &Value, s: &str, raw: &str| -> String {
+                item.get(s)
+                    .filter(|v| !v.is_null())
+                    .or_else(|| item.get(raw))
+                    .map(|v| as_text(v).into_owned())
+                    .unwrap_or_default()
+            };
+            items.into_iter().flatten().any(|item| {
+                let named = |k| {
+                    item.get(k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|f| f.eq_ignore_ascii_case(field))
+                };
+                (named("field") || named("fieldId"))
+                    && from
+                        .as_ref()
+                        .is_none_or(|f| side(item, "fromString", "from").eq_ignore_ascii_case(f))
+                    && to
+                        .as_ref()
+                        .is_none_or(|t| side(item, "toString", "to").eq_ignore_ascii_case(t))
+            })
+        }
+    }
+}
+
+fn eval_mapping(m: &Mapping, ctx: &Context<'_>) -> Result<Value, String> {
+    let v = match &m.source {
+        Source::Path(p) => ctx.get(p).cloned().unwrap_or(Value::Null),
+        Source::Template(t) => t.render(ctx)?,
+        Source::Const(c) => c.clone(),
+    };
+    Ok(match &m.table {
+        Some(table) => {
+            let key = (!v.is_null()).then(|| as_text(&v));
+            match table.lookup(key.as_deref()) {
+                Some(mapped) => mapped.clone(),
+                None if table.entries.is_empty() => v,
+                None => Value::Null,
+            }
+        }
+        None => v,
+    })
+}
+
+/// Fields whose Jira v3 value must be ADF.
+const ADF_FIELDS: &[&str] = &[
+    "body",
+    "fields.description",
+    "fields.environment",
+    "update.comment.add.body",
+];
+
+fn plan_rule(rule: &Rule, conn: &Connection, ctx: &Context<'_>, item: Option<usize>) -> RulePlan {
+    let mut rp = RulePlan {
+        rule: rule.name.clone(),
+        connection: conn.name.clone(),
+        action: rule.action,
+        item,
+        status: RuleStatus::Ready,
+        steps: Vec::new(),
+    };
+    let mut fields: Vec<(String, Value)> = Vec::with_capacity(rule.map.len());
+    for (target, m) in &rule.map {
+        match eval_mapping(m, ctx) {
+            Ok(Value::Null) if m.required => {
+                rp.status = RuleStatus::Error {
+                    message: format!("required field `{target}` has no value in this event"),
+                };
+                return rp;
+            }
+            Ok(Value::Null) => {}
+            Ok(v) => fields.push((target.clone(), convert_text(conn, target, v))),
+            Err(e) => {
+                rp.status = RuleStatus::Error {
+                    message: format!("mapping `{target}`: {e}"),
+                };
+                return rp;
+            }
+        }
+    }
+    let key = match &rule.correlate {
+        Some(c) => match c.key.render(ctx) {
+            Ok(v) if !v.is_null() && !as_text(&v).is_empty() => Some(as_text(&v).into_owned()),
+            Ok(_) => None,
+            Err(e) => {
+                rp.status = RuleStatus::Error {
+                    message: format!("correlation key: {e}"),
+                };
+                return rp;
+            }
+        },
+        None => None,
+    };
+    if rule.correlate.is_some() && key.is_none() {
+        let reason = "the correlation key is missing from this event".to_owned();
+        rp.status = if rule.wait_for_correlation {
+            RuleStatus::RetryLater { reason }
+        } else {
+            RuleStatus::Skipped { reason }
+        };
+        return rp;
+    }
+    let not_found = if matches!(rule.action, Action::Create | Action::Upsert) {
+        OnEmpty::Continue
+    } else if rule.wait_for_correlation {
+        OnEmpty::RetryLater
+    } else {
+        OnEmpty::Skip
+    };
+    let result = match conn.kind {
+        ConnectionKind::Servicenow => {
+            servicenow_steps(rule, conn, key.as_deref(), fields, not_found)
+        }
+        ConnectionKind::Jira => jira_steps(rule, conn, key.as_deref(), fields, not_found),
+        ConnectionKind::Http => http_steps(rule, ctx, fields),
+    };
+    match result {
+        Ok(steps) => rp.steps = steps,
+        Err(message) => rp.status = RuleStatus::Error { message },
+    }
+    rp
+}
+
+/// Text ⇄ ADF to suit the target: v3 rich-text fields get ADF, v2 gets wiki
+/// markup, ServiceNow and HTTP get plain text for an ADF value.
+fn convert_text(conn: &Connection, target: &str, v: Value) -> Value {
+    let rich = ADF_FIELDS.contains(&target);
+    match conn.kind {
+        ConnectionKind::Jira if rich && conn.api == JiraApi::V3 => match v {
+            Value::String(s) => crate::adf::from_text(&s),
+            other => other,
+        },
+        ConnectionKind::Jira if crate::adf::is_adf(&v) => Value::String(crate::adf::to_wiki(&v)),
+        ConnectionKind::Servicenow if crate::adf::is_adf(&v) => {
+            Value::String(crate::adf::to_text(&v))
+        }
+        _ => v,
+    }
+}
+
+fn take(fields: &mut Vec<(String, Value)>, name: &str) -> Option<Value> {
+    let i = fields.iter().position(|(t, _)| t == name)?;
+    Some(fields.remove(i).1)
+}
+
+fn text_of(v: &Value) -> String {
+    as_text(v).into_owned()
+}
+
+fn download(fields: &mut Vec<(String, Value)>, multipart: bool) -> Result<Body, String> {
+    let url = take(fields, "url").ok_or("the attachment `url` has no value in this event")?;
+    let file_name =
+        take(fields, "file_name").map_or_else(|| "attachment".to_owned(), |v| text_of(&v));
+    Ok(Body::Download {
+        url: text_of(&url),
+        file_name,
+        content_type: take(fields, "content_type").map(|v| text_of(&v)),
+        multipart,
+    })
+}
+
+fn step(id: &str, method: Method, path: String) -> Step {
+    Step {
+        id: id.to_owned(),
+        method,
+        path,
+        query: Vec::new(),
+        headers: BTreeMap::new(),
+        body: Body::None,
+        run_if: RunIf::Always,
+        extract: BTreeMap::new(),
+        on_empty: None,
+    }
+}
+
+fn servicenow_steps(
+    rule: &Rule,
+    conn: &Connection,
+    key: Option<&str>,
+    mut fields: Vec<(String, Value)>,
+    not_found: OnEmpty,
+) -> Result<Vec<Step>, String> {
+    let table = rule.table.as_deref().unwrap_or(&conn.table);
+    let base = format!("/api/now/table/{table}");
+    let corr_field = rule
+        .correlate
+        .as_ref()
+        .map_or("correlation_id", |c| c.field.as_str());
+    let key = key.ok_or("ServiceNow rules need a correlation key")?;
+    let mut lookup = step("lookup", Method::Get, base.clone());
+    lookup.query = vec![
+        (
+            "sysparm_query".into(),
+            format!("{corr_field}={}", key.replace('^', "^^")),
+        ),
+        ("sysparm_fields".into(), "sys_id,number".into()),
+        ("sysparm_limit".into(), "1".into()),
+    ];
+    lookup
+        .extract
+        .insert("sys_id".into(), "result[0].sys_id".into());
+    lookup
+        .extract
+        .insert("number".into(), "result[0].number".into());
+    lookup.on_empty = Some(not_found);
+    let mut steps = vec![lookup];
+    let record = format!("{base}/{{{{lookup.sys_id}}}}");
+    let flat =
+        |fields: Vec<(String, Value)>| -> Value { Value::Object(fields.into_iter().collect()) };
+    match rule.action {
+        Action::Create | Action::Upsert => {
+            if !fields.iter().any(|(t, _)| t == corr_field) {
+                fields.push((corr_field.to_owned(), Value::String(key.to_owned())));
+            }
+            let body = flat(fields);
+            if rule.action == Action::Upsert {
+                let mut patch = step("update", Method::Patch, record);
+                patch.run_if = RunIf::Found("lookup".into());
+                patch.body = Body::Json { json: body.clone() };
+                steps.push(patch);
+            }
+            let mut post = step("create", Method::Post, base);
+            post.run_if = RunIf::NotFound("lookup".into());
+            post.body = Body::Json { json: body };
+            post.extract.insert("sys_id".into(), "result.sys_id".into());
+            post.extract.insert("number".into(), "result.number".into());
+            steps.push(post);
+        }
+        Action::Update | Action::Comment | Action::Transition => {
+            if fields.is_empty() {
+                return Err("nothing to update: every mapped field is empty in this event".into());
+            }
+            let mut patch = step("update", Method::Patch, record);
+            patch.run_if = RunIf::Found("lookup".into());
+            patch.body = Body::Json { json: flat(fields) };
+            steps.push(patch);
+        }
+        Action::Attach => {
+            let body = download(&mut fields, false)?;
+            let file_name = match &body {
+                Body::Download { file_name, .. } => file_name.clone(),
+                _ => String::new(),
+            };
+            let mut post = step("attach", Method::Post, "/api/now/attachment/file".into());
+            post.run_if = RunIf::Found("lookup".into());
+            post.query = vec![
+                ("table_name".into(), table.to_owned()),
+                ("table_sys_id".into(), "{{lookup.sys_id}}".into()),
+                ("file_name".into(), file_name),
+            ];
+            post.body = body;
+            steps.push(post);
+        }
+        Action::Delete => {
+            let mut del = step("delete", Method::Delete, record);
+            del.run_if = RunIf::Found("lookup".into());
+            steps.push(del);
+        }
+    }
+    Ok(steps)
+}
+
+/// Sets `a.b.c` in a JSON object. `update.<field>.<op>[.<sub>]` becomes Jira's
+/// update form `{"update": {"<field>": [{"<op>": value or {"<sub>": value}}]}}`.
+fn set_nested(root: &mut Map<String, Value>, target: &str, value: Value) {
+    let parts: Vec<&str> = target.split('.').collect();
+    if parts.len() >= 3 && parts[0] == "update" {
+        let inner = if parts.len() > 3 {
+            let mut m = Map::new();
+            set_nested(&mut m, &parts[3..].join("."), value);
+            Value::Object(m)
+        } else {
+            value
+        };
+        let update = root.entry("update").or_insert_with(|| json!({}));
+        if let Some(u) = update.as_object_mut() {
+            let ops = u.entry(parts[1]).or_insert_with(|| json!([]));
+            if let Some(arr) = ops.as_array_mut() {
+                arr.push(json!({ parts[2]: inner }));
+            }
+        }
+        return;
+    }
+    let mut cur = root;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur.entry(*p).or_insert_with(|| json!({}));
+        if !entry.is_object() {
+            *entry = json!({});
+        }
+        cur = match entry.as_object_mut() {
+            Some(m) => m,
+            None => return,
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_owned(), value);
+}
+
+fn nested(fields: Vec<(String, Value)>) -> Value {
+    let mut root = Map::new();
+    for (t, v) in fields {
+        set_nested(&mut root, &t, v);
+    }
+    Value::Object(root)
+}
+
+/// Percent-encodes one path segment.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn jql_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn jira_steps(
+    rule: &Rule,
+    conn: &Connection,
+    key: Option<&str>,
+    mut fields: Vec<(String, Value)>,
+    not_found: OnEmpty,
+) -> Result<Vec<Step>, String> {
+    let api = conn.api.prefix();
+    let corr = rule.correlate.as_ref().map(|c| c.field.as_str());
+    let mut steps = Vec::new();
+    // Where the target issue is: its key directly, or a search.
+    let issue_ref = match (corr, key) {
+        (Some("key"), Some(k)) => Some(encode_segment(k)),
+        (Some(field), Some(k)) => {
+            let jql = match field.strip_prefix("customfield_") {
+                Some(n) => format!("cf[{n}] ~ {}", jql_string(k)),
+                None if field == "labels" => format!("labels = {}", jql_string(k)),
+                None => format!("{} = {}", jql_string(field), jql_string(k)),
+            };
+            let path = match conn.api {
+                JiraApi::V3 => format!("{api}/search/jql"),
+                JiraApi::V2 => format!("{api}/search"),
+            };
+            let mut lookup = step("lookup", Method::Get, path);
+            lookup.query = vec![
+                ("jql".into(), jql),
+                ("fields".into(), "key".into()),
+                ("maxResults".into(), "1".into()),
+            ];
+            lookup.extract.insert("key".into(), "issues[0].key".into());
+            lookup.on_empty = Some(not_found);
+            steps.push(lookup);
+            Some("{{lookup.key}}".to_owned())
+        }
+        _ => None,
+    };
+    let has_lookup = !steps.is_empty();
+    let found = |s: &mut Step| {
+        if has_lookup {
+            s.run_if = RunIf::Found("lookup".into());
+        }
+    };
+    let need_ref = || {
+        issue_ref
+            .clone()
+            .ok_or_else(|| "this action needs the target issue; add `correlate`".to_owned())
+    };
+    match rule.action {
+        Action::Create | Action::Upsert => {
+            if let (Some(field), Some(k)) = (corr, key) {
+                if field.starts_with("customfield_")
+                    && !fields
+                        .iter()
+                        .any(|(t, _)| t.strip_prefix("fields.") == Some(field))
+                {
+                    fields.push((format!("fields.{field}"), Value::String(k.to_owned())));
+                }
+            }
+            let body = nested(fields);
+            if rule.action == Action::Upsert {
+                let r = need_ref()?;
+                let mut put = step("update", Method::Put, format!("{api}/issue/{r}"));
+                found(&mut put);
+                put.body = Body::Json { json: body.clone() };
+                steps.push(put);
+            }
+            let mut post = step("create", Method::Post, format!("{api}/issue"));
+            if has_lookup {
+                post.run_if = RunIf::NotFound("lookup".into());
+            }
+            post.body = Body::Json { json: body };
+            post.extract.insert("key".into(), "key".into());
+            post.extract.insert("id".into(), "id".into());
+            steps.push(post);
+        }
+        Action::Update => {
+            let r = need_ref()?;
+            if fields.is_empty() {
+                return Err("nothing to update: every mapped field is empty in this event".into());
+            }
+            let mut put = step("update", Method::Put, format!("{api}/issue/{r}"));
+            found(&mut put);
+            put.body = Body::Json {
+                json: nested(fields),
+            };
+            steps.push(put);
+        }
+        Action::Comment => {
+            let r = need_ref()?;
+            let mut post = step("comment", Method::Post, format!("{api}/issue/{r}/comment"));
+            found(&mut post);
+            post.body = Body::Json {
+                json: nested(fields),
+            };
+            steps.push(post);
+        }
+        Action::Transition => {
+            let r = need_ref()?;
+            let by_id = take(&mut fields, "transition.id");
+            let by_name = take(&mut fields, "transition.name");
+            let id = match (by_id, by_name) {
+                (Some(id), _) => text_of(&id),
+                (None, Some(name)) => {
+                    let mut get = step(
+                        "transitions",
+                        Method::Get,
+                        format!("{api}/issue/{r}/transitions"),
+                    );
+                    found(&mut get);
+                    let name = text_of(&name);
+                    let filter = super::path::Path::parse(&format!(
+                        "transitions[name=\"{}\"].id",
+                        name.replace(']', "")
+                    ));
+                    let extract = match filter {
+                        Ok(p) if matches!(p.segments().get(1), Some(Segment::Filter { .. })) => {
+                            p.to_string()
+                        }
+                        _ => return Err(format!("transition name `{name}` cannot be looked up")),
+                    };
+                    get.extract.insert("id".into(), extract);
+                    get.on_empty = Some(OnEmpty::Skip);
+                    steps.push(get);
+                    "{{transitions.id}}".to_owned()
+                }
+                (None, None) => return Err("the transition name has no value in this event".into()),
+            };
+            let mut body = nested(fields);
+            if let Some(m) = body.as_object_mut() {
+                m.insert("transition".into(), json!({ "id": id }));
+            }
+            let mut post = step(
+                "transition",
+                Method::Post,
+                format!("{api}/issue/{r}/transitions"),
+            );
+            found(&mut post);
+            post.body = Body::Json { json: body };
+            steps.push(post);
+        }
+        Action::Attach => {
+            let r = need_ref()?;
+            let mut post = step(
+                "attach",
+                Method::Post,
+                format!("{api}/issue/{r}/attachments"),
+            );
+            found(&mut post);
+            post.headers
+                .insert("X-Atlassian-Token".into(), "no-check".into());
+            post.body = download(&mut fields, true)?;
+            steps.push(post);
+        }
+        Action::Delete => {
+            let r = need_ref()?;
+            let mut del = step("delete", Method::Delete, format!("{api}/issue/{r}"));
+            found(&mut del);
+            steps.push(del);
+        }
+    }
+    Ok(steps)
+}
+
+fn http_steps(
+    rule: &Rule,
+    ctx: &Context<'_>,
+    fields: Vec<(String, Value)>,
+) -> Result<Vec<Step>, String> {
+    let req = rule.request.as_ref().ok_or("http rules need `request`")?;
+    let raw = req.path.render(ctx)?;
+    let raw = as_text(&raw);
+    let path: String = raw
+        .split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/");
+    let mut s = step("request", req.method, path);
+    if !fields.is_empty() {
+        s.body = Body::Json {
+            json: nested(fields),
+        };
+    }
+    Ok(vec![s])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_targets_and_update_form() {
+        let v = nested(
+            [
+                ("fields.project.key", json!("SUP")),
+                ("fields.summary", json!("x")),
+                ("update.comment.add.body", json!("hi")),
+                ("update.labels.add", json!("relay")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        );
+        assert_eq!(
+            v,
+            json!({"fields": {"project": {"key": "SUP"}, "summary": "x"},
+                   "update": {"comment": [{"add": {"body": "hi"}}], "labels": [{"add": "relay"}]}})
+        );
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode_segment("SUP-1"), "SUP-1");
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+    }
+}

@@ -1,0 +1,321 @@
+//! The rules engine against real payloads and the shipped example configs.
+//!
+//! Every Jira webhook fixture in `../shared/fixtures/jira-webhooks` (or
+//! `RELAY_FIXTURES_DIR`) is planned through every example with a Jira
+//! endpoint; the plans are pinned by golden files under `tests/golden/`
+//! (rewrite them with `UPDATE_GOLDEN=1` and review the diff). ServiceNow
+//! events, which have no public fixtures, are small files of ours under
+//! `tests/events/`. Malformed configs are checked for their line-numbered
+//! messages.
+
+use serde_json::Value;
+use shared::config::{Config, ConfigError, SourceKind};
+use shared::plan::{Decision, RuleStatus};
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The fixtures directory, or `None` (with a loud skip) when it is missing;
+/// under `CI=true` a missing directory fails the test.
+fn fixtures(sub: &str) -> Option<Vec<(String, Value)>> {
+    let base = std::env::var_os("RELAY_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/fixtures"));
+    let dir = base.join(sub);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("fixtures missing at {} (CI=true)", dir.display());
+        }
+        eprintln!(
+            "\n*** SKIPPED: fixtures missing at {} — set RELAY_FIXTURES_DIR ***\n",
+            dir.display()
+        );
+        return None;
+    };
+    let mut out: Vec<(String, Value)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let v = serde_json::from_slice(&std::fs::read(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (name, v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(!out.is_empty(), "no fixtures in {}", dir.display());
+    Some(out)
+}
+
+const EXAMPLES: &[&str] = &[
+    "jira-to-servicenow",
+    "servicenow-to-jira",
+    "jira-to-jira",
+    "jira-to-http",
+];
+
+fn example(name: &str) -> Config {
+    let path = repo().join(format!("examples/{name}.yaml"));
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Compares `actual` with the golden file, or writes it under UPDATE_GOLDEN=1.
+fn golden(rel: &str, actual: &str) {
+    let path = repo().join("shared/tests/golden").join(rel);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "golden file {} is missing; run with UPDATE_GOLDEN=1 and review it",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from the planned output:\n--- golden\n{expected}\n--- actual\n{actual}\n(UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
+}
+
+#[test]
+fn examples_are_valid_and_reference_the_schema() {
+    for name in EXAMPLES {
+        let c = example(name);
+        assert!(!c.rules.is_empty(), "{name} has no rules");
+        let text = std::fs::read_to_string(repo().join(format!("examples/{name}.yaml"))).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schema/relay-config.schema.json"),
+            "{name} does not reference the schema"
+        );
+    }
+}
+
+#[test]
+fn every_jira_fixture_plans_through_every_jira_example() {
+    let Some(events) = fixtures("jira-webhooks") else {
+        return;
+    };
+    for name in EXAMPLES {
+        let config = example(name);
+        for ep in config
+            .endpoints
+            .iter()
+            .filter(|e| e.kind == SourceKind::Jira)
+        {
+            let mut matched = 0;
+            for (fixture, payload) in &events {
+                let plan = shared::rules::plan(&config, &ep.name, payload)
+                    .unwrap_or_else(|e| panic!("{name} / {fixture}: {e}"));
+                for r in &plan.rules {
+                    assert!(
+                        !matches!(r.status, RuleStatus::Error { .. }),
+                        "{name} / {fixture}: rule `{}` failed: {:?}",
+                        r.rule,
+                        r.status
+                    );
+                }
+                matched += usize::from(matches!(plan.decision, Decision::Matched { .. }));
+                let json = serde_json::to_string_pretty(&plan).unwrap() + "\n";
+                golden(&format!("{name}/{fixture}.json"), &json);
+            }
+            assert!(matched > 0, "{name}: no fixture matched any rule");
+        }
+    }
+}
+
+#[test]
+fn servicenow_events_plan_through_servicenow_to_jira() {
+    let config = example("servicenow-to-jira");
+    let dir = repo().join("shared/tests/events");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for p in names {
+        let payload: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let plan = shared::rules::plan(&config, "servicenow", &payload).unwrap();
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        golden(
+            &format!("servicenow-to-jira/{stem}.json"),
+            &(serde_json::to_string_pretty(&plan).unwrap() + "\n"),
+        );
+    }
+}
+
+#[test]
+fn key_plans_say_what_they_should() {
+    let Some(events) = fixtures("jira-webhooks") else {
+        return;
+    };
+    let get = |n: &str| &events.iter().find(|(f, _)| f == n).unwrap().1;
+    let config = example("jira-to-servicenow");
+
+    // Create: idempotent lookup by correlation_id, then POST with the key.
+    let plan =
+        shared::rules::plan(&config, "jira", get("mattermost__jira-issue-created_cloud")).unwrap();
+    let steps = &plan.rules[0].steps;
+    assert_eq!(steps[0].path, "/api/now/table/incident");
+    assert_eq!(steps[0].query[0].1, "correlation_id=KT-22");
+    assert_eq!(steps[1].path, "/api/now/table/incident");
+    let body = serde_json::to_value(&steps[1].body).unwrap();
+    assert_eq!(body["json"]["correlation_id"], "KT-22");
+
+    // Resolve: status → state 6 and close code, PATCH by the found sys_id.
+    let plan = shared::rules::plan(
+        &config,
+        "jira",
+        get("mattermost__jira-issue-updated-status_cloud"),
+    )
+    .unwrap();
+    let Decision::Matched { rules } = &plan.decision else {
+        panic!("{plan:?}")
+    };
+    assert!(
+        rules.contains(&"status to state".to_owned())
+            && rules.contains(&"resolve incident".to_owned()),
+        "{rules:?}"
+    );
+    let resolve = plan
+        .rules
+        .iter()
+        .find(|r| r.rule == "resolve incident")
+        .unwrap();
+    assert_eq!(
+        resolve.steps[1].path,
+        "/api/now/table/incident/{{lookup.sys_id}}"
+    );
+    let body = serde_json::to_value(&resolve.steps[1].body).unwrap();
+    assert_eq!(body["json"]["close_code"], "Solved (Permanently)");
+
+    // Server comment without an issue object: no key, so the rule waits.
+    let plan =
+        shared::rules::plan(&config, "jira", get("mattermost__comment-created_server")).unwrap();
+    assert!(
+        plan.rules
+            .iter()
+            .all(|r| matches!(r.status, RuleStatus::RetryLater { .. })),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn whitelist_drops_the_integration_users_echo() {
+    let config = example("servicenow-to-jira");
+    let p: Value = serde_json::from_slice(
+        &std::fs::read(repo().join("shared/tests/events/servicenow-echo.json")).unwrap(),
+    )
+    .unwrap();
+    let plan = shared::rules::plan(&config, "servicenow", &p).unwrap();
+    assert!(
+        matches!(plan.decision, Decision::Filtered { .. }),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn adf_fixtures_convert_readably() {
+    let Some(docs) = fixtures("adf") else { return };
+    for (name, doc) in docs {
+        let text = shared::adf::to_text(&doc);
+        let wiki = shared::adf::to_wiki(&doc);
+        assert!(!text.trim().is_empty() && !wiki.trim().is_empty(), "{name}");
+        golden(&format!("adf/{name}.txt"), &(text + "\n"));
+        golden(&format!("adf/{name}.wiki"), &(wiki + "\n"));
+    }
+}
+
+fn problems(yaml: &str) -> Vec<shared::config::Problem> {
+    match Config::from_yaml(yaml, "bad.yaml", |_| None) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+const BASE: &str = "\
+version: 1
+endpoints:
+  - name: jira
+    kind: jira
+    stage: test
+    auth:
+      token: relay/webhook#token
+connections:
+  - name: snow
+    kind: servicenow
+    base_url: https://example.service-now.com
+    auth:
+      kind: basic
+      username: relay/snow#username
+      password: relay/snow#password
+rules:
+  - name: create
+    from: jira
+    to: snow
+    action: create
+    correlate: { key: issue.key }
+    map:
+      short_description: issue.fields.summary
+";
+
+#[test]
+fn base_config_is_valid() {
+    Config::from_yaml(BASE, "ok.yaml", |_| None).unwrap();
+}
+
+#[test]
+fn malformed_configs_name_line_field_and_fix() {
+    let cases: &[(&str, &str, &str, u64, &str)] = &[
+        ("    to: snow", "    to: snowflake", "rules[0].to", 19, "no connection is named `snowflake`"),
+        ("    from: jira", "    from: jra", "rules[0].from", 18, "no endpoint is named `jra`"),
+        ("      short_description: issue.fields.summary", "      short_description: issue..summary", "rules[0].map.short_description", 23, "bad path"),
+        ("      short_description: issue.fields.summary", "      short_description: \"{{ issue.key | shout }}\"", "rules[0].map.short_description", 23, "unknown filter `shout`"),
+        ("      short_description: issue.fields.summary", "      impact: { path: issue.fields.priority.name, table: { High: 1 }, required: true }", "rules[0].map.impact", 23, "without `default`"),
+        ("      password: relay/snow#password", "      password: 'relay snow#password'", "connections[0].auth.password", 15, "secret reference"),
+        ("      password: relay/snow#password\n", "", "connections[0].auth.password", 13, "needs `password`"),
+        ("    base_url: https://example.service-now.com", "    base_url: http://example.service-now.com", "connections[0].base_url", 11, "not https"),
+        ("    action: create", "    action: smash", "rules[0].action", 20, "unknown variant"),
+        ("    correlate: { key: issue.key }\n", "", "rules[0].correlate", 20, "needs to find the target record"),
+        ("      token: relay/webhook#token", "      token: relay/webhook#token\n    whitelist: \"user.accountId\"", "endpoints[0].whitelist", 8, "no operator"),
+        ("    to: snow", "    to: snow\n    when: { conditions: [ { path: issue.key, matches: \"(\" } ] }", "rules[0].when.conditions[0]", 20, "bad regex"),
+        ("    to: snow", "    to: snow\n    when: { conditions: [ { path: issue.key, equals: a, in: [b] } ] }", "rules[0].when.conditions[0]", 20, "exactly one of"),
+    ];
+    for (from, to, field, line, needle) in cases {
+        assert!(BASE.contains(from), "case {field}: `{from}` not in BASE");
+        let yaml = BASE.replacen(from, to, 1);
+        let p = problems(&yaml);
+        let hit = p
+            .iter()
+            .find(|p| p.field == *field)
+            .unwrap_or_else(|| panic!("{field}: {p:?}"));
+        assert!(hit.message.contains(needle), "{field}: {hit:?}");
+        assert_eq!(hit.line, Some(*line), "{field}: {hit:?}");
+        let rendered = Config::from_yaml(&yaml, "bad.yaml", |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            rendered.contains(&format!("bad.yaml:{line}:")),
+            "{rendered}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_rule_names_are_reported() {
+    let yaml = format!("{BASE}{}", &BASE[BASE.find("  - name: create").unwrap()..]);
+    let p = problems(&yaml);
+    assert!(
+        p.iter()
+            .any(|p| p.field == "rules[1].name" && p.message.contains("twice")),
+        "{p:?}"
+    );
+}
+
+#[allow(dead_code)]
+fn unused(_: &Path) {}
