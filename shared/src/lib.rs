@@ -18,6 +18,7 @@ pub mod ingress;
 pub mod plan;
 pub mod queue;
 pub mod rules;
+pub mod schema;
 pub mod secret;
 pub mod secrets;
 pub mod telemetry;

@@ -1,0 +1,208 @@
+//! The JSON Schema of the config file, for editors (`yaml-language-server`)
+//! and for `relay schema`.
+//!
+//! It is written out by hand here rather than derived, because the config
+//! types carry YAML positions (`Spanned`) and short forms (`id#key` secret
+//! references, a path string or a mapping object) that a derive would not
+//! describe well. `schema/relay-config.schema.json` is this function's
+//! output; a test keeps the two equal, and the example configs are checked
+//! by the real loader, which stays the authority.
+
+use serde_json::{json, Value};
+
+/// The schema as a JSON value.
+pub fn config_schema() -> Value {
+    let secret_ref = json!({
+        "description": "A secret by reference: `secret-id#key`, or { secret, key }. Never the value.",
+        "oneOf": [
+            { "type": "string", "pattern": "^[^\\s#]+(#[^\\s#]+)?$" },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["secret"],
+                "properties": { "secret": { "type": "string" }, "key": { "type": "string" } }
+            }
+        ]
+    });
+    let scalar = json!({ "type": ["string", "number", "boolean"] });
+    let name = json!({ "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$" });
+    let path = json!({
+        "type": "string",
+        "description": "A payload path: `issue.fields.summary`, `changelog.items[field=status].toString`, `actor.id`, `item.field`."
+    });
+    let template = json!({
+        "type": "string",
+        "description": "Text with `{{ path | filter | filter:arg }}` holes. Filters: text, wiki, adf, upper, lower, trim, truncate:N, default:X, date, servicenow_date, jira_date, json, join:SEP, first_line."
+    });
+    let whitelist_clause = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["path"],
+        "properties": {
+            "path": path,
+            "equals": scalar,
+            "not_equals": scalar,
+            "in": { "type": "array", "items": scalar },
+            "not_in": { "type": "array", "items": scalar }
+        }
+    });
+    let endpoint = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "kind", "stage", "auth"],
+        "properties": {
+            "name": name,
+            "kind": { "enum": ["jira", "servicenow"] },
+            "stage": { "enum": ["test", "prod"] },
+            "auth": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "token": secret_ref,
+                    "hmac": secret_ref,
+                    "basic": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["username", "password"],
+                        "properties": { "username": secret_ref, "password": secret_ref }
+                    },
+                    "bearer": secret_ref,
+                    "require": { "enum": ["all", "any"] }
+                }
+            },
+            "whitelist": {
+                "description": "ONEiO syntax (`user.accountId!=ID1,!=ID2`; comma = AND; =, !=, IN (a,b)) or a list of clauses.",
+                "oneOf": [
+                    { "type": "string" },
+                    { "type": "array", "items": whitelist_clause }
+                ]
+            }
+        }
+    });
+    let connection = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "kind", "base_url", "auth"],
+        "properties": {
+            "name": name,
+            "kind": { "enum": ["servicenow", "jira", "http"] },
+            "base_url": { "type": "string", "pattern": "^https?://" },
+            "api": { "enum": ["v3", "v2"], "description": "jira only" },
+            "table": { "type": "string", "description": "servicenow only; default incident" },
+            "headers": { "type": "object", "additionalProperties": { "type": "string" }, "description": "http only" },
+            "auth": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["kind"],
+                "properties": {
+                    "kind": { "enum": ["email_token", "bearer", "basic", "oauth2"] },
+                    "email": secret_ref,
+                    "username": secret_ref,
+                    "password": secret_ref,
+                    "token": secret_ref,
+                    "client_id": secret_ref,
+                    "client_secret": secret_ref,
+                    "token_url": { "type": "string", "pattern": "^https://" }
+                }
+            }
+        }
+    });
+    let condition = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "path": path,
+            "equals": scalar,
+            "not_equals": scalar,
+            "in": { "type": "array", "items": scalar },
+            "exists": { "type": "boolean" },
+            "matches": { "type": "string", "description": "Rust regex" },
+            "changed": { "type": "string", "description": "field name (changelog item field or fieldId)" },
+            "from": scalar,
+            "to": scalar
+        }
+    });
+    let mapping = json!({
+        "oneOf": [
+            { "type": "string", "description": "a path, or a template when it holds `{{`" },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "path": path,
+                    "template": template,
+                    "value": { "description": "a constant (any JSON)" },
+                    "table": { "type": "object", "description": "source value → target value" },
+                    "default": { "description": "when the value is missing or not in the table" },
+                    "required": { "type": "boolean" }
+                }
+            }
+        ]
+    });
+    let rule = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "from", "to", "action"],
+        "properties": {
+            "name": { "type": "string", "minLength": 1 },
+            "from": { "type": "string", "description": "endpoint name" },
+            "when": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "events": { "type": "array", "items": { "type": "string" } },
+                    "conditions": { "type": "array", "items": condition }
+                }
+            },
+            "to": { "type": "string", "description": "connection name" },
+            "action": { "enum": ["create", "update", "upsert", "comment", "transition", "attach", "delete"] },
+            "table": { "type": "string" },
+            "correlate": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["key"],
+                "properties": {
+                    "key": { "type": "string", "description": "path or template of the source's correlation key" },
+                    "field": { "type": "string", "description": "target field holding it: correlation_id (ServiceNow default), key (Jira default), labels, customfield_N" }
+                }
+            },
+            "request": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["path"],
+                "properties": {
+                    "method": { "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"] },
+                    "path": template
+                }
+            },
+            "map": { "type": "object", "additionalProperties": mapping },
+            "iterate": path,
+            "wait_for_correlation": { "type": "boolean" },
+            "stop": { "type": "boolean" }
+        }
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/jira-relay/jira-relay/schema/relay-config.schema.json",
+        "title": "jira-relay configuration",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["version", "endpoints"],
+        "properties": {
+            "version": { "const": 1 },
+            "limits": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": { "max_body_bytes": { "type": "integer", "minimum": 1024, "maximum": crate::config::MAX_BODY_BYTES_CEILING } }
+            },
+            "endpoints": { "type": "array", "minItems": 1, "items": endpoint },
+            "connections": { "type": "array", "items": connection },
+            "rules": { "type": "array", "items": rule }
+        }
+    })
+}
+
+/// The schema as the pretty-printed text shipped in `schema/`.
+pub fn config_schema_text() -> String {
+    serde_json::to_string_pretty(&config_schema()).unwrap_or_default() + "\n"
+}
