@@ -503,25 +503,61 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
 }
 
 /// Replaces `${NAME}` with the value of `NAME` from `env`; `$${` stays a literal
-/// `${`. Lines are preserved, so later messages still point at the right line.
+/// `${`. YAML comments are left alone, and lines are preserved, so later
+/// messages still point at the right line.
 pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, Problem> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut line = 1u64;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let (code, comment) = line.split_at(comment_start(line));
+        interpolate_line(code, i as u64 + 1, &env, &mut out)?;
+        out.push_str(comment);
+    }
+    Ok(out)
+}
+
+/// Byte offset where a YAML comment starts on this line (a `#` at the start or
+/// after whitespace, outside quotes), or the line length.
+fn comment_start(line: &str) -> usize {
+    let (mut single, mut double) = (false, false);
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single && prev != '\\' => double = !double,
+            '#' if !single && !double && prev.is_whitespace() => return i,
+            _ => {}
+        }
+        prev = c;
+    }
+    line.len()
+}
+
+fn interpolate_line(
+    line: &str,
+    number: u64,
+    env: &impl Fn(&str) -> Option<String>,
+    out: &mut String,
+) -> Result<(), Problem> {
+    let problem = |message: String, fix: &str| Problem {
+        line: Some(number),
+        column: None,
+        field: String::new(),
+        message,
+        fix: Some(fix.to_owned()),
+    };
+    let mut rest = line;
     while let Some(pos) = rest.find('$') {
         let (before, after) = rest.split_at(pos);
-        line += before.matches('\n').count() as u64;
         out.push_str(before);
         if let Some(tail) = after.strip_prefix("$${") {
             out.push_str("${");
             rest = tail;
         } else if let Some(tail) = after.strip_prefix("${") {
-            let end = tail.find('}').ok_or_else(|| Problem {
-                line: Some(line),
-                column: None,
-                field: String::new(),
-                message: "`${` without a closing `}`".to_owned(),
-                fix: Some("write `${NAME}`, or `$${` for a literal `${`".to_owned()),
+            let end = tail.find('}').ok_or_else(|| {
+                problem(
+                    "`${` without a closing `}`".to_owned(),
+                    "write `${NAME}`, or `$${` for a literal `${`",
+                )
             })?;
             let name = &tail[..end];
             let valid = !name.is_empty()
@@ -529,29 +565,22 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
                     .bytes()
                     .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
             if !valid {
-                return Err(Problem {
-                    line: Some(line),
-                    column: None,
-                    field: String::new(),
-                    message: format!("`${{{name}}}` is not an environment variable reference"),
-                    fix: Some("use upper-case letters, digits and `_` in `${NAME}`".to_owned()),
-                });
+                return Err(problem(
+                    format!("`${{{name}}}` is not an environment variable reference"),
+                    "use upper-case letters, digits and `_` in `${NAME}`",
+                ));
             }
-            let value = env(name).ok_or_else(|| Problem {
-                line: Some(line),
-                column: None,
-                field: String::new(),
-                message: format!("environment variable `{name}` is not set"),
-                fix: Some(format!("export {name}, or write the value in the file")),
+            let value = env(name).ok_or_else(|| {
+                problem(
+                    format!("environment variable `{name}` is not set"),
+                    &format!("export {name}, or write the value in the file"),
+                )
             })?;
             if value.contains('\n') {
-                return Err(Problem {
-                    line: Some(line),
-                    column: None,
-                    field: String::new(),
-                    message: format!("environment variable `{name}` holds a line break"),
-                    fix: Some("config values from the environment must be one line".to_owned()),
-                });
+                return Err(problem(
+                    format!("environment variable `{name}` holds a line break"),
+                    "config values from the environment must be one line",
+                ));
             }
             out.push_str(&value);
             rest = &tail[end + 1..];
@@ -561,7 +590,7 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
         }
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -669,6 +698,11 @@ endpoints:
         assert_eq!(p.line, Some(2));
         assert!(interpolate("${lower}", e).is_err());
         assert!(interpolate("${A", e).is_err());
+        // Comments are not interpolated; `#` inside a value or quotes is not a comment.
+        assert_eq!(
+            interpolate("a: ${A} # see ${UNSET}\n# ${UNSET}\nb: s#${A} '# ${A}'", e).unwrap(),
+            "a: x # see ${UNSET}\n# ${UNSET}\nb: s#x '# x'"
+        );
     }
 
     #[test]

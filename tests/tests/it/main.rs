@@ -5,6 +5,7 @@
 //!   secrets from moto's Secrets Manager, read back with the real SDK.
 //! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS).
 
+mod configs;
 mod moto_checks;
 mod router;
 mod sqs;

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Cold start of a jira-relay Lambda binary: process start -> ready for the
+first event.
+
+"Ready" is the moment the binary, after its init (tracing, config, AWS
+clients), asks the Lambda Runtime API for its first invocation
+(GET /2018-06-01/runtime/invocation/next). This script plays the Runtime API
+on 127.0.0.1, starts the binary N times, and prints the distribution. It uses
+a native build of the binary (the arm64 bootstrap cannot run on this x86
+machine); the init work is the same code.
+
+usage: coldstart.py BINARY [--runs 20] [--config FILE]
+"""
+import argparse
+import http.server
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ready_at = None
+ready_event = threading.Event()
+
+
+class RuntimeApi(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        global ready_at
+        if self.path.startswith("/2018-06-01/runtime/invocation/next"):
+            ready_at = time.perf_counter()
+            ready_event.set()
+            # Hold the request: a real Runtime API long-polls here.
+            time.sleep(0.5)
+            self.send_response(503)
+            self.end_headers()
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+CONFIG = """version: 1
+endpoints:
+  - name: jira
+    kind: jira
+    stage: test
+    auth:
+      token: relay/webhook#token
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--config")
+    args = ap.parse_args()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = args.config
+        if not config:
+            config = os.path.join(tmp, "relay.yaml")
+            with open(config, "w") as f:
+                f.write(CONFIG)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+            "AWS_LAMBDA_FUNCTION_NAME": "ingress",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/ingress",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.path.join(tmp, "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": os.path.join(tmp, "none"),
+            "RELAY_CONFIG": config,
+            "RELAY_QUEUE_URL": "http://127.0.0.1:9/000000000000/bench.fifo",
+            "RUST_LOG": "warn",
+        }
+        times = []
+        for _ in range(args.runs):
+            ready_event.clear()
+            start = time.perf_counter()
+            proc = subprocess.Popen([args.binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if not ready_event.wait(10):
+                proc.kill()
+                err = proc.stderr.read().decode(errors="replace")
+                sys.exit(f"binary never asked for an invocation within 10 s:\n{err}")
+            times.append((ready_at - start) * 1000)
+            proc.kill()
+            proc.wait()
+    server.shutdown()
+    times.sort()
+    size = os.path.getsize(args.binary)
+    print(f"binary: {args.binary} ({size / 1e6:.2f} MB)")
+    print(
+        f"start -> ready over {len(times)} runs: min {times[0]:.1f} ms, "
+        f"median {statistics.median(times):.1f} ms, "
+        f"p90 {times[int(len(times) * 0.9) - 1]:.1f} ms, max {times[-1]:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
