@@ -176,7 +176,7 @@ check_template() {
 }
 
 lambda_build() {
-  local bin=target/lambda/ingress/bootstrap
+  local bin=${CARGO_TARGET_DIR:-target}/lambda/ingress/bootstrap
   rm -f "$bin"
   cargo lambda build --release --arm64 -p ingress
   test -f "$bin" || { echo "$bin was not produced"; return 1; }
