@@ -1,6 +1,7 @@
 //! Rules + mapping throughput: every Jira fixture through the Jira →
 //! ServiceNow example config (whitelist, rule matching, mapping, request
-//! planning), reported as events per second on one core.
+//! planning), reported as events per second on one core; once on parsed
+//! payloads and once including the JSON parse of the body, as the worker does.
 //!
 //! Run: `cargo bench -p shared --bench rules`. Needs `../shared/fixtures`
 //! (or `RELAY_FIXTURES_DIR`); without them it prints a skip and measures nothing.
@@ -41,6 +42,21 @@ fn bench(c: &mut Criterion) {
             let mut steps = 0usize;
             for e in &events {
                 let plan = shared::rules::plan(&config, "jira", e).unwrap();
+                steps += plan.rules.iter().map(|r| r.steps.len()).sum::<usize>();
+            }
+            std::hint::black_box(steps)
+        })
+    });
+    let bodies: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap())
+        .collect();
+    g.bench_function("jira_to_servicenow_all_fixtures_from_bytes", |b| {
+        b.iter(|| {
+            let mut steps = 0usize;
+            for body in &bodies {
+                let e: serde_json::Value = serde_json::from_slice(body).unwrap();
+                let plan = shared::rules::plan(&config, "jira", &e).unwrap();
                 steps += plan.rules.iter().map(|r| r.steps.len()).sum::<usize>();
             }
             std::hint::black_box(steps)

@@ -194,13 +194,15 @@ fn key_plans_say_what_they_should() {
     let body = serde_json::to_value(&resolve.steps[1].body).unwrap();
     assert_eq!(body["json"]["close_code"], "Solved (Permanently)");
 
-    // Server comment without an issue object: no key, so the rule waits.
+    // Server comment without an issue object: no key in the event, so the
+    // rule is skipped (waiting would not make the key appear).
     let plan =
         shared::rules::plan(&config, "jira", get("mattermost__comment-created_server")).unwrap();
+    assert!(!plan.rules.is_empty());
     assert!(
         plan.rules
             .iter()
-            .all(|r| matches!(r.status, RuleStatus::RetryLater { .. })),
+            .all(|r| matches!(r.status, RuleStatus::Skipped { .. })),
         "{plan:?}"
     );
 }
@@ -285,6 +287,7 @@ fn malformed_configs_name_line_field_and_fix() {
         ("      token: relay/webhook#token", "      token: relay/webhook#token\n    whitelist: \"user.accountId\"", "endpoints[0].whitelist", 8, "no operator"),
         ("    to: snow", "    to: snow\n    when: { conditions: [ { path: issue.key, matches: \"(\" } ] }", "rules[0].when.conditions[0]", 20, "bad regex"),
         ("    to: snow", "    to: snow\n    when: { conditions: [ { path: issue.key, equals: a, in: [b] } ] }", "rules[0].when.conditions[0]", 20, "exactly one of"),
+        ("      short_description: issue.fields.summary", "      short_description: \"{{ item.toString }}\"", "rules[0].iterate", 17, "no `iterate`"),
     ];
     for (from, to, field, line, needle) in cases {
         assert!(BASE.contains(from), "case {field}: `{from}` not in BASE");

@@ -249,12 +249,11 @@ fn plan_rule(rule: &Rule, conn: &Connection, ctx: &Context<'_>, item: Option<usi
         },
         None => None,
     };
+    // A key absent from the event will not appear on redelivery, so this is
+    // a skip even with `wait_for_correlation` (which waits for the *target*).
     if rule.correlate.is_some() && key.is_none() {
-        let reason = "the correlation key is missing from this event".to_owned();
-        rp.status = if rule.wait_for_correlation {
-            RuleStatus::RetryLater { reason }
-        } else {
-            RuleStatus::Skipped { reason }
+        rp.status = RuleStatus::Skipped {
+            reason: "the correlation key is missing from this event".to_owned(),
         };
         return rp;
     }
@@ -684,6 +683,67 @@ mod tests {
             v,
             json!({"fields": {"project": {"key": "SUP"}, "summary": "x"},
                    "update": {"comment": [{"add": {"body": "hi"}}], "labels": [{"add": "relay"}]}})
+        );
+    }
+
+    const CONFIG: &str = "\
+version: 1
+endpoints:
+  - name: jira
+    kind: jira
+    stage: test
+    auth: { token: relay/webhook#token }
+    whitelist: actor.id!=integration
+connections:
+  - name: snow
+    kind: servicenow
+    base_url: https://example.service-now.com
+    auth: { kind: basic, username: s#u, password: s#p }
+rules:
+  - name: comment
+    from: jira
+    when: { events: [comment_created] }
+    to: snow
+    action: comment
+    correlate: { key: issue.key }
+    map:
+      work_notes: \"{{ comment.body | text }}\"
+";
+
+    #[test]
+    fn envelope_and_raw_payload_plan_alike() {
+        let config = Config::from_yaml(CONFIG, "t.yaml", |_| None).unwrap();
+        let body = br#"{"webhookEvent":"comment_created","issue":{"key":"SUP-7"},
+            "comment":{"body":"hello","author":{"accountId":"u1"}}}"#;
+        let env = Envelope::build(
+            "jira",
+            SourceKind::Jira,
+            body,
+            &crate::envelope::DeliveryHeaders::default(),
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        let from_env = plan_envelope(&config, &env).unwrap();
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(from_env, plan(&config, "jira", &payload).unwrap());
+        let steps = &from_env.rules[0].steps;
+        assert_eq!(steps[0].query[0].1, "correlation_id=SUP-7");
+        assert_eq!(
+            steps[1].body,
+            Body::Json {
+                json: json!({"work_notes": "hello"})
+            }
+        );
+
+        let echo: Value = serde_json::from_str(
+            r#"{"webhookEvent":"comment_created","comment":{"author":{"accountId":"integration"}}}"#,
+        )
+        .unwrap();
+        let p = plan(&config, "jira", &echo).unwrap();
+        assert!(matches!(p.decision, Decision::Filtered { .. }), "{p:?}");
+        assert_eq!(
+            plan(&config, "nope", &echo).unwrap_err(),
+            PlanError::UnknownEndpoint("nope".into())
         );
     }
 

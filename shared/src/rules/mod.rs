@@ -546,6 +546,34 @@ pub(crate) fn check_rules(
                 ));
             }
         }
+        if iterate.is_none() && r.iterate.is_none() {
+            let mut paths: Vec<&Path> = Vec::new();
+            for c in &conditions {
+                match c {
+                    Condition::Equals(p, _)
+                    | Condition::NotEquals(p, _)
+                    | Condition::In(p, _)
+                    | Condition::Exists(p, _)
+                    | Condition::Matches(p, _) => paths.push(p),
+                    Condition::Changed { .. } => {}
+                }
+            }
+            for (_, m) in &map {
+                match &m.source {
+                    Source::Path(p) => paths.push(p),
+                    Source::Template(t) => paths.extend(t.paths()),
+                    Source::Const(_) => {}
+                }
+            }
+            if let Some(p) = paths.iter().find(|p| p.head() == Some("item")) {
+                local.push(problem(
+                    &r.name,
+                    at("iterate"),
+                    format!("`{p}` reads the iterated element, but the rule has no `iterate`"),
+                    "add `iterate: changelog.items` (or another array), or read the payload path directly",
+                ));
+            }
+        }
         let failed = !local.is_empty();
         problems.extend(local);
         if failed {
