@@ -194,6 +194,18 @@ fn key_plans_say_what_they_should() {
     let body = serde_json::to_value(&resolve.steps[1].body).unwrap();
     assert_eq!(body["json"]["close_code"], "Solved (Permanently)");
 
+    // A move re-keys the incident: found by the old key, PATCHed to the new.
+    let plan = shared::rules::plan(
+        &config,
+        "jira",
+        get("jira-to-matrix__jira-issue-updated-moved"),
+    )
+    .unwrap();
+    assert_eq!(plan.rules[0].rule, "re-key moved issue");
+    assert_eq!(plan.rules[0].steps[0].query[0].1, "correlation_id=TCP-2");
+    let body = serde_json::to_value(&plan.rules[0].steps[1].body).unwrap();
+    assert_eq!(body["json"]["correlation_id"], "INDEV-130");
+
     // Server comment without an issue object: no key in the event, so the
     // rule is skipped (waiting would not make the key appear).
     let plan =
