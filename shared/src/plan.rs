@@ -115,10 +115,12 @@ pub enum Body {
     Json {
         json: Value,
     },
-    /// Fetch `url` (only under the source connection's base URL) and send it:
-    /// raw bytes with `Content-Type` for ServiceNow, multipart field `file`
-    /// for Jira.
+    /// Fetch `url` with the credentials of connection `via` (the engine has
+    /// checked that `url` lies under its base URL; the worker checks again)
+    /// and send it: raw bytes with `Content-Type` for ServiceNow, multipart
+    /// field `file` for Jira.
     Download {
+        via: String,
         url: String,
         file_name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

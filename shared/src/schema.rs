@@ -177,6 +177,7 @@ pub fn config_schema() -> Value {
             },
             "map": { "type": "object", "additionalProperties": mapping },
             "iterate": path,
+            "download_from": { "type": "string", "description": "attach rules: the connection that fetches the file; its URL must lie under that connection's base URL" },
             "wait_for_correlation": { "type": "boolean" },
             "stop": { "type": "boolean" }
         }

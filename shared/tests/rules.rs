@@ -11,7 +11,7 @@
 use serde_json::Value;
 use shared::config::{Config, ConfigError, SourceKind};
 use shared::plan::{Decision, RuleStatus};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -194,6 +194,32 @@ fn key_plans_say_what_they_should() {
     let body = serde_json::to_value(&resolve.steps[1].body).unwrap();
     assert_eq!(body["json"]["close_code"], "Solved (Permanently)");
 
+    // Attachments are fetched only from the `download_from` site: the
+    // example's site is not the fixture's, so the rule is skipped...
+    let attachment = get("zulip__attachment-created_cloud");
+    let plan = shared::rules::plan(&config, "jira", attachment).unwrap();
+    assert!(
+        matches!(&plan.rules[0].status, RuleStatus::Skipped { reason } if reason.contains("not under https://example.atlassian.net")),
+        "{plan:?}"
+    );
+    // ...and with the fixture's site configured it is planned.
+    let text = std::fs::read_to_string(repo().join("examples/jira-to-servicenow.yaml"))
+        .unwrap()
+        .replace(
+            "https://example.atlassian.net",
+            "https://f20171170.atlassian.net",
+        );
+    let site = Config::from_yaml(&text, "site.yaml", |_| None).unwrap();
+    let plan = shared::rules::plan(&site, "jira", attachment).unwrap();
+    let attach = &plan.rules[0].steps[1];
+    assert_eq!(attach.path, "/api/now/attachment/file");
+    let body = serde_json::to_value(&attach.body).unwrap();
+    assert_eq!(body["via"], "jira-site");
+    assert_eq!(
+        body["url"],
+        "https://f20171170.atlassian.net/secure/attachment/10000/screenshot.png"
+    );
+
     // A move re-keys the incident: found by the old key, PATCHed to the new.
     let plan = shared::rules::plan(
         &config,
@@ -295,6 +321,7 @@ fn malformed_configs_name_line_field_and_fix() {
         ("      password: relay/snow#password\n", "", "connections[0].auth.password", 13, "needs `password`"),
         ("    base_url: https://example.service-now.com", "    base_url: http://example.service-now.com", "connections[0].base_url", 11, "not https"),
         ("    action: create", "    action: smash", "rules[0].action", 20, "unknown variant"),
+        ("    action: create", "    action: attach", "rules[0].download_from", 20, "needs `download_from`"),
         ("    correlate: { key: issue.key }\n", "", "rules[0].correlate", 20, "needs to find the target record"),
         ("      token: relay/webhook#token", "      token: relay/webhook#token\n    whitelist: \"user.accountId\"", "endpoints[0].whitelist", 8, "no operator"),
         ("    to: snow", "    to: snow\n    when: { conditions: [ { path: issue.key, matches: \"(\" } ] }", "rules[0].when.conditions[0]", 20, "bad regex"),
@@ -332,5 +359,44 @@ fn duplicate_rule_names_are_reported() {
     );
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path) {}
+/// Every key the examples use is declared in the JSON Schema (the schema is
+/// written by hand, so this catches a field added to the config but not to
+/// the schema, which editors would then flag as an error).
+#[test]
+fn schema_declares_every_key_the_examples_use() {
+    let schema = shared::schema::config_schema();
+    let props = |v: &Value| -> Vec<String> {
+        v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let top = &schema["properties"];
+    let sections = [
+        ("endpoints", props(&top["endpoints"]["items"])),
+        ("connections", props(&top["connections"]["items"])),
+        ("rules", props(&top["rules"]["items"])),
+    ];
+    for name in EXAMPLES {
+        let text = std::fs::read_to_string(repo().join(format!("examples/{name}.yaml"))).unwrap();
+        let doc: Value = serde_saphyr::from_str(&text).unwrap();
+        for key in doc.as_object().unwrap().keys() {
+            assert!(
+                top.get(key).is_some(),
+                "{name}: top-level `{key}` not in the schema"
+            );
+        }
+        for (section, allowed) in &sections {
+            for item in doc[*section].as_array().into_iter().flatten() {
+                for key in item.as_object().unwrap().keys() {
+                    assert!(
+                        allowed.contains(key),
+                        "{name}: {section}[].{key} not in the schema"
+                    );
+                }
+            }
+        }
+    }
+}

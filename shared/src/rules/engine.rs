@@ -103,6 +103,10 @@ pub fn plan_event(
         let Some(conn) = config.connection(&rule.to) else {
             continue; // unreachable: config checks rule.to
         };
+        let via = rule
+            .download_from
+            .as_deref()
+            .and_then(|n| config.connection(n));
         let mut hit = false;
         match &rule.iterate {
             Some(it) => {
@@ -115,7 +119,7 @@ pub fn plan_event(
                     ctx.item = Some(item);
                     if rule.conditions.iter().all(|c| holds(c, &ctx)) {
                         hit = true;
-                        plan.rules.push(plan_rule(rule, conn, &ctx, Some(i)));
+                        plan.rules.push(plan_rule(rule, conn, via, &ctx, Some(i)));
                     }
                 }
                 ctx.item = None;
@@ -123,7 +127,7 @@ pub fn plan_event(
             None => {
                 if rule.conditions.iter().all(|c| holds(c, &ctx)) {
                     hit = true;
-                    plan.rules.push(plan_rule(rule, conn, &ctx, None));
+                    plan.rules.push(plan_rule(rule, conn, via, &ctx, None));
                 }
             }
         }
@@ -208,7 +212,13 @@ const ADF_FIELDS: &[&str] = &[
     "update.comment.add.body",
 ];
 
-fn plan_rule(rule: &Rule, conn: &Connection, ctx: &Context<'_>, item: Option<usize>) -> RulePlan {
+fn plan_rule(
+    rule: &Rule,
+    conn: &Connection,
+    via: Option<&Connection>,
+    ctx: &Context<'_>,
+    item: Option<usize>,
+) -> RulePlan {
     let mut rp = RulePlan {
         rule: rule.name.clone(),
         connection: conn.name.clone(),
@@ -266,14 +276,15 @@ fn plan_rule(rule: &Rule, conn: &Connection, ctx: &Context<'_>, item: Option<usi
     };
     let result = match conn.kind {
         ConnectionKind::Servicenow => {
-            servicenow_steps(rule, conn, key.as_deref(), fields, not_found)
+            servicenow_steps(rule, conn, via, key.as_deref(), fields, not_found)
         }
-        ConnectionKind::Jira => jira_steps(rule, conn, key.as_deref(), fields, not_found),
+        ConnectionKind::Jira => jira_steps(rule, conn, via, key.as_deref(), fields, not_found),
         ConnectionKind::Http => http_steps(rule, ctx, fields),
     };
     match result {
         Ok(steps) => rp.steps = steps,
-        Err(message) => rp.status = RuleStatus::Error { message },
+        Err(Stop::Error(message)) => rp.status = RuleStatus::Error { message },
+        Err(Stop::Skip(reason)) => rp.status = RuleStatus::Skipped { reason },
     }
     rp
 }
@@ -304,16 +315,58 @@ fn text_of(v: &Value) -> String {
     as_text(v).into_owned()
 }
 
-fn download(fields: &mut Vec<(String, Value)>, multipart: bool) -> Result<Body, String> {
-    let url = take(fields, "url").ok_or("the attachment `url` has no value in this event")?;
+/// Why a rule's steps could not be planned.
+enum Stop {
+    /// The mapping or the event is unusable for this rule (permanent).
+    Error(String),
+    /// Nothing to do for this event, for the reason given.
+    Skip(String),
+}
+
+impl From<String> for Stop {
+    fn from(s: String) -> Self {
+        Stop::Error(s)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(s: &str) -> Self {
+        Stop::Error(s.to_owned())
+    }
+}
+
+/// Why an attachment is not fetched: the URL is missing or lies outside the
+/// `download_from` connection (a payload must not send our credentials
+/// elsewhere). The rule is skipped with this reason.
+struct SkipDownload(String);
+
+fn download(
+    fields: &mut Vec<(String, Value)>,
+    via: Option<&Connection>,
+    multipart: bool,
+) -> Result<Result<Body, SkipDownload>, String> {
+    let via = via.ok_or("attach rules need `download_from`")?;
+    let Some(url) = take(fields, "url").map(|u| text_of(&u)) else {
+        return Ok(Err(SkipDownload(
+            "the attachment `url` has no value in this event".into(),
+        )));
+    };
+    let prefix = format!("{}/", via.base_url);
+    if !url.starts_with(&prefix) || url.contains("/../") {
+        return Ok(Err(SkipDownload(format!(
+            "attachment URL `{url}` is not under {} (connection `{}`); not fetched",
+            via.base_url, via.name
+        ))));
+    }
     let file_name =
         take(fields, "file_name").map_or_else(|| "attachment".to_owned(), |v| text_of(&v));
-    Ok(Body::Download {
-        url: text_of(&url),
+    Ok(Ok(Body::Download {
+        via: via.name.clone(),
+        url,
         file_name,
         content_type: take(fields, "content_type").map(|v| text_of(&v)),
         multipart,
-    })
+    }))
 }
 
 fn step(id: &str, method: Method, path: String) -> Step {
@@ -333,10 +386,11 @@ fn step(id: &str, method: Method, path: String) -> Step {
 fn servicenow_steps(
     rule: &Rule,
     conn: &Connection,
+    via: Option<&Connection>,
     key: Option<&str>,
     mut fields: Vec<(String, Value)>,
     not_found: OnEmpty,
-) -> Result<Vec<Step>, String> {
+) -> Result<Vec<Step>, Stop> {
     let table = rule.table.as_deref().unwrap_or(&conn.table);
     let base = format!("/api/now/table/{table}");
     let corr_field = rule
@@ -393,7 +447,7 @@ fn servicenow_steps(
             steps.push(patch);
         }
         Action::Attach => {
-            let body = download(&mut fields, false)?;
+            let body = download(&mut fields, via, false)?.map_err(|s| Stop::Skip(s.0))?;
             let file_name = match &body {
                 Body::Download { file_name, .. } => file_name.clone(),
                 _ => String::new(),
@@ -480,10 +534,11 @@ fn jql_string(s: &str) -> String {
 fn jira_steps(
     rule: &Rule,
     conn: &Connection,
+    via: Option<&Connection>,
     key: Option<&str>,
     mut fields: Vec<(String, Value)>,
     not_found: OnEmpty,
-) -> Result<Vec<Step>, String> {
+) -> Result<Vec<Step>, Stop> {
     let api = conn.api.prefix();
     let corr = rule.correlate.as_ref().map(|c| c.field.as_str());
     let mut steps = Vec::new();
@@ -595,7 +650,11 @@ fn jira_steps(
                         Ok(p) if matches!(p.segments().get(1), Some(Segment::Filter { .. })) => {
                             p.to_string()
                         }
-                        _ => return Err(format!("transition name `{name}` cannot be looked up")),
+                        _ => {
+                            return Err(Stop::Error(format!(
+                                "transition name `{name}` cannot be looked up"
+                            )))
+                        }
                     };
                     get.extract.insert("id".into(), extract);
                     get.on_empty = Some(OnEmpty::Skip);
@@ -627,7 +686,7 @@ fn jira_steps(
             found(&mut post);
             post.headers
                 .insert("X-Atlassian-Token".into(), "no-check".into());
-            post.body = download(&mut fields, true)?;
+            post.body = download(&mut fields, via, true)?.map_err(|s| Stop::Skip(s.0))?;
             steps.push(post);
         }
         Action::Delete => {
@@ -644,7 +703,7 @@ fn http_steps(
     rule: &Rule,
     ctx: &Context<'_>,
     fields: Vec<(String, Value)>,
-) -> Result<Vec<Step>, String> {
+) -> Result<Vec<Step>, Stop> {
     let req = rule.request.as_ref().ok_or("http rules need `request`")?;
     let raw = req.path.render(ctx)?;
     let raw = as_text(&raw);

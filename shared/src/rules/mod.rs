@@ -179,6 +179,10 @@ pub(crate) struct RuleSpec {
     wait_for_correlation: bool,
     #[serde(default)]
     stop: bool,
+    /// Attach rules: the connection whose credentials fetch the file; the
+    /// file URL must lie under its base URL.
+    #[serde(default)]
+    download_from: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -280,6 +284,7 @@ pub struct Rule {
     pub iterate: Option<Path>,
     pub wait_for_correlation: bool,
     pub stop: bool,
+    pub download_from: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -537,6 +542,13 @@ pub(crate) fn check_rules(
                     "e.g. `incident`, `sc_req_item`",
                 ));
             }
+            if action == Action::Attach && conn.kind != ConnectionKind::Http {
+                match &r.download_from {
+                    None => local.push(problem(&r.action, at("download_from"), "an attach rule needs `download_from`: the connection whose credentials fetch the file", "add `download_from: <jira connection>`; the file URL must lie under its base URL")),
+                    Some(d) if !connections.iter().any(|c| c.name == d.value) => local.push(problem(d, at("download_from"), format!("no connection is named `{}`", d.value), "name a connection from `connections:`")),
+                    Some(_) => {}
+                }
+            }
             if action == Action::Attach && conn.kind != ConnectionKind::Http && !has("url") {
                 local.push(problem(
                     &r.action,
@@ -593,6 +605,7 @@ pub(crate) fn check_rules(
             iterate,
             wait_for_correlation: r.wait_for_correlation,
             stop: r.stop,
+            download_from: r.download_from.map(|d| d.value),
         });
     }
     rules
