@@ -8,8 +8,10 @@
 //! appear as placeholders `{{step_id.var}}` in `path`, `query` values and any
 //! JSON string inside `body`; the worker fills them from the earlier step's
 //! `extract`, evaluated with [`crate::rules::path::Path`] syntax on its JSON
-//! response. A step runs only if its [`RunIf`] holds; a lookup that extracts
-//! nothing is "not found" and its [`OnEmpty`] decides what happens next.
+//! response. A step runs only if its [`RunIf`] holds; a lookup that answers
+//! 404 or extracts nothing is "not found" and its [`OnEmpty`] decides what
+//! happens next. The rules of one plan, and the steps of one rule, run in
+//! order: a later rule may rely on an earlier one (e.g. a re-key).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

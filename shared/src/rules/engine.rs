@@ -544,6 +544,19 @@ fn jira_steps(
     let mut steps = Vec::new();
     // Where the target issue is: its key directly, or a search.
     let issue_ref = match (corr, key) {
+        // Upsert must know whether the issue exists: read it (404 = not found).
+        (Some("key"), Some(k)) if rule.action == Action::Upsert => {
+            let mut lookup = step(
+                "lookup",
+                Method::Get,
+                format!("{api}/issue/{}", encode_segment(k)),
+            );
+            lookup.query = vec![("fields".into(), "key".into())];
+            lookup.extract.insert("key".into(), "key".into());
+            lookup.on_empty = Some(OnEmpty::Continue);
+            steps.push(lookup);
+            Some("{{lookup.key}}".to_owned())
+        }
         (Some("key"), Some(k)) => Some(encode_segment(k)),
         (Some(field), Some(k)) => {
             let jql = match field.strip_prefix("customfield_") {
@@ -803,6 +816,58 @@ rules:
         assert_eq!(
             plan(&config, "nope", &echo).unwrap_err(),
             PlanError::UnknownEndpoint("nope".into())
+        );
+    }
+
+    #[test]
+    fn jira_upsert_by_key_reads_the_issue_first() {
+        let yaml = "\
+version: 1
+endpoints:
+  - { name: jira, kind: jira, stage: test, auth: { token: w#t } }
+connections:
+  - name: dc
+    kind: jira
+    base_url: https://jira.example.com
+    api: v2
+    auth: { kind: bearer, token: dc#pat }
+rules:
+  - name: mirror
+    from: jira
+    to: dc
+    action: upsert
+    correlate: { key: issue.key }
+    map: { fields.summary: issue.fields.summary }
+";
+        let config = Config::from_yaml(yaml, "t.yaml", |_| None).unwrap();
+        let p = json!({"webhookEvent": "jira:issue_updated", "issue": {"key": "OPS-1", "fields": {"summary": "s"}}});
+        let steps = &plan(&config, "jira", &p).unwrap().rules[0].steps;
+        let shape: Vec<(&str, Method, &str, &RunIf)> = steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.method, s.path.as_str(), &s.run_if))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (
+                    "lookup",
+                    Method::Get,
+                    "/rest/api/2/issue/OPS-1",
+                    &RunIf::Always
+                ),
+                (
+                    "update",
+                    Method::Put,
+                    "/rest/api/2/issue/{{lookup.key}}",
+                    &RunIf::Found("lookup".into())
+                ),
+                (
+                    "create",
+                    Method::Post,
+                    "/rest/api/2/issue",
+                    &RunIf::NotFound("lookup".into())
+                ),
+            ]
         );
     }
 
