@@ -49,19 +49,15 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Validate { config } => {
             let c = load(&config)?;
-            println!(
-                "{}: valid ({} endpoints, {} connections, {} rules)",
+            emit(&format!(
+                "{}: valid ({} endpoints, {} connections, {} rules)\n",
                 config.display(),
                 c.endpoints.len(),
                 c.connections.len(),
                 c.rules.len()
-            );
-            Ok(())
+            ))
         }
-        Command::Schema => {
-            print!("{}", shared::schema::config_schema_text());
-            Ok(())
-        }
+        Command::Schema => emit(&shared::schema::config_schema_text()),
         Command::DryRun {
             config,
             endpoint,
@@ -77,12 +73,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => pick_endpoint(&c, &payload)?,
             };
             let plan = shared::rules::plan(&c, &endpoint, &payload).map_err(|e| e.to_string())?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?
-            );
-            Ok(())
+            let json = serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?;
+            emit(&(json + "\n"))
         }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`relay schema | head`) is not an error.
+fn emit(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("cannot write to stdout: {e}")),
     }
 }
 
