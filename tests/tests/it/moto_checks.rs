@@ -62,30 +62,15 @@ async fn awsprevious_follows_rotation() {
         get("AWSPREVIOUS").await.is_err(),
         "no previous version before the first rotation"
     );
-    sm.put_secret_value()
-        .secret_id(&id)
-        .secret_string("v2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            get("AWSCURRENT").await.unwrap(),
-            get("AWSPREVIOUS").await.unwrap()
-        ),
-        ("v2".into(), "v1".into())
-    );
-    sm.put_secret_value()
-        .secret_id(&id)
-        .secret_string("v3")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            get("AWSCURRENT").await.unwrap(),
-            get("AWSPREVIOUS").await.unwrap()
-        ),
-        ("v3".into(), "v2".into())
-    );
+    for (new, old) in [("v2", "v1"), ("v3", "v2")] {
+        sm.put_secret_value()
+            .secret_id(&id)
+            .secret_string(new)
+            .send()
+            .await
+            .unwrap();
+        let current = get("AWSCURRENT").await.unwrap();
+        let previous = get("AWSPREVIOUS").await.unwrap();
+        assert_eq!((current.as_str(), previous.as_str()), (new, old));
+    }
 }

@@ -67,6 +67,17 @@ async fn moto_bed() -> Option<Bed> {
 }
 
 impl Bed {
+    /// Puts a new version of the webhook secret; the old one becomes AWSPREVIOUS.
+    async fn rotate(&self, token: &str) {
+        self.sm
+            .put_secret_value()
+            .secret_id(&self.secret)
+            .secret_string(secret_json(token))
+            .send()
+            .await
+            .unwrap();
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -165,13 +176,7 @@ async fn accepted_webhooks_land_in_the_fifo_queue() {
 async fn rotation_accepts_previous_version_and_refuses_older() {
     let Some(bed) = moto_bed().await else { return };
     let path = |t: &str| format!("/webhooks/jira?token={t}");
-    bed.sm
-        .put_secret_value()
-        .secret_id(&bed.secret)
-        .secret_string(secret_json("tok-v2"))
-        .send()
-        .await
-        .unwrap();
+    bed.rotate("tok-v2").await;
     assert_eq!(
         bed.post(&path(TOKEN), BODY, &[]).await.0,
         202,
@@ -182,13 +187,7 @@ async fn rotation_accepts_previous_version_and_refuses_older() {
         202,
         "current version"
     );
-    bed.sm
-        .put_secret_value()
-        .secret_id(&bed.secret)
-        .secret_string(secret_json("tok-v3"))
-        .send()
-        .await
-        .unwrap();
+    bed.rotate("tok-v3").await;
     assert_eq!(
         bed.post(&path(TOKEN), b"{\"n\":3}", &[]).await.0,
         401,
