@@ -258,9 +258,17 @@ pub async fn authenticate(
 ) -> Result<Authenticated, AuthError> {
     let mut verdict = decide(endpoint.auth.require, run_checks(endpoint, store, &c).await);
     if matches!(verdict, Err(AuthError::Refused(_))) {
+        let mut ids: Vec<&str> = endpoint
+            .auth
+            .secret_refs()
+            .iter()
+            .map(|r| r.secret.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
         let mut refreshed = false;
-        for r in endpoint.auth.secret_refs() {
-            if store.refetch(&r.secret).await.is_ok() {
+        for id in ids {
+            if store.refetch(id).await.is_ok() {
                 refreshed = true;
             }
         }
