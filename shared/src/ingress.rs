@@ -163,8 +163,7 @@ async fn receive(
         Ok(b) => b,
         Err(e) => {
             let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             return if too_large {
                 reject(
                     &log_name,
