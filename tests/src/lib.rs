@@ -3,6 +3,9 @@
 //! Test-only: no product binary links this crate.
 #![forbid(unsafe_code)]
 
+pub mod faults;
+pub mod openapi;
+
 use std::path::PathBuf;
 
 fn under_ci() -> bool {

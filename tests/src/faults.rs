@@ -1,0 +1,579 @@
+//! Fault injection shared by the test servers ([`crate::jira_server`],
+//! [`crate::servicenow_server`]), plus the small helpers both use (request
+//! recording, query parsing, timestamps, a deterministic PRNG).
+//!
+//! Test support only. A faulted request never changes a server's state.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, Method, StatusCode};
+
+/// One injected failure.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status (and optional `Retry-After`, extra headers,
+    /// body; without a body the server's usual error shape is used).
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+    },
+    /// Sleep this long, then answer 504.
+    Timeout(Duration),
+    /// Answer 401 with the server's usual unauthenticated body.
+    Unauthorized,
+}
+
+impl Fault {
+    /// `Fault::Status` with only a status code.
+    pub fn status(status: u16) -> Self {
+        Fault::Status {
+            status,
+            retry_after: None,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// A 429 with `Retry-After: <secs>`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Fault::Status {
+            status: 429,
+            retry_after: Some(retry_after_secs.to_string()),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// What [`Faults::injected`] reports: the status code (`"429"`,
+    /// `"503"`), `"timeout"` or `"401"`.
+    pub fn kind(&self) -> String {
+        match self {
+            Fault::Status { status, .. } => status.to_string(),
+            Fault::Timeout(_) => "timeout".into(),
+            Fault::Unauthorized => "401".into(),
+        }
+    }
+}
+
+/// Which requests a scripted fault applies to. `None` fields match anything.
+#[derive(Debug, Clone, Default)]
+pub struct Match {
+    pub method: Option<Method>,
+    pub path_contains: Option<String>,
+}
+
+impl Match {
+    /// Every request.
+    pub fn any() -> Self {
+        Self::default()
+    }
+    /// Requests whose path contains `fragment`.
+    pub fn path(fragment: &str) -> Self {
+        Match {
+            method: None,
+            path_contains: Some(fragment.to_string()),
+        }
+    }
+    /// Requests with this method whose path contains `fragment`.
+    pub fn method_path(method: Method, fragment: &str) -> Self {
+        Match {
+            method: Some(method),
+            path_contains: Some(fragment.to_string()),
+        }
+    }
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method)
+            && self
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.contains(p))
+    }
+}
+
+/// Random fault rates for soak tests, each a fraction in `0.0..=1.0` of all
+/// requests (they add up; what is left is answered normally).
+#[derive(Debug, Clone, Default)]
+pub struct Rates {
+    /// 503 answers.
+    pub server_error: f64,
+    /// 429 answers with `Retry-After: 1` (Jira also sends
+    /// `RateLimit-Reason: jira-burst-based` and `X-RateLimit-Reset`).
+    pub rate_limited: f64,
+    /// Sleep `timeout_ms`, then 504.
+    pub timeout: f64,
+    pub timeout_ms: u64,
+}
+
+/// Which server's error conventions a fault response follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Jira,
+    ServiceNow,
+}
+
+/// The fault plan of one server. Cheap to clone (shared state).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    inner: Arc<Mutex<FaultState>>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    scripted: Vec<(Match, Fault, usize)>,
+    rates: Option<(Rates, XorShift)>,
+    injected: Vec<(String, String)>,
+}
+
+impl Faults {
+    /// The next `times` requests matching `matcher` get `fault` (scripted
+    /// faults are consulted in the order pushed, before random rates).
+    pub fn push(&self, matcher: Match, fault: Fault, times: usize) {
+        if times > 0 {
+            lock(&self.inner).scripted.push((matcher, fault, times));
+        }
+    }
+
+    /// Random faults at these rates from now on, drawn from a PRNG seeded
+    /// with `seed` (same seed and request order, same faults).
+    pub fn set_rates(&self, rates: Rates, seed: u64) {
+        lock(&self.inner).rates = Some((rates, XorShift::new(seed)));
+    }
+
+    /// Drops scripted faults and rates (not the `injected` log).
+    pub fn clear(&self) {
+        let mut s = lock(&self.inner);
+        s.scripted.clear();
+        s.rates = None;
+    }
+
+    /// What was injected so far: (`"METHOD /path"`, [`Fault::kind`]).
+    pub fn injected(&self) -> Vec<(String, String)> {
+        lock(&self.inner).injected.clone()
+    }
+
+    /// The fault for this request, if any (consumes one scripted use).
+    pub(crate) fn take(&self, method: &Method, path: &str) -> Option<Fault> {
+        let mut s = lock(&self.inner);
+        let mut chosen = None;
+        if let Some(i) = s
+            .scripted
+            .iter()
+            .position(|(m, _, n)| *n > 0 && m.matches(method, path))
+        {
+            let entry = &mut s.scripted[i];
+            entry.2 -= 1;
+            chosen = Some(entry.1.clone());
+            if entry.2 == 0 {
+                s.scripted.remove(i);
+            }
+        } else if let Some((rates, rng)) = s.rates.as_mut() {
+            let x = rng.next_f64();
+            if x < rates.server_error {
+                chosen = Some(Fault::status(503));
+            } else if x < rates.server_error + rates.rate_limited {
+                chosen = Some(Fault::Status {
+                    status: 429,
+                    retry_after: Some("1".into()),
+                    headers: Vec::new(),
+                    body: None,
+                });
+            } else if x < rates.server_error + rates.rate_limited + rates.timeout {
+                chosen = Some(Fault::Timeout(Duration::from_millis(rates.timeout_ms)));
+            }
+        }
+        if let Some(f) = &chosen {
+            s.injected.push((format!("{method} {path}"), f.kind()));
+        }
+        chosen
+    }
+}
+
+/// The response for a fault, in the server's conventions.
+pub(crate) async fn respond(fault: Fault, flavor: Flavor) -> Response {
+    match fault {
+        Fault::Timeout(d) => {
+            tokio::time::sleep(d).await;
+            error_response(504, flavor, "Gateway Timeout", Vec::new(), None)
+        }
+        Fault::Unauthorized => unauthorized(flavor),
+        Fault::Status {
+            status,
+            retry_after,
+            mut headers,
+            body,
+        } => {
+            if let Some(ra) = retry_after {
+                headers.push(("Retry-After".into(), ra));
+            }
+            if status == 429 && flavor == Flavor::Jira {
+                let has = |h: &[(String, String)], n: &str| {
+                    h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n))
+                };
+                if !has(&headers, "RateLimit-Reason") {
+                    headers.push(("RateLimit-Reason".into(), "jira-burst-based".into()));
+                }
+                if !has(&headers, "X-RateLimit-Reset") {
+                    headers.push(("X-RateLimit-Reset".into(), iso_in(60)));
+                }
+            }
+            error_response(status, flavor, reason(status), headers, body)
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error")
+}
+
+/// An error answer in the server's shape (or `body` verbatim).
+pub(crate) fn error_response(
+    status: u16,
+    flavor: Flavor,
+    message: &str,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+) -> Response {
+    let body = body.unwrap_or_else(|| match flavor {
+        Flavor::Jira => serde_json::json!({"errorMessages": [message], "errors": {}}).to_string(),
+        Flavor::ServiceNow => serde_json::json!({
+            "error": {"message": message, "detail": null},
+            "status": "failure"
+        })
+        .to_string(),
+    });
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    resp
+}
+
+/// 401 in the server's shape.
+pub(crate) fn unauthorized(flavor: Flavor) -> Response {
+    match flavor {
+        Flavor::Jira => error_response(
+            401,
+            flavor,
+            "Client must be authenticated to access this resource.",
+            Vec::new(),
+            None,
+        ),
+        Flavor::ServiceNow => error_response(
+            401,
+            flavor,
+            "",
+            Vec::new(),
+            Some(
+                serde_json::json!({
+                    "error": {
+                        "message": "User Not Authenticated",
+                        "detail": "Required to provide Auth information"
+                    },
+                    "status": "failure"
+                })
+                .to_string(),
+            ),
+        ),
+    }
+}
+
+/// A JSON response.
+pub(crate) fn json_response(status: u16, value: &serde_json::Value) -> Response {
+    let mut resp = Response::new(Body::from(value.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    resp
+}
+
+/// An empty response with this status.
+pub(crate) fn empty_response(status: u16) -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
+    resp
+}
+
+/// One request as a server saw it. `Authorization` (and cookie) values are
+/// never kept: they read `<redacted>`.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+    /// The body parsed as JSON, when it is JSON.
+    pub json: Option<serde_json::Value>,
+}
+
+impl Recorded {
+    pub(crate) fn new(parts: &http::request::Parts, body: &[u8]) -> Self {
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let name = k.as_str().to_string();
+                let value = if matches!(
+                    name.as_str(),
+                    "authorization" | "cookie" | "proxy-authorization"
+                ) {
+                    "<redacted>".to_string()
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                (name, value)
+            })
+            .collect();
+        Recorded {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parse_query(parts.uri.query()),
+            headers,
+            body_len: body.len(),
+            json: serde_json::from_slice(body).ok(),
+        }
+    }
+
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a query parameter.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Decoded `a=b&c=d` pairs, in order.
+pub(crate) fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.map(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Percent-decodes one path segment.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(x) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a path segment (unreserved characters kept).
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
+/// Parts of an `Authorization` header.
+pub(crate) enum Credentials {
+    Basic(String, String),
+    Bearer(String),
+}
+
+pub(crate) fn credentials(headers: &http::HeaderMap) -> Option<Credentials> {
+    use base64::Engine as _;
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        let (u, p) = s.split_once(':')?;
+        Some(Credentials::Basic(u.to_string(), p.to_string()))
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Some(Credentials::Bearer(rest.trim().to_string()))
+    } else {
+        None
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_secs() -> (i64, u32) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_millis())
+}
+
+/// (year, month, day, hour, minute, second) in UTC.
+pub(crate) fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = if m <= 2 { y + 1 } else { y };
+    (
+        y,
+        m,
+        d,
+        (sod / 3600) as u32,
+        ((sod % 3600) / 60) as u32,
+        (sod % 60) as u32,
+    )
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC), as ServiceNow writes times.
+pub(crate) fn snow_time() -> String {
+    let (y, mo, d, h, mi, s) = civil(now_secs().0);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmm+0000`, as Jira writes times.
+pub(crate) fn jira_time() -> String {
+    let (secs, ms) = now_secs();
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}+0000")
+}
+
+/// ISO 8601 UTC time `secs` from now (`X-RateLimit-Reset`).
+pub(crate) fn iso_in(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(now_secs().0 + secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// A tiny deterministic PRNG (xorshift64*).
+#[derive(Debug, Clone)]
+pub(crate) struct XorShift(u64);
+
+impl XorShift {
+    pub(crate) fn new(seed: u64) -> Self {
+        // Never zero; spread small seeds.
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripted_faults_are_consumed_in_order() {
+        let f = Faults::default();
+        f.push(
+            Match::method_path(Method::POST, "/issue"),
+            Fault::status(503),
+            2,
+        );
+        assert!(f.take(&Method::GET, "/rest/api/3/issue/X-1").is_none());
+        assert!(f.take(&Method::POST, "/rest/api/3/issue").is_some());
+        assert!(f.take(&Method::POST, "/rest/api/3/issue").is_some());
+        assert!(f.take(&Method::POST, "/rest/api/3/issue").is_none());
+        assert_eq!(
+            f.injected(),
+            vec![
+                ("POST /rest/api/3/issue".to_string(), "503".to_string()),
+                ("POST /rest/api/3/issue".to_string(), "503".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn rates_are_deterministic() {
+        let run = |seed| {
+            let f = Faults::default();
+            f.set_rates(
+                Rates {
+                    server_error: 0.2,
+                    rate_limited: 0.2,
+                    timeout: 0.1,
+                    timeout_ms: 10,
+                },
+                seed,
+            );
+            (0..200)
+                .map(|_| f.take(&Method::GET, "/x").map(|x| x.kind()))
+                .collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7));
+        let faulted = a.iter().filter(|x| x.is_some()).count();
+        assert!((60..140).contains(&faulted), "{faulted}");
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil(1_709_210_096), (2024, 2, 29, 12, 34, 56));
+    }
+
+    #[test]
+    fn percent_round_trip() {
+        assert_eq!(percent_decode(&percent_encode("a b/ü.txt")), "a b/ü.txt");
+    }
+}
