@@ -5,6 +5,7 @@
 
 pub mod faults;
 pub mod openapi;
+pub mod servicenow_server;
 
 use std::path::PathBuf;
 
