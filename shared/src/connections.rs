@@ -111,11 +111,9 @@ impl ConnectionAuth {
             }
         }
         if let Some(url) = &self.token_url {
-            if !url.starts_with("https://") {
-                out.push((
-                    "token_url".to_owned(),
-                    format!("`{url}` is not an https URL"),
-                ));
+            // https, or plain http on loopback (local token servers in tests).
+            if let Err(e) = check_base_url(url) {
+                out.push(("token_url".to_owned(), e));
             }
         }
         out

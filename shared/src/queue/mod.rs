@@ -11,7 +11,7 @@ mod sqs;
 
 pub use memory::MemoryQueue;
 #[cfg(feature = "aws")]
-pub use sqs::SqsQueue;
+pub use sqs::{SqsInbox, SqsQueue};
 
 use async_trait::async_trait;
 

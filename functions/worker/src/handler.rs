@@ -1,0 +1,57 @@
+//! The SQS batch handler: Lambda types in, the worker core's batch out.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::LambdaEvent;
+use shared::connector::Budget;
+use shared::worker::{InMessage, Inbox, Worker};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Time kept free at the end of an invocation to return the batch response.
+const RESERVE: Duration = Duration::from_millis(500);
+
+/// Converts one SQS record. A record without an id cannot be reported
+/// failed; SQS always sends one.
+pub fn in_message(m: &SqsMessage) -> InMessage {
+    let attr = |k: &str| m.attributes.get(k).cloned();
+    InMessage {
+        id: m.message_id.clone().unwrap_or_default(),
+        group_id: attr("MessageGroupId"),
+        dedup_id: attr("MessageDeduplicationId"),
+        body: m.body.clone().unwrap_or_default(),
+        receive_count: attr("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1),
+        receipt: m.receipt_handle.clone(),
+    }
+}
+
+/// The invocation deadline as a tokio instant.
+fn budget(deadline_ms: u64) -> Budget {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Budget::new(tokio::time::Instant::now() + left, RESERVE)
+}
+
+pub async fn handle(
+    worker: &Worker,
+    inbox: &dyn Inbox,
+    event: LambdaEvent<SqsEvent>,
+) -> SqsBatchResponse {
+    let messages: Vec<InMessage> = event.payload.records.iter().map(in_message).collect();
+    let budget = budget(event.context.deadline);
+    let report = worker.run_batch(inbox, &messages, &budget).await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = report
+        .failed
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}

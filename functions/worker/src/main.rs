@@ -1,0 +1,83 @@
+//! Worker Lambda: the composition root. Tracing, config, clients built once
+//! (so the HTTP connection pool and the cached secrets and OAuth tokens live
+//! across invocations), then `lambda_runtime::run` on the SQS batch handler.
+//!
+//! Environment:
+//! - `RELAY_CONFIG` (default `/opt/relay.yaml`, the config layer)
+//! - `RELAY_QUEUE_URL` (the source FIFO queue; for redelivery delays)
+//! - `RELAY_DLQ_URL` (the dead-letter FIFO queue the worker writes to)
+//! - `RELAY_MAX_RECEIVE_COUNT` (the queue's redrive `maxReceiveCount`; on that
+//!   receive a retryable failure is dead-lettered with its reason)
+//! - `RELAY_CALL_TIMEOUT_MS` (default 10000), `RELAY_MAX_ATTACHMENT_BYTES`
+//!   (default 20 MiB), `RELAY_PARALLEL_GROUPS` (default 4)
+//! - plus whatever `${NAME}` the config interpolates.
+#![forbid(unsafe_code)]
+
+mod handler;
+
+use shared::config::Config;
+use shared::connector::rest::http_client;
+use shared::connector::ConnectorSettings;
+use shared::executor::Connectors;
+use shared::queue::SqsInbox;
+use shared::secrets::{AwsSecretStore, CachedSecretStore};
+use shared::worker::{BatchSettings, Worker};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn env_num(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}=`{v}` is not a whole number")),
+        _ => Ok(None),
+    }
+}
+
+fn required(name: &str) -> Result<String, String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{name} is not set"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::telemetry::init_json();
+    let fail = |e: String| {
+        tracing::error!(error = %e, "the worker cannot start");
+        e
+    };
+    let config_path = std::env::var("RELAY_CONFIG").unwrap_or_else(|_| "/opt/relay.yaml".into());
+    let config = Config::load(&config_path).map_err(|e| fail(e.to_string()))?;
+    let queue_url = required("RELAY_QUEUE_URL").map_err(fail)?;
+    let dlq_url = required("RELAY_DLQ_URL").map_err(fail)?;
+    let mut connector = ConnectorSettings::default();
+    if let Some(ms) = env_num("RELAY_CALL_TIMEOUT_MS").map_err(fail)? {
+        connector.call_timeout = Duration::from_millis(ms);
+    }
+    let mut batch = BatchSettings {
+        max_receive_count: env_num("RELAY_MAX_RECEIVE_COUNT")
+            .map_err(fail)?
+            .map(|n| n as u32),
+        ..BatchSettings::default()
+    };
+    if let Some(n) = env_num("RELAY_MAX_ATTACHMENT_BYTES").map_err(fail)? {
+        connector.max_attachment_bytes = n;
+        batch.max_attachment_bytes = n;
+    }
+    if let Some(n) = env_num("RELAY_PARALLEL_GROUPS").map_err(fail)? {
+        batch.parallel_groups = n.max(1) as usize;
+    }
+    let sdk = shared::aws::sdk_config(None).await;
+    let secrets = Arc::new(CachedSecretStore::new(AwsSecretStore::from_conf(&sdk)));
+    let connectors = Connectors::from_config(&config, http_client(), secrets, connector);
+    let worker = Worker::new(Arc::new(config), connectors, batch);
+    let inbox = SqsInbox::from_conf(&sdk, queue_url, dlq_url);
+    let (worker, inbox) = (&worker, &inbox);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
+        Ok::<_, lambda_runtime::Error>(handler::handle(worker, inbox, event).await)
+    }))
+    .await
+}

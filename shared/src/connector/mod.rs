@@ -1,0 +1,301 @@
+//! Connectors: the outbound side. One [`Connector`] per configured
+//! connection turns a planned request into an authenticated HTTP call against
+//! that connection's base URL, and never calls anything else.
+//!
+//! - [`rest::RestConnector`] implements the trait for the three kinds of
+//!   connection; what differs between them is its [`rest::Dialect`]:
+//!   ServiceNow (Table + Attachment API, `{"error":{message,detail}}` bodies,
+//!   OAuth at `/oauth_token.do` with a form body), Jira (REST v3/v2,
+//!   `{"errorMessages","errors"}` bodies, `X-RateLimit-Reset` and
+//!   `RateLimit-Reason`, OAuth client credentials with a JSON body at
+//!   `auth.atlassian.com`) and generic HTTP (JSON in, JSON out).
+//! - [`auth`]: Basic (e-mail + API token, user + password), Bearer (PAT),
+//!   OAuth 2.0 client credentials with the token cached until shortly before
+//!   expiry. Credentials come from the [`crate::secrets::SecretStore`]; after a
+//!   401 the secret is re-read once (rotation) and the call repeated once.
+//! - [`limits`]: `Retry-After` (seconds or HTTP date), `X-RateLimit-Reset`,
+//!   bounded exponential backoff with jitter.
+//!
+//! Retries happen inside a [`Budget`]: a call is started only if it can finish
+//! (its timeout) before the deadline, and a wait is taken only if a call can
+//! still follow it. Whatever does not fit is handed back to the queue as
+//! [`CallError::Retry`] with the wait the target asked for.
+
+pub mod auth;
+pub mod limits;
+pub mod rest;
+
+use crate::connections::ConnectionKind;
+use crate::plan::Method;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub use rest::{ConnectorSettings, RestConnector};
+
+/// One request, relative to the connection's base URL, with placeholders
+/// already filled in.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: Method,
+    /// Starts with `/`; segments already percent-encoded.
+    pub path: String,
+    /// Not yet encoded.
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: CallBody,
+}
+
+/// A request body.
+#[derive(Clone, Debug)]
+pub enum CallBody {
+    None,
+    Json(Value),
+    /// A file fetched (for each attempt anew) from `source` at `url`, sent as
+    /// the raw body with its `Content-Type` (ServiceNow) or as the multipart
+    /// part `file` (Jira).
+    File(FileSource),
+}
+
+/// Where an uploaded file comes from.
+#[derive(Clone)]
+pub struct FileSource {
+    pub source: Arc<dyn Connector>,
+    pub url: String,
+    pub file_name: String,
+    pub content_type: Option<String>,
+    pub multipart: bool,
+}
+
+impl std::fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSource")
+            .field("source", &self.source.name())
+            .field("url", &self.url)
+            .field("file_name", &self.file_name)
+            .field("content_type", &self.content_type)
+            .field("multipart", &self.multipart)
+            .finish()
+    }
+}
+
+/// A final answer from the target (2xx, or a 4xx that retrying cannot fix).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// The JSON body, when there was one.
+    pub json: Option<Value>,
+    /// For 4xx: a one-line summary of the target's error body.
+    pub error: Option<String>,
+    /// How many attempts it took (1 = first try).
+    pub attempts: u32,
+}
+
+impl Reply {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Why a call produced no [`Reply`].
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    /// Try again later (429, 5xx, timeout, connection error, no time left):
+    /// redeliver the event, after `after` if the target said so.
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Retrying will not help (a URL outside the base URL, a file over the
+    /// cap, a missing secret key). `reason` starts with a stable code.
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+impl CallError {
+    pub fn retry(reason: impl Into<String>) -> Self {
+        CallError::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        CallError::Permanent {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A streamed download, opened against a connection.
+pub struct Download {
+    pub response: reqwest::Response,
+    /// `Content-Length`, when the server sent it (already checked against the cap).
+    pub length: Option<u64>,
+    pub content_type: Option<String>,
+    /// The size cap the stream enforces while it is read.
+    pub max_bytes: u64,
+}
+
+/// The time a message may still use.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub deadline: Instant,
+    /// Kept free at the end for reporting the batch (and deleting / dead-lettering).
+    pub reserve: Duration,
+}
+
+impl Budget {
+    pub fn new(deadline: Instant, reserve: Duration) -> Self {
+        Self { deadline, reserve }
+    }
+
+    /// A budget of `d` from now (tests, `relay serve`).
+    pub fn from_now(d: Duration) -> Self {
+        Self::new(Instant::now() + d, Duration::ZERO)
+    }
+
+    /// Time left before the reserve.
+    pub fn remaining(&self) -> Duration {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_default()
+            .saturating_sub(self.reserve)
+    }
+
+    /// The timeout a call starting now gets: `max` if it fits, else what is
+    /// left; `None` when less than `min` is left (do not start the call).
+    pub fn call_timeout(&self, max: Duration, min: Duration) -> Option<Duration> {
+        let left = self.remaining();
+        (left >= min).then(|| left.min(max))
+    }
+}
+
+/// An outbound connection.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn name(&self) -> &str;
+    fn kind(&self) -> ConnectionKind;
+    fn base_url(&self) -> &str;
+
+    /// Sends one call with auth, rate-limit handling and bounded retries
+    /// within `budget`.
+    async fn call(&self, call: &Call, budget: &Budget) -> Result<Reply, CallError>;
+
+    /// Opens a download of `url` with this connection's credentials. `url`
+    /// must lie under the base URL (else `attachment_url_not_allowed`); a
+    /// body over `max_bytes` is `attachment_too_large`.
+    async fn download(
+        &self,
+        url: &str,
+        max_bytes: u64,
+        budget: &Budget,
+    ) -> Result<Download, CallError>;
+}
+
+/// Whether `url` lies under `base` (same scheme, host and port; path under
+/// the base path; no dot segments, credentials or backslashes to play
+/// tricks with).
+pub fn url_is_under(url: &str, base: &str) -> bool {
+    let (Ok(u), Ok(b)) = (url::Url::parse(url), url::Url::parse(base)) else {
+        return false;
+    };
+    if url.contains('\\') || !u.username().is_empty() || u.password().is_some() {
+        return false;
+    }
+    // `Url::parse` resolves dot segments; a raw `..` or encoded one is refused.
+    let raw_path = url.split(['?', '#']).next().unwrap_or("");
+    let lowered = raw_path.to_ascii_lowercase();
+    if raw_path.contains("/../")
+        || raw_path.ends_with("/..")
+        || lowered.contains("%2e%2e")
+        || lowered.contains("%2f")
+    {
+        return false;
+    }
+    if u.scheme() != b.scheme()
+        || u.host_str() != b.host_str()
+        || u.port_or_known_default() != b.port_or_known_default()
+    {
+        return false;
+    }
+    let base_path = b.path().trim_end_matches('/');
+    let path = u.path();
+    path.len() > base_path.len() && path.starts_with(base_path) && {
+        let rest = &path[base_path.len()..];
+        rest.starts_with('/') && rest.len() > 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_under_the_base() {
+        let base = "https://example.atlassian.net";
+        assert!(url_is_under(
+            "https://example.atlassian.net/secure/attachment/1/a.png",
+            base
+        ));
+        assert!(url_is_under(
+            "https://example.atlassian.net/rest/api/3/attachment/content/10000",
+            base
+        ));
+        for bad in [
+            "https://evil.example/secure/attachment/1/a.png",
+            "https://example.atlassian.net.evil.example/x",
+            "https://example.atlassian.net@evil.example/x",
+            "https://user:pw@example.atlassian.net/x",
+            "http://example.atlassian.net/x",
+            "https://example.atlassian.net:8443/x",
+            "https://example.atlassian.net/../x",
+            "https://example.atlassian.net/a/%2e%2e/x",
+            "https://example.atlassian.net\\@evil.example/",
+            "https://example.atlassian.net",
+            "not a url",
+        ] {
+            assert!(!url_is_under(bad, base), "{bad}");
+        }
+        let prefixed = "https://api.atlassian.com/ex/jira/abc";
+        assert!(url_is_under(
+            "https://api.atlassian.com/ex/jira/abc/rest/api/3/attachment/content/1",
+            prefixed
+        ));
+        assert!(!url_is_under(
+            "https://api.atlassian.com/ex/jira/abcdef/rest",
+            prefixed
+        ));
+        assert!(!url_is_under(
+            "https://api.atlassian.com/ex/jira/other/rest",
+            prefixed
+        ));
+        assert!(url_is_under(
+            "http://127.0.0.1:8080/f/1",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!url_is_under(
+            "http://127.0.0.1:8081/f/1",
+            "http://127.0.0.1:8080"
+        ));
+    }
+
+    #[test]
+    fn budget_refuses_calls_that_cannot_finish() {
+        let b = Budget::from_now(Duration::from_millis(300));
+        assert!(b
+            .call_timeout(Duration::from_secs(10), Duration::from_secs(1))
+            .is_none());
+        let t = b
+            .call_timeout(Duration::from_secs(10), Duration::from_millis(100))
+            .unwrap();
+        assert!(t <= Duration::from_millis(300));
+        let b = Budget::from_now(Duration::from_secs(60));
+        assert_eq!(
+            b.call_timeout(Duration::from_secs(10), Duration::from_secs(1)),
+            Some(Duration::from_secs(10))
+        );
+    }
+}

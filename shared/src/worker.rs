@@ -1,0 +1,347 @@
+//! The worker core: queued envelopes in, changes in the paired system out.
+//! Hosts (the Lambda function, `relay serve`) hand it batches of messages and
+//! an [`Inbox`] for what only the queue can do (dead-letter, delay).
+//!
+//! Per message: decode the envelope → plan (whitelist, rules, mapping) →
+//! [`execute`] → an [`Outcome`]. Per batch:
+//!
+//! - Messages are grouped by FIFO group. Groups run concurrently (up to
+//!   [`BatchSettings::parallel_groups`]); the messages of one group run one
+//!   after another, and once one fails every later message of that group in
+//!   the batch is reported failed too, unprocessed, so order is never broken.
+//! - `retry` → the message is reported failed and the queue redelivers it
+//!   after the visibility timeout; when the target named a wait
+//!   (`Retry-After`) the message's visibility is set to that wait.
+//! - `dead` → the worker moves the message to the dead-letter queue itself,
+//!   with the reason as a message attribute, and reports it done. A permanent
+//!   failure therefore costs one receive, not the whole retry budget.
+//! - A retryable failure on the last receive the queue allows
+//!   ([`BatchSettings::max_receive_count`]) is dead-lettered the same way with
+//!   reason `retries_exhausted: …`, so the reason survives (the queue's own
+//!   redrive keeps no reason; it remains the backstop if the worker dies).
+//! - No message is started once the budget's remaining time is below
+//!   [`BatchSettings::min_message_time`]; such messages are reported failed
+//!   (redelivered), not half done.
+
+use crate::config::Config;
+use crate::connector::Budget;
+use crate::envelope::Envelope;
+use crate::executor::{execute, Connectors, Outcome};
+use crate::queue::QueueError;
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// A received message, whatever the queue.
+#[derive(Clone, Debug)]
+pub struct InMessage {
+    pub id: String,
+    /// FIFO group; messages without one form their own group.
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub body: String,
+    /// 1 on first delivery.
+    pub receive_count: u32,
+    /// The queue's handle for visibility changes / deletion.
+    pub receipt: Option<String>,
+}
+
+/// What only the queue can do for the worker.
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// Moves the message to the dead-letter queue with `reason`. After `Ok`
+    /// the message counts as handled (the host deletes / acknowledges it).
+    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError>;
+    /// Redelivers the message no earlier than `after`.
+    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError>;
+}
+
+/// Batch behaviour.
+#[derive(Clone, Debug)]
+pub struct BatchSettings {
+    /// The queue's `maxReceiveCount`: on this receive a retry becomes a dead letter.
+    pub max_receive_count: Option<u32>,
+    /// Groups processed at once.
+    pub parallel_groups: usize,
+    /// A message is not started with less time than this left.
+    pub min_message_time: Duration,
+    /// Files larger than this are not transferred.
+    pub max_attachment_bytes: u64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            max_receive_count: None,
+            parallel_groups: 4,
+            min_message_time: Duration::from_secs(2),
+            max_attachment_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+/// The worker: config, connectors, settings; built once per process.
+pub struct Worker {
+    config: Arc<Config>,
+    connectors: Connectors,
+    settings: BatchSettings,
+}
+
+/// What a batch came to.
+#[derive(Clone, Debug, Default)]
+pub struct BatchReport {
+    /// Message ids to report as failed (redelivered by the queue).
+    pub failed: Vec<String>,
+    /// (message id, outcome label) in input order, incl. `held` and `deadline`.
+    pub outcomes: Vec<(String, String)>,
+}
+
+/// The envelope fields logs carry.
+#[derive(Default)]
+struct Meta {
+    endpoint: String,
+    event: String,
+    delivery_id: String,
+    source_key: String,
+    origin: &'static str,
+}
+
+impl Worker {
+    pub fn new(config: Arc<Config>, connectors: Connectors, settings: BatchSettings) -> Self {
+        Self {
+            config,
+            connectors,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &BatchSettings {
+        &self.settings
+    }
+
+    /// One message body (an encoded envelope) to an outcome.
+    pub async fn process(&self, body: &str, budget: &Budget) -> Outcome {
+        self.process_inner(body, budget).await.0
+    }
+
+    async fn process_inner(&self, body: &str, budget: &Budget) -> (Outcome, Meta) {
+        let env = match Envelope::decode(body) {
+            Ok(e) => e,
+            Err(e) => {
+                return (
+                    Outcome::Dead {
+                        reason: format!("bad_envelope: {e}"),
+                    },
+                    Meta::default(),
+                )
+            }
+        };
+        let meta = Meta {
+            endpoint: env.endpoint.clone(),
+            event: env.event.clone(),
+            delivery_id: env.delivery_id.clone(),
+            source_key: env.source_key.clone().unwrap_or_default(),
+            origin: match env.origin {
+                crate::envelope::Origin::Webhook => "webhook",
+                crate::envelope::Origin::Reconcile => "reconcile",
+            },
+        };
+        let plan = match crate::rules::plan_envelope(&self.config, &env) {
+            Ok(p) => p,
+            Err(e) => {
+                let code = match e {
+                    crate::rules::PlanError::UnknownEndpoint(_) => "config_error",
+                    _ => "bad_payload",
+                };
+                return (
+                    Outcome::Dead {
+                        reason: format!("{code}: {e}"),
+                    },
+                    meta,
+                );
+            }
+        };
+        let outcome = execute(
+            &plan,
+            &self.connectors,
+            budget,
+            self.settings.max_attachment_bytes,
+        )
+        .await;
+        (outcome, meta)
+    }
+
+    /// Processes a batch; see the module docs for the rules.
+    pub async fn run_batch(
+        &self,
+        inbox: &dyn Inbox,
+        messages: &[InMessage],
+        budget: &Budget,
+    ) -> BatchReport {
+        // Groups in order of first appearance, each in message order.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let g = m.group_id.clone().unwrap_or_else(|| format!("\0{}", m.id));
+            match groups.iter_mut().find(|(k, _)| *k == g) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((g, vec![i])),
+            }
+        }
+        let results: Vec<Vec<(usize, bool, String)>> = futures_util::stream::iter(groups)
+            .map(|(_, idx)| self.run_group(inbox, messages, idx, budget))
+            .buffer_unordered(self.settings.parallel_groups.max(1))
+            .collect()
+            .await;
+        let mut flat: Vec<(usize, bool, String)> = results.into_iter().flatten().collect();
+        flat.sort_by_key(|(i, _, _)| *i);
+        let mut report = BatchReport::default();
+        for (i, ok, label) in flat {
+            if !ok {
+                report.failed.push(messages[i].id.clone());
+            }
+            report.outcomes.push((messages[i].id.clone(), label));
+        }
+        report
+    }
+
+    async fn run_group(
+        &self,
+        inbox: &dyn Inbox,
+        messages: &[InMessage],
+        idx: Vec<usize>,
+        budget: &Budget,
+    ) -> Vec<(usize, bool, String)> {
+        let mut out = Vec::with_capacity(idx.len());
+        let mut failed = false;
+        for i in idx {
+            let m = &messages[i];
+            if failed {
+                tracing::info!(message_id = %m.id, outcome = "held",
+                    "not processed: an earlier message of its group failed in this batch");
+                out.push((i, false, "held".to_owned()));
+                continue;
+            }
+            if budget.remaining() < self.settings.min_message_time {
+                tracing::warn!(message_id = %m.id, outcome = "deadline",
+                    remaining_ms = budget.remaining().as_millis() as u64,
+                    "not processed: not enough time left in this invocation");
+                failed = true;
+                out.push((i, false, "deadline".to_owned()));
+                continue;
+            }
+            let span = tracing::info_span!("message", message_id = %m.id);
+            let (ok, label) = self.handle(inbox, m, budget).instrument(span).await;
+            failed = !ok;
+            out.push((i, ok, label));
+        }
+        out
+    }
+
+    /// One message: process, then act on the outcome. Returns (handled, label).
+    async fn handle(&self, inbox: &dyn Inbox, m: &InMessage, budget: &Budget) -> (bool, String) {
+        let started = tokio::time::Instant::now();
+        let (outcome, meta) = self.process_inner(&m.body, budget).await;
+        let last_receive = self
+            .settings
+            .max_receive_count
+            .is_some_and(|max| m.receive_count >= max);
+        let (outcome, dead_reason) = match outcome {
+            Outcome::Retry { reason, .. } if last_receive => {
+                let r = format!(
+                    "retries_exhausted: {} receives; last: {reason}",
+                    m.receive_count
+                );
+                (Outcome::Dead { reason: r.clone() }, Some(r))
+            }
+            Outcome::Dead { reason } => (
+                Outcome::Dead {
+                    reason: reason.clone(),
+                },
+                Some(reason),
+            ),
+            o => (o, None),
+        };
+        let mut handled = !matches!(outcome, Outcome::Retry { .. });
+        let mut dlq_error = None;
+        if let Some(reason) = &dead_reason {
+            if let Err(e) = inbox.dead_letter(m, reason).await {
+                handled = false;
+                dlq_error = Some(e.to_string());
+            }
+        }
+        if let Outcome::Retry {
+            after: Some(after), ..
+        } = &outcome
+        {
+            if let Err(e) = inbox.delay(m, *after).await {
+                tracing::warn!(error = %e, "could not set the redelivery delay");
+            }
+        }
+        let (applied, targets): (Vec<_>, Vec<_>) = match &outcome {
+            Outcome::Applied { applied, .. } => applied
+                .iter()
+                .map(|a| {
+                    (
+                        format!("{}:{:?}", a.rule, a.action).to_lowercase(),
+                        a.target.clone().unwrap_or_default(),
+                    )
+                })
+                .unzip(),
+            _ => (Vec::new(), Vec::new()),
+        };
+        tracing::info!(
+            endpoint = %meta.endpoint,
+            event = %meta.event,
+            delivery_id = %meta.delivery_id,
+            source_key = %meta.source_key,
+            origin = meta.origin,
+            receive_count = m.receive_count,
+            outcome = outcome.label(),
+            reason = outcome.reason().unwrap_or(""),
+            rules = %applied.join(","),
+            target = %targets.join(","),
+            dead_lettered = dead_reason.is_some() && dlq_error.is_none(),
+            dlq_error = dlq_error.as_deref().unwrap_or(""),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "processed"
+        );
+        (handled, outcome.label().to_owned())
+    }
+}
+
+/// An [`Inbox`] that keeps dead letters and delays in memory (tests, and a
+/// model of what the real ones must do).
+#[derive(Default)]
+pub struct MemoryInbox {
+    pub dead: std::sync::Mutex<Vec<(InMessage, String)>>,
+    pub delays: std::sync::Mutex<Vec<(String, Duration)>>,
+    /// When set, dead-lettering fails (to test that nothing is lost).
+    pub fail_dead_letters: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Inbox for MemoryInbox {
+    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError> {
+        if self
+            .fail_dead_letters
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(QueueError::Unavailable("dead-letter queue down".into()));
+        }
+        self.dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((msg.clone(), reason.to_owned()));
+        Ok(())
+    }
+
+    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError> {
+        self.delays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((msg.id.clone(), after));
+        Ok(())
+    }
+}
