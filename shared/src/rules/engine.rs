@@ -603,6 +603,21 @@ fn jira_steps(
                     fields.push((format!("fields.{field}"), Value::String(k.to_owned())));
                 }
             }
+            // Back-references on the new issue: an issue property with the
+            // correlation key (and any `property.*` values), and a remote link
+            // when `remotelink.url` is mapped.
+            let mut property = Map::new();
+            if let (Some(k), Some(field)) = (key, corr) {
+                if field != "key" {
+                    property.insert("key".into(), Value::String(k.to_owned()));
+                }
+            }
+            while let Some(i) = fields.iter().position(|(t, _)| t.starts_with("property.")) {
+                let (t, v) = fields.remove(i);
+                property.insert(t["property.".len()..].to_owned(), v);
+            }
+            let link_url = take(&mut fields, "remotelink.url");
+            let link_title = take(&mut fields, "remotelink.title");
             let body = nested(fields);
             if rule.action == Action::Upsert {
                 let r = need_ref()?;
@@ -618,7 +633,35 @@ fn jira_steps(
             post.body = Body::Json { json: body };
             post.extract.insert("key".into(), "key".into());
             post.extract.insert("id".into(), "id".into());
+            let after_create = post.run_if.clone();
             steps.push(post);
+            if !property.is_empty() {
+                let mut put = step(
+                    "property",
+                    Method::Put,
+                    format!("{api}/issue/{{{{create.key}}}}/properties/jira-relay"),
+                );
+                put.run_if = after_create.clone();
+                put.body = Body::Json {
+                    json: Value::Object(property),
+                };
+                steps.push(put);
+            }
+            if let Some(url) = link_url {
+                let url = text_of(&url);
+                let title = link_title.map_or_else(|| url.clone(), |t| text_of(&t));
+                let mut link = step(
+                    "remotelink",
+                    Method::Post,
+                    format!("{api}/issue/{{{{create.key}}}}/remotelink"),
+                );
+                link.run_if = after_create;
+                let global = key.map_or_else(|| url.clone(), |k| format!("jira-relay:{k}"));
+                link.body = Body::Json {
+                    json: json!({ "globalId": global, "object": { "url": url, "title": title } }),
+                };
+                steps.push(link);
+            }
         }
         Action::Update => {
             let r = need_ref()?;
