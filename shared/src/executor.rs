@@ -180,8 +180,16 @@ pub async fn execute(
     // A mapping error anywhere: nothing is applied.
     for r in &plan.rules {
         if let RuleStatus::Error { message } = &r.status {
+            // Messages that carry their own code (`attachment_url_not_allowed: …`) keep it.
+            let coded = message.split_once(": ").is_some_and(|(code, _)| {
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            });
             return Outcome::Dead {
-                reason: format!("mapping_error: rule `{}`: {message}", r.rule),
+                reason: if coded {
+                    format!("{message} (rule `{}`)", r.rule)
+                } else {
+                    format!("mapping_error: rule `{}`: {message}", r.rule)
+                },
             };
         }
     }

@@ -335,9 +335,9 @@ impl From<&str> for Stop {
     }
 }
 
-/// Why an attachment is not fetched: the URL is missing or lies outside the
-/// `download_from` connection (a payload must not send our credentials
-/// elsewhere). The rule is skipped with this reason.
+/// Why an attachment is not fetched: the URL is missing from the event. The
+/// rule is skipped with this reason. (A URL outside the `download_from`
+/// connection is an error, not a skip: see `download`.)
 struct SkipDownload(String);
 
 fn download(
@@ -351,12 +351,13 @@ fn download(
             "the attachment `url` has no value in this event".into(),
         )));
     };
-    let prefix = format!("{}/", via.base_url);
-    if !url.starts_with(&prefix) || url.contains("/../") {
-        return Ok(Err(SkipDownload(format!(
-            "attachment URL `{url}` is not under {} (connection `{}`); not fetched",
+    // A URL elsewhere would send the connection's credentials there: the
+    // event is dead with a reason (the worker checks again before fetching).
+    if !crate::connector::url_is_under(&url, &via.base_url) {
+        return Err(format!(
+            "attachment_url_not_allowed: `{url}` is not under {} (connection `{}`); not fetched",
             via.base_url, via.name
-        ))));
+        ));
     }
     let file_name =
         take(fields, "file_name").map_or_else(|| "attachment".to_owned(), |v| text_of(&v));
