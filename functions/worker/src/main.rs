@@ -13,8 +13,6 @@
 //! - plus whatever `${NAME}` the config interpolates.
 #![forbid(unsafe_code)]
 
-mod handler;
-
 use shared::config::Config;
 use shared::connector::rest::http_client;
 use shared::connector::ConnectorSettings;
@@ -22,6 +20,7 @@ use shared::executor::Connectors;
 use shared::queue::SqsInbox;
 use shared::secrets::{AwsSecretStore, CachedSecretStore};
 use shared::worker::{BatchSettings, Worker};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,11 +72,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = shared::aws::sdk_config(None).await;
     let secrets = Arc::new(CachedSecretStore::new(AwsSecretStore::from_conf(&sdk)));
     let connectors = Connectors::from_config(&config, http_client(), secrets, connector);
-    let worker = Worker::new(Arc::new(config), connectors, batch);
+    let core = Worker::new(Arc::new(config), connectors, batch);
     let inbox = SqsInbox::from_conf(&sdk, queue_url, dlq_url);
-    let (worker, inbox) = (&worker, &inbox);
+    let (core, inbox) = (&core, &inbox);
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
-        Ok::<_, lambda_runtime::Error>(handler::handle(worker, inbox, event).await)
+        Ok::<_, lambda_runtime::Error>(worker::handle(core, inbox, event).await)
     }))
     .await
 }

@@ -1,4 +1,7 @@
-//! The SQS batch handler: Lambda types in, the worker core's batch out.
+//! The worker Lambda's SQS batch handler: Lambda types in, the worker
+//! core's batch out. A library so that integration tests drive the very
+//! function the Lambda runs with real `SqsEvent`s.
+#![forbid(unsafe_code)]
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
