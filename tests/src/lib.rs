@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod faults;
+pub mod jira_server;
 pub mod openapi;
 pub mod servicenow_server;
 

@@ -85,7 +85,7 @@ impl OpenApi {
     pub fn operation(&self, method: &Method, path: &str) -> Option<Operation<'_>> {
         let m = method.as_str().to_ascii_lowercase();
         let segs: Vec<&str> = split(path).collect();
-        let mut best: Option<(Vec<bool>, &str, Vec<(String, String)>)> = None;
+        let mut best: Option<Candidate<'_>> = None;
         for (template, tsegs) in &self.paths {
             if tsegs.len() != segs.len() {
                 continue;
@@ -425,6 +425,9 @@ impl OpenApi {
         }
     }
 }
+
+/// (literal-segment score, template, path parameters).
+type Candidate<'a> = (Vec<bool>, &'a str, Vec<(String, String)>);
 
 fn split(path: &str) -> impl Iterator<Item = &str> {
     path.trim_start_matches('/').split('/')

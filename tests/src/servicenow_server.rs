@@ -709,7 +709,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                         &json!({"result": render(&sh.base, &rec, fields_sel.as_deref(), plain)}),
                     )
                 }
-                Err(r) => r,
+                Err(r) => *r,
             },
             _ => sn_error(
                 405,
@@ -769,14 +769,14 @@ fn sysparm_fields(query: &[(String, String)]) -> Option<Vec<String>> {
         .map(|f| f.split(',').map(|x| x.trim().to_string()).collect())
 }
 
-fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Response> {
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Box<Response>> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(o)) => Ok(o),
-        _ => Err(sn_error(
+        _ => Err(Box::new(sn_error(
             400,
             "Exception while reading request",
             "The payload is not valid JSON.",
-        )),
+        ))),
     }
 }
 
@@ -853,7 +853,7 @@ fn record(
         Method::PATCH | Method::PUT => {
             let body = match parse_object(bytes) {
                 Ok(b) => b,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let mut rec = st.tables[table][idx].clone();
             st.write(table, &mut rec, &body, user, false);
