@@ -3,12 +3,15 @@
 //!   and the status contract.
 //! - `sqs`: the router over a real socket, enqueuing into moto's SQS FIFO with
 //!   secrets from moto's Secrets Manager, read back with the real SDK.
+//! - `worker_flow`: fixtures through ingress → moto SQS → the worker Lambda's
+//!   handler → the Jira and ServiceNow contract servers, faults included.
 //! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS).
 
 mod configs;
 mod moto_checks;
 mod router;
 mod sqs;
+mod worker_flow;
 
 use axum::body::Body;
 use http::{Request, StatusCode};

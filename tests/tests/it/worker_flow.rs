@@ -1,0 +1,693 @@
+//! The worker end to end: real Jira fixtures through the ingress router into
+//! moto's SQS FIFO queue, then the worker Lambda's own handler
+//! (`worker::handle`) on real `SqsEvent`s built from what moto delivers,
+//! writing into the ServiceNow and Jira contract servers, with connection
+//! secrets in moto's Secrets Manager and dead letters in a moto FIFO DLQ.
+//!
+//! `Relay::pump` plays the part of Lambda's event source mapping: receive a
+//! batch, invoke the handler, delete what succeeded, make the reported
+//! failures visible again at once (instead of waiting out the visibility
+//! timeout), until the queue is empty.
+
+use relay_tests::faults::{Fault, Match};
+use relay_tests::jira_server::JiraServer;
+use relay_tests::servicenow_server::ServiceNowServer;
+use relay_tests::{aws_endpoint, create_fifo_queue, fixtures_dir, sdk_config, unique};
+use serde_json::{json, Value};
+use shared::clock::SystemClock;
+use shared::config::Config;
+use shared::connector::rest::http_client;
+use shared::connector::ConnectorSettings;
+use shared::executor::Connectors;
+use shared::ingress::{app, IngressState};
+use shared::queue::{SqsInbox, SqsQueue};
+use shared::secrets::{AwsSecretStore, CachedSecretStore};
+use shared::worker::{BatchSettings, Worker};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const WEBHOOK_TOKEN: &str = "wh-token-41d2";
+const SN_USER: &str = relay_tests::servicenow_server::DEFAULT_USER;
+const SN_PASSWORD: &str = relay_tests::servicenow_server::DEFAULT_PASSWORD;
+const JIRA_EMAIL: &str = "relay@example.com";
+const JIRA_TOKEN: &str = "jira-api-token";
+const MAX_RECEIVES: u32 = 5;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(name: &str) -> Option<Value> {
+    let dir = fixtures_dir()?;
+    let text = std::fs::read(dir.join("jira-webhooks").join(name)).unwrap();
+    Some(serde_json::from_slice(&text).unwrap())
+}
+
+/// Our own ServiceNow sender events (shared/tests/events).
+fn sn_event(name: &str) -> Value {
+    let text = std::fs::read(repo().join("shared/tests/events").join(name)).unwrap();
+    serde_json::from_slice(&text).unwrap()
+}
+
+/// Points a fixture at another issue (the fixtures describe different issues;
+/// a story needs one).
+fn retarget(mut v: Value, key: &str, id: &str) -> Value {
+    v["issue"]["key"] = json!(key);
+    v["issue"]["id"] = json!(id);
+    v
+}
+
+struct Relay {
+    sn: ServiceNowServer,
+    jira: JiraServer,
+    sqs: aws_sdk_sqs::Client,
+    sm: aws_sdk_secretsmanager::Client,
+    queue_url: String,
+    dlq_url: String,
+    ingress: axum::Router,
+    worker: Worker,
+    inbox: SqsInbox,
+    prefix: String,
+}
+
+impl Relay {
+    /// The shipped example `example` (`jira-to-servicenow`, …) with its base
+    /// URLs pointed at the contract servers and its secret ids made unique.
+    async fn start(example: &str) -> Option<Self> {
+        Self::start_with(example, |y| y, ConnectorSettings::default()).await
+    }
+
+    async fn start_with(
+        example: &str,
+        edit: impl FnOnce(String) -> String,
+        settings: ConnectorSettings,
+    ) -> Option<Self> {
+        let moto = aws_endpoint()?;
+        fixtures_dir()?;
+        let conf = sdk_config(&moto).await;
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let sm = aws_sdk_secretsmanager::Client::new(&conf);
+        let queue_url = create_fifo_queue(&sqs, &unique("worker")).await;
+        let dlq_url = create_fifo_queue(&sqs, &unique("worker-dlq")).await;
+        let sn = ServiceNowServer::start().await;
+        let jira = JiraServer::start().await;
+        let prefix = unique("relay");
+        for (id, value) in [
+            (
+                "webhook",
+                json!({"token": WEBHOOK_TOKEN, "hmac": "unused-hmac-key"}),
+            ),
+            (
+                "servicenow",
+                json!({"username": SN_USER, "password": SN_PASSWORD}),
+            ),
+            (
+                "jira",
+                json!({"email": JIRA_EMAIL, "api_token": JIRA_TOKEN}),
+            ),
+            (
+                "servicenow-sender",
+                json!({"username": "snow.sender", "password": "sender-pw"}),
+            ),
+        ] {
+            sm.create_secret()
+                .name(format!("{prefix}/{id}"))
+                .secret_string(value.to_string())
+                .send()
+                .await
+                .expect("create secret in moto");
+        }
+        let yaml =
+            std::fs::read_to_string(repo().join(format!("examples/{example}.yaml"))).unwrap();
+        let yaml = yaml
+            .replace("https://example.service-now.com", &sn.base_url())
+            .replace("https://example.atlassian.net", &jira.base_url())
+            .replace("relay/", &format!("{prefix}/"));
+        let config = Arc::new(
+            Config::from_yaml(&edit(yaml), &format!("{example}.yaml"), |_| None)
+                .unwrap_or_else(|e| panic!("{example}: {e}")),
+        );
+        let secrets = Arc::new(
+            CachedSecretStore::new(AwsSecretStore::from_conf(&conf)).min_refetch(Duration::ZERO),
+        );
+        let ingress = app(IngressState {
+            config: config.clone(),
+            secrets: secrets.clone(),
+            queue: Arc::new(SqsQueue::from_conf(&conf, queue_url.clone())),
+            clock: Arc::new(SystemClock),
+        });
+        let connectors = Connectors::from_config(&config, http_client(), secrets, settings);
+        let worker = Worker::new(
+            config,
+            connectors,
+            BatchSettings {
+                max_receive_count: Some(MAX_RECEIVES),
+                ..BatchSettings::default()
+            },
+        );
+        let inbox = SqsInbox::from_conf(&conf, queue_url.clone(), dlq_url.clone());
+        Some(Self {
+            sn,
+            jira,
+            sqs,
+            sm,
+            queue_url,
+            dlq_url,
+            ingress,
+            worker,
+            inbox,
+            prefix,
+        })
+    }
+
+    /// Posts a webhook to the ingress; returns the status.
+    async fn post(&self, endpoint: &str, payload: &Value, delivery: &str) -> u16 {
+        let req = http::Request::post(format!("/webhooks/{endpoint}?token={WEBHOOK_TOKEN}"))
+            .header("content-type", "application/json")
+            .header("x-atlassian-webhook-identifier", delivery)
+            .body(axum::body::Body::from(payload.to_string()))
+            .unwrap();
+        self.ingress
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Posts a ServiceNow sender event (Basic auth).
+    async fn post_sn(&self, payload: &Value) -> u16 {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode("snow.sender:sender-pw");
+        let req = http::Request::post("/webhooks/servicenow")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Basic {basic}"))
+            .body(axum::body::Body::from(payload.to_string()))
+            .unwrap();
+        self.ingress
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// One receive + invoke round. Returns (records handed to the handler,
+    /// ids it reported failed).
+    async fn round(&self) -> (Vec<String>, Vec<String>) {
+        use aws_sdk_sqs::types::MessageSystemAttributeName as S;
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(S::All)
+            .visibility_timeout(30)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive from moto");
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        // The event exactly as Lambda's SQS event source writes it.
+        let records: Vec<Value> = msgs
+            .iter()
+            .map(|m| {
+                let attrs: HashMap<String, String> = m
+                    .attributes
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v))
+                    .collect();
+                json!({
+                    "messageId": m.message_id,
+                    "receiptHandle": m.receipt_handle,
+                    "body": m.body,
+                    "attributes": attrs,
+                    "messageAttributes": {},
+                    "md5OfBody": m.md5_of_body,
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:worker.fifo",
+                    "awsRegion": "us-east-1",
+                })
+            })
+            .collect();
+        let event: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_value(json!({ "Records": records })).unwrap();
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.deadline = (std::time::SystemTime::now() + Duration::from_secs(60))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let resp = worker::handle(
+            &self.worker,
+            &self.inbox,
+            lambda_runtime::LambdaEvent::new(event, ctx),
+        )
+        .await;
+        let failed: Vec<String> = resp
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        for m in &msgs {
+            let id = m.message_id.clone().unwrap();
+            let receipt = m.receipt_handle.clone().unwrap();
+            if failed.contains(&id) {
+                self.sqs
+                    .change_message_visibility()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
+            } else {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        (
+            msgs.iter().map(|m| m.message_id.clone().unwrap()).collect(),
+            failed,
+        )
+    }
+
+    /// Rounds until the queue is empty; returns how many rounds had failures.
+    async fn pump(&self) -> usize {
+        let mut failing_rounds = 0;
+        for _ in 0..40 {
+            let (seen, failed) = self.round().await;
+            if seen.is_empty() {
+                return failing_rounds;
+            }
+            failing_rounds += usize::from(!failed.is_empty());
+        }
+        panic!("the queue did not drain in 40 rounds");
+    }
+
+    /// Dead letters: (reason attribute, body).
+    async fn dead_letters(&self) -> Vec<(String, String)> {
+        relay_tests::drain(&self.sqs, &self.dlq_url)
+            .await
+            .into_iter()
+            .map(|r| {
+                (
+                    r.attributes
+                        .get("relay-dead-reason")
+                        .cloned()
+                        .unwrap_or_default(),
+                    r.body,
+                )
+            })
+            .collect()
+    }
+
+    fn incident(&self, key: &str) -> serde_json::Map<String, Value> {
+        self.sn
+            .find("incident", "correlation_id", key)
+            .unwrap_or_else(|| panic!("no incident with correlation_id {key}"))
+    }
+
+    fn incidents(&self) -> usize {
+        self.sn.records("incident").len()
+    }
+
+    async fn rotate_servicenow_password(&self, password: &str) {
+        self.sn.set_basic(SN_USER, password);
+        self.sm
+            .put_secret_value()
+            .secret_id(format!("{}/servicenow", self.prefix))
+            .secret_string(json!({"username": SN_USER, "password": password}).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn jira_story_becomes_one_incident_with_state_comment_and_attachment() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    let (key, id) = ("KT-22", "10509");
+    let status = retarget(
+        fixture("mattermost__jira-issue-updated-status_cloud.json").unwrap(),
+        key,
+        id,
+    );
+    let comment = retarget(
+        fixture("mattermost__comment-created_cloud.json").unwrap(),
+        key,
+        id,
+    );
+    let url = r.jira.add_file(
+        "screenshot.png",
+        "image/png",
+        b"\x89PNG fake image bytes".to_vec(),
+    );
+    let mut attachment = retarget(
+        fixture("zulip__attachment-created_cloud.json").unwrap(),
+        key,
+        id,
+    );
+    attachment["attachment"]["content"] = json!(url);
+
+    for (i, p) in [&created, &status, &comment, &attachment]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(r.post("jira", p, &format!("story-{i}")).await, 202);
+    }
+    assert_eq!(r.pump().await, 0, "nothing should fail");
+
+    assert_eq!(r.incidents(), 1);
+    let inc = r.incident(key);
+    assert_eq!(text(&inc["correlation_display"]), "jira-relay");
+    assert!(
+        text(&inc["short_description"]).starts_with("[KT-22] "),
+        "{inc:?}"
+    );
+    // Done in Jira: the status rule sets 6 and the resolution rule closes it out.
+    assert_eq!(text(&inc["state"]), "6");
+    assert_eq!(text(&inc["close_code"]), "Solved (Permanently)");
+    // Every value comes back a string, like ServiceNow's.
+    assert!(inc.values().all(|v| v.is_string() || v.is_object()));
+    let sys_id = text(&inc["sys_id"]).to_owned();
+    let journal = r.sn.journal("incident", &sys_id);
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert_eq!(journal[0].field, "comments");
+    assert!(journal[0].value.contains("(Jira): "), "{journal:?}");
+    let files = r.sn.attachments();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].table_sys_id, sys_id);
+    assert_eq!(files[0].file_name, "screenshot.png");
+    assert_eq!(files[0].content_type, "image/png");
+    assert_eq!(files[0].bytes, b"\x89PNG fake image bytes");
+    assert!(r.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_delivery_seen_twice_creates_one_record() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    // Jira's retry within the dedup window: SQS drops it.
+    assert_eq!(r.post("jira", &created, "dup-1").await, 202);
+    assert_eq!(r.post("jira", &created, "dup-1").await, 202);
+    r.pump().await;
+    // A late retry after the window (a new dedup id, the same change): the
+    // lookup by correlation_id finds the incident, nothing is created.
+    assert_eq!(r.post("jira", &created, "dup-1-late").await, 202);
+    r.pump().await;
+    assert_eq!(r.incidents(), 1);
+    let posts =
+        r.sn.requests()
+            .iter()
+            .filter(|q| q.method == "POST" && q.path == "/api/now/table/incident")
+            .count();
+    assert_eq!(posts, 1);
+}
+
+#[tokio::test]
+async fn a_comment_waits_for_its_create_to_succeed() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    let comment = retarget(
+        fixture("mattermost__comment-created_cloud.json").unwrap(),
+        "KT-22",
+        "10509",
+    );
+    // More 503s than the in-process attempts: the create goes back to the queue twice.
+    r.sn.faults().push(
+        Match::method_path(http::Method::POST, "/api/now/table/incident"),
+        Fault::status(503),
+        8,
+    );
+    assert_eq!(r.post("jira", &created, "c-1").await, 202);
+    assert_eq!(r.post("jira", &comment, "c-2").await, 202);
+    let failing = r.pump().await;
+    assert!(
+        failing >= 2,
+        "the create should have been handed back: {failing}"
+    );
+    let inc = r.incident("KT-22");
+    let journal = r.sn.journal("incident", text(&inc["sys_id"]));
+    assert_eq!(journal.len(), 1);
+    // The comment's PATCH comes after the create's POST that succeeded.
+    let reqs = r.sn.requests();
+    let created_at = reqs
+        .iter()
+        .rposition(|q| q.method == "POST" && q.path == "/api/now/table/incident")
+        .unwrap();
+    let commented_at = reqs.iter().position(|q| q.method == "PATCH").unwrap();
+    assert!(created_at < commented_at);
+    assert!(r.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn rate_limits_and_outages_are_retried_and_applied() {
+    let settings = ConnectorSettings {
+        call_timeout: Duration::from_secs(1),
+        ..ConnectorSettings::default()
+    };
+    let Some(r) = Relay::start_with("jira-to-servicenow", |y| y, settings).await else {
+        return;
+    };
+    let f = r.sn.faults();
+    f.push(
+        Match::path("/api/now/table/incident"),
+        Fault::rate_limited(1),
+        1,
+    );
+    f.push(
+        Match::path("/api/now/table/incident"),
+        Fault::status(502),
+        1,
+    );
+    f.push(
+        Match::path("/api/now/table/incident"),
+        Fault::Timeout(Duration::from_secs(3)),
+        1,
+    );
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "rl-1").await, 202);
+    r.pump().await;
+    assert_eq!(r.incidents(), 1);
+    assert_eq!(f.injected().len(), 3);
+    assert!(r.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_rotated_password_is_reread_after_a_401() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "rot-1").await, 202);
+    r.pump().await;
+    // Rotation: ServiceNow and the secret change; the worker's cached copy is stale.
+    r.rotate_servicenow_password("snow-password-2").await;
+    let status = retarget(
+        fixture("mattermost__jira-issue-updated-status_cloud.json").unwrap(),
+        "REL-23",
+        "10022",
+    );
+    assert_eq!(r.post("jira", &status, "rot-2").await, 202);
+    assert_eq!(r.pump().await, 0);
+    assert_eq!(text(&r.incident("REL-23")["state"]), "6");
+}
+
+#[tokio::test]
+async fn permanent_failures_go_to_the_dlq_with_their_reason_after_one_receive() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    r.sn.faults().push(
+        Match::method_path(http::Method::POST, "/api/now/table/incident"),
+        Fault::Status {
+            status: 400,
+            retry_after: None,
+            headers: Vec::new(),
+            body: Some(
+                json!({"error": {"message": "Mandatory field missing", "detail": "caller_id"}, "status": "failure"})
+                    .to_string(),
+            ),
+        },
+        1,
+    );
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "dead-1").await, 202);
+    assert_eq!(r.pump().await, 0, "a dead letter is not a batch failure");
+    let dead = r.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .0
+            .starts_with("target_rejected: 400 from servicenow")
+            && dead[0].0.contains("Mandatory field missing: caller_id"),
+        "{dead:?}"
+    );
+    // The body is the original envelope, ready for a redrive.
+    assert!(shared::envelope::Envelope::decode(&dead[0].1).is_ok());
+    assert_eq!(r.incidents(), 0);
+}
+
+#[tokio::test]
+async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    // No incident for INDEV-6: `wait_for_correlation` retries until the
+    // receive count is used up, then the worker dead-letters it itself.
+    let status = fixture("jira-to-matrix__jira-issue-updated-status.json").unwrap();
+    assert_eq!(r.post("jira", &status, "wait-1").await, 202);
+    let failing = r.pump().await;
+    assert_eq!(failing as u32, MAX_RECEIVES - 1);
+    let dead = r.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]
+            .0
+            .starts_with("retries_exhausted: 5 receives; last: not_correlated: "),
+        "{dead:?}"
+    );
+}
+
+#[tokio::test]
+async fn attachments_from_other_hosts_and_oversized_files_are_dead() {
+    let Some(r) = Relay::start_with(
+        "jira-to-servicenow",
+        |y| y,
+        ConnectorSettings {
+            max_attachment_bytes: 1024,
+            ..ConnectorSettings::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let created = fixture("zulip__attachment-created_cloud.json").unwrap();
+    let issue = json!({"webhookEvent": "jira:issue_created", "issue_event_type_name": "issue_created",
+        "user": {"accountId": "5c76b994e1bcdf6294d0eb0f"},
+        "issue": {"id": "10000", "key": "BUG-15", "fields": {"summary": "New bug with hook", "priority": {"name": "High"}}}});
+    assert_eq!(r.post("jira", &issue, "att-0").await, 202);
+    // The fixture's own URL is on another site.
+    assert_eq!(r.post("jira", &created, "att-1").await, 202);
+    let mut big = created.clone();
+    big["attachment"]["content"] =
+        json!(r
+            .jira
+            .add_file("big.bin", "application/octet-stream", vec![7u8; 4096]));
+    assert_eq!(r.post("jira", &big, "att-2").await, 202);
+    r.pump().await;
+    let dead = r.dead_letters().await;
+    let reasons: Vec<&str> = dead.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("attachment_url_not_allowed: "),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("attachment_too_large: "),
+        "{reasons:?}"
+    );
+    assert!(r.sn.attachments().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_message_holds_back_the_rest_of_its_group_only() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let a = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    let comment = retarget(
+        fixture("mattermost__comment-created_cloud.json").unwrap(),
+        "KT-22",
+        "10509",
+    );
+    let mut second = comment.clone();
+    second["comment"]["id"] = json!("99001");
+    second["comment"]["body"] = json!("second comment");
+    let b = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    for (i, p) in [&a, &comment, &second, &b].iter().enumerate() {
+        assert_eq!(r.post("jira", p, &format!("grp-{i}")).await, 202);
+    }
+    // Only KT-22's group writes comments (PATCH): its first comment fails
+    // every in-process attempt.
+    r.sn.faults().push(
+        Match::method_path(http::Method::PATCH, "/api/now/table/incident/"),
+        Fault::status(503),
+        4,
+    );
+    let (seen, failed) = r.round().await;
+    assert_eq!(seen.len(), 4, "one batch with both groups");
+    // The failed comment and the one after it; REL-23 and KT-22's create went through.
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(r.sn.find("incident", "correlation_id", "REL-23").is_some());
+    let kt = r.incident("KT-22");
+    assert!(r.sn.journal("incident", text(&kt["sys_id"])).is_empty());
+    assert_eq!(r.pump().await, 0);
+    let journal = r.sn.journal("incident", text(&kt["sys_id"]));
+    assert_eq!(journal.len(), 2);
+    assert!(journal[1].value.ends_with("second comment"), "{journal:?}");
+    assert_eq!(r.incidents(), 2);
+}
+
+#[tokio::test]
+async fn servicenow_incidents_become_jira_issues_with_adf_comments_and_transitions() {
+    let Some(r) = Relay::start("servicenow-to-jira").await else {
+        return;
+    };
+    let created = sn_event("servicenow-incident-created.json");
+    let commented = sn_event("servicenow-incident-commented.json");
+    let resolved = sn_event("servicenow-incident-resolved.json");
+    for p in [&created, &commented, &resolved] {
+        assert_eq!(r.post_sn(p).await, 202);
+    }
+    assert_eq!(r.pump().await, 0);
+    assert!(r.dead_letters().await.is_empty());
+    let violations = r.jira.violations();
+    assert!(violations.is_empty(), "{violations:?}");
+    let issues = r.jira.issues();
+    assert_eq!(issues.len(), 1);
+    let issue = &issues[0];
+    assert_eq!(issue.fields["customfield_10050"], "INC0010019");
+    assert_eq!(issue.fields["summary"], "Email server is down");
+    assert_eq!(issue.fields["description"]["type"], "doc");
+    assert_eq!(issue.status, "Resolved");
+    assert_eq!(issue.fields["resolution"]["name"], "Done");
+    assert_eq!(issue.comments.len(), 1);
+    assert_eq!(issue.comments[0]["body"]["type"], "doc");
+    assert_eq!(
+        issue.properties["jira-relay"],
+        json!({"key": "INC0010019", "sys_id": "9d385017c611228701d22104cc95c371"})
+    );
+    assert_eq!(issue.remote_links.len(), 1);
+    assert_eq!(
+        issue.remote_links[0]["object"]["title"],
+        "ServiceNow INC0010019"
+    );
+}
