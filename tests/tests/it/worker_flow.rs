@@ -127,7 +127,7 @@ impl Relay {
             .replace("https://example.atlassian.net", &jira.base_url())
             .replace("relay/", &format!("{prefix}/"));
         let config = Arc::new(
-            Config::from_yaml(&edit(yaml), &format!("{example}.yaml"), |_| None)
+            Config::from_yaml(&edit(yaml), format!("{example}.yaml"), |_| None)
                 .unwrap_or_else(|e| panic!("{example}: {e}")),
         );
         let secrets = Arc::new(
