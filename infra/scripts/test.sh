@@ -176,15 +176,18 @@ check_template() {
 }
 
 lambda_build() {
-  local bin=${CARGO_TARGET_DIR:-target}/lambda/ingress/bootstrap
-  rm -f "$bin"
-  cargo lambda build --release --arm64 -p ingress
-  test -f "$bin" || { echo "$bin was not produced"; return 1; }
-  local machine size
-  machine=$(od -An -tu1 -j18 -N1 "$bin" | tr -d ' ')
-  test "$machine" = 183 || { echo "$bin is not an aarch64 ELF (e_machine $machine)"; return 1; }
-  size=$(stat -c %s "$bin")
-  echo "$bin: $size bytes ($((size / 1024)) KiB), aarch64"
+  local dir=${CARGO_TARGET_DIR:-target}/lambda
+  rm -f "$dir/ingress/bootstrap" "$dir/worker/bootstrap"
+  cargo lambda build --release --arm64 -p ingress -p worker
+  local fn bin machine size
+  for fn in ingress worker; do
+    bin=$dir/$fn/bootstrap
+    test -f "$bin" || { echo "$bin was not produced"; return 1; }
+    machine=$(od -An -tu1 -j18 -N1 "$bin" | tr -d ' ')
+    test "$machine" = 183 || { echo "$bin is not an aarch64 ELF (e_machine $machine)"; return 1; }
+    size=$(stat -c %s "$bin")
+    echo "$bin: $size bytes ($((size / 1024)) KiB), aarch64"
+  done
 }
 
 # --- run ------------------------------------------------------------------------

@@ -838,6 +838,32 @@ fn check_rich(v2: bool, fields: &Map<String, Value>) -> Map<String, Value> {
             _ => {}
         }
     }
+    // System fields have fixed shapes; the real Jira answers 400 otherwise
+    // (the OpenAPI spec types `fields` as a free-form map, so check here).
+    let string_array = |v: &Value| {
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .all(|x| x.as_str().is_some_and(|s| !s.contains(' ')))
+        })
+    };
+    let object_array = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_object));
+    for (f, v) in fields {
+        let bad = match f.as_str() {
+            "labels" => (!string_array(v))
+                .then_some("data was not an array of labels (strings without spaces)"),
+            "summary" => (!v.is_string()).then_some("data was not a string"),
+            "priority" | "issuetype" | "project" | "resolution" | "assignee" | "reporter" => {
+                (!v.is_object() && !v.is_null()).then_some("data was not an object")
+            }
+            "components" | "fixVersions" | "versions" => {
+                (!object_array(v)).then_some("data was not an array of objects")
+            }
+            _ => None,
+        };
+        if let Some(msg) = bad {
+            errors.insert(f.clone(), msg.into());
+        }
+    }
     errors
 }
 

@@ -290,10 +290,20 @@ fn plan_rule(
 }
 
 /// Text ⇄ ADF to suit the target: v3 rich-text fields get ADF, v2 gets wiki
-/// markup, ServiceNow and HTTP get plain text for an ADF value.
+/// markup, ServiceNow and HTTP get plain text for an ADF value. Jira
+/// `fields.labels` given as text becomes an array of its words.
 fn convert_text(conn: &Connection, target: &str, v: Value) -> Value {
     let rich = ADF_FIELDS.contains(&target);
     match conn.kind {
+        // Jira labels are an array of words; a templated string becomes one.
+        ConnectionKind::Jira if target == "fields.labels" => match v {
+            Value::String(s) => Value::Array(
+                s.split_whitespace()
+                    .map(|w| Value::String(w.to_owned()))
+                    .collect(),
+            ),
+            other => other,
+        },
         ConnectionKind::Jira if rich && conn.api == JiraApi::V3 => match v {
             Value::String(s) => crate::adf::from_text(&s),
             other => other,

@@ -9,6 +9,7 @@
 //! failures visible again at once (instead of waiting out the visibility
 //! timeout), until the queue is empty.
 
+use axum::response::IntoResponse;
 use relay_tests::faults::{Fault, Match};
 use relay_tests::jira_server::JiraServer;
 use relay_tests::servicenow_server::ServiceNowServer;
@@ -34,6 +35,13 @@ const SN_USER: &str = relay_tests::servicenow_server::DEFAULT_USER;
 const SN_PASSWORD: &str = relay_tests::servicenow_server::DEFAULT_PASSWORD;
 const JIRA_EMAIL: &str = "relay@example.com";
 const JIRA_TOKEN: &str = "jira-api-token";
+const SN_CLIENT_ID: &str = relay_tests::servicenow_server::DEFAULT_CLIENT_ID;
+const SN_CLIENT_SECRET: &str = relay_tests::servicenow_server::DEFAULT_CLIENT_SECRET;
+const JIRA_CLIENT_ID: &str = relay_tests::jira_server::DEFAULT_CLIENT_ID;
+const JIRA_CLIENT_SECRET: &str = relay_tests::jira_server::DEFAULT_CLIENT_SECRET;
+const HMAC_KEY: &str = "hmac-key-77b0";
+const DC_PAT: &str = "dc-pat-5e1f";
+const HOOK_TOKEN: &str = "hook-token-c3a9";
 const MAX_RECEIVES: u32 = 5;
 
 fn repo() -> PathBuf {
@@ -60,9 +68,60 @@ fn retarget(mut v: Value, key: &str, id: &str) -> Value {
     v
 }
 
+/// What a config edit may need to know.
+struct Servers {
+    prefix: String,
+    sn: String,
+    jira: String,
+}
+
+/// A generic JSON-over-HTTP target: records every request, answers 200.
+#[derive(Clone)]
+struct HookServer {
+    url: String,
+    seen: Arc<std::sync::Mutex<Vec<(String, String, Option<String>, Value)>>>,
+}
+
+impl HookServer {
+    async fn start() -> Self {
+        let seen: Arc<std::sync::Mutex<Vec<_>>> = Arc::default();
+        let keep = seen.clone();
+        let app = axum::Router::new().fallback(move |req: http::Request<axum::body::Body>| {
+            let keep = keep.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                let auth = parts
+                    .headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let source = parts
+                    .headers
+                    .get("x-relay-source")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                if auth.as_deref() != Some(&format!("Bearer {HOOK_TOKEN}")) {
+                    return (http::StatusCode::UNAUTHORIZED, "no").into_response();
+                }
+                keep.lock().unwrap().push((
+                    parts.method.to_string(),
+                    parts.uri.path().to_owned(),
+                    source,
+                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                ));
+                (http::StatusCode::OK, axum::Json(json!({"ok": true}))).into_response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, seen }
+    }
+}
+
 struct Relay {
     sn: ServiceNowServer,
     jira: JiraServer,
+    hook: HookServer,
     sqs: aws_sdk_sqs::Client,
     sm: aws_sdk_secretsmanager::Client,
     queue_url: String,
@@ -77,12 +136,12 @@ impl Relay {
     /// The shipped example `example` (`jira-to-servicenow`, …) with its base
     /// URLs pointed at the contract servers and its secret ids made unique.
     async fn start(example: &str) -> Option<Self> {
-        Self::start_with(example, |y| y, ConnectorSettings::default()).await
+        Self::start_with(example, |y, _| y, ConnectorSettings::default()).await
     }
 
     async fn start_with(
         example: &str,
-        edit: impl FnOnce(String) -> String,
+        edit: impl FnOnce(String, &Servers) -> String,
         settings: ConnectorSettings,
     ) -> Option<Self> {
         let moto = aws_endpoint()?;
@@ -94,6 +153,8 @@ impl Relay {
         let dlq_url = create_fifo_queue(&sqs, &unique("worker-dlq")).await;
         let sn = ServiceNowServer::start().await;
         let jira = JiraServer::start().await;
+        jira.set_bearer(DC_PAT);
+        let hook = HookServer::start().await;
         let prefix = unique("relay");
         for (id, value) in [
             (
@@ -102,16 +163,21 @@ impl Relay {
             ),
             (
                 "servicenow",
-                json!({"username": SN_USER, "password": SN_PASSWORD}),
+                json!({"username": SN_USER, "password": SN_PASSWORD,
+                       "client_id": SN_CLIENT_ID, "client_secret": SN_CLIENT_SECRET}),
             ),
             (
                 "jira",
-                json!({"email": JIRA_EMAIL, "api_token": JIRA_TOKEN}),
+                json!({"email": JIRA_EMAIL, "api_token": JIRA_TOKEN,
+                       "client_id": JIRA_CLIENT_ID, "client_secret": JIRA_CLIENT_SECRET}),
             ),
             (
                 "servicenow-sender",
                 json!({"username": "snow.sender", "password": "sender-pw"}),
             ),
+            ("jira-cloud-webhook", json!({"hmac": HMAC_KEY})),
+            ("jira-dc", json!({"pat": DC_PAT})),
+            ("hook", json!({"token": HOOK_TOKEN})),
         ] {
             sm.create_secret()
                 .name(format!("{prefix}/{id}"))
@@ -125,9 +191,19 @@ impl Relay {
         let yaml = yaml
             .replace("https://example.service-now.com", &sn.base_url())
             .replace("https://example.atlassian.net", &jira.base_url())
+            .replace("https://jira.example.com", &jira.base_url())
+            .replace(
+                "https://hooks.example.com/jira",
+                &format!("{}/jira", hook.url),
+            )
             .replace("relay/", &format!("{prefix}/"));
+        let servers = Servers {
+            prefix: prefix.clone(),
+            sn: sn.base_url(),
+            jira: jira.base_url(),
+        };
         let config = Arc::new(
-            Config::from_yaml(&edit(yaml), format!("{example}.yaml"), |_| None)
+            Config::from_yaml(&edit(yaml, &servers), format!("{example}.yaml"), |_| None)
                 .unwrap_or_else(|e| panic!("{example}: {e}")),
         );
         let secrets = Arc::new(
@@ -152,6 +228,7 @@ impl Relay {
         Some(Self {
             sn,
             jira,
+            hook,
             sqs,
             sm,
             queue_url,
@@ -169,6 +246,27 @@ impl Relay {
             .header("content-type", "application/json")
             .header("x-atlassian-webhook-identifier", delivery)
             .body(axum::body::Body::from(payload.to_string()))
+            .unwrap();
+        self.ingress
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Posts a webhook signed with `X-Hub-Signature` (HMAC endpoints).
+    async fn post_signed(&self, endpoint: &str, payload: &Value, delivery: &str) -> u16 {
+        let body = payload.to_string();
+        let req = http::Request::post(format!("/webhooks/{endpoint}"))
+            .header("content-type", "application/json")
+            .header("x-atlassian-webhook-identifier", delivery)
+            .header(
+                "x-hub-signature",
+                relay_tests::sign(HMAC_KEY, body.as_bytes()),
+            )
+            .body(axum::body::Body::from(body))
             .unwrap();
         self.ingress
             .clone()
@@ -472,7 +570,7 @@ async fn rate_limits_and_outages_are_retried_and_applied() {
         call_timeout: Duration::from_secs(1),
         ..ConnectorSettings::default()
     };
-    let Some(r) = Relay::start_with("jira-to-servicenow", |y| y, settings).await else {
+    let Some(r) = Relay::start_with("jira-to-servicenow", |y, _| y, settings).await else {
         return;
     };
     let f = r.sn.faults();
@@ -579,7 +677,7 @@ async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason
 async fn attachments_from_other_hosts_and_oversized_files_are_dead() {
     let Some(r) = Relay::start_with(
         "jira-to-servicenow",
-        |y| y,
+        |y, _| y,
         ConnectorSettings {
             max_attachment_bytes: 1024,
             ..ConnectorSettings::default()
@@ -690,4 +788,148 @@ async fn servicenow_incidents_become_jira_issues_with_adf_comments_and_transitio
         issue.remote_links[0]["object"]["title"],
         "ServiceNow INC0010019"
     );
+}
+
+/// Replaces the `auth:` block of connection `name` with `auth`.
+fn set_auth(yaml: &str, name: &str, auth: &str) -> String {
+    let start = yaml
+        .find(&format!("- name: {name}\n"))
+        .unwrap_or_else(|| panic!("no connection {name}"));
+    let auth_at = start + yaml[start..].find("    auth:\n").unwrap();
+    let end = yaml[auth_at + 10..]
+        .find("\n\n")
+        .map_or(yaml.len(), |e| auth_at + 10 + e);
+    format!("{}{auth}{}", &yaml[..auth_at], &yaml[end..])
+}
+
+#[tokio::test]
+async fn servicenow_oauth_tokens_are_cached_and_renewed_after_a_401() {
+    let Some(r) = Relay::start_with(
+        "jira-to-servicenow",
+        |y, s| {
+            set_auth(
+                &y,
+                "servicenow",
+                &format!(
+                    "    auth:\n      kind: oauth2\n      client_id: {p}/servicenow#client_id\n      client_secret: {p}/servicenow#client_secret\n      token_url: {sn}/oauth_token.do",
+                    p = s.prefix,
+                    sn = s.sn
+                ),
+            )
+        },
+        ConnectorSettings::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let (key, id) = ("KT-22", "10509");
+    let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    let comment = retarget(
+        fixture("mattermost__comment-created_cloud.json").unwrap(),
+        key,
+        id,
+    );
+    assert_eq!(r.post("jira", &created, "o-1").await, 202);
+    assert_eq!(r.post("jira", &comment, "o-2").await, 202);
+    assert_eq!(r.pump().await, 0);
+    assert_eq!(r.sn.oauth_tokens_issued(), 1, "one token for every call");
+    // The token is revoked early: the 401 brings a new one, the event still applies.
+    r.sn.expire_tokens();
+    let status = retarget(
+        fixture("mattermost__jira-issue-updated-status_cloud.json").unwrap(),
+        key,
+        id,
+    );
+    assert_eq!(r.post("jira", &status, "o-3").await, 202);
+    assert_eq!(r.pump().await, 0);
+    assert_eq!(r.sn.oauth_tokens_issued(), 2);
+    assert_eq!(text(&r.incident(key)["state"]), "6");
+    assert!(r
+        .sn
+        .requests()
+        .iter()
+        .filter(|q| q.path != "/oauth_token.do")
+        .all(|q| q.header("authorization") == Some("<redacted>")));
+}
+
+#[tokio::test]
+async fn jira_oauth_client_credentials() {
+    let Some(r) = Relay::start_with(
+        "servicenow-to-jira",
+        |y, s| {
+            set_auth(
+                &y,
+                "jira",
+                &format!(
+                    "    auth:\n      kind: oauth2\n      client_id: {p}/jira#client_id\n      client_secret: {p}/jira#client_secret\n      token_url: {j}/oauth/token",
+                    p = s.prefix,
+                    j = s.jira
+                ),
+            )
+        },
+        ConnectorSettings::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    for name in [
+        "servicenow-incident-created.json",
+        "servicenow-incident-commented.json",
+    ] {
+        assert_eq!(r.post_sn(&sn_event(name)).await, 202);
+    }
+    assert_eq!(r.pump().await, 0);
+    assert_eq!(r.jira.oauth_tokens_issued(), 1);
+    assert_eq!(r.jira.issues()[0].comments.len(), 1);
+}
+
+#[tokio::test]
+async fn jira_cloud_to_jira_dc_over_v2_with_a_pat() {
+    let Some(r) = Relay::start("jira-to-jira").await else {
+        return;
+    };
+    let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post_signed("jira-cloud", &created, "j2j-1").await, 202);
+    // A second delivery of the same change after the dedup window: the
+    // upsert finds the copy by its label and updates it.
+    assert_eq!(
+        r.post_signed("jira-cloud", &created, "j2j-1-late").await,
+        202
+    );
+    assert_eq!(r.pump().await, 0);
+    let violations = r.jira.violations();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert!(r.dead_letters().await.is_empty());
+    let issues = r.jira.issues();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0].key.split('-').next(), Some("OPS"));
+    assert_eq!(issues[0].fields["labels"], json!(["src-KT-22"]));
+    assert!(r
+        .jira
+        .requests()
+        .iter()
+        .all(|q| q.path.starts_with("/rest/api/2/")));
+}
+
+#[tokio::test]
+async fn jira_events_to_a_generic_http_api() {
+    let Some(r) = Relay::start("jira-to-http").await else {
+        return;
+    };
+    let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    let deleted = fixture("mattermost__jira-issue-deleted_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "h-1").await, 202);
+    assert_eq!(r.post("jira", &deleted, "h-2").await, 202);
+    assert_eq!(r.pump().await, 0);
+    let seen = r.hook.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let post = seen.iter().find(|s| s.0 == "POST").unwrap();
+    assert_eq!(post.1, "/jira/events/KT-22");
+    assert_eq!(post.2.as_deref(), Some("jira"));
+    assert_eq!(post.3["key"], "KT-22");
+    assert_eq!(post.3["event"], "jira:issue_created");
+    let delete = seen.iter().find(|s| s.0 == "DELETE").unwrap();
+    assert_eq!(delete.1, "/jira/events/IDT-19");
 }
