@@ -75,11 +75,14 @@ struct Servers {
     jira: String,
 }
 
+/// (method, path, `X-Relay-Source`, JSON body) of one request.
+type HookRequest = (String, String, Option<String>, Value);
+
 /// A generic JSON-over-HTTP target: records every request, answers 200.
 #[derive(Clone)]
 struct HookServer {
     url: String,
-    seen: Arc<std::sync::Mutex<Vec<(String, String, Option<String>, Value)>>>,
+    seen: Arc<std::sync::Mutex<Vec<HookRequest>>>,
 }
 
 impl HookServer {
