@@ -936,3 +936,114 @@ async fn jira_events_to_a_generic_http_api() {
     let delete = seen.iter().find(|s| s.0 == "DELETE").unwrap();
     assert_eq!(delete.1, "/jira/events/IDT-19");
 }
+
+/// Receives what is visible as worker messages (without invoking anything).
+async fn receive(r: &Relay) -> Vec<shared::worker::InMessage> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as S;
+    let out = r
+        .sqs
+        .receive_message()
+        .queue_url(&r.queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(S::All)
+        .send()
+        .await
+        .unwrap();
+    out.messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let attrs = m.attributes.unwrap_or_default();
+            shared::worker::InMessage {
+                id: m.message_id.unwrap(),
+                group_id: attrs.get(&S::MessageGroupId).cloned(),
+                dedup_id: attrs.get(&S::MessageDeduplicationId).cloned(),
+                body: m.body.unwrap(),
+                receive_count: 1,
+                receipt: m.receipt_handle,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn no_message_or_call_outlives_the_invocation_deadline() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let inbox = shared::worker::MemoryInbox::default();
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "dl-1").await, 202);
+    let msgs = receive(&r).await;
+    assert_eq!(msgs.len(), 1);
+
+    // Less than `min_message_time` left: the message is not started.
+    let budget = shared::connector::Budget::from_now(Duration::from_millis(1500));
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    assert_eq!(report.failed, vec![msgs[0].id.clone()]);
+    assert_eq!(report.outcomes[0].1, "deadline");
+    assert!(r.sn.requests().is_empty(), "no call was made");
+
+    // Enough to start, but the target hangs: the call is cut at the deadline
+    // and the message handed back, well before the hung call would end.
+    r.sn.faults().push(
+        Match::path("/api/now/table/incident"),
+        Fault::Timeout(Duration::from_secs(20)),
+        1,
+    );
+    let started = std::time::Instant::now();
+    let budget = shared::connector::Budget::from_now(Duration::from_millis(3000));
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    let took = started.elapsed();
+    assert_eq!(report.outcomes[0].1, "retry");
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    assert_eq!(r.incidents(), 0);
+    assert!(inbox.dead.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_letter_queue_outage_loses_nothing() {
+    // A mapping that cannot work for this event: a required field it lacks.
+    let Some(r) = Relay::start_with(
+        "jira-to-servicenow",
+        |y, _| {
+            y.replacen(
+                "caller_id: { value: jira.integration }",
+                "caller_id: { path: issue.fields.customfield_99999, required: true }",
+                1,
+            )
+        },
+        ConnectorSettings::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let inbox = shared::worker::MemoryInbox::default();
+    inbox
+        .fail_dead_letters
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "dlq-down").await, 202);
+    let msgs = receive(&r).await;
+    let budget = shared::connector::Budget::from_now(Duration::from_secs(30));
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    // Dead, but the DLQ refused it: reported failed so the queue keeps it.
+    assert_eq!(report.outcomes[0].1, "dead");
+    assert_eq!(report.failed, vec![msgs[0].id.clone()]);
+    // With the DLQ back it lands there, with its reason.
+    inbox
+        .fail_dead_letters
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    assert!(report.failed.is_empty());
+    let dead = inbox.dead.lock().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .1
+            .starts_with("mapping_error: rule `create incident`: required field `caller_id`"),
+        "{dead:?}"
+    );
+    assert!(r.sn.requests().is_empty(), "nothing was applied");
+}
