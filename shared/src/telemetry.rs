@@ -3,7 +3,9 @@
 //! JSON lines with the event's fields at the top level, so CloudWatch Logs
 //! Insights can filter on them directly. Stable field names used across the
 //! relay: `endpoint`, `event`, `delivery_id`, `source_key`, `outcome`,
-//! `reason`, `status`, `duration_ms`. No secret ever goes into a field.
+//! `reason`, `status`, `duration_ms`. Lines inside a span (the worker has one
+//! per SQS message) carry it as `span.message_id` etc. No secret ever goes
+//! into a field.
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,7 +16,7 @@ pub fn init_json() {
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_current_span(false)
+        .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .with_ansi(false)

@@ -28,13 +28,22 @@ pub fn in_message(m: &SqsMessage) -> InMessage {
     }
 }
 
-/// The invocation deadline as a tokio instant.
-fn budget(deadline_ms: u64) -> Budget {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+/// Below this a "deadline" is not an epoch time (2001-09-09) but a duration:
+/// `cargo lambda watch` (1.9) sends its timeout, e.g. `600000`, in the
+/// `Lambda-Runtime-Deadline-Ms` header instead of an absolute time.
+const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
+
+/// The invocation deadline (epoch milliseconds) as a budget.
+pub fn budget(deadline_ms: u64) -> Budget {
+    let left = if deadline_ms < EPOCH_MS_FLOOR {
+        Duration::from_millis(deadline_ms)
+    } else {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    };
     Budget::new(tokio::time::Instant::now() + left, RESERVE)
 }
 
@@ -45,6 +54,12 @@ pub async fn handle(
 ) -> SqsBatchResponse {
     let messages: Vec<InMessage> = event.payload.records.iter().map(in_message).collect();
     let budget = budget(event.context.deadline);
+    tracing::debug!(
+        records = messages.len(),
+        deadline_ms = event.context.deadline,
+        remaining_ms = budget.remaining().as_millis() as u64,
+        "batch"
+    );
     let report = worker.run_batch(inbox, &messages, &budget).await;
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = report
@@ -57,4 +72,25 @@ pub async fn handle(
         })
         .collect();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn deadlines_absolute_and_relative() {
+        let in_10s = SystemTime::now() + Duration::from_secs(10);
+        let ms = in_10s.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let left = budget(ms).remaining();
+        assert!(
+            left > Duration::from_secs(9) && left <= Duration::from_secs(10),
+            "{left:?}"
+        );
+        // cargo lambda watch: a duration.
+        let left = budget(600_000).remaining();
+        assert!(left > Duration::from_secs(590), "{left:?}");
+        // Already past.
+        assert_eq!(budget(ms - 60_000).remaining(), Duration::ZERO);
+    }
 }
