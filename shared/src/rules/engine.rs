@@ -434,6 +434,15 @@ fn servicenow_steps(
             if !fields.iter().any(|(t, _)| t == corr_field) {
                 fields.push((corr_field.to_owned(), Value::String(key.to_owned())));
             }
+            // Who keeps this record in step, shown on the ServiceNow form.
+            if corr_field == "correlation_id"
+                && !fields.iter().any(|(t, _)| t == "correlation_display")
+            {
+                fields.push((
+                    "correlation_display".into(),
+                    Value::String("jira-relay".into()),
+                ));
+            }
             let body = flat(fields);
             if rule.action == Action::Upsert {
                 let mut patch = step("update", Method::Patch, record);

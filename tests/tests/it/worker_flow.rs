@@ -913,7 +913,57 @@ async fn jira_cloud_to_jira_dc_over_v2_with_a_pat() {
         .jira
         .requests()
         .iter()
+        .filter(|q| q.method != "GET")
         .all(|q| q.path.starts_with("/rest/api/2/")));
+}
+
+#[tokio::test]
+async fn attachments_are_copied_to_jira_as_multipart() {
+    let Some(r) = Relay::start("jira-to-jira").await else {
+        return;
+    };
+    let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    let url = r
+        .jira
+        .add_file("trace.log", "text/plain", b"line 1\nline 2\n".to_vec());
+    let mut attachment = retarget(
+        fixture("zulip__attachment-created_cloud.json").unwrap(),
+        "KT-22",
+        "10509",
+    );
+    attachment["attachment"]["content"] = json!(url);
+    attachment["attachment"]["filename"] = json!("trace.log");
+    attachment["attachment"]["mimeType"] = json!("text/plain");
+    // The example's whitelist admits listed projects only; this fixture's
+    // issue carries no project, so it would be filtered (as it should).
+    attachment["issue"]["fields"]["project"] = json!({"key": "KT"});
+    assert_eq!(r.post_signed("jira-cloud", &created, "ja-1").await, 202);
+    assert_eq!(r.post_signed("jira-cloud", &attachment, "ja-2").await, 202);
+    assert_eq!(r.pump().await, 0);
+    assert!(r.dead_letters().await.is_empty());
+    let violations = r.jira.violations();
+    assert!(violations.is_empty(), "{violations:?}");
+    let copy = r
+        .jira
+        .issues()
+        .into_iter()
+        .find(|i| i.key.starts_with("OPS-"))
+        .unwrap();
+    assert_eq!(copy.attachments.len(), 1);
+    assert_eq!(copy.attachments[0].filename, "trace.log");
+    assert_eq!(copy.attachments[0].mime, "text/plain");
+    assert_eq!(copy.attachments[0].bytes, b"line 1\nline 2\n");
+    let upload = r
+        .jira
+        .requests()
+        .into_iter()
+        .find(|q| q.path.ends_with("/attachments"))
+        .unwrap();
+    assert_eq!(upload.header("x-atlassian-token"), Some("no-check"));
+    assert!(upload
+        .header("content-type")
+        .unwrap()
+        .starts_with("multipart/form-data; boundary="));
 }
 
 #[tokio::test]
