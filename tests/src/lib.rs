@@ -3,43 +3,9 @@
 //! Test-only: no product binary links this crate.
 #![forbid(unsafe_code)]
 
-pub mod faults;
-pub mod jira_server;
-pub mod openapi;
-pub mod servicenow_server;
-
-use std::path::PathBuf;
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Skips (loudly) or, under `CI=true`, fails when a prerequisite is missing.
-fn missing(what: &str, how: &str) {
-    if under_ci() {
-        panic!("{what} is missing under CI=true: {how}");
-    }
-    eprintln!("\n*** SKIPPED: {what} is missing ({how}) ***\n");
-}
-
-/// The team fixtures folder: `$RELAY_FIXTURES_DIR`, else `../shared/fixtures`
-/// beside the repository root. `None` (after a loud skip message) when absent
-/// outside CI; panics under CI.
-pub fn fixtures_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("RELAY_FIXTURES_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-    };
-    if dir.join("jira-webhooks").is_dir() {
-        Some(dir)
-    } else {
-        missing(
-            &format!("fixtures folder {}", dir.display()),
-            "set RELAY_FIXTURES_DIR or check out the team folder beside the repo",
-        );
-        None
-    }
-}
+// The contract servers live in the `sandbox` crate (the demo runs them too);
+// tests reach them through these re-exports.
+pub use sandbox::{faults, fixtures_dir, jira_server, missing, openapi, servicenow_server};
 
 /// All `*.json` files of a fixtures sub-folder, sorted, with their contents.
 pub fn fixture_files(sub: &str) -> Option<Vec<(String, Vec<u8>)>> {

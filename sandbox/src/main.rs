@@ -2,11 +2,11 @@
 //! from the test support on 127.0.0.1 and prints their base URLs as one JSON
 //! line, then serves until stdin closes or Ctrl-C. For trying the worker by
 //! hand (`cargo lambda watch` + `cargo lambda invoke`) without a real
-//! ServiceNow or Jira. Default credentials: see `relay_tests::*_server`.
+//! ServiceNow or Jira. Default credentials: see `sandbox::*_server`.
 #![forbid(unsafe_code)]
 
-use relay_tests::jira_server::JiraServer;
-use relay_tests::servicenow_server::ServiceNowServer;
+use sandbox::jira_server::JiraServer;
+use sandbox::servicenow_server::ServiceNowServer;
 
 #[tokio::main]
 async fn main() {
