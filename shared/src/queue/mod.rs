@@ -5,10 +5,14 @@
 //! dedup window is accepted but not enqueued again. Adapters: SQS (feature
 //! `aws`) and an in-memory one with the same send semantics.
 
+#[cfg(feature = "embedded")]
+mod embedded;
 mod memory;
 #[cfg(feature = "aws")]
 mod sqs;
 
+#[cfg(feature = "embedded")]
+pub use embedded::{DeadLetter, EmbeddedQueue, EmbeddedSettings, QueueStats, SCHEMA_VERSION};
 pub use memory::MemoryQueue;
 #[cfg(feature = "aws")]
 pub use sqs::{SqsInbox, SqsQueue};
