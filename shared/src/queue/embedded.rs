@@ -1213,6 +1213,48 @@ mod tests {
         assert!(counts.len() <= reported.len() + 1);
     }
 
+    /// Receive latency over a large backlog (ignored: a measurement, ~2 s).
+    /// `cargo test -p shared --features embedded --lib queue::embedded::tests::backlog -- --ignored --nocapture`
+    #[tokio::test]
+    #[ignore]
+    async fn backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(&dir, settings());
+        let n = 50_000;
+        {
+            let mut conn = q.inner.conn.lock().unwrap();
+            let tx = conn.transaction().unwrap();
+            for i in 0..n {
+                // Half in one big group, half over 1000 groups.
+                let g = if i % 2 == 0 {
+                    "big".to_owned()
+                } else {
+                    format!("g{}", i % 1000)
+                };
+                tx.execute(
+                    "INSERT INTO messages (id, group_id, dedup_id, body, enqueued_at, visible_at)
+                     VALUES (?1, ?2, ?1, '{}', 0, 0)",
+                    params![format!("m{i}"), g],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let t = Instant::now();
+        let rounds = 20;
+        for _ in 0..rounds {
+            let got = q.receive(10).await.unwrap();
+            assert_eq!(got.len(), 10);
+            for m in &got {
+                q.delete(m.receipt.as_deref().unwrap()).await.unwrap();
+            }
+        }
+        println!(
+            "backlog {n}: receive(10)+10 deletes {:?} per round",
+            t.elapsed() / rounds
+        );
+    }
+
     /// `cargo test -p shared --features embedded --lib queue::embedded::tests::throughput -- --nocapture`
     #[tokio::test]
     async fn throughput() {
