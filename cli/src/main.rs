@@ -4,9 +4,13 @@
 //! problem with file:line; `schema` prints the config's JSON Schema (the file
 //! shipped in `schema/`); `dry-run` plans one webhook body through the
 //! whitelist and rules and prints the plan — the decision and the exact
-//! requests — without any network. `relay serve` (the one-machine host) is a
-//! later issue.
+//! requests — without any network. `serve` runs the whole relay on this
+//! machine (intake, embedded durable queue, worker); `demo` shows it working
+//! against sandboxes; `dlq` and `queue` inspect the embedded queue.
 #![forbid(unsafe_code)]
+
+mod demo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use shared::config::{Config, ConfigError};
@@ -36,6 +40,77 @@ enum Command {
         endpoint: Option<String>,
         event: PathBuf,
     },
+    /// Run the relay on this machine: HTTP intake, embedded durable queue, worker.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the queue database lives.
+        #[arg(long, default_value = ".relay")]
+        data_dir: PathBuf,
+        /// Local secrets file (chmod 600); `RELAY_SECRET_<ID>` variables override it.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        /// Worker loops (each handles up to 10 issues at a time).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Receives before a message goes to the dead-letter table.
+        #[arg(long, default_value_t = 10)]
+        max_receives: u32,
+        /// Seconds a received message stays invisible; after a crash, unfinished
+        /// messages come back after this long.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(10..=43200))]
+        visibility_timeout_secs: u64,
+    },
+    /// Show the relay working: sandbox ServiceNow + Jira, example webhooks, the result.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Keep the demo's files here instead of a temporary folder.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Exit after printing the result instead of staying up.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Dead letters of the embedded queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+        #[arg(long, default_value = ".relay", global = true)]
+        data_dir: PathBuf,
+    },
+    /// The embedded queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+        #[arg(long, default_value = ".relay", global = true)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one dead letter with its reason and envelope.
+    Show { id: String },
+    /// Put dead letters back on the queue (after fixing the cause).
+    Redrive {
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Counts: visible, in flight, delayed, dead, groups, oldest age.
+    Stats,
 }
 
 fn load(path: &PathBuf) -> Result<Config, String> {
@@ -47,6 +122,101 @@ fn load(path: &PathBuf) -> Result<Config, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            secrets,
+            workers,
+            max_receives,
+            visibility_timeout_secs,
+        } => {
+            let mut opts = serve::ServeOptions::new(config, listen, data_dir);
+            opts.secrets = secrets;
+            opts.workers = workers;
+            opts.max_receives = max_receives;
+            opts.visibility_timeout = std::time::Duration::from_secs(visibility_timeout_secs);
+            init_logs();
+            runtime()?.block_on(async {
+                let running = serve::start(&opts).await?;
+                eprint!("{}", running.banner());
+                serve::signal().await;
+                tracing::info!("shutting down: intake closed, draining in-flight messages");
+                running.shutdown(serve::DRAIN).await;
+                tracing::info!("stopped");
+                Ok(())
+            })
+        }
+        Command::Demo {
+            listen,
+            data_dir,
+            no_wait,
+        } => {
+            init_logs();
+            let report = runtime()?.block_on(demo::run(listen, data_dir, !no_wait))?;
+            if report.incident.is_none() {
+                return Err("the demo did not produce its incident".into());
+            }
+            Ok(())
+        }
+        Command::Dlq { command, data_dir } => runtime()?.block_on(async {
+            let q = open_queue(&data_dir)?;
+            match command {
+                DlqCommand::List { limit } => {
+                    let list = q.dead_list(limit).await.map_err(|e| e.to_string())?;
+                    let mut out = String::new();
+                    for d in &list {
+                        out.push_str(&format!(
+                            "{}  {}  group {}  receives {}  {}\n",
+                            d.id, d.dead_at, d.group_id, d.receive_count, d.reason
+                        ));
+                    }
+                    out.push_str(&format!("{} dead letter(s)\n", list.len()));
+                    emit(&out)
+                }
+                DlqCommand::Show { id } => {
+                    let d = q
+                        .dead_get(&id)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("no dead letter {id}"))?;
+                    let body: serde_json::Value = serde_json::from_str(&d.body)
+                        .unwrap_or(serde_json::Value::String(d.body.clone()));
+                    let v = serde_json::json!({
+                        "id": d.id, "group_id": d.group_id, "dedup_id": d.dedup_id,
+                        "reason": d.reason, "receive_count": d.receive_count,
+                        "enqueued_at": d.enqueued_at.to_string(), "dead_at": d.dead_at.to_string(),
+                        "envelope": body,
+                    });
+                    emit(&(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))
+                }
+                DlqCommand::Redrive { all, id } => {
+                    if !all && id.is_none() {
+                        return Err("name a dead letter id, or pass --all".into());
+                    }
+                    let n = q.redrive(id.as_deref()).await.map_err(|e| e.to_string())?;
+                    emit(&format!("{n} message(s) back on the queue\n"))
+                }
+            }
+        }),
+        Command::Queue { command, data_dir } => runtime()?.block_on(async {
+            let q = open_queue(&data_dir)?;
+            match command {
+                QueueCommand::Stats => {
+                    let s = q.stats().await.map_err(|e| e.to_string())?;
+                    emit(&format!(
+                        "visible {}  in_flight {}  delayed {}  dead {}  groups {}  oldest {}\n",
+                        s.visible,
+                        s.in_flight,
+                        s.delayed,
+                        s.dead,
+                        s.groups,
+                        s.oldest_age
+                            .map_or_else(|| "-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()))
+                    ))
+                }
+            }
+        }),
         Command::Validate { config } => {
             let c = load(&config)?;
             emit(&format!(
@@ -117,6 +287,50 @@ fn pick_endpoint(c: &Config, payload: &serde_json::Value) -> Result<String, Stri
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Opens an existing embedded queue (operator commands never create one).
+fn open_queue(dir: &std::path::Path) -> Result<shared::queue::EmbeddedQueue, String> {
+    let path = dir.join("data").join("queue.db");
+    let path = if path.exists() {
+        path
+    } else {
+        dir.join("queue.db")
+    };
+    if !path.exists() {
+        return Err(format!(
+            "no queue in {} (pass --data-dir, the folder `relay serve` uses)",
+            dir.display()
+        ));
+    }
+    shared::queue::EmbeddedQueue::open(&path, shared::queue::EmbeddedSettings::default())
+        .map_err(|e| e.to_string())
+}
+
+/// Human-readable lines on an interactive terminal, JSON lines otherwise
+/// (journald, files, CloudWatch-like collectors). `RUST_LOG` sets the level.
+fn init_logs() {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        // One line per delivery (the worker's outcome line) plus warnings.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,relay::delivery=info"));
+        let _ = tracing_subscriber::fmt()
+            .compact()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .try_init();
+    } else {
+        shared::telemetry::init_json();
     }
 }
 

@@ -292,6 +292,7 @@ impl Worker {
             _ => (Vec::new(), Vec::new()),
         };
         tracing::info!(
+            target: "relay::delivery",
             message_id = %m.id,
             endpoint = %meta.endpoint,
             event = %meta.event,

@@ -1,0 +1,459 @@
+//! `relay serve`: the whole relay in one process on one machine.
+//!
+//! The same ingress router as the Lambda (HTTP intake → authenticate →
+//! envelope) writes into the embedded durable queue (SQLite, SQS FIFO
+//! semantics; see `shared::queue::EmbeddedQueue`), and worker loops run the
+//! same worker core as the Lambda on it: per-group order, groups in
+//! parallel, retries with growing delays, dead letters with their reason.
+//!
+//! Shutdown (SIGINT / SIGTERM): intake answers 503 with `Retry-After` at
+//! once (Jira retries), the worker loops take no new batch, in-flight batches
+//! get up to [`DRAIN`] to finish, anything still in flight after that is
+//! released back to the queue (and would come back after the visibility
+//! timeout even if the process died), then the process exits 0.
+
+use axum::response::IntoResponse;
+use shared::clock::SystemClock;
+use shared::config::{Config, SourceKind};
+use shared::connector::rest::http_client;
+use shared::connector::{Budget, ConnectorSettings};
+use shared::executor::Connectors;
+use shared::ingress::{app, IngressState};
+use shared::queue::{
+    EmbeddedQueue, EmbeddedSettings, OutgoingMessage, Queue, QueueError, SendReceipt,
+};
+use shared::secrets::{CachedSecretStore, LocalSecretStore, SecretStore};
+use shared::worker::{BatchSettings, InMessage, Inbox, Worker};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// How long in-flight batches get to finish on shutdown.
+pub const DRAIN: Duration = Duration::from_secs(20);
+/// Messages per receive.
+const BATCH: usize = 10;
+
+/// What `relay serve` is given.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub config: PathBuf,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The local secrets file (`chmod 600`); `None`: `RELAY_SECRET_*` only.
+    pub secrets: Option<PathBuf>,
+    /// Worker loops (each handles a batch of up to 10 groups at a time).
+    pub workers: usize,
+    /// Receives before a message is dead-lettered.
+    pub max_receives: u32,
+    /// How long a received message stays invisible to other loops.
+    pub visibility_timeout: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(config: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            config,
+            listen,
+            data_dir,
+            secrets: None,
+            workers: 4,
+            max_receives: 10,
+            visibility_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running relay.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub queue: EmbeddedQueue,
+    pub config: Arc<Config>,
+    stop: watch::Sender<bool>,
+    draining: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    server: tokio::task::JoinHandle<()>,
+    server_stop: Arc<Notify>,
+}
+
+/// The queue as the ingress sees it: sends wake the worker loops.
+struct Waking {
+    queue: EmbeddedQueue,
+    wake: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl Queue for Waking {
+    async fn send(&self, m: OutgoingMessage) -> Result<SendReceipt, QueueError> {
+        let r = self.queue.send(m).await?;
+        self.wake.notify_waiters();
+        Ok(r)
+    }
+}
+
+/// The worker's inbox for one batch: dead letters go to the queue's dead
+/// table at once; asked-for delays are remembered and applied on release.
+struct BatchInbox<'a> {
+    queue: &'a EmbeddedQueue,
+    delays: Mutex<HashMap<String, Duration>>,
+}
+
+#[async_trait::async_trait]
+impl Inbox for BatchInbox<'_> {
+    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError> {
+        self.queue.dead_letter(msg, reason).await
+    }
+
+    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError> {
+        self.delays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(msg.id.clone(), after);
+        Ok(())
+    }
+}
+
+/// Redelivery delay after the `n`-th failed receive: 1 s, 2 s, 4 s … 5 min.
+pub fn retry_delay(receive_count: u32) -> Duration {
+    Duration::from_secs(1u64 << receive_count.saturating_sub(1).min(8))
+        .min(Duration::from_secs(300))
+}
+
+/// Opens the secrets: the file (refused unless `chmod 600`) overlaid by
+/// `RELAY_SECRET_*`, or the environment alone.
+pub fn open_secrets(file: Option<&Path>) -> Result<LocalSecretStore, String> {
+    match file {
+        Some(f) => LocalSecretStore::open(f).map_err(|e| e.to_string()),
+        None => Ok(LocalSecretStore::from_env()),
+    }
+}
+
+/// Starts intake and workers; returns once the listener is bound.
+pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
+    let config = Arc::new(Config::load(&opts.config).map_err(|e| e.to_string())?);
+    let secrets: Arc<dyn SecretStore> = Arc::new(CachedSecretStore::new(open_secrets(
+        opts.secrets.as_deref(),
+    )?));
+    // Every secret the config names must resolve now, not at the first webhook.
+    check_secrets(&config, &*secrets).await?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
+    let queue = EmbeddedQueue::open(
+        &opts.data_dir.join("queue.db"),
+        EmbeddedSettings {
+            visibility_timeout: opts.visibility_timeout,
+            max_receive_count: opts.max_receives,
+            ..EmbeddedSettings::default()
+        },
+    )
+    .map_err(|e| format!("cannot open the queue in {}: {e}", opts.data_dir.display()))?;
+    let wake = Arc::new(Notify::new());
+    let draining = Arc::new(AtomicBool::new(false));
+    let router = app(IngressState {
+        config: config.clone(),
+        secrets: secrets.clone(),
+        queue: Arc::new(Waking {
+            queue: queue.clone(),
+            wake: wake.clone(),
+        }),
+        clock: Arc::new(SystemClock),
+    })
+    .layer(axum::middleware::from_fn_with_state(
+        draining.clone(),
+        refuse_when_draining,
+    ));
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server_stop = Arc::new(Notify::new());
+    let stopped = server_stop.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move { stopped.notified().await };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "the HTTP intake stopped");
+        }
+    });
+
+    let connectors = Connectors::from_config(
+        &config,
+        http_client(),
+        secrets.clone(),
+        ConnectorSettings::default(),
+    );
+    let worker = Arc::new(Worker::new(
+        config.clone(),
+        connectors,
+        BatchSettings {
+            // On the last receive a retryable failure is dead-lettered with its reason.
+            max_receive_count: Some(opts.max_receives),
+            ..BatchSettings::default()
+        },
+    ));
+    let (stop, _) = watch::channel(false);
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let workers = (0..opts.workers.max(1))
+        .map(|_| {
+            tokio::spawn(worker_loop(
+                worker.clone(),
+                queue.clone(),
+                wake.clone(),
+                stop.subscribe(),
+                in_flight.clone(),
+                opts.visibility_timeout,
+            ))
+        })
+        .collect();
+    Ok(Running {
+        addr,
+        queue,
+        config,
+        stop,
+        draining,
+        workers,
+        in_flight,
+        server,
+        server_stop,
+    })
+}
+
+async fn check_secrets(config: &Config, secrets: &dyn SecretStore) -> Result<(), String> {
+    let mut refs = Vec::new();
+    for e in &config.endpoints {
+        refs.extend(e.auth.secret_refs());
+    }
+    for c in &config.connections {
+        refs.extend(c.auth.secret_refs());
+    }
+    let mut problems = Vec::new();
+    for r in refs {
+        match secrets.fetch(&r.secret).await {
+            Ok(v) => {
+                if let Err(e) = v.resolve(r) {
+                    problems.push(e.to_string());
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the config names secrets that cannot be read:\n  {}\n(fix: add them to the secrets file or set RELAY_SECRET_<ID>; see examples/secrets.example.yaml)",
+            problems.join("\n  ")
+        ))
+    }
+}
+
+async fn refuse_when_draining(
+    axum::extract::State(draining): axum::extract::State<Arc<AtomicBool>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if draining.load(Ordering::Relaxed) && req.uri().path().starts_with("/webhooks/") {
+        tracing::warn!(status = 503, reason = "shutting_down", path = %req.uri().path(), "refused");
+        return (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::RETRY_AFTER, "30")],
+            axum::Json(serde_json::json!({"error": "shutting_down", "message": "the relay is shutting down; retry later"})),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+async fn worker_loop(
+    worker: Arc<Worker>,
+    queue: EmbeddedQueue,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    visibility: Duration,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // Register for a wake-up before looking, so a send in between is not missed.
+        let notified = wake.notified();
+        let msgs = match queue.receive(BATCH).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the queue; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if msgs.is_empty() {
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let receipts: Vec<String> = msgs.iter().filter_map(|m| m.receipt.clone()).collect();
+        lock(&in_flight).extend(receipts.iter().cloned());
+        let inbox = BatchInbox {
+            queue: &queue,
+            delays: Mutex::new(HashMap::new()),
+        };
+        // Finish well inside the visibility timeout, so no other loop gets the
+        // same message while this one still works on it.
+        let budget = Budget::from_now(visibility.saturating_sub(Duration::from_secs(5)));
+        let report = worker.run_batch(&inbox, &msgs, &budget).await;
+        let delays = inbox.delays.into_inner().unwrap_or_else(|e| e.into_inner());
+        for m in &msgs {
+            let Some(receipt) = &m.receipt else { continue };
+            let done = if report.failed.contains(&m.id) {
+                let delay = delays
+                    .get(&m.id)
+                    .copied()
+                    .unwrap_or_else(|| retry_delay(m.receive_count));
+                queue.release(receipt, delay).await.map(|_| ())
+            } else {
+                // Dead letters were moved already; this is then a no-op.
+                queue.delete(receipt).await.map(|_| ())
+            };
+            if let Err(e) = done {
+                tracing::error!(message_id = %m.id, error = %e, "cannot update the queue (the message comes back after the visibility timeout)");
+            }
+        }
+        let mut set = lock(&in_flight);
+        for r in &receipts {
+            set.remove(r);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Running {
+    /// Stops: intake 503, workers drain (up to `drain`), in-flight released,
+    /// HTTP closed.
+    pub async fn shutdown(self, drain: Duration) {
+        self.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + drain;
+        for w in self.workers {
+            let abort = w.abort_handle();
+            if tokio::time::timeout_at(deadline, w).await.is_err() {
+                abort.abort();
+            }
+        }
+        let left: Vec<String> = lock(&self.in_flight).drain().collect();
+        for r in &left {
+            let _ = self.queue.release(r, Duration::ZERO).await;
+        }
+        if !left.is_empty() {
+            tracing::warn!(
+                released = left.len(),
+                "released unfinished messages back to the queue"
+            );
+        }
+        self.server_stop.notify_waiters();
+        let _ = self.server.await;
+    }
+
+    /// Webhook URLs to paste into Jira / the ServiceNow business rule, with
+    /// placeholders for the credentials (never their values).
+    pub fn banner(&self) -> String {
+        let mut out = format!(
+            "jira-relay serving on http://{}  (health: /health)\n",
+            self.addr
+        );
+        for e in &self.config.endpoints {
+            let url = format!("http://{}/webhooks/{}", self.addr, e.name);
+            let a = &e.auth;
+            let mut how = Vec::new();
+            if let Some(t) = &a.token {
+                how.push(format!(
+                    "{url}?token=<{}{}>",
+                    t.secret,
+                    t.key
+                        .as_deref()
+                        .map(|k| format!("#{k}"))
+                        .unwrap_or_default()
+                ));
+            }
+            if let Some(h) = &a.hmac {
+                how.push(format!(
+                    "{url}  signed: X-Hub-Signature with <{}#{}>",
+                    h.secret,
+                    h.key.as_deref().unwrap_or("")
+                ));
+            }
+            if let Some(b) = &a.basic {
+                how.push(format!("{url}  Basic auth <{}>", b.username.secret));
+            }
+            if let Some(b) = &a.bearer {
+                how.push(format!("{url}  Bearer <{}>", b.secret));
+            }
+            let kind = match e.kind {
+                SourceKind::Jira => "Jira webhook",
+                SourceKind::Servicenow => "ServiceNow business rule",
+            };
+            out.push_str(&format!(
+                "  {} ({kind}, {}):\n",
+                e.name,
+                match e.stage {
+                    shared::config::Stage::Test => "test",
+                    shared::config::Stage::Prod => "prod",
+                }
+            ));
+            for h in how {
+                out.push_str(&format!("    {h}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_cap() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(5), Duration::from_secs(16));
+        assert_eq!(retry_delay(30), Duration::from_secs(256));
+        assert_eq!(retry_delay(0), Duration::from_secs(1));
+    }
+}

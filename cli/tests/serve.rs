@@ -1,0 +1,368 @@
+//! `relay serve` and friends as a user runs them: the real binary as a child
+//! process, talking to the ServiceNow sandbox started by the test, on
+//! 127.0.0.1. Bounded in count and time.
+
+use sandbox::faults::{Fault, Match};
+use sandbox::servicenow_server::ServiceNowServer;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay");
+const TOKEN: &str = "serve-test-token-6d1a";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A folder with the config (the shipped example aimed at `sn`) and a secrets file.
+fn setup(sn: &ServiceNowServer) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(repo().join("examples/jira-to-servicenow.yaml"))
+        .unwrap()
+        .replace("https://example.service-now.com", &sn.base_url());
+    std::fs::write(dir.path().join("relay.yaml"), config).unwrap();
+    let secrets = format!(
+        "secrets:\n  relay/webhook:\n    token: {TOKEN}\n    hmac: unused-hmac\n  relay/servicenow:\n    username: {}\n    password: {}\n  relay/jira:\n    email: relay@example.com\n    api_token: jira-api-token\n",
+        sandbox::servicenow_server::DEFAULT_USER,
+        sandbox::servicenow_server::DEFAULT_PASSWORD
+    );
+    let path = dir.path().join("secrets.yaml");
+    std::fs::write(&path, secrets).unwrap();
+    chmod(&path, 0o600);
+    dir
+}
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Serve {
+    fn spawn(dir: &Path, port: u16) -> Self {
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(dir.join("relay.yaml"))
+            .args(["--secrets"])
+            .arg(dir.join("secrets.yaml"))
+            .args(["--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--workers", "2", "--visibility-timeout-secs", "10"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn ready(&mut self) {
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("relay serve exited early: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "relay serve did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "relay serve did not exit in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn created(n: usize) -> Value {
+    json!({"webhookEvent": "jira:issue_created", "issue_event_type_name": "issue_created",
+        "user": {"accountId": "712020:load-user", "displayName": "Load User"},
+        "issue": {"id": format!("{}", 50000 + n), "key": format!("LOAD-{n}"),
+            "fields": {"summary": format!("load issue {n}"), "priority": {"name": "Medium"}}}})
+}
+
+fn commented(n: usize) -> Value {
+    json!({"webhookEvent": "comment_created",
+        "issue": {"id": format!("{}", 50000 + n), "key": format!("LOAD-{n}"), "fields": {"summary": format!("load issue {n}")}},
+        "comment": {"id": format!("{}", 90000 + n), "body": format!("comment on {n}"),
+            "author": {"accountId": "712020:load-user", "displayName": "Load User"}}})
+}
+
+async fn post(client: &reqwest::Client, base: &str, body: &Value, delivery: &str) -> u16 {
+    client
+        .post(format!("{base}/webhooks/jira?token={TOKEN}"))
+        .header("content-type", "application/json")
+        .header("x-atlassian-webhook-identifier", delivery)
+        .body(body.to_string())
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+fn relay(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `relay queue stats` until nothing is visible, in flight or delayed.
+async fn drained(data: &Path, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let (ok, out, err) = relay(&["queue", "stats", "--data-dir", data.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        if out.starts_with("visible 0  in_flight 0  delayed 0") {
+            return out;
+        }
+        assert!(start.elapsed() < limit, "queue not drained: {out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_and_creates_nothing_twice() {
+    let sn = ServiceNowServer::start().await;
+    let dir = setup(&sn);
+    let port = free_port();
+    let mut serve = Serve::spawn(dir.path(), port);
+    serve.ready().await;
+    let client = reqwest::Client::new();
+    const N: usize = 60;
+    // Creates and comments for N issues, posted concurrently per issue.
+    let mut accepted = 0;
+    let mut tasks = Vec::new();
+    for n in 0..N {
+        let (client, base) = (client.clone(), serve.base.clone());
+        tasks.push(tokio::spawn(async move {
+            let a = post(&client, &base, &created(n), &format!("c-{n}")).await;
+            let b = post(&client, &base, &commented(n), &format!("m-{n}")).await;
+            usize::from(a == 202) + usize::from(b == 202)
+        }));
+    }
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    assert_eq!(
+        accepted,
+        2 * N,
+        "every webhook is accepted (202 only after the commit)"
+    );
+    // Crash in the middle of the work.
+    serve.signal("-KILL");
+    serve.wait_exit(Duration::from_secs(5)).await;
+    let done_before = sn.records("incident").len();
+
+    let mut serve = Serve::spawn(dir.path(), port);
+    serve.ready().await;
+    let stats = drained(&dir.path().join("data"), Duration::from_secs(60)).await;
+    let incidents = sn.records("incident");
+    let mut duplicate_comments = 0;
+    for n in 0..N {
+        let key = format!("LOAD-{n}");
+        let matching: Vec<_> = incidents
+            .iter()
+            .filter(|i| i["correlation_id"] == key.as_str())
+            .collect();
+        assert_eq!(matching.len(), 1, "{key}: {} incidents", matching.len());
+        let journal = sn.journal("incident", matching[0]["sys_id"].as_str().unwrap());
+        assert!(!journal.is_empty(), "{key}: comment lost");
+        duplicate_comments += journal.len() - 1;
+    }
+    eprintln!(
+        "kill -9 test: {N} issues, {} webhooks, {done_before} incidents before the crash, duplicates: 0 incidents, {duplicate_comments} comments; {stats}",
+        2 * N
+    );
+    assert!(stats.contains("dead 0"), "{stats}");
+    // A comment applied just before the crash but not acknowledged is applied
+    // again (ServiceNow journals cannot be de-duplicated by the relay): at most
+    // one per in-flight message of the 2 workers × 10.
+    assert!(duplicate_comments <= 20, "{duplicate_comments}");
+
+    // SIGTERM: drain and exit 0.
+    serve.signal("-TERM");
+    let status = serve.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_can_be_listed_shown_and_redriven() {
+    let sn = ServiceNowServer::start().await;
+    let dir = setup(&sn);
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap().to_owned();
+    let port = free_port();
+    let mut serve = Serve::spawn(dir.path(), port);
+    serve.ready().await;
+    sn.faults().push(
+        Match::method_path(http::Method::POST, "/api/now/table/incident"),
+        Fault::Status {
+            status: 400,
+            retry_after: None,
+            headers: Vec::new(),
+            body: Some(json!({"error": {"message": "Invalid choice", "detail": "impact"}, "status": "failure"}).to_string()),
+        },
+        1,
+    );
+    let client = reqwest::Client::new();
+    assert_eq!(post(&client, &serve.base, &created(1), "dlq-1").await, 202);
+    let stats = drained(&data, Duration::from_secs(20)).await;
+    assert!(stats.contains("dead 1"), "{stats}");
+
+    let (ok, out, err) = relay(&["dlq", "list", "--data-dir", &data_s]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("target_rejected: 400 from servicenow")
+            && out.contains("Invalid choice: impact"),
+        "{out}"
+    );
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    let (ok, out, _) = relay(&["dlq", "show", &id, "--data-dir", &data_s]);
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["envelope"]["source_key"], "LOAD-1");
+    assert!(shown["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("target_rejected"));
+
+    // The cause is gone (the fault fired once): redrive applies it.
+    let (ok, out, _) = relay(&["dlq", "redrive", "--all", "--data-dir", &data_s]);
+    assert!(ok && out.starts_with("1 message"), "{out}");
+    let stats = drained(&data, Duration::from_secs(20)).await;
+    assert!(stats.contains("dead 0"), "{stats}");
+    assert!(sn.find("incident", "correlation_id", "LOAD-1").is_some());
+    serve.signal("-TERM");
+    assert!(serve.wait_exit(Duration::from_secs(30)).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_start_with_unsafe_or_missing_secrets() {
+    let sn = ServiceNowServer::start().await;
+    let dir = setup(&sn);
+    let secrets = dir.path().join("secrets.yaml");
+    let config = dir.path().join("relay.yaml");
+    let args = |port: u16| {
+        vec![
+            "serve".to_owned(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+            "--secrets".into(),
+            secrets.to_str().unwrap().into(),
+            "--data-dir".into(),
+            dir.path().join("data").to_str().unwrap().into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ]
+    };
+    chmod(&secrets, 0o644);
+    let out = Command::new(BIN).args(args(free_port())).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("chmod 600") && err.contains("secrets.yaml"),
+        "{err}"
+    );
+
+    chmod(&secrets, 0o600);
+    std::fs::write(
+        &secrets,
+        format!("secrets:\n  relay/webhook:\n    token: {TOKEN}\n"),
+    )
+    .unwrap();
+    chmod(&secrets, 0o600);
+    let out = Command::new(BIN).args(args(free_port())).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("relay/servicenow") && err.contains("hmac"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN), "a secret value in an error: {err}");
+}
+
+#[test]
+fn the_demo_shows_an_incident_with_its_comment_and_attachment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--no-wait", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "SANDBOXES",
+        "1-issue-created.json         → 202",
+        "4-attachment-created.json    → 202",
+        "incident INC0010001  (correlation_id DEMO-1, jira-relay)",
+        "state              2 (In Progress)",
+        "comments           Dana Demo (Jira): Captured a trace",
+        "attachment         vpn-client.log (text/plain, 221 bytes)",
+    ] {
+        assert!(stdout.contains(want), "missing `{want}` in:\n{stdout}");
+    }
+    // The banner shows placeholders, never the token.
+    let token = std::fs::read_to_string(dir.path().join("demo-token")).unwrap();
+    assert!(!stdout.contains(&token));
+    assert!(stdout.contains("?token=<relay/webhook#token>"));
+}
