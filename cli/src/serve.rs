@@ -448,6 +448,46 @@ pub async fn signal() {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn intake_answers_503_while_draining() {
+        use tower::ServiceExt;
+        let draining = Arc::new(AtomicBool::new(false));
+        let router = axum::Router::new()
+            .route(
+                "/webhooks/{e}",
+                axum::routing::post(|| async { "accepted" }),
+            )
+            .route("/health", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                draining.clone(),
+                refuse_when_draining,
+            ));
+        let call = |path: &str, method: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let r = router
+            .clone()
+            .oneshot(call("/webhooks/jira", "POST"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        draining.store(true, Ordering::Relaxed);
+        let r = router
+            .clone()
+            .oneshot(call("/webhooks/jira", "POST"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "30");
+        // Health still answers (the process is alive, just not taking work).
+        let r = router.oneshot(call("/health", "GET")).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
     #[test]
     fn retry_delays_grow_and_cap() {
         assert_eq!(retry_delay(1), Duration::from_secs(1));
