@@ -16,9 +16,22 @@ script checks them, plus the project's own rules:
   standard one, above 10 only with a batching window);
 - a queue's VisibilityTimeout is at least 6 x the timeout of every function that
   consumes it, plus its batching window (AWS's advice; less and a message in
-  flight is delivered twice).
+  flight is delivered twice);
+- every function has X-Ray tracing Active and a log group (`/aws/lambda/<name>`)
+  with RetentionInDays;
+- no IAM statement allows Resource "*" except for X-Ray actions (which have no
+  resource-level permissions), no action is `*` or a wildcard on sqs: or
+  secretsmanager:, and no NotAction/NotResource; a SAM function with an SQS event
+  has its own Role (else SAM attaches AWSLambdaSQSQueueExecutionRole, which may
+  receive and delete on every queue of the account);
+- every alarm sets TreatMissingData and AlarmActions; an alarm or dashboard metric
+  in the relay's own namespace (the MetricsNamespace parameter) names a metric
+  the relay emits (EMF_METRICS) with one of its dimension sets; the dashboard
+  body is JSON.
 
-Values given as `!Ref Parameter` are checked against the parameter's Default.
+Values given as `!Ref Parameter` (also as a `!FindInMap` key) are checked for
+every value the parameter can take: each of its AllowedValues, else its Default,
+MinValue and MaxValue.
 
 Usage: check_template.py [TEMPLATE ...]   (default: template.yaml)
        check_template.py --self-test
@@ -27,7 +40,9 @@ Exit status: 0 all good, 1 problems found (one line each), 2 unreadable template
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import sys
 
 import yaml
@@ -39,6 +54,29 @@ FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 DEFAULT_TIMEOUT = 3  # seconds, Lambda's and SAM's default
 DEFAULT_VISIBILITY = 30  # seconds, SQS's default
 DEFAULT_BATCH_SIZE = 10
+METRICS_NAMESPACE_PARAM = "MetricsNamespace"
+# Statements with Resource "*" are allowed only for these (no resource-level permissions).
+STAR_RESOURCE_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                         "xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries")
+# Services whose actions must be named one by one (no wildcards).
+NO_WILDCARD_SERVICES = ("sqs", "secretsmanager")
+
+# The metrics the relay writes as CloudWatch Embedded Metric Format lines (shared::metrics),
+# each with the dimension sets it is published under.
+_STAGE = frozenset({"Stage"})
+EMF_METRICS: dict[str, tuple[frozenset, ...]] = {
+    "Received": (_STAGE,),
+    "Rejected": (_STAGE, frozenset({"Stage", "Reason"})),
+    "AuthRejected": (_STAGE,),
+    "Enqueued": (_STAGE,),
+    "Filtered": (_STAGE,),
+    "NoRule": (_STAGE,),
+    "Applied": (_STAGE, frozenset({"Stage", "Connection", "Action"})),
+    "Retried": (_STAGE,),
+    "DeadLettered": (_STAGE,),
+    "HandlerLatency": (_STAGE, frozenset({"Stage", "Function"})),
+    "ConnectorLatency": (_STAGE, frozenset({"Stage", "Connection"})),
+}
 
 
 class _Loader(yaml.SafeLoader):
@@ -96,6 +134,7 @@ def text(value) -> str | None:
 class Checker:
     def __init__(self, doc: dict):
         self.params = doc.get("Parameters") or {}
+        self.mappings = doc.get("Mappings") or {}
         self.resources = doc.get("Resources") or {}
         self.globals_fn = (doc.get("Globals") or {}).get("Function") or {}
         self.problems: list[str] = []
@@ -103,23 +142,65 @@ class Checker:
     def problem(self, logical_id: str, message: str) -> None:
         self.problems.append(f"{logical_id}: {message}")
 
-    def scalar(self, value):
-        """A literal, or the Default of the parameter it `!Ref`s; None when unknown."""
+    def scalar(self, value, env: dict | None = None):
+        """A literal, or what a `!Ref`/`!FindInMap` gives with the parameters in `env`
+        (others at their Default); None when unknown."""
+        env = env or {}
         if isinstance(value, dict):
-            param = self.params.get(ref_target(value)) if "Ref" in value else None
-            return param.get("Default") if isinstance(param, dict) else None
+            if len(value) != 1:
+                return None
+            if "Ref" in value:
+                name = value["Ref"]
+                if name in env:
+                    return env[name]
+                param = self.params.get(name)
+                return param.get("Default") if isinstance(param, dict) else None
+            args = value.get("Fn::FindInMap")
+            if isinstance(args, list) and len(args) == 3:
+                keys = [self.scalar(arg, env) for arg in args]
+                if any(key is None for key in keys):
+                    return None
+                try:
+                    return self.mappings[str(keys[0])][str(keys[1])][str(keys[2])]
+                except (KeyError, TypeError):
+                    return None
+            return None
         return None if isinstance(value, list) else value
 
-    def integer(self, value, default: int) -> int | None:
+    def integer(self, value, default: int, env: dict | None = None) -> int | None:
         if value is None:
             return default
-        value = self.scalar(value)
+        value = self.scalar(value, env)
         if isinstance(value, bool):
             return None
         try:
             return int(value)
         except (TypeError, ValueError):
             return None
+
+    def parameters_in(self, value) -> set[str]:
+        """Names of the template parameters that `value` refers to with !Ref."""
+        if isinstance(value, dict):
+            if isinstance(value.get("Ref"), str) and value["Ref"] in self.params:
+                return {value["Ref"]}
+            return set().union(set(), *(self.parameters_in(v) for v in value.values()))
+        if isinstance(value, list):
+            return set().union(set(), *(self.parameters_in(v) for v in value))
+        return set()
+
+    def parameter_values(self, name: str) -> list:
+        """Every value worth checking: the AllowedValues, else Default, MinValue and MaxValue."""
+        param = self.params.get(name) or {}
+        if isinstance(param.get("AllowedValues"), list):
+            return list(param["AllowedValues"])
+        values = [param[key] for key in ("Default", "MinValue", "MaxValue") if key in param]
+        return values or [None]
+
+    def scenarios(self, *values):
+        """One {parameter: value} per combination of the values the parameters used can take."""
+        names = sorted(set().union(set(), *(self.parameters_in(v) for v in values)))
+        for combo in itertools.product(*(self.parameter_values(n) for n in names)):
+            yield {n: v for n, v in zip(names, combo) if v is not None}
 
     def props(self, logical_id: str) -> dict:
         return (self.resources.get(logical_id) or {}).get("Properties") or {}
@@ -137,6 +218,10 @@ class Checker:
         if self.resources[logical_id].get("Type") == "AWS::Serverless::Function":
             return self.globals_fn.get(key)
         return None
+
+    @staticmethod
+    def when(env: dict) -> str:
+        return " when " + ", ".join(f"{k}={v}" for k, v in env.items()) if env else ""
 
     def is_fifo_queue(self, logical_id: str) -> bool:
         return str(self.scalar(self.props(logical_id).get("FifoQueue"))).lower() == "true"
@@ -218,37 +303,195 @@ class Checker:
             if types is None:
                 self.problem(where, f"SQS event source without FunctionResponseTypes: {RESPONSE_TYPES} "
                                     "(batch item failures would be ignored and the whole batch deleted)")
+            if (fn in self.resources and self.resources[fn].get("Type") == "AWS::Serverless::Function"
+                    and self.function_prop(fn, "Role") is None):
+                self.problem(where, "SQS event on a function without its own Role: SAM attaches "
+                                    "AWSLambdaSQSQueueExecutionRole (receive/delete on every queue); give it a Role")
             queue, fifo = self.queue_of(queue_arn)
-            batch = self.integer(props.get("BatchSize"), DEFAULT_BATCH_SIZE)
-            window = self.integer(props.get("MaximumBatchingWindowInSeconds"), 0)
-            if batch is None or window is None:
-                self.problem(where, "BatchSize or MaximumBatchingWindowInSeconds cannot be read")
-                continue
             if fifo is None:
                 self.problem(where, "cannot tell whether the queue is FIFO (use !GetAtt Queue.Arn)")
-            elif fifo and not 1 <= batch <= 10:
-                self.problem(where, f"BatchSize {batch} is out of range for a FIFO queue (1..10)")
-            elif not fifo and not 1 <= batch <= 10000:
-                self.problem(where, f"BatchSize {batch} is out of range for a standard queue (1..10000)")
-            elif not fifo and batch > 10 and window < 1:
-                self.problem(where, f"BatchSize {batch} > 10 needs MaximumBatchingWindowInSeconds >= 1")
+            batch_value, window_value = props.get("BatchSize"), props.get("MaximumBatchingWindowInSeconds")
+            for env in self.scenarios(batch_value, window_value):
+                batch = self.integer(batch_value, DEFAULT_BATCH_SIZE, env)
+                window = self.integer(window_value, 0, env)
+                if batch is None or window is None:
+                    self.problem(where, f"BatchSize or MaximumBatchingWindowInSeconds cannot be read{self.when(env)}")
+                elif fifo and not 1 <= batch <= 10:
+                    self.problem(where, f"BatchSize {batch} is out of range for a FIFO queue (1..10){self.when(env)}")
+                elif fifo is False and not 1 <= batch <= 10000:
+                    self.problem(where, f"BatchSize {batch} is out of range for a standard queue (1..10000)"
+                                        f"{self.when(env)}")
+                elif fifo is False and batch > 10 and window < 1:
+                    self.problem(where, f"BatchSize {batch} > 10 needs MaximumBatchingWindowInSeconds >= 1"
+                                        f"{self.when(env)}")
             if queue is None:
                 continue
             if fn is None or fn not in self.resources:
                 self.problem(where, "cannot tell which function consumes the queue (use !Ref or !GetAtt)")
                 continue
-            timeout = self.integer(self.function_prop(fn, "Timeout"), DEFAULT_TIMEOUT)
-            visibility = self.integer(self.props(queue).get("VisibilityTimeout"), DEFAULT_VISIBILITY)
-            if timeout is None or visibility is None:
-                self.problem(where, f"Timeout of {fn} or VisibilityTimeout of {queue} cannot be read")
-            elif visibility < 6 * timeout + window:
-                self.problem(queue, f"VisibilityTimeout {visibility}s is below 6 x {fn} Timeout ({timeout}s)"
-                                    f" + batching window ({window}s) = {6 * timeout + window}s")
+            timeout_value = self.function_prop(fn, "Timeout")
+            visibility_value = self.props(queue).get("VisibilityTimeout")
+            for env in self.scenarios(timeout_value, visibility_value, window_value):
+                timeout = self.integer(timeout_value, DEFAULT_TIMEOUT, env)
+                visibility = self.integer(visibility_value, DEFAULT_VISIBILITY, env)
+                window = self.integer(window_value, 0, env) or 0
+                if timeout is None or visibility is None:
+                    self.problem(where, f"Timeout of {fn} or VisibilityTimeout of {queue} cannot be read"
+                                        f"{self.when(env)}")
+                elif visibility < 6 * timeout + window:
+                    self.problem(queue, f"VisibilityTimeout {visibility}s is below 6 x {fn} Timeout ({timeout}s)"
+                                        f" + batching window ({window}s) = {6 * timeout + window}s{self.when(env)}")
+
+    # --- logs and tracing -------------------------------------------------------
+
+    def log_group_names(self) -> dict[str, str]:
+        """Literal (`${...}` kept) name of every log group -> its logical id."""
+        names = {}
+        for group, props in self.of_type("AWS::Logs::LogGroup"):
+            name = text(props.get("LogGroupName"))
+            if name is not None:
+                names[name] = group
+        return names
+
+    def check_observability(self) -> None:
+        groups = self.log_group_names()
+        for fn, _ in self.of_type(*FUNCTION_TYPES):
+            if self.resources[fn]["Type"] == "AWS::Serverless::Function":
+                tracing = self.function_prop(fn, "Tracing")
+            else:
+                tracing = (self.props(fn).get("TracingConfig") or {}).get("Mode")
+            if tracing != "Active":
+                self.problem(fn, f"Tracing is {tracing!r}; every function must have X-Ray tracing Active")
+            logging = self.function_prop(fn, "LoggingConfig") or {}
+            group = ref_target(logging.get("LogGroup"))
+            if group is None:
+                candidates = [f"/aws/lambda/${{{fn}}}"]
+                if "LogGroup" in logging and text(logging["LogGroup"]) is not None:
+                    candidates.append(text(logging["LogGroup"]))
+                elif text(self.props(fn).get("FunctionName")) is not None:
+                    candidates.append("/aws/lambda/" + text(self.props(fn)["FunctionName"]))
+                group = next((groups[c] for c in candidates if c in groups), None)
+            if group is None or group not in self.resources:
+                self.problem(fn, "has no log group in the template (AWS::Logs::LogGroup named /aws/lambda/<name>);"
+                                 " Lambda would create one that keeps logs forever")
+            elif self.props(group).get("RetentionInDays") is None:
+                self.problem(group, f"log group of {fn} has no RetentionInDays")
+
+    # --- IAM --------------------------------------------------------------------
+
+    def statements(self):
+        """(where, statement) of every IAM policy statement written in the template."""
+        def of_document(where, document):
+            document = document if isinstance(document, dict) else {}
+            statements = document.get("Statement") or []
+            for i, statement in enumerate(statements if isinstance(statements, list) else [statements]):
+                if isinstance(statement, dict):
+                    sid = f" ({statement['Sid']})" if "Sid" in statement else ""
+                    yield f"{where}.Statement[{i}]{sid}", statement
+
+        for role, props in self.of_type("AWS::IAM::Role"):
+            for policy in props.get("Policies") or []:
+                if isinstance(policy, dict):
+                    name = policy.get("PolicyName", "Policies")
+                    yield from of_document(f"{role}.{name}", policy.get("PolicyDocument"))
+        for pol, props in self.of_type("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            yield from of_document(pol, props.get("PolicyDocument"))
+        for fn, props in self.of_type("AWS::Serverless::Function"):
+            policies = props.get("Policies")
+            for policy in policies if isinstance(policies, list) else [policies]:
+                if isinstance(policy, dict) and "Statement" in policy:
+                    yield from of_document(f"{fn}.Policies", policy)
+
+    def check_iam(self) -> None:
+        for where, statement in self.statements():
+            if statement.get("Effect", "Allow") != "Allow":
+                continue
+            if "NotAction" in statement or "NotResource" in statement:
+                self.problem(where, "NotAction/NotResource in an Allow statement grants more than it names")
+                continue
+            actions = statement.get("Action")
+            actions = actions if isinstance(actions, list) else [actions]
+            resources = statement.get("Resource")
+            resources = resources if isinstance(resources, list) else [resources]
+            for action in actions:
+                if not isinstance(action, str):
+                    continue
+                service = action.split(":", 1)[0].lower()
+                if action == "*" or ("*" in action and service in NO_WILDCARD_SERVICES):
+                    self.problem(where, f"wildcard action {action!r}: name each action it needs")
+            if "*" in resources and not all(a in STAR_RESOURCE_ACTIONS for a in actions):
+                others = [a for a in actions if a not in STAR_RESOURCE_ACTIONS]
+                self.problem(where, f"Resource '*' for {others}: name the resources (only X-Ray may use '*')")
+
+    # --- alarms and dashboard ---------------------------------------------------
+
+    def is_relay_namespace(self, namespace) -> bool:
+        if ref_target(namespace) == METRICS_NAMESPACE_PARAM and "Ref" in namespace:
+            return True
+        default = (self.params.get(METRICS_NAMESPACE_PARAM) or {}).get("Default")
+        return isinstance(namespace, str) and namespace in (default, "${" + METRICS_NAMESPACE_PARAM + "}")
+
+    def check_relay_metric(self, where: str, name, dimensions) -> None:
+        if name not in EMF_METRICS:
+            self.problem(where, f"metric {name!r} is not a metric the relay emits ({', '.join(EMF_METRICS)})")
+            return
+        dims = frozenset(dimensions)
+        if dims not in EMF_METRICS[name]:
+            sets = " or ".join(str(sorted(d)) for d in EMF_METRICS[name])
+            self.problem(where, f"metric {name} has dimensions {sorted(dims)}; the relay publishes it with {sets}")
+
+    def check_alarms(self) -> None:
+        for alarm, props in self.of_type("AWS::CloudWatch::Alarm"):
+            if props.get("TreatMissingData") is None:
+                self.problem(alarm, "no TreatMissingData (say what a quiet period means: notBreaching)")
+            if not props.get("AlarmActions"):
+                self.problem(alarm, "no AlarmActions: nobody would hear of it")
+            metrics = [(alarm, props)]
+            for i, query in enumerate(props.get("Metrics") or []):
+                metric = ((query or {}).get("MetricStat") or {}).get("Metric")
+                if isinstance(metric, dict):
+                    metrics.append((f"{alarm}.Metrics[{i}]", metric))
+            for where, metric in metrics:
+                if "MetricName" in metric and self.is_relay_namespace(metric.get("Namespace")):
+                    dims = [d.get("Name") for d in metric.get("Dimensions") or [] if isinstance(d, dict)]
+                    self.check_relay_metric(where, metric["MetricName"], dims)
+
+    def check_dashboards(self) -> None:
+        marker = "${" + METRICS_NAMESPACE_PARAM + "}"
+        for dash, props in self.of_type("AWS::CloudWatch::Dashboard"):
+            body = text(props.get("DashboardBody"))
+            if body is None:
+                continue
+            # ${X} -> a placeholder string character-for-character safe inside JSON strings.
+            body = re.sub(r"\$\{(?!!)[^}]*\}", lambda m: "@NS@" if m.group(0) == marker else "x", body)
+            try:
+                doc = json.loads(body)
+            except ValueError as err:
+                self.problem(dash, f"DashboardBody is not JSON: {err}")
+                continue
+            for w, widget in enumerate(doc.get("widgets") or []):
+                rows = ((widget or {}).get("properties") or {}).get("metrics") or []
+                previous: list = []
+                for r, row in enumerate(rows):
+                    if not isinstance(row, list):
+                        continue
+                    items = [i for i in row if not isinstance(i, dict)]
+                    if any(isinstance(i, dict) and "expression" in i for i in row):
+                        previous = []
+                        continue
+                    items = [previous[k] if i == "." and k < len(previous) else i for k, i in enumerate(items)]
+                    previous = items
+                    if len(items) >= 2 and (items[0] == "@NS@" or self.is_relay_namespace(items[0])):
+                        self.check_relay_metric(f"{dash}.widgets[{w}].metrics[{r}]", items[1], items[2::2])
 
     def run(self) -> list[str]:
         self.check_functions()
         self.check_queues()
         self.check_event_sources()
+        self.check_observability()
+        self.check_iam()
+        self.check_alarms()
+        self.check_dashboards()
         return self.problems
 
 
@@ -263,9 +506,15 @@ def check_text(source: str) -> list[str]:
 
 _GOOD = """
 Globals:
-  Function: {Runtime: provided.al2023, Architectures: [arm64]}
+  Function: {Runtime: provided.al2023, Architectures: [arm64], Tracing: Active}
 Parameters:
   Vis: {Type: Number, Default: 180}
+  T: {Type: Number, Default: 60, AllowedValues: [30, 60]}
+  B: {Type: Number, Default: 5, MinValue: 1, MaxValue: 10}
+  Stage: {Type: String}
+  MetricsNamespace: {Type: String, Default: JiraRelay}
+Mappings:
+  Vis: {'30': {V: 180}, '60': {V: 360}}
 Resources:
   Q:
     Type: AWS::SQS::Queue
@@ -279,10 +528,52 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       Timeout: 30
+      Role: !GetAtt R.Arn
       Events:
         Q:
           Type: SQS
           Properties: {Queue: !GetAtt Q.Arn, BatchSize: 10, FunctionResponseTypes: [ReportBatchItemFailures]}
+  WL: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: !Sub "/aws/lambda/${W}", RetentionInDays: 7}}
+  Q2:
+    Type: AWS::SQS::Queue
+    Properties: {QueueName: q2.fifo, FifoQueue: true, VisibilityTimeout: !FindInMap [Vis, !Ref T, V]}
+  W2:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: !Sub "w2-${Stage}"
+      Timeout: !Ref T
+      Role: !GetAtt R.Arn
+      Events:
+        Q:
+          Type: SQS
+          Properties: {Queue: !GetAtt Q2.Arn, BatchSize: !Ref B, FunctionResponseTypes: [ReportBatchItemFailures]}
+  W2L: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: !Sub "/aws/lambda/w2-${Stage}", RetentionInDays: 30}}
+  R:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies:
+        - PolicyName: p
+          PolicyDocument:
+            Statement:
+              - {Effect: Allow, Action: [xray:PutTraceSegments, xray:PutTelemetryRecords], Resource: '*'}
+              - {Effect: Allow, Action: sqs:SendMessage, Resource: !GetAtt D.Arn}
+              - {Effect: Allow, Action: secretsmanager:GetSecretValue, Resource: [!Ref S]}
+  S: {Type: AWS::SecretsManager::Secret, Properties: {SecretString: '{}'}}
+  A:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      Namespace: !Ref MetricsNamespace
+      MetricName: DeadLettered
+      Dimensions: [{Name: Stage, Value: !Ref Stage}]
+      TreatMissingData: notBreaching
+      AlarmActions: [!Ref AWS::NoValue]
+  Dash:
+    Type: AWS::CloudWatch::Dashboard
+    Properties:
+      DashboardBody: !Sub '{"widgets": [{"type": "metric", "properties": {"metrics": [
+        ["${MetricsNamespace}", "Applied", "Stage", "${Stage}"],
+        [".", "Rejected", ".", ".", "Reason", "${!Literal}", {"stat": "Sum"}],
+        ["AWS/SQS", "Whatever", "QueueName", "${Q.QueueName}"]]}}]}'
 """
 
 _BAD = [
@@ -303,6 +594,41 @@ _BAD = [
     ("FunctionResponseTypes is ['Bogus']",
      "Resources: {M: {Type: AWS::Lambda::EventSourceMapping, Properties: {FunctionName: f, "
      "EventSourceArn: 'arn:aws:kinesis:us-east-1:1:stream/s', FunctionResponseTypes: [Bogus]}}}"),
+    # every allowed value of a parameter counts, through a mapping too
+    ("VisibilityTimeout 359s is below 6 x W2 Timeout (60s) + batching window (0s) = 360s when T=60",
+     _GOOD.replace("'60': {V: 360}", "'60': {V: 359}")),
+    ("Timeout of W2 or VisibilityTimeout of Q2 cannot be read when T=120",
+     _GOOD.replace("AllowedValues: [30, 60]", "AllowedValues: [30, 60, 120]")),
+    ("BatchSize 11 is out of range for a FIFO queue (1..10) when B=11", _GOOD.replace("MaxValue: 10", "MaxValue: 11")),
+    # tracing and log groups
+    ("W: Tracing is None", _GOOD.replace(", Tracing: Active", "")),
+    ("W2: has no log group", _GOOD.replace('"/aws/lambda/w2-${Stage}"', '"/aws/lambda/w3-${Stage}"')),
+    ("W: has no log group", _GOOD.replace('"/aws/lambda/${W}"', '"/aws/lambda/${W2}"')),
+    ("WL: log group of W has no RetentionInDays", _GOOD.replace("RetentionInDays: 7", "LogGroupClass: STANDARD")),
+    # IAM
+    ("W.Events.Q: SQS event on a function without its own Role", _GOOD.replace("      Role: !GetAtt R.Arn\n", "", 1)),
+    ("Resource '*' for ['sqs:SendMessage']", _GOOD.replace("Resource: !GetAtt D.Arn", "Resource: '*'")),
+    ("wildcard action 'sqs:*'", _GOOD.replace("Action: sqs:SendMessage", "Action: 'sqs:*'")),
+    ("wildcard action 'secretsmanager:Get*'",
+     _GOOD.replace("Action: secretsmanager:GetSecretValue", "Action: 'secretsmanager:Get*'")),
+    ("wildcard action '*'", _GOOD.replace("Action: sqs:SendMessage", "Action: '*'")),
+    ("NotAction/NotResource", _GOOD.replace("Action: sqs:SendMessage", "NotAction: sqs:DeleteQueue")),
+    ("Resource '*' for ['sqs:SendMessage']",
+     "Resources: {F: {Type: AWS::Serverless::Function, Properties: {Policies: "
+     "[{Statement: [{Effect: Allow, Action: sqs:SendMessage, Resource: '*'}]}]}}}"),
+    # alarms and the dashboard
+    ("A: metric 'DeadLetters' is not a metric the relay emits", _GOOD.replace("MetricName: DeadLettered",
+                                                                              "MetricName: DeadLetters")),
+    ("A: metric DeadLettered has dimensions ['Reason', 'Stage']",
+     _GOOD.replace("[{Name: Stage, Value: !Ref Stage}]", "[{Name: Stage, Value: x}, {Name: Reason, Value: y}]")),
+    ("A: metric 'Whatever' is not a metric",
+     _GOOD.replace("Namespace: !Ref MetricsNamespace", "Namespace: JiraRelay").replace("DeadLettered", "Whatever")),
+    ("A: no TreatMissingData", _GOOD.replace("TreatMissingData: notBreaching", "Period: 60")),
+    ("A: no AlarmActions", _GOOD.replace("AlarmActions: [!Ref AWS::NoValue]", "Period: 60")),
+    ("Dash.widgets[0].metrics[0]: metric 'Apply' is not", _GOOD.replace('"Applied"', '"Apply"')),
+    ("Dash.widgets[0].metrics[1]: metric Rejected has dimensions ['Reason', 'Source', 'Stage']",
+     _GOOD.replace('"Reason", "${!Literal}"', '"Reason", "a", "Source", "b"')),
+    ("Dash: DashboardBody is not JSON", _GOOD.replace('"${Q.QueueName}"]]}}]}', '"${Q.QueueName}"]]}}]')),
 ]
 
 
