@@ -3,9 +3,9 @@
 #
 # Stages, in order: tools (a venv with the pinned tools of requirements-tools.txt, zig
 # on PATH, the arm64 Rust target, rustfmt and clippy) -> fmt -> clippy -> moto (AWS
-# emulator on a free loopback port) -> rust-tests -> doc-tests -> sam-validate ->
-# cfn-lint -> check-template -> lambda-build -> sam-build. A failing stage does not
-# stop the later ones, except tools, which all of them need. The summary at the end
+# emulator on a free loopback port) -> rust-tests -> doc-tests -> lambda-local (both
+# functions under cargo lambda watch) -> sam-validate -> cfn-lint -> check-template ->
+# lambda-build -> sam-build. A failing stage does not stop the later ones, except tools, which all of them need. The summary at the end
 # lists every stage; the exit status is non-zero if any failed. Stage output is kept
 # in target/test-logs/.
 #
@@ -212,6 +212,11 @@ elif cargo nextest --version >/dev/null 2>&1; then
   run_stage doc-tests cargo test --doc --workspace --all-features
 else
   run_stage rust-tests cargo test --workspace --all-features --no-fail-fast
+fi
+if [ -n "$MOTO_PID" ]; then
+  # Both functions under `cargo lambda watch` (the Lambda Runtime API and
+  # function URLs, no Docker): ingress → moto SQS → worker → ServiceNow sandbox.
+  run_stage lambda-local "$VENV/bin/python" infra/scripts/lambda_local.py
 fi
 stop_moto # frees memory before the release build
 

@@ -75,6 +75,11 @@ fn error_response(status: StatusCode) -> Response {
 /// Logs a refusal with its reason and answers the fixed message.
 fn reject(endpoint: &str, status: StatusCode, reason: &str, started: Instant) -> Response {
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    crate::metrics::count("Rejected", &[("Reason", reason)]);
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND) {
+        crate::metrics::count("AuthRejected", &[]);
+    }
+    crate::metrics::latency("HandlerLatency", &[("Function", "ingress")], duration_ms);
     if status.is_server_error() {
         tracing::error!(
             endpoint,
@@ -148,6 +153,7 @@ async fn receive(
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    crate::metrics::count("Received", &[]);
     let limit = st.config.limits.max_body_bytes;
     let log_name = loggable(&name);
 
@@ -245,6 +251,9 @@ async fn receive(
     };
     match st.queue.send(message).await {
         Ok(receipt) => {
+            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            crate::metrics::count("Enqueued", &[]);
+            crate::metrics::latency("HandlerLatency", &[("Function", "ingress")], duration_ms);
             tracing::info!(
                 endpoint = %envelope.endpoint,
                 event = %envelope.event,
@@ -254,7 +263,7 @@ async fn receive(
                 auth = webhook.method(),
                 message_id = %receipt.message_id,
                 outcome = "enqueued",
-                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                duration_ms,
                 "webhook accepted"
             );
             (

@@ -17,6 +17,7 @@ pub mod connector;
 pub mod envelope;
 pub mod executor;
 pub mod ingress;
+pub mod metrics;
 pub mod plan;
 pub mod queue;
 pub mod rules;

@@ -279,6 +279,11 @@ impl Worker {
                 tracing::warn!(error = %e, "could not set the redelivery delay");
             }
         }
+        record_metrics(
+            &outcome,
+            dead_reason.is_some() && dlq_error.is_none(),
+            started.elapsed(),
+        );
         let (applied, targets): (Vec<_>, Vec<_>) = match &outcome {
             Outcome::Applied { applied, .. } => applied
                 .iter()
@@ -311,6 +316,36 @@ impl Worker {
         );
         (handled, outcome.label().to_owned())
     }
+}
+
+/// EMF counts for one handled message (see [`crate::metrics`]).
+fn record_metrics(outcome: &Outcome, dead_lettered: bool, took: Duration) {
+    use crate::metrics::{count, latency};
+    match outcome {
+        Outcome::Applied { applied, .. } => {
+            for a in applied {
+                let action = serde_json::to_value(a.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                count(
+                    "Applied",
+                    &[("Connection", &a.connection), ("Action", &action)],
+                );
+            }
+        }
+        Outcome::Filtered { .. } => count("Filtered", &[]),
+        Outcome::NoRule => count("NoRule", &[]),
+        Outcome::Retry { .. } => count("Retried", &[]),
+        Outcome::Dead { .. } if dead_lettered => count("DeadLettered", &[]),
+        // Dead but the DLQ refused it: it stays queued and comes back.
+        Outcome::Dead { .. } => count("Retried", &[]),
+    }
+    latency(
+        "HandlerLatency",
+        &[("Function", "worker")],
+        took.as_secs_f64() * 1000.0,
+    );
 }
 
 /// An [`Inbox`] that keeps dead letters and delays in memory (tests, and a

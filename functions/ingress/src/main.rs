@@ -16,6 +16,7 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init_json();
+    shared::metrics::install_from_env();
     let config_path = std::env::var("RELAY_CONFIG").unwrap_or_else(|_| "/opt/relay.yaml".into());
     let config = Config::load(&config_path).inspect_err(|e| {
         tracing::error!(error = %e, "configuration is invalid; the ingress cannot start");

@@ -44,6 +44,7 @@ fn required(name: &str) -> Result<String, String> {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init_json();
+    shared::metrics::install_from_env();
     let fail = |e: String| {
         tracing::error!(error = %e, "the worker cannot start");
         e

@@ -479,6 +479,11 @@ impl Connector for RestConnector {
         })?;
         let json = serde_json::from_slice(&body).ok();
         let error = (!(200..300).contains(&status)).then(|| self.dialect.error_summary(&body));
+        crate::metrics::latency(
+            "ConnectorLatency",
+            &[("Connection", &self.conn.name)],
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
         tracing::debug!(
             connection = %self.conn.name,
             method = ?call.method,

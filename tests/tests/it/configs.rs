@@ -9,17 +9,57 @@ fn repo(path: &str) -> PathBuf {
         .join(path)
 }
 
+/// `RELAY_*` variables the template sets on the functions (`NAME: value` lines).
+fn template_variables() -> Vec<String> {
+    let text = std::fs::read_to_string(repo("template.yaml")).unwrap();
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let name = l.split(':').next()?;
+            (name.starts_with("RELAY_")
+                && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+            .then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 #[test]
 fn deployed_config_loads_with_the_template_environment() {
     let path = repo("config/relay.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
+    let set = template_variables();
+    // Every `${NAME}` the deployed config uses is set by the template.
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let used: Vec<&str> = code
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split('}').next())
+        .collect();
+    for name in &used {
+        assert!(
+            set.iter().any(|s| s == name),
+            "config/relay.yaml uses ${{{name}}}, which template.yaml does not set"
+        );
+    }
     let env = |name: &str| match name {
-        "RELAY_WEBHOOK_SECRET_ARN" => Some(
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jira-relay/prod/webhook-AbCdEf"
-                .to_owned(),
-        ),
         "RELAY_PAYLOAD_LIMIT_BYTES" => Some("250000".to_owned()),
         "RELAY_STAGE" => Some("prod".to_owned()),
+        "RELAY_SERVICENOW_URL" => Some("https://example.service-now.com".to_owned()),
+        "RELAY_JIRA_URL" => Some("https://example.atlassian.net".to_owned()),
+        "RELAY_JIRA_INTEGRATION_ACCOUNT_ID" => Some("557058:relay-integration".to_owned()),
+        "RELAY_SERVICENOW_INTEGRATION_USER" => Some("relay.integration".to_owned()),
+        n if n.ends_with("_SECRET_ARN") => Some(format!(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jira-relay/prod/{}-AbCdEf",
+            n.to_lowercase()
+        )),
         _ => None,
     };
     let config = Config::from_yaml(&text, &path, env).unwrap_or_else(|e| panic!("{e}"));
@@ -32,6 +72,12 @@ fn deployed_config_loads_with_the_template_environment() {
         .unwrap()
         .secret
         .starts_with("arn:aws:secretsmanager:"));
+    assert_eq!(
+        config.endpoint("servicenow").unwrap().kind,
+        SourceKind::Servicenow
+    );
+    assert_eq!(config.connections.len(), 2);
+    assert!(config.rules.len() >= 10);
     assert_eq!(config.limits.max_body_bytes, 250_000);
 
     // Without the template's environment the error names the variable and line.

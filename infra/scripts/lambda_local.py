@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Lambda-true local run of both functions (no Docker, no AWS account).
+
+`sam local` needs Docker, which these machines do not have; `cargo lambda
+watch` emulates the Lambda Runtime API and function URLs instead. This script:
+
+1. builds `ingress`, `worker` and the `sandbox` (ServiceNow/Jira stand-ins),
+2. starts the sandbox and `cargo lambda watch` on 127.0.0.1, with the
+   functions' environment aimed at moto (SQS FIFO + DLQ, Secrets Manager) and
+   a config that is `examples/jira-to-servicenow.yaml` aimed at the sandbox,
+3. posts a real Jira fixture to the ingress through the function-URL
+   emulation (`/lambda-url/ingress/webhooks/jira?token=…`) and expects 202,
+4. reads the message from moto's SQS with the real API and checks its
+   FIFO group and dedup ids,
+5. invokes the worker through the Runtime API emulation with that message
+   as a real SQS event and expects `{"batchItemFailures": []}`,
+6. checks the incident in the ServiceNow sandbox through its Table API.
+
+Needs: `cargo lambda` on PATH, moto at $RELAY_TEST_AWS_ENDPOINT, boto3 (moto's
+dependency), the fixtures. Bounded: every wait has a deadline.
+"""
+import base64
+import json
+import os
+import secrets as pysecrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.environ.get("RELAY_FIXTURES_DIR", os.path.join(ROOT, "..", "shared", "fixtures"))
+FIXTURE = "mattermost__jira-issue-created_cloud.json"
+
+
+def fail(msg):
+    print(f"lambda-local: FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http(method, url, body=None, headers=None, timeout=120):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def main():
+    moto = os.environ.get("RELAY_TEST_AWS_ENDPOINT")
+    if not moto:
+        fail("RELAY_TEST_AWS_ENDPOINT is not set (run through infra/scripts/test.sh)")
+    fixture_path = os.path.join(FIXTURES, "jira-webhooks", FIXTURE)
+    if not os.path.exists(fixture_path):
+        if os.environ.get("CI") in ("true", "1"):
+            fail(f"fixture {fixture_path} is missing under CI=true")
+        print(f"\n*** SKIPPED: fixtures missing ({fixture_path}) ***\n")
+        return
+    import boto3
+
+    aws = dict(endpoint_url=moto, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    sqs, sm = boto3.client("sqs", **aws), boto3.client("secretsmanager", **aws)
+
+    t0 = time.time()
+    subprocess.run(["cargo", "build", "-p", "ingress", "-p", "worker", "-p", "relay-sandbox"], cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    work = tempfile.mkdtemp(prefix="lambda-local-")
+    sandbox = watch = None
+    try:
+        sandbox = subprocess.Popen([os.path.join(target, "debug", "sandbox")], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        urls = json.loads(sandbox.stdout.readline())
+
+        run = pysecrets.token_hex(4)
+        prefix = f"lambda-local-{run}"
+        token = pysecrets.token_hex(16)
+        for sid, value in [("webhook", {"token": token, "hmac": pysecrets.token_hex(16)}),
+                           ("servicenow", {"username": "relay.integration", "password": "snow-password"}),
+                           ("jira", {"email": "relay@example.com", "api_token": "jira-api-token"})]:
+            sm.create_secret(Name=f"{prefix}/{sid}", SecretString=json.dumps(value))
+        queue = sqs.create_queue(QueueName=f"{prefix}-events.fifo",
+                                 Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"})["QueueUrl"]
+        dlq = sqs.create_queue(QueueName=f"{prefix}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        with open(os.path.join(ROOT, "examples", "jira-to-servicenow.yaml")) as f:
+            config = (f.read().replace("https://example.service-now.com", urls["servicenow"])
+                      .replace("https://example.atlassian.net", urls["jira"]).replace("relay/", f"{prefix}/"))
+        config_path = os.path.join(work, "relay.yaml")
+        with open(config_path, "w") as f:
+            f.write(config)
+
+        port = free_port()
+        env = dict(os.environ, RELAY_CONFIG=config_path, RELAY_QUEUE_URL=queue, RELAY_DLQ_URL=dlq,
+                   RELAY_MAX_RECEIVE_COUNT="5", RELAY_STAGE="test", AWS_ENDPOINT_URL=moto, AWS_REGION="us-east-1",
+                   AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
+        log = open(os.path.join(work, "watch.log"), "w")
+        watch = subprocess.Popen(["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(port)], cwd=ROOT, env=env,
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if watch.poll() is not None or time.time() > deadline:
+                    fail(f"cargo lambda watch did not start; see {log.name}")
+                time.sleep(0.2)
+
+        # 3. The ingress through the function-URL emulation.
+        with open(fixture_path, "rb") as f:
+            body = f.read()
+        key = json.loads(body)["issue"]["key"]
+        delivery = f"lambda-local-{run}"
+        status, answer = http("POST", f"http://127.0.0.1:{port}/lambda-url/ingress/webhooks/jira?token={token}", body,
+                              {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": delivery})
+        if status != 202:
+            fail(f"ingress answered {status}: {answer[:300]!r}; see {log.name}")
+        print(f"lambda-local: ingress (cargo lambda watch, function URL) → 202 {answer.decode()}")
+
+        # 4. The message in moto's SQS.
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, AttributeNames=["All"],
+                                  VisibilityTimeout=60).get("Messages", [])
+        if len(got) != 1:
+            fail(f"expected one message in SQS, got {len(got)}")
+        m = got[0]
+        attrs = m["Attributes"]
+        issue_id = json.loads(body)["issue"]["id"]
+        if attrs.get("MessageGroupId") != f"jira:{issue_id}" or attrs.get("MessageDeduplicationId") != f"jira:{delivery}":
+            fail(f"unexpected FIFO ids: {attrs}")
+        print(f"lambda-local: SQS message {m['MessageId']} group {attrs['MessageGroupId']}")
+
+        # 5. The worker with that message as a real SQS event.
+        event = {"Records": [{
+            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+            "attributes": attrs, "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{prefix}-events.fifo", "awsRegion": "us-east-1"}]}
+        status, answer = http("POST", f"http://127.0.0.1:{port}/2015-03-31/functions/worker/invocations",
+                              json.dumps(event).encode(), {"Content-Type": "application/json"}, timeout=300)
+        if status != 200 or json.loads(answer) != {"batchItemFailures": []}:
+            fail(f"worker answered {status}: {answer[:300]!r}; see {log.name}")
+        print(f"lambda-local: worker (cargo lambda watch, SQS event) → {answer.decode()}")
+
+        # 6. The incident in the ServiceNow sandbox, read through its API.
+        auth = base64.b64encode(b"relay.integration:snow-password").decode()
+        status, answer = http("GET", f"{urls['servicenow']}/api/now/table/incident?sysparm_query=correlation_id%3D{key}"
+                                     "&sysparm_fields=number,short_description,correlation_id,state",
+                              headers={"Authorization": f"Basic {auth}", "Accept": "application/json"})
+        result = json.loads(answer).get("result", [])
+        if status != 200 or len(result) != 1:
+            fail(f"expected one incident for {key}, got {status} {result}")
+        print(f"lambda-local: ServiceNow sandbox holds {result[0]['number']} for {key}: {result[0]['short_description']}")
+        print(f"lambda-local: ok in {time.time() - t0:.1f} s")
+    finally:
+        if watch is not None and watch.poll() is None:
+            os.killpg(watch.pid, signal.SIGTERM)
+            try:
+                watch.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(watch.pid, signal.SIGKILL)
+        if sandbox is not None:
+            sandbox.stdin.close()
+            try:
+                sandbox.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sandbox.kill()
+
+if __name__ == "__main__":
+    main()
