@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod jira_admin;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -74,6 +75,11 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Jira set-up: the admin webhook that feeds the relay.
+    Jira {
+        #[command(subcommand)]
+        command: JiraCommand,
+    },
     /// Dead letters of the embedded queue.
     Dlq {
         #[command(subcommand)]
@@ -88,6 +94,46 @@ enum Command {
         #[arg(long, default_value = ".relay", global = true)]
         data_dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum JiraCommand {
+    /// Register, list or delete the Jira admin webhook (needs Jira admin rights).
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+        /// The config: its endpoints give the webhook URL, its connection the Jira site and credentials.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Local secrets file (chmod 600); `RELAY_SECRET_<ID>` variables override it.
+        #[arg(long, global = true)]
+        secrets: Option<PathBuf>,
+        /// The jira connection (site + credentials) to manage webhooks with.
+        #[arg(long, default_value = "jira", global = true)]
+        connection: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Register the relay's webhook: all issue, comment and attachment events.
+    Register {
+        /// Where Jira reaches the relay, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/prod
+        #[arg(long)]
+        public_url: String,
+        /// The relay endpoint the webhook posts to.
+        #[arg(long, default_value = "jira")]
+        endpoint: String,
+        /// Only issues matching this JQL (e.g. "project = SUP").
+        #[arg(long)]
+        jql: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the site's admin webhooks (token values masked).
+    List,
+    /// Delete an admin webhook by id.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +205,44 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Jira {
+            command:
+                JiraCommand::Webhook {
+                    command,
+                    config,
+                    secrets,
+                    connection,
+                },
+        } => runtime()?.block_on(async {
+            let config = config.ok_or("pass --config (the relay's config file)")?;
+            let c = load(&config)?;
+            let store: std::sync::Arc<dyn shared::secrets::SecretStore> =
+                std::sync::Arc::new(serve::open_secrets(secrets.as_deref())?);
+            let admin = jira_admin::JiraAdmin::new(c, store, &connection)?;
+            match command {
+                WebhookCommand::Register {
+                    public_url,
+                    endpoint,
+                    jql,
+                    name,
+                } => {
+                    let w = admin
+                        .register(&endpoint, &public_url, jql.as_deref(), name.as_deref())
+                        .await?;
+                    emit(&format!("registered {}\n", jira_admin::line(&w)))
+                }
+                WebhookCommand::List => {
+                    let list = admin.list().await?;
+                    let mut out: String = list.iter().map(|w| jira_admin::line(w) + "\n").collect();
+                    out.push_str(&format!("{} webhook(s)\n", list.len()));
+                    emit(&out)
+                }
+                WebhookCommand::Delete { id } => {
+                    admin.delete(&id).await?;
+                    emit(&format!("deleted webhook {id}\n"))
+                }
+            }
+        }),
         Command::Dlq { command, data_dir } => runtime()?.block_on(async {
             let q = open_queue(&data_dir)?;
             match command {

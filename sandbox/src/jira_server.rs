@@ -167,6 +167,8 @@ struct Shared {
     /// Check requests against the OpenAPI spec (tests); off in `relay demo`,
     /// where the team fixtures need not exist.
     contract_check: std::sync::atomic::AtomicBool,
+    /// Admin webhooks (`/rest/webhooks/1.0/webhook`), kept apart from issues.
+    webhooks: Mutex<Vec<(u64, Value)>>,
 }
 
 /// Handle on a running Jira Cloud stand-in (cheap to clone).
@@ -215,6 +217,7 @@ impl JiraServer {
             }),
             faults: Faults::default(),
             contract_check: std::sync::atomic::AtomicBool::new(true),
+            webhooks: Mutex::new(Vec::new()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         tokio::spawn(async move {
@@ -260,6 +263,14 @@ impl JiraServer {
         for t in &mut self.state().tokens {
             t.1 = now;
         }
+    }
+
+    /// Registered admin webhooks, as `GET /rest/webhooks/1.0/webhook` shows them.
+    pub fn admin_webhooks(&self) -> Vec<Value> {
+        lock(&self.shared.webhooks)
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Turns the OpenAPI contract check off (the demo) or on (the default).
@@ -498,6 +509,159 @@ impl Ctx<'_> {
     }
 }
 
+/// Events an admin webhook may subscribe to (the relay's subset and kin).
+const WEBHOOK_EVENTS: &[&str] = &[
+    "jira:issue_created",
+    "jira:issue_updated",
+    "jira:issue_deleted",
+    "comment_created",
+    "comment_updated",
+    "comment_deleted",
+    "attachment_created",
+    "attachment_deleted",
+    "worklog_created",
+    "worklog_updated",
+    "worklog_deleted",
+    "issuelink_created",
+    "issuelink_deleted",
+];
+
+/// Checks an admin webhook registration body; returns the stored form.
+fn webhook_body(sh: &Shared, id: u64, body: &Value) -> Result<Value, String> {
+    let obj = body.as_object().ok_or("the body must be a JSON object")?;
+    for k in obj.keys() {
+        if ![
+            "name",
+            "url",
+            "events",
+            "filters",
+            "excludeBody",
+            "secret",
+            "enabled",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(format!("Unrecognized field \"{k}\""));
+        }
+    }
+    let name = obj
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.trim().is_empty())
+        .ok_or("name is required")?;
+    let url = obj
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or("url is required")?;
+    let loopback = url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost");
+    if !url.starts_with("https://") && !loopback {
+        return Err("url must be an https URL".into());
+    }
+    let events = obj
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or("events must be an array")?;
+    for e in events {
+        let e = e.as_str().ok_or("events must be strings")?;
+        if !WEBHOOK_EVENTS.contains(&e) {
+            return Err(format!("unknown event {e}"));
+        }
+    }
+    if let Some(f) = obj.get("filters") {
+        let f = f.as_object().ok_or("filters must be an object")?;
+        for (k, v) in f {
+            if k != "issue-related-events-section" || !v.is_string() {
+                return Err(format!("unsupported filter {k}"));
+            }
+        }
+    }
+    if obj.get("excludeBody").is_some_and(|v| !v.is_boolean()) {
+        return Err("excludeBody must be a boolean".into());
+    }
+    let mut stored = json!({
+        "name": name,
+        "url": url,
+        "events": events,
+        "filters": obj.get("filters").cloned().unwrap_or_else(|| json!({"issue-related-events-section": ""})),
+        "excludeBody": obj.get("excludeBody").cloned().unwrap_or(json!(false)),
+        "enabled": obj.get("enabled").cloned().unwrap_or(json!(true)),
+        "self": format!("{}/rest/webhooks/1.0/webhook/{id}", sh.base),
+        "lastUpdatedUser": "relay@example.com",
+        "lastUpdatedDisplayName": "Relay Integration",
+        "lastUpdated": 1_763_900_000_000u64,
+    });
+    // The secret is write-only, as in Jira: stored, never shown.
+    if let Some(secret) = obj.get("secret").and_then(Value::as_str) {
+        stored["secretSet"] = json!(!secret.is_empty());
+    }
+    Ok(stored)
+}
+
+/// `GET|POST /rest/webhooks/1.0/webhook`, `GET|PUT|DELETE …/webhook/{id}`.
+fn admin_webhooks(
+    sh: &Shared,
+    method: &Method,
+    rest: &[&str],
+    body: Option<Value>,
+    empty: bool,
+) -> Response {
+    let mut hooks = lock(&sh.webhooks);
+    let find = |id: &str| id.parse::<u64>().ok();
+    match (method.as_str(), rest) {
+        ("GET", []) => json_response(
+            200,
+            &Value::Array(hooks.iter().map(|(_, v)| v.clone()).collect()),
+        ),
+        ("POST", []) => {
+            let Some(body) = body.filter(|_| !empty) else {
+                return jira_error(
+                    400,
+                    &["A webhook registration body is required."],
+                    json!({}),
+                );
+            };
+            let id = hooks.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
+            match webhook_body(sh, id, &body) {
+                Ok(v) => {
+                    hooks.push((id, v.clone()));
+                    json_response(201, &v)
+                }
+                Err(e) => jira_error(400, &[e.as_str()], json!({})),
+            }
+        }
+        ("GET", [id]) => match find(id).and_then(|id| hooks.iter().find(|(i, _)| *i == id)) {
+            Some((_, v)) => json_response(200, v),
+            None => jira_error(404, &["Webhook not found."], json!({})),
+        },
+        ("PUT", [id]) => {
+            let Some(id) = find(id).filter(|id| hooks.iter().any(|(i, _)| i == id)) else {
+                return jira_error(404, &["Webhook not found."], json!({}));
+            };
+            match webhook_body(sh, id, &body.unwrap_or_default()) {
+                Ok(v) => {
+                    for h in hooks.iter_mut().filter(|(i, _)| *i == id) {
+                        h.1 = v.clone();
+                    }
+                    json_response(200, &v)
+                }
+                Err(e) => jira_error(400, &[e.as_str()], json!({})),
+            }
+        }
+        ("DELETE", [id]) => {
+            let before = hooks.len();
+            if let Some(id) = find(id) {
+                hooks.retain(|(i, _)| *i != id);
+            }
+            if hooks.len() < before {
+                empty_response(204)
+            } else {
+                jira_error(404, &["Webhook not found."], json!({}))
+            }
+        }
+        _ => jira_error(405, &["Method not allowed."], json!({})),
+    }
+}
+
 fn jira_error(status: u16, messages: &[&str], errors: Value) -> Response {
     json_response(
         status,
@@ -575,6 +739,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     // Attachment content, outside the REST API.
     if let ["secure", "attachment", id, ..] = segs.as_slice() {
         return download(&sh, id);
+    }
+    // Admin webhooks: documented apart from the platform API (not in its spec).
+    if let ["rest", "webhooks", "1.0", "webhook", rest @ ..] = segs.as_slice() {
+        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        return admin_webhooks(&sh, &parts.method, rest, body, bytes.is_empty());
     }
     let (v2, rest) = match segs.as_slice() {
         ["rest", "api", "2", rest @ ..] => (true, rest),
