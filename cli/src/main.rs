@@ -12,6 +12,8 @@
 mod demo;
 mod jira_admin;
 mod serve;
+#[cfg(feature = "aws")]
+mod sqs_ops;
 
 use clap::{Parser, Subcommand};
 use shared::config::{Config, ConfigError};
@@ -80,19 +82,25 @@ enum Command {
         #[command(subcommand)]
         command: JiraCommand,
     },
-    /// Dead letters of the embedded queue.
+    /// Dead letters: of the embedded queue (`--data-dir`) or an SQS DLQ (`--sqs-url`).
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
         #[arg(long, default_value = ".relay", global = true)]
         data_dir: PathBuf,
+        /// The SQS dead-letter queue URL (stack output DeadLetterQueueUrl); AWS credentials from the usual chain.
+        #[arg(long, global = true)]
+        sqs_url: Option<String>,
     },
-    /// The embedded queue.
+    /// The queue: embedded (`--data-dir`) or SQS (`--sqs-url`).
     Queue {
         #[command(subcommand)]
         command: QueueCommand,
         #[arg(long, default_value = ".relay", global = true)]
         data_dir: PathBuf,
+        /// The SQS queue URL (stack output EventsQueueUrl or DeadLetterQueueUrl).
+        #[arg(long, global = true)]
+        sqs_url: Option<String>,
     },
 }
 
@@ -150,6 +158,9 @@ enum DlqCommand {
         #[arg(long, conflicts_with = "id")]
         all: bool,
         id: Option<String>,
+        /// With `--sqs-url`: the queue to move them to (stack output EventsQueueUrl).
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -243,7 +254,19 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }),
-        Command::Dlq { command, data_dir } => runtime()?.block_on(async {
+        Command::Dlq {
+            command,
+            sqs_url: Some(url),
+            ..
+        } => sqs_dlq(command, url),
+        Command::Queue {
+            command: QueueCommand::Stats,
+            sqs_url: Some(url),
+            ..
+        } => sqs_stats(url),
+        Command::Dlq {
+            command, data_dir, ..
+        } => runtime()?.block_on(async {
             let q = open_queue(&data_dir)?;
             match command {
                 DlqCommand::List { limit } => {
@@ -274,7 +297,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     });
                     emit(&(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))
                 }
-                DlqCommand::Redrive { all, id } => {
+                DlqCommand::Redrive { all, id, .. } => {
                     if !all && id.is_none() {
                         return Err("name a dead letter id, or pass --all".into());
                     }
@@ -283,7 +306,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }),
-        Command::Queue { command, data_dir } => runtime()?.block_on(async {
+        Command::Queue {
+            command, data_dir, ..
+        } => runtime()?.block_on(async {
             let q = open_queue(&data_dir)?;
             match command {
                 QueueCommand::Stats => {
@@ -373,6 +398,66 @@ fn pick_endpoint(c: &Config, payload: &serde_json::Value) -> Result<String, Stri
         )),
     }
 }
+
+#[cfg(feature = "aws")]
+fn sqs_dlq(command: DlqCommand, url: String) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let sqs = sqs_ops::Sqs::new().await;
+        match command {
+            DlqCommand::List { limit } => {
+                let list = sqs.list(&url, limit).await?;
+                let mut out: String = list
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{}  group {}  receives {}  {}\n",
+                            d.id, d.group, d.receive_count, d.reason
+                        )
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "{} dead letter(s) listed (a FIFO queue shows one per issue at a time)\n",
+                    list.len()
+                ));
+                emit(&out)
+            }
+            DlqCommand::Show { id } => {
+                let d = sqs.show(&url, &id).await?;
+                let body: serde_json::Value = serde_json::from_str(&d.body)
+                    .unwrap_or(serde_json::Value::String(d.body.clone()));
+                let v = serde_json::json!({"id": d.id, "group_id": d.group, "reason": d.reason,
+                    "receive_count": d.receive_count, "envelope": body});
+                emit(&(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))
+            }
+            DlqCommand::Redrive { all, id, to } => {
+                let to = to.ok_or("pass --to <events queue URL> (stack output EventsQueueUrl)")?;
+                if !all && id.is_none() {
+                    return Err("name a dead letter id, or pass --all".into());
+                }
+                let n = sqs.redrive(&url, &to, id.as_deref()).await?;
+                emit(&format!("{n} message(s) back on the queue\n"))
+            }
+        }
+    })
+}
+
+#[cfg(feature = "aws")]
+fn sqs_stats(url: String) -> Result<(), String> {
+    runtime()?.block_on(async { emit(&sqs_ops::Sqs::new().await.stats(&url).await?) })
+}
+
+#[cfg(not(feature = "aws"))]
+fn sqs_dlq(_: DlqCommand, _: String) -> Result<(), String> {
+    Err(NO_AWS.into())
+}
+
+#[cfg(not(feature = "aws"))]
+fn sqs_stats(_: String) -> Result<(), String> {
+    Err(NO_AWS.into())
+}
+
+#[cfg(not(feature = "aws"))]
+const NO_AWS: &str = "--sqs-url needs a relay built with AWS support: cargo run --release -p relay --features aws -- …";
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
