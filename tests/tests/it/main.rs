@@ -6,10 +6,12 @@
 //! - `worker_flow`: fixtures through ingress → moto SQS → the worker Lambda's
 //!   handler → the Jira and ServiceNow contract servers, faults included.
 //! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS).
+//! - `servicenow_script`: `infra/servicenow/`'s payloads (built by Node) through the relay.
 
 mod configs;
 mod moto_checks;
 mod router;
+mod servicenow_script;
 mod sqs;
 mod worker_flow;
 

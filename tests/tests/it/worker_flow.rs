@@ -121,9 +121,9 @@ impl HookServer {
     }
 }
 
-struct Relay {
-    sn: ServiceNowServer,
-    jira: JiraServer,
+pub(crate) struct Relay {
+    pub(crate) sn: ServiceNowServer,
+    pub(crate) jira: JiraServer,
     hook: HookServer,
     sqs: aws_sdk_sqs::Client,
     sm: aws_sdk_secretsmanager::Client,
@@ -138,7 +138,7 @@ struct Relay {
 impl Relay {
     /// The shipped example `example` (`jira-to-servicenow`, …) with its base
     /// URLs pointed at the contract servers and its secret ids made unique.
-    async fn start(example: &str) -> Option<Self> {
+    pub(crate) async fn start(example: &str) -> Option<Self> {
         Self::start_with(example, |y, _| y, ConnectorSettings::default()).await
     }
 
@@ -281,7 +281,7 @@ impl Relay {
     }
 
     /// Posts a ServiceNow sender event (Basic auth).
-    async fn post_sn(&self, payload: &Value) -> u16 {
+    pub(crate) async fn post_sn(&self, payload: &Value) -> u16 {
         use base64::Engine as _;
         let basic = base64::engine::general_purpose::STANDARD.encode("snow.sender:sender-pw");
         let req = http::Request::post("/webhooks/servicenow")
@@ -388,7 +388,7 @@ impl Relay {
     }
 
     /// Rounds until the queue is empty; returns how many rounds had failures.
-    async fn pump(&self) -> usize {
+    pub(crate) async fn pump(&self) -> usize {
         let mut failing_rounds = 0;
         for _ in 0..40 {
             let (seen, failed) = self.round().await;
@@ -401,7 +401,7 @@ impl Relay {
     }
 
     /// Dead letters: (reason attribute, body).
-    async fn dead_letters(&self) -> Vec<(String, String)> {
+    pub(crate) async fn dead_letters(&self) -> Vec<(String, String)> {
         relay_tests::drain(&self.sqs, &self.dlq_url)
             .await
             .into_iter()

@@ -1,0 +1,217 @@
+/*
+ * jira-relay: the payload-building part of the ServiceNow side.
+ *
+ * Plain ES5 (no arrow functions, no let/const, no template strings) so that the
+ * same file runs
+ *   - inside ServiceNow, as the Script Include `RelayPayload` (global scope,
+ *     "Accessible from: All application scopes"; see infra/servicenow/README.md),
+ *     called by infra/servicenow/business-rule.js, and
+ *   - in Node, where infra/servicenow/test/build-payloads.js feeds it fake
+ *     GlideRecords and the relay's integration test posts what it builds.
+ *
+ * It only calls GlideRecord / GlideElement methods ServiceNow documents:
+ *   record.getValue(field), record.getDisplayValue(field), record.getUniqueValue(),
+ *   record.operation(), record.isNewRecord(), record[field].changes(),
+ *   record[field].getJournalEntry(1).
+ * It never writes to a record and never calls the network.
+ *
+ * What it builds (the JSON the relay's `servicenow` endpoint expects):
+ *
+ *   incident insert/update
+ *     {event: "incident.created" | "incident.updated" | "incident.commented",
+ *      sys_id, number, short_description, description, priority, state,
+ *      close_code, close_notes,
+ *      comments,      newest additional comment (text only) when this update added one, else ""
+ *      work_notes,    newest work note (text only) when this update added one, else ""
+ *      sys_updated_by, sys_updated_on,
+ *      changes: [{field, from, to, from_display, to_display}]}   watched fields that changed
+ *   `incident.commented`: an update that added a comment / work note and changed no
+ *   watched field. An update that did neither builds nothing (null).
+ *
+ *   sys_attachment insert on an incident
+ *     {event: "incident.attachment", sys_id (the incident's), number,
+ *      short_description, state, sys_updated_by (who uploaded), sys_updated_on,
+ *      attachment: {sys_id, file_name, content_type, size_bytes,
+ *                   download_url: "<instance>/api/now/attachment/<sys_id>/file"}}
+ */
+var RelayPayload = (function () {
+    // Fields whose changes are reported in `changes` (add the ones your rules use).
+    var WATCHED_FIELDS = ['short_description', 'description', 'priority', 'impact', 'urgency',
+        'state', 'assigned_to', 'assignment_group', 'category', 'close_code', 'close_notes'];
+
+    // getJournalEntry(1) starts with a header line:
+    // "2019-09-26 23:15:02 - Beth Anglin (Additional comments)\n".
+    var JOURNAL_HEADER = /^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}:\d{2}( [AP]M)? - [^\n]*\n/;
+
+    function text(v) {
+        if (v === null || v === undefined) {
+            return '';
+        }
+        return String(v);
+    }
+
+    function value(record, field) {
+        return record ? text(record.getValue(field)) : '';
+    }
+
+    function display(record, field) {
+        return record ? text(record.getDisplayValue(field)) : '';
+    }
+
+    function element(record, field) {
+        var el = record ? record[field] : null;
+        return el || null;
+    }
+
+    function changed(record, field) {
+        var el = element(record, field);
+        return !!(el && el.changes());
+    }
+
+    // Newest journal entry of `field` (comments / work_notes) when this operation
+    // added one, without its header line and trailing blank lines; else "".
+    function newJournalEntry(record, field) {
+        if (!changed(record, field)) {
+            return '';
+        }
+        var entry = text(element(record, field).getJournalEntry(1));
+        return entry.replace(JOURNAL_HEADER, '').replace(/\s+$/, '');
+    }
+
+    function operation(record, opts) {
+        if (opts && opts.operation) {
+            return opts.operation;
+        }
+        if (typeof record.operation === 'function') {
+            var op = text(record.operation());
+            if (op) {
+                return op;
+            }
+        }
+        return record.isNewRecord() ? 'insert' : 'update';
+    }
+
+    function fieldChanges(current, previous, fields) {
+        var out = [];
+        for (var i = 0; i < fields.length; i++) {
+            var field = fields[i];
+            if (!changed(current, field)) {
+                continue;
+            }
+            out.push({
+                field: field,
+                from: value(previous, field),
+                to: value(current, field),
+                from_display: display(previous, field),
+                to_display: display(current, field)
+            });
+        }
+        return out;
+    }
+
+    function instanceUrl(opts) {
+        return text(opts && opts.instanceUrl).replace(/\/+$/, '');
+    }
+
+    /*
+     * The payload for `current` (an incident, or with opts.incident a sys_attachment
+     * record), or null when there is nothing to send.
+     *
+     * previous  the record before this update (after business rules); null for
+     *           inserts, attachments, and async rules (no `previous` there: `from`
+     *           is then "").
+     * opts      {operation: "insert" | "update" (default: current.operation()),
+     *            fields: [...] (default WATCHED_FIELDS),
+     *            incident: the incident GlideRecord (attachments only),
+     *            instanceUrl: "https://acme.service-now.com" (attachments only)}
+     */
+    function buildRelayPayload(current, previous, opts) {
+        opts = opts || {};
+        if (opts.incident) {
+            return buildAttachmentPayload(current, opts.incident, opts);
+        }
+        var isInsert = operation(current, opts) === 'insert';
+        var changes = isInsert ? [] : fieldChanges(current, previous, opts.fields || WATCHED_FIELDS);
+        var comments = newJournalEntry(current, 'comments');
+        var workNotes = newJournalEntry(current, 'work_notes');
+        var event = 'incident.created';
+        if (!isInsert) {
+            if (changes.length > 0) {
+                event = 'incident.updated';
+            } else if (comments !== '' || workNotes !== '') {
+                event = 'incident.commented';
+            } else {
+                return null; // nothing the relay cares about changed
+            }
+        }
+        return {
+            event: event,
+            sys_id: text(current.getUniqueValue()),
+            number: value(current, 'number'),
+            short_description: value(current, 'short_description'),
+            description: value(current, 'description'),
+            priority: value(current, 'priority'),
+            state: value(current, 'state'),
+            close_code: value(current, 'close_code'),
+            close_notes: value(current, 'close_notes'),
+            comments: comments,
+            work_notes: workNotes,
+            sys_updated_by: value(current, 'sys_updated_by'),
+            sys_updated_on: value(current, 'sys_updated_on'),
+            changes: changes
+        };
+    }
+
+    /* The payload for a new sys_attachment record of `incident`. */
+    function buildAttachmentPayload(attachment, incident, opts) {
+        var id = text(attachment.getUniqueValue());
+        var size = parseInt(value(attachment, 'size_bytes'), 10);
+        return {
+            event: 'incident.attachment',
+            sys_id: text(incident.getUniqueValue()),
+            number: value(incident, 'number'),
+            short_description: value(incident, 'short_description'),
+            state: value(incident, 'state'),
+            sys_updated_by: value(attachment, 'sys_created_by'),
+            sys_updated_on: value(attachment, 'sys_created_on'),
+            attachment: {
+                sys_id: id,
+                file_name: value(attachment, 'file_name'),
+                content_type: value(attachment, 'content_type'),
+                size_bytes: isNaN(size) ? 0 : size,
+                download_url: instanceUrl(opts) + '/api/now/attachment/' + id + '/file'
+            }
+        };
+    }
+
+    /*
+     * Echo guard: false when the change was made by the relay's integration user
+     * (an incident's sys_updated_by, an attachment's sys_created_by), so what the
+     * relay copied here from Jira is not copied back to Jira.
+     */
+    function shouldSend(current, integrationUser) {
+        var user = text(integrationUser);
+        if (user === '') {
+            return true;
+        }
+        var by = value(current, 'sys_updated_by') || value(current, 'sys_created_by');
+        return by.toLowerCase() !== user.toLowerCase();
+    }
+
+    return {
+        WATCHED_FIELDS: WATCHED_FIELDS,
+        buildRelayPayload: buildRelayPayload,
+        buildAttachmentPayload: buildAttachmentPayload,
+        shouldSend: shouldSend,
+        type: 'RelayPayload'
+    };
+})();
+
+if (typeof module !== 'undefined') {
+    module.exports = {
+        WATCHED_FIELDS: RelayPayload.WATCHED_FIELDS,
+        buildRelayPayload: RelayPayload.buildRelayPayload,
+        buildAttachmentPayload: RelayPayload.buildAttachmentPayload,
+        shouldSend: RelayPayload.shouldSend
+    };
+}
