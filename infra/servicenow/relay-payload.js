@@ -39,9 +39,11 @@ var RelayPayload = (function () {
     var WATCHED_FIELDS = ['short_description', 'description', 'priority', 'impact', 'urgency',
         'state', 'assigned_to', 'assignment_group', 'category', 'close_code', 'close_notes'];
 
-    // getJournalEntry(1) starts with a header line:
-    // "2019-09-26 23:15:02 - Beth Anglin (Additional comments)\n".
-    var JOURNAL_HEADER = /^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}:\d{2}( [AP]M)? - [^\n]*\n/;
+    // getJournalEntry(1) starts with a header line,
+    // "2019-09-26 23:15:02 - Beth Anglin (Additional comments)\n"; the date is in the
+    // session user's format and the label in their language, so match loosely:
+    // "<anything> - <anything> (<label>)" as the whole first line.
+    var JOURNAL_HEADER = /^[^\n]* - [^\n]*\([^\n]*\)[ \t]*\r?\n/;
 
     function text(v) {
         if (v === null || v === undefined) {
