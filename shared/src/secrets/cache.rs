@@ -6,7 +6,9 @@
 //! `max_stale` is served (with a warning) rather than turning a Secrets Manager
 //! hiccup into a wave of 503s. `refetch` bypasses the cache, but at most once
 //! per `min_refetch` per secret, so a caller sending bad credentials cannot
-//! make us hammer the store.
+//! make us hammer the store. `fetch_latest` always goes to the store (its
+//! callers bound it). `put` writes through and then reloads the entry from
+//! the store, so the next read sees the written value and its new version.
 
 use super::{SecretError, SecretStore, SecretVersions};
 use async_trait::async_trait;
@@ -116,6 +118,34 @@ impl<S: SecretStore> SecretStore for CachedSecretStore<S> {
             _ => self.load(id).await,
         }
     }
+
+    async fn fetch_latest(&self, id: &str) -> Result<Arc<SecretVersions>, SecretError> {
+        self.load(id).await
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        key: &str,
+        value: &str,
+        expected_version: Option<&str>,
+    ) -> Result<String, SecretError> {
+        let written = self.inner.put(id, key, value, expected_version).await;
+        // Written or not, what we cached may be stale now.
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        let version = written?;
+        if let Err(e) = self.load(id).await {
+            tracing::warn!(
+                secret_id = id,
+                reason = e.reason(),
+                "re-reading a written secret failed"
+            );
+        }
+        Ok(version)
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +172,7 @@ mod tests {
             Ok(Arc::new(SecretVersions {
                 current: SecretValue::parse(format!("v{n}")),
                 previous: None,
+                version: None,
             }))
         }
     }

@@ -16,10 +16,23 @@
 //! 0–9 turned into `_` (`relay/webhook` → `RELAY_SECRET_RELAY_WEBHOOK`).
 //! The environment wins over the file. The file must not be readable by group
 //! or others: the store refuses to open it otherwise, naming the fix.
+//!
+//! Write-back ([`SecretStore::put`], for rotating OAuth refresh tokens): the
+//! file is re-read, the key replaced (or the secret created), and the whole
+//! file written to a temporary file in the same directory (mode 0600),
+//! flushed to disk and renamed over the original, so a crash leaves either
+//! the old or the new file, never half of one. The file is rewritten from
+//! its parsed form: **comments and formatting are dropped** (a `.json` file
+//! stays JSON, anything else becomes YAML). The version of a secret is a
+//! digest of its current value; a put with an expected version compares it
+//! under a per-process lock. Two processes writing the same file at once
+//! are not serialised (one machine runs one `relay serve`). Secrets set by
+//! `RELAY_SECRET_*` variables cannot be written.
 
 use super::{SecretError, SecretStore, SecretValue, SecretVersions};
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -38,16 +51,16 @@ pub enum LocalSecretsError {
     Invalid { file: PathBuf, detail: String },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileFormat {
     #[serde(default)]
     secrets: BTreeMap<String, Entry>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     previous: BTreeMap<String, Entry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 enum Entry {
     Plain(String),
@@ -67,6 +80,14 @@ pub struct LocalSecretStore {
     file: Option<PathBuf>,
     env: HashMap<String, String>,
     data: RwLock<HashMap<String, Arc<SecretVersions>>>,
+    /// Serialises read-modify-write of the file within this process.
+    write: std::sync::Mutex<()>,
+}
+
+/// The version of a file secret: a digest of its current value.
+fn digest(v: &SecretValue) -> String {
+    let d = sha2::Sha256::digest(v.raw.expose().as_bytes());
+    hex::encode(&d[..12])
 }
 
 /// The environment variable name for a secret id.
@@ -94,6 +115,7 @@ impl LocalSecretStore {
             file: None,
             env: vars.into_iter().collect(),
             data: RwLock::new(HashMap::new()),
+            write: std::sync::Mutex::new(()),
         }
     }
 
@@ -117,23 +139,26 @@ impl LocalSecretStore {
         Ok(store)
     }
 
+    fn read_file(file: &Path) -> Result<FileFormat, LocalSecretsError> {
+        check_permissions(file)?;
+        let text = std::fs::read_to_string(file).map_err(|source| LocalSecretsError::Io {
+            file: file.to_owned(),
+            source,
+        })?;
+        serde_saphyr::from_str(&text).map_err(|e| LocalSecretsError::Invalid {
+            file: file.to_owned(),
+            // serde-saphyr renders a snippet of the offending line; keep only
+            // the first line of its message so no value is echoed.
+            detail: e.to_string().lines().next().unwrap_or_default().to_owned(),
+        })
+    }
+
     /// Re-reads the file (for rotation without a restart).
     pub fn reload(&self) -> Result<(), LocalSecretsError> {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        check_permissions(file)?;
-        let text = std::fs::read_to_string(file).map_err(|source| LocalSecretsError::Io {
-            file: file.clone(),
-            source,
-        })?;
-        let parsed: FileFormat =
-            serde_saphyr::from_str(&text).map_err(|e| LocalSecretsError::Invalid {
-                file: file.clone(),
-                // serde-saphyr renders a snippet of the offending line; keep only
-                // the first line of its message so no value is echoed.
-                detail: e.to_string().lines().next().unwrap_or_default().to_owned(),
-            })?;
+        let parsed = Self::read_file(file)?;
         let mut previous: HashMap<String, SecretValue> = parsed
             .previous
             .into_iter()
@@ -143,8 +168,10 @@ impl LocalSecretStore {
             .secrets
             .into_iter()
             .map(|(id, entry)| {
+                let current = entry.into_value();
                 let versions = SecretVersions {
-                    current: entry.into_value(),
+                    version: Some(digest(&current)),
+                    current,
                     previous: previous.remove(&id),
                 };
                 (id, Arc::new(versions))
@@ -163,6 +190,7 @@ impl LocalSecretStore {
                     .env
                     .get(&format!("{var}__PREVIOUS"))
                     .map(|p| SecretValue::parse(p.clone())),
+                version: None,
             }));
         }
         self.data
@@ -172,6 +200,116 @@ impl LocalSecretStore {
             .cloned()
             .ok_or_else(|| SecretError::NotFound { id: id.to_owned() })
     }
+
+    fn write_back(
+        &self,
+        id: &str,
+        key: &str,
+        value: &str,
+        expected: Option<&str>,
+    ) -> Result<String, SecretError> {
+        let not_writable = |detail: String| SecretError::NotWritable {
+            id: id.to_owned(),
+            detail,
+        };
+        let var = env_name(id);
+        if self.env.contains_key(&var) {
+            return Err(not_writable(format!(
+                "it is set by the environment variable {var}"
+            )));
+        }
+        let Some(file) = &self.file else {
+            return Err(not_writable("no secrets file is in use".to_owned()));
+        };
+        let unavailable = |detail: String| SecretError::Unavailable {
+            id: id.to_owned(),
+            detail,
+        };
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parsed = Self::read_file(file).map_err(|e| unavailable(e.to_string()))?;
+        let entry = match parsed.secrets.get(id) {
+            None => {
+                if expected.is_some() {
+                    return Err(SecretError::Conflict { id: id.to_owned() });
+                }
+                Entry::Fields(BTreeMap::from([(key.to_owned(), value.to_owned())]))
+            }
+            Some(old) => {
+                let old_value = old.clone().into_value();
+                if expected.is_some_and(|v| v != digest(&old_value)) {
+                    return Err(SecretError::Conflict { id: id.to_owned() });
+                }
+                match old {
+                    Entry::Fields(f) => {
+                        let mut f = f.clone();
+                        f.insert(key.to_owned(), value.to_owned());
+                        Entry::Fields(f)
+                    }
+                    Entry::Plain(_) => {
+                        Entry::Plain(old_value.with_key(key, value).ok_or_else(|| {
+                            not_writable("it is a plain value, not a JSON object".to_owned())
+                        })?)
+                    }
+                }
+            }
+        };
+        let version = digest(&entry.clone().into_value());
+        parsed.secrets.insert(id.to_owned(), entry);
+        let json = file
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let text = if json {
+            serde_json::to_string_pretty(&parsed).map_err(|e| unavailable(e.to_string()))?
+        } else {
+            serde_saphyr::to_string(&parsed).map_err(|e| unavailable(e.to_string()))?
+        };
+        replace_file(file, text.as_bytes())
+            .map_err(|e| unavailable(format!("cannot write {}: {e}", file.display())))?;
+        drop(_guard);
+        self.reload().map_err(|e| unavailable(e.to_string()))?;
+        Ok(version)
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `file` (mode 0600), flushes
+/// it and renames it over `file`.
+fn replace_file(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "secrets".to_owned());
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let result = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(unix)]
@@ -207,6 +345,16 @@ impl SecretStore for LocalSecretStore {
             tracing::warn!(error = %e, "secrets file reload failed; keeping the loaded secrets");
         }
         self.lookup(id)
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        key: &str,
+        value: &str,
+        expected_version: Option<&str>,
+    ) -> Result<String, SecretError> {
+        self.write_back(id, key, value, expected_version)
     }
 }
 
@@ -281,6 +429,80 @@ mod tests {
             .unwrap();
         assert_eq!(t.current.expose(), "from-env");
         assert_eq!(t.previous.unwrap().expose(), "env-old");
+    }
+
+    #[tokio::test]
+    async fn put_rewrites_the_file_atomically_keeping_other_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.yaml");
+        std::fs::write(&path, FILE).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let store = LocalSecretStore::open_with_env(&path, []).unwrap();
+        let v1 = store.fetch("relay/webhook").await.unwrap().version.clone();
+        let v2 = store
+            .put("relay/webhook", "refresh_token", "rt-1", v1.as_deref())
+            .await
+            .unwrap();
+        // The old version no longer matches.
+        assert_eq!(
+            store
+                .put("relay/webhook", "refresh_token", "rt-x", v1.as_deref())
+                .await
+                .unwrap_err(),
+            SecretError::Conflict {
+                id: "relay/webhook".into()
+            }
+        );
+        let now = store.fetch("relay/webhook").await.unwrap();
+        assert_eq!(now.version.as_deref(), Some(v2.as_str()));
+        // A fresh store reads what was written; the rest is intact.
+        let again = LocalSecretStore::open_with_env(&path, []).unwrap();
+        let r = |s: &str| SecretRef::parse(s).unwrap();
+        assert_eq!(
+            again
+                .resolve(&r("relay/webhook#refresh_token"))
+                .await
+                .unwrap()
+                .current
+                .expose(),
+            "rt-1"
+        );
+        let t = again.resolve(&r("relay/webhook#token")).await.unwrap();
+        assert_eq!(t.current.expose(), "t-new");
+        assert_eq!(t.previous.unwrap().expose(), "t-old");
+        assert_eq!(
+            again
+                .resolve(&r("relay/plain"))
+                .await
+                .unwrap()
+                .current
+                .expose(),
+            "p"
+        );
+        // A new secret is created; a plain one cannot take a key.
+        again.put("relay/new", "k", "v", None).await.unwrap();
+        assert!(matches!(
+            again.put("relay/plain", "k", "v", None).await,
+            Err(SecretError::NotWritable { .. })
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
+        // Environment secrets are read-only.
+        let env = LocalSecretStore::with_env([(env_name("a"), "{}".to_owned())]);
+        assert!(matches!(
+            env.put("a", "k", "v", None).await,
+            Err(SecretError::NotWritable { .. })
+        ));
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! ingress accepts both while senders move over. Adapters: AWS Secrets Manager
 //! (`AWSCURRENT` + `AWSPREVIOUS`, feature `aws`), a local file/environment store
 //! for one-machine use, and a TTL cache that wraps either.
+//!
+//! Most secrets are only read. A rotating credential (the OAuth 2.0 3LO
+//! refresh token, see [`crate::connector::oauth3lo`]) is also written back
+//! with [`SecretStore::put`]: one key of a JSON-object secret is replaced,
+//! the other keys kept, optionally only if the secret is still at the
+//! version the caller read (compare-and-swap; how strict depends on the
+//! store, see each adapter).
 
 #[cfg(feature = "aws")]
 mod aws;
@@ -95,11 +102,29 @@ impl SecretValue {
     }
 }
 
+impl SecretValue {
+    /// The JSON text of this value with `key` set to `value` (other members
+    /// kept as they are). `None` when the value is not a JSON object.
+    pub(crate) fn with_key(&self, key: &str, value: &str) -> Option<String> {
+        let mut map = match serde_json::from_str::<serde_json::Value>(self.raw.expose()) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => return None,
+        };
+        map.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
+        Some(serde_json::Value::Object(map).to_string())
+    }
+}
+
 /// What a store returns for one secret id.
 #[derive(Clone, Debug)]
 pub struct SecretVersions {
     pub current: SecretValue,
     pub previous: Option<SecretValue>,
+    /// An opaque version of `current` (Secrets Manager's `VersionId`; for
+    /// the local file a digest of the value), for [`SecretStore::put`]'s
+    /// compare-and-swap. `None` when the store has no notion of it (the
+    /// environment).
+    pub version: Option<String>,
 }
 
 /// The values a [`SecretRef`] resolves to: current, and previous if the
@@ -151,6 +176,14 @@ pub enum SecretError {
     /// The store could not be reached or refused (transient or permissions).
     #[error("secret store unavailable for `{id}`: {detail}")]
     Unavailable { id: String, detail: String },
+    /// A write-back is not possible here (read-only store, a secret set by an
+    /// environment variable, a secret that is not a JSON object).
+    #[error("secret `{id}` cannot be written: {detail}")]
+    NotWritable { id: String, detail: String },
+    /// A write-back lost a race: the secret is no longer at the version the
+    /// writer read. Re-read and decide again.
+    #[error("secret `{id}` changed since it was read (version conflict)")]
+    Conflict { id: String },
 }
 
 impl SecretError {
@@ -160,6 +193,8 @@ impl SecretError {
             SecretError::NotFound { .. } => "secret_missing",
             SecretError::KeyMissing { .. } => "secret_key_missing",
             SecretError::Unavailable { .. } => "secrets_unavailable",
+            SecretError::NotWritable { .. } => "secret_not_writable",
+            SecretError::Conflict { .. } => "secret_version_conflict",
         }
     }
 }
@@ -177,9 +212,35 @@ pub trait SecretStore: Send + Sync {
         self.fetch(id).await
     }
 
+    /// The newest value the store has, bypassing every cache and refetch
+    /// limit: called when a rotating credential was refused, because another
+    /// process may have rotated it a moment ago. Callers must bound how
+    /// often they ask (once per refused credential).
+    async fn fetch_latest(&self, id: &str) -> Result<Arc<SecretVersions>, SecretError> {
+        self.refetch(id).await
+    }
+
     /// Fetches and resolves one reference.
     async fn resolve(&self, r: &SecretRef) -> Result<Resolved, SecretError> {
         self.fetch(&r.secret).await?.resolve(r)
+    }
+
+    /// Writes `value` under `key` of the JSON-object secret `id`, keeping its
+    /// other keys. With `expected_version`, only if the secret is still at
+    /// that [`SecretVersions::version`] (else [`SecretError::Conflict`]).
+    /// Returns the new version. Stores that cannot write say so.
+    async fn put(
+        &self,
+        id: &str,
+        key: &str,
+        value: &str,
+        expected_version: Option<&str>,
+    ) -> Result<String, SecretError> {
+        let _ = (key, value, expected_version);
+        Err(SecretError::NotWritable {
+            id: id.to_owned(),
+            detail: "this secret store is read-only".to_owned(),
+        })
     }
 }
 
@@ -197,6 +258,10 @@ mod tests {
         assert_eq!(p.get(None).unwrap().expose(), "just-a-token");
         assert!(p.get(Some("token")).is_none());
         assert!(!format!("{v:?}").contains("abc"));
+        let w = SecretValue::parse(v.with_key("token", "new").unwrap());
+        assert_eq!(w.get(Some("token")).unwrap().expose(), "new");
+        assert_eq!(w.get(Some("n")).unwrap().expose(), "5");
+        assert!(p.with_key("token", "x").is_none());
     }
 
     #[test]
@@ -204,6 +269,7 @@ mod tests {
         let versions = SecretVersions {
             current: SecretValue::from_fields([("token", "new"), ("hmac", "h")]),
             previous: Some(SecretValue::from_fields([("token", "old")])),
+            version: None,
         };
         let t = versions
             .resolve(&SecretRef::new("s", Some("token")))
