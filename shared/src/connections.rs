@@ -51,6 +51,10 @@ pub enum AuthKind {
     Basic,
     /// OAuth 2.0 client credentials grant.
     Oauth2,
+    /// Atlassian OAuth 2.0 authorization code (3LO): access tokens by refresh,
+    /// the rotating refresh token written back to the secret store.
+    #[serde(rename = "oauth_3lo")]
+    Oauth3lo,
 }
 
 /// Credentials by reference, as written in the file.
@@ -70,9 +74,17 @@ pub struct ConnectionAuth {
     pub client_id: Option<SecretRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<SecretRef>,
+    /// `oauth_3lo`: the rotating refresh token (written back on each refresh,
+    /// so it must name a key of a JSON-object secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<SecretRef>,
     /// OAuth 2.0 token endpoint (not a secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
+    /// `oauth_3lo`: the scopes `relay jira oauth login` asks consent for
+    /// (default `read:jira-work write:jira-work`; `offline_access` is always added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 impl ConnectionAuth {
@@ -86,13 +98,20 @@ impl ConnectionAuth {
             ("token", self.token.is_some()),
             ("client_id", self.client_id.is_some()),
             ("client_secret", self.client_secret.is_some()),
+            ("refresh_token", self.refresh_token.is_some()),
             ("token_url", self.token_url.is_some()),
+            ("scopes", self.scopes.is_some()),
         ];
         let needed: &[&str] = match self.kind {
             AuthKind::EmailToken => &["email", "token"],
             AuthKind::Bearer => &["token"],
             AuthKind::Basic => &["username", "password"],
             AuthKind::Oauth2 => &["client_id", "client_secret", "token_url"],
+            AuthKind::Oauth3lo => &["client_id", "client_secret", "refresh_token", "token_url"],
+        };
+        let optional: &[&str] = match self.kind {
+            AuthKind::Oauth3lo => &["scopes"],
+            _ => &[],
         };
         let kind = serde_json::to_value(self.kind).ok();
         let kind = kind.as_ref().and_then(|k| k.as_str()).unwrap_or("?");
@@ -103,7 +122,7 @@ impl ConnectionAuth {
                     name.to_owned(),
                     format!("auth kind `{kind}` needs `{name}`"),
                 ));
-            } else if !needed.contains(&name) && has {
+            } else if !needed.contains(&name) && !optional.contains(&name) && has {
                 out.push((
                     name.to_owned(),
                     format!("auth kind `{kind}` does not use `{name}`"),
@@ -114,6 +133,25 @@ impl ConnectionAuth {
             // https, or plain http on loopback (local token servers in tests).
             if let Err(e) = check_base_url(url) {
                 out.push(("token_url".to_owned(), e));
+            }
+        }
+        if let Some(r) = &self.refresh_token {
+            if r.key.is_none() {
+                out.push((
+                    "refresh_token".to_owned(),
+                    "the refresh token rotates and is written back: name a key of a JSON secret (`id#refresh_token`)".to_owned(),
+                ));
+            }
+        }
+        if let Some(scopes) = &self.scopes {
+            if scopes
+                .iter()
+                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+            {
+                out.push((
+                    "scopes".to_owned(),
+                    "a scope is empty or contains a space; list one scope per item".to_owned(),
+                ));
             }
         }
         out
@@ -128,6 +166,7 @@ impl ConnectionAuth {
             &self.token,
             &self.client_id,
             &self.client_secret,
+            &self.refresh_token,
         ]
         .into_iter()
         .flatten()
@@ -286,7 +325,7 @@ pub(crate) fn check_connections(
             }
         }
         for (field, msg) in c.auth.value.problems() {
-            problems.push(problem(&c.auth, at(&format!("auth.{field}")), msg, "email_token: email+token; bearer: token; basic: username+password; oauth2: client_id+client_secret+token_url"));
+            problems.push(problem(&c.auth, at(&format!("auth.{field}")), msg, "email_token: email+token; bearer: token; basic: username+password; oauth2: client_id+client_secret+token_url; oauth_3lo: client_id+client_secret+refresh_token+token_url (+ optional scopes)"));
         }
         out.push(Connection {
             name,
@@ -328,7 +367,9 @@ mod tests {
             token: None,
             client_id: None,
             client_secret: None,
+            refresh_token: None,
             token_url: None,
+            scopes: None,
         };
         let p = a.problems();
         assert!(
@@ -340,5 +381,26 @@ mod tests {
                 .any(|(f, m)| f == "password" && m.contains("does not use")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn oauth_3lo_needs_a_keyed_refresh_token() {
+        let yaml = "kind: oauth_3lo\nclient_id: j#client_id\nclient_secret: j#client_secret\nrefresh_token: j#refresh_token\ntoken_url: https://auth.atlassian.com/oauth/token\nscopes: [read:jira-work]\n";
+        let a: ConnectionAuth = serde_saphyr::from_str(yaml).unwrap();
+        assert_eq!(a.kind, AuthKind::Oauth3lo);
+        assert!(a.problems().is_empty(), "{:?}", a.problems());
+        assert_eq!(a.secret_refs().len(), 3);
+        let mut b = a.clone();
+        b.refresh_token = None;
+        assert!(b.problems().iter().any(|(f, _)| f == "refresh_token"));
+        let mut c = a.clone();
+        c.refresh_token = Some(SecretRef::new("j", None));
+        assert!(c
+            .problems()
+            .iter()
+            .any(|(f, m)| f == "refresh_token" && m.contains("key")));
+        let mut d = a;
+        d.kind = AuthKind::Oauth2;
+        assert!(d.problems().iter().any(|(f, _)| f == "scopes"));
     }
 }

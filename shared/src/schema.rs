@@ -95,14 +95,16 @@ pub fn config_schema() -> Value {
                 "additionalProperties": false,
                 "required": ["kind"],
                 "properties": {
-                    "kind": { "enum": ["email_token", "bearer", "basic", "oauth2"] },
+                    "kind": { "enum": ["email_token", "bearer", "basic", "oauth2", "oauth_3lo"] },
                     "email": secret_ref,
                     "username": secret_ref,
                     "password": secret_ref,
                     "token": secret_ref,
                     "client_id": secret_ref,
                     "client_secret": secret_ref,
-                    "token_url": { "type": "string", "pattern": "^https://" }
+                    "refresh_token": secret_ref,
+                    "token_url": { "type": "string", "pattern": "^https?://" },
+                    "scopes": { "type": "array", "items": { "type": "string", "minLength": 1 }, "description": "oauth_3lo only: consent scopes; offline_access is always added" }
                 }
             }
         }

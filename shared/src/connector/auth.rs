@@ -11,6 +11,9 @@
 //! after expiry fetches one token, not one each. After a 401 from the target
 //! the caller asks for a `fresh` header: the cached token is dropped and the
 //! client secret re-read from the store, in case it was rotated.
+//!
+//! OAuth 2.0 authorization code (3LO, rotating refresh tokens): see
+//! [`super::oauth3lo`].
 
 use super::{Budget, CallError};
 use crate::connections::{AuthKind, ConnectionAuth};
@@ -42,6 +45,7 @@ pub struct Auth {
     request: TokenRequest,
     token: Mutex<Option<Cached>>,
     issued: std::sync::atomic::AtomicU64,
+    three_lo: Option<super::oauth3lo::Oauth3lo>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -52,26 +56,33 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-fn secret_error(e: SecretError) -> CallError {
+pub(super) fn secret_error(e: SecretError) -> CallError {
     match e {
-        SecretError::Unavailable { .. } => CallError::retry(format!("{}: {e}", e.reason())),
+        SecretError::Unavailable { .. } | SecretError::Conflict { .. } => {
+            CallError::retry(format!("{}: {e}", e.reason()))
+        }
         _ => CallError::permanent(format!("{}: {e}", e.reason())),
     }
 }
 
 impl Auth {
     pub fn new(config: ConnectionAuth, request: TokenRequest) -> Self {
+        let three_lo =
+            (config.kind == AuthKind::Oauth3lo).then(|| super::oauth3lo::Oauth3lo::new(&config));
         Self {
             config,
             request,
             token: Mutex::new(None),
             issued: Default::default(),
+            three_lo,
         }
     }
 
-    /// How many OAuth access tokens this connection has fetched.
+    /// How many OAuth access tokens this connection has fetched (client
+    /// credentials, or refreshes for 3LO).
     pub fn tokens_fetched(&self) -> u64 {
         self.issued.load(std::sync::atomic::Ordering::Relaxed)
+            + self.three_lo.as_ref().map_or(0, |t| t.refreshes())
     }
 
     async fn value(
@@ -122,6 +133,15 @@ impl Auth {
             }
             AuthKind::Oauth2 => {
                 let t = self.oauth_token(secrets, client, fresh, budget).await?;
+                format!("Bearer {}", t.expose())
+            }
+            AuthKind::Oauth3lo => {
+                let three_lo = self.three_lo.as_ref().ok_or_else(|| {
+                    CallError::permanent("config_error: oauth_3lo refresher missing")
+                })?;
+                let t = three_lo
+                    .access_token(secrets, client, fresh, budget)
+                    .await?;
                 format!("Bearer {}", t.expose())
             }
         };

@@ -13,6 +13,9 @@
 //!   OAuth 2.0 client credentials with the token cached until shortly before
 //!   expiry. Credentials come from the [`crate::secrets::SecretStore`]; after a
 //!   401 the secret is re-read once (rotation) and the call repeated once.
+//! - [`oauth3lo`]: Atlassian OAuth 2.0 authorization code (3LO): access tokens
+//!   by refresh, each rotated refresh token written back to the secret store
+//!   before use; concurrent workers and revoked consent handled there.
 //! - [`limits`]: `Retry-After` (seconds or HTTP date), `X-RateLimit-Reset`,
 //!   bounded exponential backoff with jitter.
 //!
@@ -23,6 +26,7 @@
 
 pub mod auth;
 pub mod limits;
+pub mod oauth3lo;
 pub mod rest;
 
 use crate::connections::ConnectionKind;
