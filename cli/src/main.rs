@@ -11,6 +11,7 @@
 
 mod demo;
 mod jira_admin;
+mod oauth_login;
 mod serve;
 #[cfg(feature = "aws")]
 mod sqs_ops;
@@ -119,6 +120,36 @@ enum JiraCommand {
         /// The jira connection (site + credentials) to manage webhooks with.
         #[arg(long, default_value = "jira", global = true)]
         connection: String,
+    },
+    /// OAuth 2.0 (3LO): connect an `oauth_3lo` connection to a Jira site.
+    Oauth {
+        #[command(subcommand)]
+        command: OauthCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OauthCommand {
+    /// Consent in the browser, then store the refresh token in the connection's secret.
+    Login {
+        /// The jira connection with auth kind `oauth_3lo`.
+        #[arg(long, default_value = "jira")]
+        connection: String,
+        /// The relay's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Local secrets file (chmod 600) to read the client from and write the refresh token to.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        /// Use AWS Secrets Manager (credentials from the usual chain) instead of a local file.
+        #[arg(long, conflicts_with = "secrets")]
+        secrets_manager: bool,
+        /// Port of the redirect URI http://127.0.0.1:PORT/callback (registered in the app).
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+        /// Only print the authorize URL; do not open a browser.
+        #[arg(long)]
+        no_browser: bool,
     },
 }
 
@@ -253,6 +284,30 @@ fn run(cli: Cli) -> Result<(), String> {
                     emit(&format!("deleted webhook {id}\n"))
                 }
             }
+        }),
+        Command::Jira {
+            command:
+                JiraCommand::Oauth {
+                    command:
+                        OauthCommand::Login {
+                            connection,
+                            config,
+                            secrets,
+                            secrets_manager,
+                            port,
+                            no_browser,
+                        },
+                },
+        } => runtime()?.block_on(async {
+            let c = load(&config)?;
+            let store = oauth_login::open_store(secrets.as_deref(), secrets_manager).await?;
+            let opts = oauth_login::Login {
+                connection,
+                port,
+                open_browser: !no_browser,
+            };
+            let report = oauth_login::run(&c, store, &opts).await?;
+            emit(&report)
         }),
         Command::Dlq {
             command,

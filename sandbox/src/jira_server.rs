@@ -34,6 +34,22 @@ pub const DEFAULT_API_TOKEN: &str = "jira-api-token";
 pub const DEFAULT_CLIENT_ID: &str = "jira-client-id";
 pub const DEFAULT_CLIENT_SECRET: &str = "jira-client-secret";
 
+/// The cloud id of the sandbox site (OAuth 2.0 3LO): the API is also served
+/// under `/ex/jira/sandbox-cloud-id/...`.
+pub const CLOUD_ID: &str = "sandbox-cloud-id";
+
+/// OAuth 2.0 (3LO) state: one-use authorization codes and the refresh
+/// tokens currently valid (each refresh replaces the one used).
+#[derive(Debug, Default)]
+struct ThreeLo {
+    /// (code, client id, redirect URI)
+    codes: Vec<(String, String, String)>,
+    refresh_tokens: Vec<String>,
+    refreshes: usize,
+    /// `refresh_token` grants refused with `invalid_grant`.
+    refused: usize,
+}
+
 /// A stored file (attachment content).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredFile {
@@ -154,6 +170,7 @@ struct JiraState {
     bearer: Option<String>,
     oauth_client: (String, String, u64),
     tokens: Vec<(String, Instant)>,
+    three_lo: ThreeLo,
     workflow: Workflow,
     requests: Vec<Recorded>,
     violations: Vec<Violation>,
@@ -210,6 +227,7 @@ impl JiraServer {
                 bearer: None,
                 oauth_client: (DEFAULT_CLIENT_ID.into(), DEFAULT_CLIENT_SECRET.into(), 3600),
                 tokens: Vec::new(),
+                three_lo: ThreeLo::default(),
                 workflow: Workflow::default(),
                 requests: Vec::new(),
                 violations: Vec::new(),
@@ -255,6 +273,40 @@ impl JiraServer {
     /// Access tokens issued at `/oauth/token` so far.
     pub fn oauth_tokens_issued(&self) -> usize {
         self.state().tokens.len()
+    }
+
+    /// OAuth 2.0 (3LO): what the consent screen hands the browser for
+    /// `client_id` and `redirect_uri`: an authorization code, good for one
+    /// `authorization_code` exchange at `/oauth/token`.
+    pub fn issue_auth_code(&self, client_id: &str, redirect_uri: &str) -> String {
+        let mut st = self.state();
+        let code = format!("jira-code-{:016x}", st.rng.next_u64());
+        st.three_lo
+            .codes
+            .push((code.clone(), client_id.into(), redirect_uri.into()));
+        code
+    }
+
+    /// OAuth 2.0 (3LO): the user revoked the app's consent; every refresh
+    /// token stops working (access tokens run out on their own).
+    pub fn revoke_consent(&self) {
+        self.state().three_lo.refresh_tokens.clear();
+    }
+
+    /// OAuth 2.0 (3LO): successful `refresh_token` grants so far.
+    pub fn oauth_refreshes(&self) -> usize {
+        self.state().three_lo.refreshes
+    }
+
+    /// OAuth 2.0 (3LO): `refresh_token` grants refused with `invalid_grant`
+    /// (a used-up, revoked or unknown refresh token).
+    pub fn oauth_refusals(&self) -> usize {
+        self.state().three_lo.refused
+    }
+
+    /// OAuth 2.0 (3LO): the refresh tokens valid now (normally one).
+    pub fn valid_refresh_tokens(&self) -> Vec<String> {
+        self.state().three_lo.refresh_tokens.clone()
     }
 
     /// Makes every OAuth access token issued so far expire now.
@@ -684,6 +736,12 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default();
     lock(&sh.state).requests.push(Recorded::new(&parts, &bytes));
     let path = parts.uri.path().to_string();
+    // OAuth 2.0 (3LO) clients call the site through the API gateway:
+    // `/ex/jira/<cloudid>/rest/...` is served as `/rest/...`.
+    let path = match path.strip_prefix(&format!("/ex/jira/{CLOUD_ID}")) {
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        _ => path,
+    };
     if let Some(f) = sh.faults.take(&parts.method, &path) {
         return faults::respond(f, Flavor::Jira).await;
     }
@@ -722,6 +780,18 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let Some(author) = author else {
         return unauthorized(Flavor::Jira);
     };
+    if path == "/oauth/token/accessible-resources" && parts.method == Method::GET {
+        return json_response(
+            200,
+            &json!([{
+                "id": CLOUD_ID,
+                "url": sh.base,
+                "name": "sandbox",
+                "scopes": ["read:jira-work", "write:jira-work", "offline_access"],
+                "avatarUrl": format!("{}/avatar.png", sh.base),
+            }]),
+        );
+    }
     let query = parse_query(parts.uri.query());
     let content_type = parts
         .headers
@@ -1680,7 +1750,11 @@ fn oauth(sh: &Shared, headers: &http::HeaderMap, bytes: &[u8]) -> Response {
             .collect()
     };
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    if get("grant_type") != "client_credentials" {
+    let grant = get("grant_type");
+    if !matches!(
+        grant,
+        "client_credentials" | "authorization_code" | "refresh_token"
+    ) {
         return json_response(
             400,
             &json!({"error": "unsupported_grant_type", "error_description": "Unsupported grant type"}),
@@ -1692,6 +1766,63 @@ fn oauth(sh: &Shared, headers: &http::HeaderMap, bytes: &[u8]) -> Response {
         return json_response(
             401,
             &json!({"error": "access_denied", "error_description": "Unauthorized"}),
+        );
+    }
+    // 3LO: a one-use code, or a refresh token that rotates.
+    let refresh = match grant {
+        "authorization_code" => {
+            let found = st
+                .three_lo
+                .codes
+                .iter()
+                .position(|(c, i, r)| c == get("code") && *i == id && r == get("redirect_uri"));
+            let Some(at) = found else {
+                return json_response(
+                    403,
+                    &json!({"error": "invalid_grant", "error_description": "Invalid authorization code"}),
+                );
+            };
+            st.three_lo.codes.remove(at);
+            true
+        }
+        "refresh_token" => {
+            let used = get("refresh_token");
+            let Some(at) = st.three_lo.refresh_tokens.iter().position(|t| t == used) else {
+                st.three_lo.refused += 1;
+                return json_response(
+                    403,
+                    &json!({"error": "invalid_grant", "error_description": "Unknown or invalid refresh token."}),
+                );
+            };
+            st.three_lo.refresh_tokens.remove(at);
+            st.three_lo.refreshes += 1;
+            true
+        }
+        _ => false,
+    };
+    if refresh {
+        let token = format!(
+            "jira-at-{:016x}{:016x}",
+            st.rng.next_u64(),
+            st.rng.next_u64()
+        );
+        let rt = format!(
+            "jira-rt-{:016x}{:016x}",
+            st.rng.next_u64(),
+            st.rng.next_u64()
+        );
+        st.tokens
+            .push((token.clone(), Instant::now() + Duration::from_secs(expires)));
+        st.three_lo.refresh_tokens.push(rt.clone());
+        return json_response(
+            200,
+            &json!({
+                "access_token": token,
+                "refresh_token": rt,
+                "token_type": "Bearer",
+                "expires_in": expires,
+                "scope": "read:jira-work write:jira-work offline_access",
+            }),
         );
     }
     let token = format!(

@@ -6,10 +6,12 @@
 //! - `worker_flow`: fixtures through ingress → moto SQS → the worker Lambda's
 //!   handler → the Jira and ServiceNow contract servers, faults included.
 //! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS).
+//! - `oauth3lo`: Jira OAuth 2.0 (3LO) with rotating refresh tokens, written back.
 //! - `servicenow_script`: `infra/servicenow/`'s payloads (built by Node) through the relay.
 
 mod configs;
 mod moto_checks;
+mod oauth3lo;
 mod router;
 mod servicenow_script;
 mod sqs;
