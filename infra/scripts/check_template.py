@@ -74,6 +74,7 @@ EMF_METRICS: dict[str, tuple[frozenset, ...]] = {
     "Applied": (_STAGE, frozenset({"Stage", "Connection", "Action"})),
     "Retried": (_STAGE,),
     "DeadLettered": (_STAGE,),
+    "OAuthConsentRequired": (_STAGE,),
     "HandlerLatency": (_STAGE, frozenset({"Stage", "Function"})),
     "ConnectorLatency": (_STAGE, frozenset({"Stage", "Connection"})),
 }
@@ -385,6 +386,14 @@ class Checker:
             document = document if isinstance(document, dict) else {}
             statements = document.get("Statement") or []
             for i, statement in enumerate(statements if isinstance(statements, list) else [statements]):
+                # `!If [cond, statement, !Ref AWS::NoValue]`: check each branch.
+                if isinstance(statement, dict) and list(statement) == ["Fn::If"]:
+                    branches = statement["Fn::If"][1:] if isinstance(statement["Fn::If"], list) else []
+                    for branch in branches:
+                        if isinstance(branch, dict) and "Ref" not in branch:
+                            sid = f" ({branch['Sid']})" if "Sid" in branch else ""
+                            yield f"{where}.Statement[{i}]{sid}", branch
+                    continue
                 if isinstance(statement, dict):
                     sid = f" ({statement['Sid']})" if "Sid" in statement else ""
                     yield f"{where}.Statement[{i}]{sid}", statement
@@ -558,6 +567,7 @@ Resources:
               - {Effect: Allow, Action: [xray:PutTraceSegments, xray:PutTelemetryRecords], Resource: '*'}
               - {Effect: Allow, Action: sqs:SendMessage, Resource: !GetAtt D.Arn}
               - {Effect: Allow, Action: secretsmanager:GetSecretValue, Resource: [!Ref S]}
+              - !If [C, {Effect: Allow, Action: secretsmanager:PutSecretValue, Resource: !Ref S}, !Ref AWS::NoValue]
   S: {Type: AWS::SecretsManager::Secret, Properties: {SecretString: '{}'}}
   A:
     Type: AWS::CloudWatch::Alarm
@@ -612,6 +622,8 @@ _BAD = [
     ("wildcard action 'secretsmanager:Get*'",
      _GOOD.replace("Action: secretsmanager:GetSecretValue", "Action: 'secretsmanager:Get*'")),
     ("wildcard action '*'", _GOOD.replace("Action: sqs:SendMessage", "Action: '*'")),
+    ("Resource '*' for ['secretsmanager:PutSecretValue']",
+     _GOOD.replace("Action: secretsmanager:PutSecretValue, Resource: !Ref S", "Action: secretsmanager:PutSecretValue, Resource: '*'")),
     ("NotAction/NotResource", _GOOD.replace("Action: sqs:SendMessage", "NotAction: sqs:DeleteQueue")),
     ("Resource '*' for ['sqs:SendMessage']",
      "Resources: {F: {Type: AWS::Serverless::Function, Properties: {Policies: "
