@@ -66,6 +66,10 @@ enum Command {
         /// messages come back after this long.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(10..=43200))]
         visibility_timeout_secs: u64,
+        /// Seconds one call to ServiceNow / Jira / an HTTP target may take before it
+        /// counts as failed (and is retried).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+        call_timeout_secs: u64,
     },
     /// Show the relay working: sandbox ServiceNow + Jira, example webhooks, the result.
     Demo {
@@ -218,8 +222,10 @@ fn run(cli: Cli) -> Result<(), String> {
             workers,
             max_receives,
             visibility_timeout_secs,
+            call_timeout_secs,
         } => {
             let mut opts = serve::ServeOptions::new(config, listen, data_dir);
+            opts.call_timeout = std::time::Duration::from_secs(call_timeout_secs);
             opts.secrets = secrets;
             opts.workers = workers;
             opts.max_receives = max_receives;

@@ -51,6 +51,8 @@ pub struct ServeOptions {
     pub max_receives: u32,
     /// How long a received message stays invisible to other loops.
     pub visibility_timeout: Duration,
+    /// The longest a single call to ServiceNow / Jira / HTTP may take.
+    pub call_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -63,6 +65,7 @@ impl ServeOptions {
             workers: 4,
             max_receives: 10,
             visibility_timeout: Duration::from_secs(60),
+            call_timeout: ConnectorSettings::default().call_timeout,
         }
     }
 }
@@ -186,7 +189,10 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
         &config,
         http_client(),
         secrets.clone(),
-        ConnectorSettings::default(),
+        ConnectorSettings {
+            call_timeout: opts.call_timeout,
+            ..ConnectorSettings::default()
+        },
     );
     let worker = Arc::new(Worker::new(
         config.clone(),
