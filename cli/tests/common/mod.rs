@@ -1,0 +1,136 @@
+//! Helpers shared by the `relay serve` integration tests: the real binary as
+//! a child process on 127.0.0.1, bounded in time.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_relay");
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub struct Serve {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Serve {
+    pub fn spawn(dir: &Path, port: u16) -> Self {
+        Self::spawn_with(
+            dir,
+            port,
+            &["--workers", "2", "--visibility-timeout-secs", "10"],
+        )
+    }
+
+    /// `relay serve` on `dir/relay.yaml` + `dir/secrets.yaml`, queue in
+    /// `dir/data`, with extra arguments; output discarded.
+    pub fn spawn_with(dir: &Path, port: u16, extra: &[&str]) -> Self {
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(dir.join("relay.yaml"))
+            .args(["--secrets"])
+            .arg(dir.join("secrets.yaml"))
+            .args(["--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub async fn ready(&mut self) {
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("relay serve exited early: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "relay serve did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "relay serve did not exit in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn relay(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `relay queue stats` until nothing is visible, in flight or delayed.
+pub async fn drained(data: &Path, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let (ok, out, err) = relay(&["queue", "stats", "--data-dir", data.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        if out.starts_with("visible 0  in_flight 0  delayed 0") {
+            return out;
+        }
+        assert!(start.elapsed() < limit, "queue not drained: {out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
