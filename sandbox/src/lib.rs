@@ -11,6 +11,7 @@ pub mod faults;
 pub mod jira_server;
 pub mod openapi;
 pub mod servicenow_server;
+pub mod soak;
 
 use std::path::PathBuf;
 
