@@ -7,6 +7,7 @@
 //!   handler → the Jira and ServiceNow contract servers, faults included.
 //! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS).
 //! - `oauth3lo`: Jira OAuth 2.0 (3LO) with rotating refresh tokens, written back.
+//! - `soak_sqs`: the fault-injection soak through moto SQS and the worker handler.
 //! - `servicenow_script`: `infra/servicenow/`'s payloads (built by Node) through the relay.
 
 mod configs;
@@ -14,6 +15,7 @@ mod moto_checks;
 mod oauth3lo;
 mod router;
 mod servicenow_script;
+mod soak_sqs;
 mod sqs;
 mod worker_flow;
 

@@ -1,0 +1,522 @@
+//! Fault-injection soak through the AWS path (issue #6): the ingress router
+//! enqueues into moto's SQS FIFO queue, and the worker Lambda's own handler
+//! (`worker::handle`) is invoked with real `SqsEvent`s by pollers that play
+//! Lambda's event source mapping (4 at once), writing into the
+//! ServiceNow and Jira contract servers. The scenario is the one the
+//! `relay serve` soak uses ([`sandbox::soak`]), with the same faults:
+//!
+//! - 20 % 503, 10 % 429 with `Retry-After: 1`, 2 % answers after 3 s (the
+//!   connectors' call timeout is 2 s: real client-side timeouts);
+//! - at 40 % the pollers are killed mid-batch and a new worker (a new Lambda
+//!   instance, empty caches) takes over. The dead pollers' messages come back
+//!   through an explicit visibility change to 0, standing in for the
+//!   visibility timeout: moto strands timed-out FIFO messages when several of
+//!   one group were received together (`../shared/TOOLING.md`);
+//! - at 60 % the ServiceNow password is rotated in Secrets Manager, then the
+//!   old one refused (401, secret re-read, call repeated);
+//! - at 75 % SQS is unreachable for 5 s (a proxy in front of moto drops every
+//!   connection): the ingress answers 503 and the sender re-posts; the
+//!   pollers' receives fail and they try again.
+//!
+//! moto reorders a FIFO group when several of its messages were received
+//! together and come back through a timeout or a non-zero visibility change
+//! (checked against moto 5.2.5: received m0, m1, m2, all three set to 1 s,
+//! the next receive returns m2 alone) — real SQS keeps the order. A crash,
+//! a receive whose answer the outage cut off, or a worker's `Retry-After`
+//! delay would trip it, so the pollers receive one message per invocation
+//! (several pollers still run at once, and the group stays locked while its
+//! message is in flight, which moto does get right); the batch-level FIFO
+//! rule is covered by `worker_flow`. Failed items are released with
+//! visibility 0, as `worker_flow` does. Size: `RELAY_SOAK_SQS_WEBHOOKS`
+//! (default 200).
+
+use relay_tests::faults::Rates;
+use relay_tests::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
+use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
+use relay_tests::{aws_endpoint, create_fifo_queue, sdk_config, unique};
+use sandbox::soak::{check, payloads, plan};
+use serde_json::{json, Value};
+use shared::clock::SystemClock;
+use shared::config::Config;
+use shared::connector::rest::http_client;
+use shared::connector::ConnectorSettings;
+use shared::executor::Connectors;
+use shared::ingress::{app, IngressState};
+use shared::queue::{SqsInbox, SqsQueue};
+use shared::secrets::{AwsSecretStore, CachedSecretStore, SecretStore};
+use shared::worker::{BatchSettings, Worker};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const TOKEN: &str = "soak-sqs-token-8e2d";
+const ROTATED: &str = "snow-password-rotated-sqs";
+const POLLERS: usize = 4;
+
+/// A TCP proxy in front of moto that can be switched off: while down it
+/// refuses new connections and cuts the open ones.
+struct Proxy {
+    url: String,
+    down: tokio::sync::watch::Sender<bool>,
+}
+
+async fn proxy(upstream: String) -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (down, watch) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            if *watch.borrow() {
+                continue; // dropped: connection reset
+            }
+            let upstream = upstream.clone();
+            let mut watch = watch.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = watch.wait_for(|down| *down) => {}
+                }
+            });
+        }
+    });
+    Proxy { url, down }
+}
+
+/// One Lambda instance: a worker with its own connection caches.
+struct Instance {
+    worker: Worker,
+    inbox: SqsInbox,
+}
+
+struct Aws {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    /// Receipt handles received and not yet settled, per message id.
+    in_flight: Mutex<HashMap<String, String>>,
+    invocations: AtomicUsize,
+    failed_items: AtomicUsize,
+}
+
+impl Aws {
+    /// One event-source-mapping round: receive, invoke, settle. Returns
+    /// whether anything was received.
+    async fn round(&self, instance: &Instance) -> bool {
+        use aws_sdk_sqs::types::MessageSystemAttributeName as S;
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(1)
+            .message_system_attribute_names(S::All)
+            .visibility_timeout(30)
+            .wait_time_seconds(0)
+            .send()
+            .await;
+        let Ok(out) = out else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return false;
+        };
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return false;
+        }
+        {
+            let mut f = self.in_flight.lock().unwrap();
+            for m in &msgs {
+                f.insert(
+                    m.message_id.clone().unwrap(),
+                    m.receipt_handle.clone().unwrap(),
+                );
+            }
+        }
+        let records: Vec<Value> = msgs
+            .iter()
+            .map(|m| {
+                let attrs: HashMap<String, String> = m
+                    .attributes
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v))
+                    .collect();
+                json!({
+                    "messageId": m.message_id, "receiptHandle": m.receipt_handle,
+                    "body": m.body, "attributes": attrs, "messageAttributes": {},
+                    "md5OfBody": m.md5_of_body, "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:soak.fifo",
+                    "awsRegion": "us-east-1",
+                })
+            })
+            .collect();
+        let event: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_value(json!({ "Records": records })).unwrap();
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.deadline = (std::time::SystemTime::now() + Duration::from_secs(25))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let resp = worker::handle(
+            &instance.worker,
+            &instance.inbox,
+            lambda_runtime::LambdaEvent::new(event, ctx),
+        )
+        .await;
+        let failed: Vec<String> = resp
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        self.failed_items.fetch_add(failed.len(), Ordering::Relaxed);
+        for m in &msgs {
+            let id = m.message_id.clone().unwrap();
+            let receipt = m.receipt_handle.clone().unwrap();
+            // As the event source mapping does, retried on a queue outage.
+            for _ in 0..100 {
+                let settled = if failed.contains(&id) {
+                    self.sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(&receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .is_ok()
+                } else {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(&receipt)
+                        .send()
+                        .await
+                        .is_ok()
+                };
+                if settled {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            self.in_flight.lock().unwrap().remove(&id);
+        }
+        true
+    }
+
+    /// The queue is empty: nothing visible, nothing in flight.
+    async fn empty(&self) -> bool {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let Ok(out) = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let attrs = out.attributes.unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .all(|a| attrs.get(a).map(String::as_str) == Some("0"))
+    }
+}
+
+fn pollers(
+    aws: &Arc<Aws>,
+    instance: &Arc<Instance>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..POLLERS)
+        .map(|_| {
+            let (aws, instance, stop) = (aws.clone(), instance.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if !aws.round(&instance).await {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soak_through_sqs_and_the_worker_handler() {
+    let Some(moto) = aws_endpoint() else { return };
+    let webhooks: usize = std::env::var("RELAY_SOAK_SQS_WEBHOOKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let issues = (webhooks / 6).clamp(1, 2000);
+    let started = Instant::now();
+
+    let upstream = moto
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = proxy(upstream).await;
+    let direct = sdk_config(&moto).await;
+    let via_proxy = sdk_config(&proxy.url).await;
+    let sqs_direct = aws_sdk_sqs::Client::new(&direct);
+    let sm = aws_sdk_secretsmanager::Client::new(&direct);
+    let queue_url = create_fifo_queue(&sqs_direct, &unique("soak")).await;
+    let dlq_url = create_fifo_queue(&sqs_direct, &unique("soak-dlq")).await;
+
+    let sn = ServiceNowServer::start().await;
+    let jira = JiraServer::start().await;
+    let prefix = unique("soak");
+    let put = |id: &str, value: Value| {
+        sm.create_secret()
+            .name(format!("{prefix}/{id}"))
+            .secret_string(value.to_string())
+            .send()
+    };
+    put("webhook", json!({"token": TOKEN, "hmac": "unused-hmac"}))
+        .await
+        .unwrap();
+    put(
+        "servicenow",
+        json!({"username": DEFAULT_USER, "password": DEFAULT_PASSWORD}),
+    )
+    .await
+    .unwrap();
+    put(
+        "jira",
+        json!({"email": DEFAULT_EMAIL, "api_token": DEFAULT_API_TOKEN}),
+    )
+    .await
+    .unwrap();
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let yaml = std::fs::read_to_string(repo.join("examples/jira-to-servicenow.yaml"))
+        .unwrap()
+        .replace("https://example.service-now.com", &sn.base_url())
+        .replace("https://example.atlassian.net", &jira.base_url())
+        .replace("relay/", &format!("{prefix}/"));
+    let config = Arc::new(Config::from_yaml(&yaml, "soak.yaml", |_| None).unwrap());
+
+    // The ingress function: secrets direct, the queue through the proxy.
+    let ingress_secrets: Arc<dyn SecretStore> =
+        Arc::new(CachedSecretStore::new(AwsSecretStore::from_conf(&direct)));
+    let ingress = app(IngressState {
+        config: config.clone(),
+        secrets: ingress_secrets,
+        queue: Arc::new(SqsQueue::from_conf(&via_proxy, queue_url.clone())),
+        clock: Arc::new(SystemClock),
+    });
+    // A worker Lambda instance, as its main() builds one.
+    let instance = || {
+        let secrets = Arc::new(CachedSecretStore::new(AwsSecretStore::from_conf(&direct)));
+        let connectors = Connectors::from_config(
+            &config,
+            http_client(),
+            secrets,
+            ConnectorSettings {
+                call_timeout: Duration::from_secs(2),
+                ..ConnectorSettings::default()
+            },
+        );
+        Arc::new(Instance {
+            worker: Worker::new(
+                config.clone(),
+                connectors,
+                BatchSettings {
+                    max_receive_count: Some(10),
+                    ..BatchSettings::default()
+                },
+            ),
+            inbox: SqsInbox::from_conf(&via_proxy, queue_url.clone(), dlq_url.clone()),
+        })
+    };
+    let aws = Arc::new(Aws {
+        sqs: aws_sdk_sqs::Client::new(&via_proxy),
+        queue_url: queue_url.clone(),
+        in_flight: Mutex::new(HashMap::new()),
+        invocations: AtomicUsize::new(0),
+        failed_items: AtomicUsize::new(0),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut running = pollers(&aws, &instance(), &stop);
+
+    let plan = plan(issues, webhooks, 0x5a5);
+    let mut bodies = Vec::new();
+    let mut expected = Vec::new();
+    for (i, events) in plan.iter().enumerate() {
+        let (b, e) = payloads(i, events, &jira);
+        bodies.push(b);
+        expected.push(e);
+    }
+    let rates = Rates {
+        server_error: 0.20,
+        rate_limited: 0.10,
+        timeout: 0.02,
+        timeout_ms: 3000,
+    };
+    sn.faults().set_rates(rates.clone(), 17);
+    jira.faults().set_rates(rates, 19);
+
+    // Jira's side: each issue in order, 64 issues at a time, re-posting the
+    // same delivery after a 5xx.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let reposts = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, issue) in bodies.into_iter().enumerate() {
+        let (ingress, accepted, reposts, gate) = (
+            ingress.clone(),
+            accepted.clone(),
+            reposts.clone(),
+            gate.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            for (n, body) in issue.iter().enumerate() {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    let req = http::Request::post(format!("/webhooks/jira?token={TOKEN}"))
+                        .header("content-type", "application/json")
+                        .header("x-atlassian-webhook-identifier", format!("soak-{i}-{n}"))
+                        .body(axum::body::Body::from(body.to_string()))
+                        .unwrap();
+                    let status = ingress.clone().oneshot(req).await.unwrap().status();
+                    if status.as_u16() == 202 {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    assert!(status.is_server_error(), "soak-{i}-{n}: {status}");
+                    assert!(Instant::now() < deadline, "soak-{i}-{n}: never accepted");
+                    reposts.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        });
+    }
+    let limit = Duration::from_secs(120 + webhooks as u64 / 3);
+    let until = |n: usize| {
+        let accepted = accepted.clone();
+        async move {
+            let start = Instant::now();
+            while accepted.load(Ordering::Relaxed) < n {
+                assert!(start.elapsed() < limit, "posting stalled");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    // 40 %: the instance dies mid-batch; a fresh one takes over.
+    until(webhooks * 4 / 10).await;
+    for p in running.drain(..) {
+        p.abort();
+    }
+    let orphans: Vec<String> = aws
+        .in_flight
+        .lock()
+        .unwrap()
+        .drain()
+        .map(|(_, r)| r)
+        .collect();
+    for receipt in &orphans {
+        let _ = sqs_direct
+            .change_message_visibility()
+            .queue_url(&queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await;
+    }
+    running = pollers(&aws, &instance(), &stop);
+
+    // 60 %: rotate the ServiceNow password (Secrets Manager first).
+    until(webhooks * 6 / 10).await;
+    sm.put_secret_value()
+        .secret_id(format!("{prefix}/servicenow"))
+        .secret_string(json!({"username": DEFAULT_USER, "password": ROTATED}).to_string())
+        .send()
+        .await
+        .unwrap();
+    sn.set_basic(DEFAULT_USER, ROTATED);
+
+    // 75 %: SQS unreachable for 5 s.
+    until(webhooks * 3 / 4).await;
+    proxy.down.send_replace(true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.down.send_replace(false);
+
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let posted = started.elapsed();
+    // Drained: empty twice in a row, a second apart.
+    let drain_start = Instant::now();
+    let mut empty_rounds = 0;
+    while empty_rounds < 2 {
+        assert!(drain_start.elapsed() < limit, "the queue did not drain");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        empty_rounds = if aws.empty().await {
+            empty_rounds + 1
+        } else {
+            0
+        };
+    }
+    stop.store(true, Ordering::Relaxed);
+    for p in running {
+        p.await.unwrap();
+    }
+    let wall = started.elapsed();
+
+    let dead = relay_tests::drain(&sqs_direct, &dlq_url).await;
+    let f = check(&sn, &expected);
+    let injected = sn.faults().injected().len() + jira.faults().injected().len();
+    eprintln!(
+        "soak (SQS + worker handler): sent {webhooks} webhooks over {issues} issues ({} re-posted); \
+         duplicates {}; lost {}; out of order {}; wrong fields {}; dead-lettered {}; \
+         faults injected {injected}; invocations {}, failed batch items {}; \
+         {} messages orphaned by the crash; posting {:.1} s, wall {:.1} s",
+        reposts.load(Ordering::Relaxed),
+        f.duplicates,
+        f.lost,
+        f.out_of_order,
+        f.wrong_fields,
+        dead.len(),
+        aws.invocations.load(Ordering::Relaxed),
+        aws.failed_items.load(Ordering::Relaxed),
+        orphans.len(),
+        posted.as_secs_f64(),
+        wall.as_secs_f64(),
+    );
+    for p in f.problems.iter().take(20) {
+        eprintln!("  {p}");
+    }
+    let reasons: Vec<&String> = dead
+        .iter()
+        .filter_map(|d| d.attributes.get("relay-dead-reason"))
+        .collect();
+    assert_eq!(
+        reasons.len(),
+        dead.len(),
+        "every dead letter has its reason"
+    );
+    assert!(
+        f.lost <= dead.len(),
+        "lost beyond the dead letters: {reasons:?}"
+    );
+    assert!(
+        dead.is_empty(),
+        "nothing should exhaust 10 receives: {reasons:?}"
+    );
+    assert_eq!(f.duplicates, 0, "{:?}", f.problems);
+    assert_eq!(f.out_of_order, 0, "{:?}", f.problems);
+    assert_eq!(f.wrong_fields, 0, "{:?}", f.problems);
+    assert!(injected > webhooks / 10, "faults were injected: {injected}");
+}
