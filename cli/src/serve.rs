@@ -99,10 +99,14 @@ impl Queue for Waking {
 }
 
 /// The worker's inbox for one batch: dead letters go to the queue's dead
-/// table at once; asked-for delays are remembered and applied on release.
+/// table at once; a handled message is deleted at once (not after the whole
+/// batch: a crash meanwhile would bring it back and apply it twice); asked-for
+/// delays are remembered and applied on release.
 struct BatchInbox<'a> {
     queue: &'a EmbeddedQueue,
     delays: Mutex<HashMap<String, Duration>>,
+    /// Messages deleted by [`Inbox::handled`].
+    settled: Mutex<HashSet<String>>,
 }
 
 #[async_trait::async_trait]
@@ -116,6 +120,14 @@ impl Inbox for BatchInbox<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(msg.id.clone(), after);
+        Ok(())
+    }
+
+    async fn handled(&self, msg: &InMessage) -> Result<(), QueueError> {
+        if let Some(receipt) = &msg.receipt {
+            self.queue.delete(receipt).await?;
+            lock(&self.settled).insert(msg.id.clone());
+        }
         Ok(())
     }
 }
@@ -308,31 +320,58 @@ async fn worker_loop(
             }
             continue;
         }
+        let received = tokio::time::Instant::now();
         let receipts: Vec<String> = msgs.iter().filter_map(|m| m.receipt.clone()).collect();
         lock(&in_flight).extend(receipts.iter().cloned());
         let inbox = BatchInbox {
             queue: &queue,
             delays: Mutex::new(HashMap::new()),
+            settled: Mutex::new(HashSet::new()),
         };
         // Finish well inside the visibility timeout, so no other loop gets the
         // same message while this one still works on it.
         let budget = Budget::from_now(visibility.saturating_sub(Duration::from_secs(5)));
         let report = worker.run_batch(&inbox, &msgs, &budget).await;
         let delays = inbox.delays.into_inner().unwrap_or_else(|e| e.into_inner());
+        let settled = inbox
+            .settled
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        // The receipts stay ours until the visibility timeout runs out.
+        let settle_by = received + visibility.saturating_sub(Duration::from_secs(1));
         for m in &msgs {
             let Some(receipt) = &m.receipt else { continue };
-            let done = if report.failed.contains(&m.id) {
-                let delay = delays
-                    .get(&m.id)
-                    .copied()
-                    .unwrap_or_else(|| retry_delay(m.receive_count));
-                queue.release(receipt, delay).await.map(|_| ())
-            } else {
-                // Dead letters were moved already; this is then a no-op.
-                queue.delete(receipt).await.map(|_| ())
-            };
-            if let Err(e) = done {
-                tracing::error!(message_id = %m.id, error = %e, "cannot update the queue (the message comes back after the visibility timeout)");
+            if settled.contains(&m.id) {
+                continue;
+            }
+            let failed = report.failed.contains(&m.id);
+            let delay = delays
+                .get(&m.id)
+                .copied()
+                .unwrap_or_else(|| retry_delay(m.receive_count));
+            // An applied message that is not deleted comes back and is
+            // applied again (a second comment), so a queue error here is
+            // retried for as long as the receipt is ours.
+            let mut pause = Duration::from_millis(100);
+            loop {
+                let done = if failed {
+                    queue.release(receipt, delay).await.map(|_| ())
+                } else {
+                    // Dead letters were moved already; this is then a no-op.
+                    queue.delete(receipt).await.map(|_| ())
+                };
+                match done {
+                    Ok(()) => break,
+                    Err(e) if tokio::time::Instant::now() + pause < settle_by => {
+                        tracing::warn!(message_id = %m.id, error = %e, "cannot update the queue; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    Err(e) => {
+                        tracing::error!(message_id = %m.id, error = %e, "cannot update the queue (the message comes back after the visibility timeout)");
+                        break;
+                    }
+                }
             }
         }
         let mut set = lock(&in_flight);

@@ -56,6 +56,15 @@ pub trait Inbox: Send + Sync {
     async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError>;
     /// Redelivers the message no earlier than `after`.
     async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError>;
+    /// The message is handled (applied, filtered, no rule, or dead-lettered):
+    /// a host that can acknowledge one message at once does it here, instead
+    /// of after the whole batch, so a crash later in the batch does not bring
+    /// it back to be applied a second time. The default leaves it to the host
+    /// (Lambda's event source mapping deletes after the invocation).
+    async fn handled(&self, msg: &InMessage) -> Result<(), QueueError> {
+        let _ = msg;
+        Ok(())
+    }
 }
 
 /// Batch behaviour.
@@ -277,6 +286,11 @@ impl Worker {
         {
             if let Err(e) = inbox.delay(m, *after).await {
                 tracing::warn!(error = %e, "could not set the redelivery delay");
+            }
+        }
+        if handled {
+            if let Err(e) = inbox.handled(m).await {
+                tracing::warn!(error = %e, "could not acknowledge the message yet; the host retries after the batch");
             }
         }
         record_metrics(
