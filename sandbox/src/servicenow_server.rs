@@ -794,11 +794,32 @@ fn list(sh: &Shared, table: &str, query: &[(String, String)]) -> Response {
     let plain = get_param(query, "sysparm_exclude_reference_link") == Some("true");
     let fields = sysparm_fields(query);
     let st = lock(&sh.state);
-    let mut hits: Vec<&Map<String, Value>> = st
-        .tables
-        .get(table)
-        .map(|t| t.iter().filter(|r| matches(r, &q)).collect())
-        .unwrap_or_default();
+    // Journal entries are rows of `sys_journal_field` (element_id = the
+    // record's sys_id, element = the field, name = its table).
+    let journal_rows: Vec<Map<String, Value>> = if table == "sys_journal_field" {
+        st.journal
+            .iter()
+            .enumerate()
+            .map(|(n, (t, id, e))| {
+                let row = json!({
+                    "sys_id": format!("{:032x}", n + 1),
+                    "name": t, "element_id": id, "element": e.field, "value": e.value,
+                    "sys_created_by": e.created_by, "sys_created_on": e.created_on,
+                });
+                row.as_object().cloned().unwrap_or_default()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut hits: Vec<&Map<String, Value>> = if table == "sys_journal_field" {
+        journal_rows.iter().filter(|r| matches(r, &q)).collect()
+    } else {
+        st.tables
+            .get(table)
+            .map(|t| t.iter().filter(|r| matches(r, &q)).collect())
+            .unwrap_or_default()
+    };
     for (field, desc) in q.order.iter().rev() {
         hits.sort_by(|a, b| {
             let x = a.get(field).and_then(Value::as_str).unwrap_or("");

@@ -156,13 +156,14 @@ pub fn payloads(i: usize, events: &[Ev], jira: &JiraServer) -> (Vec<Value>, Expe
             }
             Ev::Attach(a) => {
                 let name = file_name(i, *a);
-                let url =
-                    jira.add_file(&name, "text/plain", format!("file {i}.{a}\n").into_bytes());
+                let content = format!("file {i}.{a}\n").into_bytes();
+                let size = content.len();
+                let url = jira.add_file(&name, "text/plain", content);
                 exp.files.push(name.clone());
                 json!({"timestamp": ts, "webhookEvent": "attachment_created",
                     "issue": issue(&exp.summary, status),
                     "attachment": {"id": format!("{}", 2_000_000 + i * 1000 + *a as usize),
-                        "filename": name, "author": user, "size": 12,
+                        "filename": name, "author": user, "size": size,
                         "mimeType": "text/plain", "content": url,
                         "created": "2026-11-23T10:00:00.000+0000"}})
             }

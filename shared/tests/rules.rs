@@ -215,8 +215,19 @@ fn key_plans_say_what_they_should() {
         );
     let site = Config::from_yaml(&text, "site.yaml", |_| None).unwrap();
     let plan = shared::rules::plan(&site, "jira", attachment).unwrap();
-    let attach = &plan.rules[0].steps[1];
+    // With `size` mapped: the same name and size already on the record
+    // means this file was uploaded before (a redelivery); not again.
+    let seen = &plan.rules[0].steps[1];
+    assert_eq!(seen.path, "/api/now/attachment");
+    assert!(
+        seen.query[0]
+            .1
+            .starts_with("table_sys_id={{lookup.sys_id}}^file_name=screenshot.png^size_bytes="),
+        "{seen:?}"
+    );
+    let attach = &plan.rules[0].steps[2];
     assert_eq!(attach.path, "/api/now/attachment/file");
+    assert_eq!(attach.run_if, shared::plan::RunIf::NotFound("seen".into()));
     let body = serde_json::to_value(&attach.body).unwrap();
     assert_eq!(body["via"], "jira-site");
     assert_eq!(

@@ -463,10 +463,47 @@ fn servicenow_steps(
             }
             let mut patch = step("update", Method::Patch, record);
             patch.run_if = RunIf::Found("lookup".into());
+            // A journal entry has no idempotency key: if the event comes back
+            // after the entry was written but before the queue heard of it
+            // (a crash, a lost acknowledgement), the same text would be
+            // added twice. So a comment is written only if the record has no
+            // entry of that field with exactly that text yet.
+            let journal: Vec<(&str, String)> = fields
+                .iter()
+                .filter(|(t, _)| t == "comments" || t == "work_notes")
+                .map(|(t, v)| (t.as_str(), text_of(v)))
+                .collect();
+            if rule.action == Action::Comment {
+                if let [(field, text)] = journal.as_slice() {
+                    let mut seen = step(
+                        "seen",
+                        Method::Get,
+                        "/api/now/table/sys_journal_field".into(),
+                    );
+                    seen.run_if = RunIf::Found("lookup".into());
+                    seen.query = vec![
+                        (
+                            "sysparm_query".into(),
+                            format!(
+                                "element_id={{{{lookup.sys_id}}}}^element={field}^value={}",
+                                text.replace('^', "^^")
+                            ),
+                        ),
+                        ("sysparm_fields".into(), "sys_id".into()),
+                        ("sysparm_limit".into(), "1".into()),
+                    ];
+                    seen.extract
+                        .insert("entry".into(), "result[0].sys_id".into());
+                    seen.on_empty = Some(OnEmpty::Continue);
+                    steps.push(seen);
+                    patch.run_if = RunIf::NotFound("seen".into());
+                }
+            }
             patch.body = Body::Json { json: flat(fields) };
             steps.push(patch);
         }
         Action::Attach => {
+            let size = take(&mut fields, "size").map(|v| text_of(&v));
             let body = download(&mut fields, via, false)?.map_err(|s| Stop::Skip(s.0))?;
             let file_name = match &body {
                 Body::Download { file_name, .. } => file_name.clone(),
@@ -474,6 +511,28 @@ fn servicenow_steps(
             };
             let mut post = step("attach", Method::Post, "/api/now/attachment/file".into());
             post.run_if = RunIf::Found("lookup".into());
+            // With the size mapped, an attachment of the same name and size
+            // already on the record is this one, written before a crash or a
+            // lost acknowledgement: not uploaded again.
+            if let Some(size) = size.filter(|s| s.parse::<u64>().is_ok()) {
+                let mut seen = step("seen", Method::Get, "/api/now/attachment".into());
+                seen.run_if = RunIf::Found("lookup".into());
+                seen.query = vec![
+                    (
+                        "sysparm_query".into(),
+                        format!(
+                            "table_sys_id={{{{lookup.sys_id}}}}^file_name={}^size_bytes={size}",
+                            file_name.replace('^', "^^")
+                        ),
+                    ),
+                    ("sysparm_limit".into(), "1".into()),
+                ];
+                seen.extract
+                    .insert("attachment".into(), "result[0].sys_id".into());
+                seen.on_empty = Some(OnEmpty::Continue);
+                steps.push(seen);
+                post.run_if = RunIf::NotFound("seen".into());
+            }
             post.query = vec![
                 ("table_name".into(), table.to_owned()),
                 ("table_sys_id".into(), "{{lookup.sys_id}}".into()),
@@ -863,8 +922,15 @@ rules:
         assert_eq!(from_env, plan(&config, "jira", &payload).unwrap());
         let steps = &from_env.rules[0].steps;
         assert_eq!(steps[0].query[0].1, "correlation_id=SUP-7");
+        // The same journal text already on the record: not written again.
+        assert_eq!(steps[1].id, "seen");
         assert_eq!(
-            steps[1].body,
+            steps[1].query[0].1,
+            "element_id={{lookup.sys_id}}^element=work_notes^value=hello"
+        );
+        assert_eq!(steps[2].run_if, RunIf::NotFound("seen".into()));
+        assert_eq!(
+            steps[2].body,
             Body::Json {
                 json: json!({"work_notes": "hello"})
             }
