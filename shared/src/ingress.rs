@@ -274,6 +274,13 @@ async fn receive(
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             crate::metrics::count("Enqueued", &[]);
             crate::metrics::latency("HandlerLatency", &[("Function", "ingress")], duration_ms);
+            // A delivery seen within the dedup window (Jira's retry) is
+            // answered 202 like the first, but nothing new was queued.
+            let (outcome, reason) = if receipt.duplicate {
+                ("duplicate", Some("delivery_already_queued"))
+            } else {
+                ("enqueued", None)
+            };
             tracing::info!(
                 endpoint = %envelope.endpoint,
                 event = %envelope.event,
@@ -282,7 +289,8 @@ async fn receive(
                 retry = envelope.retry,
                 auth = webhook.method(),
                 message_id = %receipt.message_id,
-                outcome = "enqueued",
+                outcome,
+                reason,
                 duration_ms,
                 "webhook accepted"
             );
