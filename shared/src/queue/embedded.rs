@@ -823,7 +823,10 @@ mod tests {
         );
         let a = q.send(msg("g", "same", "first")).await.unwrap();
         let b = q.send(msg("g", "same", "second")).await.unwrap();
-        assert_eq!(a.message_id, b.message_id, "a duplicate answers the original id");
+        assert_eq!(
+            a.message_id, b.message_id,
+            "a duplicate answers the original id"
+        );
         assert!(!a.duplicate && b.duplicate);
         assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM messages"), 1);
         tokio::time::sleep(Duration::from_millis(200)).await;
