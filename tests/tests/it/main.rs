@@ -1,4 +1,6 @@
 //! Integration tests: one binary, a module per flow.
+//! - `bad_input`: the bad-input matrix (`tests/data/bad-input.yaml`, rendered
+//!   to `docs/bad-input.md`) over the intake and the worker.
 //! - `router`: the ingress router in-process (oneshot) over every real fixture
 //!   and the status contract.
 //! - `sqs`: the router over a real socket, enqueuing into moto's SQS FIFO with
@@ -10,7 +12,9 @@
 //! - `soak_sqs`: the fault-injection soak through moto SQS and the worker handler.
 //! - `servicenow_script`: `infra/servicenow/`'s payloads (built by Node) through the relay.
 
+mod bad_input;
 mod configs;
+mod logcap;
 mod moto_checks;
 mod oauth3lo;
 mod router;
