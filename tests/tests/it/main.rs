@@ -10,6 +10,8 @@
 //! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS).
 //! - `oauth3lo`: Jira OAuth 2.0 (3LO) with rotating refresh tokens, written back.
 //! - `soak_sqs`: the fault-injection soak through moto SQS and the worker handler.
+//! - `secret_hygiene`: canary secrets through the main scenarios; none may
+//!   reach a log line, an error body, `Debug`, a dead letter or a panic.
 //! - `servicenow_script`: `infra/servicenow/`'s payloads (built by Node) through the relay.
 
 mod bad_input;
@@ -18,6 +20,7 @@ mod logcap;
 mod moto_checks;
 mod oauth3lo;
 mod router;
+mod secret_hygiene;
 mod servicenow_script;
 mod soak_sqs;
 mod sqs;
