@@ -169,6 +169,9 @@ struct JiraState {
     basic: Option<(String, String)>,
     bearer: Option<String>,
     oauth_client: (String, String, u64),
+    /// Put before every access and refresh token issued (tests make them
+    /// recognisable).
+    token_prefix: String,
     tokens: Vec<(String, Instant)>,
     three_lo: ThreeLo,
     workflow: Workflow,
@@ -226,6 +229,7 @@ impl JiraServer {
                 basic: Some((DEFAULT_EMAIL.into(), DEFAULT_API_TOKEN.into())),
                 bearer: None,
                 oauth_client: (DEFAULT_CLIENT_ID.into(), DEFAULT_CLIENT_SECRET.into(), 3600),
+                token_prefix: String::new(),
                 tokens: Vec::new(),
                 three_lo: ThreeLo::default(),
                 workflow: Workflow::default(),
@@ -268,6 +272,12 @@ impl JiraServer {
     /// the tokens it gets.
     pub fn set_oauth_client(&self, id: &str, secret: &str, expires_in_secs: u64) {
         self.state().oauth_client = (id.into(), secret.into(), expires_in_secs);
+    }
+
+    /// Every access and refresh token issued from now on starts with
+    /// `prefix` (a test's canary, to find tokens where they must not be).
+    pub fn set_token_prefix(&self, prefix: &str) {
+        self.state().token_prefix = prefix.into();
     }
 
     /// Access tokens issued at `/oauth/token` so far.
@@ -1762,6 +1772,7 @@ fn oauth(sh: &Shared, headers: &http::HeaderMap, bytes: &[u8]) -> Response {
     }
     let mut st = lock(&sh.state);
     let (id, secret, expires) = st.oauth_client.clone();
+    let prefix = st.token_prefix.clone();
     if get("client_id") != id || get("client_secret") != secret {
         return json_response(
             401,
@@ -1802,12 +1813,14 @@ fn oauth(sh: &Shared, headers: &http::HeaderMap, bytes: &[u8]) -> Response {
     };
     if refresh {
         let token = format!(
-            "jira-at-{:016x}{:016x}",
+            "{}jira-at-{:016x}{:016x}",
+            prefix,
             st.rng.next_u64(),
             st.rng.next_u64()
         );
         let rt = format!(
-            "jira-rt-{:016x}{:016x}",
+            "{}jira-rt-{:016x}{:016x}",
+            prefix,
             st.rng.next_u64(),
             st.rng.next_u64()
         );
@@ -1826,7 +1839,8 @@ fn oauth(sh: &Shared, headers: &http::HeaderMap, bytes: &[u8]) -> Response {
         );
     }
     let token = format!(
-        "jira-at-{:016x}{:016x}",
+        "{}jira-at-{:016x}{:016x}",
+        prefix,
         st.rng.next_u64(),
         st.rng.next_u64()
     );

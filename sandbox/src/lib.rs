@@ -7,6 +7,7 @@
 //! knows them.
 #![forbid(unsafe_code)]
 
+pub mod canary;
 pub mod faults;
 pub mod jira_server;
 pub mod openapi;

@@ -172,6 +172,8 @@ struct SnState {
     extra_fields: BTreeMap<String, BTreeSet<String>>,
     basic: (String, String),
     oauth_client: (String, String),
+    /// Put before every access and refresh token issued.
+    token_prefix: String,
     tokens: Vec<Token>,
     requests: Vec<Recorded>,
     rng: XorShift,
@@ -217,6 +219,7 @@ impl ServiceNowServer {
                 extra_fields: BTreeMap::new(),
                 basic: (DEFAULT_USER.into(), DEFAULT_PASSWORD.into()),
                 oauth_client: (DEFAULT_CLIENT_ID.into(), DEFAULT_CLIENT_SECRET.into()),
+                token_prefix: String::new(),
                 tokens: Vec::new(),
                 requests: Vec::new(),
                 rng: XorShift::new(0x5EED_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
@@ -247,6 +250,12 @@ impl ServiceNowServer {
     /// The OAuth client accepted by `/oauth_token.do`.
     pub fn set_oauth_client(&self, id: &str, secret: &str) {
         self.state().oauth_client = (id.into(), secret.into());
+    }
+
+    /// Every access and refresh token issued from now on starts with
+    /// `prefix` (a test's canary, to find tokens where they must not be).
+    pub fn set_token_prefix(&self, prefix: &str) {
+        self.state().token_prefix = prefix.into();
     }
 
     /// Access tokens issued so far (refreshes included).
@@ -1041,11 +1050,12 @@ fn oauth(sh: &Shared, headers: &http::HeaderMap, bytes: &[u8]) -> Response {
             )
         }
     };
-    let access = format!("sn-at-{}", st.new_sys_id());
+    let prefix = st.token_prefix.clone();
+    let access = format!("{prefix}sn-at-{}", st.new_sys_id());
     let refresh = if get("grant_type") == "refresh_token" {
         get("refresh_token").to_string()
     } else {
-        format!("sn-rt-{}", st.new_sys_id())
+        format!("{prefix}sn-rt-{}", st.new_sys_id())
     };
     st.tokens.push(Token {
         access: access.clone(),

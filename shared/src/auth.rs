@@ -233,16 +233,24 @@ fn decide(require: Require, results: Vec<Check>) -> Result<&'static str, AuthErr
             passed.ok_or(AuthError::Missing("no_method"))
         }
         Require::Any => {
-            let mut first_err = None;
+            // The reason logged is the most telling one: a credential that
+            // was offered and refused, before one that was not offered.
+            let mut refused = None;
+            let mut missing = None;
             for r in results {
                 match r {
                     Ok(m) => return Ok(m),
+                    Err(e @ AuthError::Refused(_)) => {
+                        refused.get_or_insert(e);
+                    }
                     Err(e) => {
-                        first_err.get_or_insert(e);
+                        missing.get_or_insert(e);
                     }
                 }
             }
-            Err(first_err.unwrap_or(AuthError::Missing("no_method")))
+            Err(refused
+                .or(missing)
+                .unwrap_or(AuthError::Missing("no_method")))
         }
     }
 }
@@ -432,6 +440,20 @@ mod tests {
         assert_eq!(
             run(&ep, Some("tok-new"), HeaderMap::new(), body).await,
             Ok("token")
+        );
+        // Any: a refused signature is the reason, not the token nobody sent.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-hub-signature",
+            HeaderValue::from_str(&sign("key-x", body)).unwrap(),
+        );
+        assert_eq!(
+            run(&ep, None, h, body).await,
+            Err(AuthError::Refused("bad_signature"))
+        );
+        assert_eq!(
+            run(&ep, None, HeaderMap::new(), body).await,
+            Err(AuthError::Missing("missing_token"))
         );
     }
 

@@ -20,6 +20,11 @@ use std::fmt;
 /// values are cut, so a hostile payload cannot inflate the envelope.
 const MAX_FIELD: usize = 256;
 
+/// Deepest nesting of objects and arrays the intake accepts: the worker's
+/// JSON parser (serde_json, which stops at 128 levels) must be able to read
+/// back whatever was accepted, or the event could only be dead-lettered.
+pub const MAX_DEPTH: usize = 120;
+
 /// Where an envelope came from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +123,8 @@ pub enum PayloadError {
     NotObject,
     #[error("body is not valid JSON: {0}")]
     NotJson(String),
+    #[error("body nests objects and arrays deeper than {MAX_DEPTH} levels")]
+    TooDeep,
 }
 
 impl PayloadError {
@@ -127,6 +134,7 @@ impl PayloadError {
             PayloadError::NotUtf8 => "invalid_utf8",
             PayloadError::NotObject => "not_an_object",
             PayloadError::NotJson(_) => "invalid_json",
+            PayloadError::TooDeep => "nested_too_deep",
         }
     }
 }
@@ -192,6 +200,9 @@ impl Envelope {
         }
         if !trimmed.starts_with('{') {
             return Err(PayloadError::NotObject);
+        }
+        if nests_deeper_than(trimmed, MAX_DEPTH) {
+            return Err(PayloadError::TooDeep);
         }
         let meta = read_meta(source, text)?;
         let payload = RawValue::from_string(text.trim().to_owned())
@@ -262,6 +273,37 @@ pub fn sqs_id(s: &str) -> String {
     } else {
         hex::encode(Sha256::digest(s.as_bytes()))
     }
+}
+
+/// True if objects and arrays in `text` nest deeper than `max` (a scan that
+/// skips strings; the text is checked as JSON elsewhere).
+fn nests_deeper_than(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn clip(s: &str) -> String {
@@ -541,6 +583,31 @@ mod tests {
         assert_eq!(b(b"\xff{}"), PayloadError::NotUtf8);
         assert!(matches!(b(b"{\"a\":"), PayloadError::NotJson(_)));
         assert!(matches!(b(b"{} {}"), PayloadError::NotJson(_)));
+    }
+
+    #[test]
+    fn nesting_is_bounded_by_what_the_worker_can_read() {
+        let nested = |depth: usize| {
+            format!(
+                "{{\"webhookEvent\":\"x\",\"s\":\"{{[{{[\\\"\",\"a\":{}1{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            )
+        };
+        let h = DeliveryHeaders::default();
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let ok = nested(MAX_DEPTH);
+        let env = Envelope::build("e", SourceKind::Jira, ok.as_bytes(), &h, now).unwrap();
+        // What the worker does with it: decode, then parse the payload.
+        let back = Envelope::decode(&env.encode()).unwrap();
+        serde_json::from_str::<serde_json::Value>(back.payload.get()).unwrap();
+        let deep = nested(MAX_DEPTH + 1);
+        assert_eq!(
+            Envelope::build("e", SourceKind::Jira, deep.as_bytes(), &h, now).unwrap_err(),
+            PayloadError::TooDeep
+        );
+        // Brackets inside strings do not count.
+        assert!(!nests_deeper_than(r#"{"a":"[[[[[[","b":"\\\"{{{{"}"#, 1));
     }
 
     #[test]

@@ -119,11 +119,28 @@ impl Outcome {
     /// The stable label logs and metrics use.
     pub fn label(&self) -> &'static str {
         match self {
+            // Rules matched but every one was skipped: nothing was written.
+            Outcome::Applied { applied, skipped } if applied.is_empty() && !skipped.is_empty() => {
+                "skipped"
+            }
             Outcome::Applied { .. } => "applied",
             Outcome::Filtered { .. } => "filtered",
             Outcome::NoRule => "no_rule",
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
+        }
+    }
+
+    /// Why each skipped rule was skipped (`rule `name`: reason; …`), for
+    /// the log line; empty when none was.
+    pub fn skip_reasons(&self) -> String {
+        match self {
+            Outcome::Applied { skipped, .. } => skipped
+                .iter()
+                .map(|s| format!("rule `{}`: {}", s.rule, s.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => String::new(),
         }
     }
 

@@ -38,6 +38,7 @@ pub fn app(state: IngressState) -> Router {
         .route("/health", get(health))
         .route("/webhooks/{endpoint}", post(receive))
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state))
 }
 
@@ -45,8 +46,23 @@ async fn health() -> Response {
     (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response()
 }
 
-async fn fallback() -> Response {
-    error_response(StatusCode::NOT_FOUND)
+async fn fallback(uri: axum::http::Uri) -> Response {
+    // The path only: a query may hold a token.
+    reject(
+        &loggable(uri.path()),
+        StatusCode::NOT_FOUND,
+        "unknown_path",
+        Instant::now(),
+    )
+}
+
+async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    reject(
+        &loggable(uri.path()),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        Instant::now(),
+    )
 }
 
 /// The fixed message a caller sees for a status.
@@ -59,6 +75,7 @@ fn public_message(status: StatusCode) -> &'static str {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "content type must be application/json",
         StatusCode::BAD_REQUEST => "body must be a JSON object",
         StatusCode::SERVICE_UNAVAILABLE => "temporarily unavailable, retry later",
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
         _ => "request failed",
     }
 }
@@ -147,7 +164,7 @@ fn loggable(name: &str) -> String {
 
 async fn receive(
     State(st): State<Arc<IngressState>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -155,6 +172,9 @@ async fn receive(
     let started = Instant::now();
     crate::metrics::count("Received", &[]);
     let limit = st.config.limits.max_body_bytes;
+    // A name that does not decode (not UTF-8) names no endpoint: it is
+    // answered like any unknown one.
+    let name = name.map(|Path(n)| n).unwrap_or_default();
     let log_name = loggable(&name);
 
     if declared_length(&headers).is_some_and(|n| n > limit as u64) {
@@ -254,6 +274,13 @@ async fn receive(
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             crate::metrics::count("Enqueued", &[]);
             crate::metrics::latency("HandlerLatency", &[("Function", "ingress")], duration_ms);
+            // A delivery seen within the dedup window (Jira's retry) is
+            // answered 202 like the first, but nothing new was queued.
+            let (outcome, reason) = if receipt.duplicate {
+                ("duplicate", Some("delivery_already_queued"))
+            } else {
+                ("enqueued", None)
+            };
             tracing::info!(
                 endpoint = %envelope.endpoint,
                 event = %envelope.event,
@@ -262,7 +289,8 @@ async fn receive(
                 retry = envelope.retry,
                 auth = webhook.method(),
                 message_id = %receipt.message_id,
-                outcome = "enqueued",
+                outcome,
+                reason,
                 duration_ms,
                 "webhook accepted"
             );

@@ -13,7 +13,7 @@
 //! | `Rejected` | Count | `Reason` | ingress, every refusal |
 //! | `AuthRejected` | Count | | ingress, 401/404 (bad credentials, unknown endpoint) |
 //! | `Enqueued` | Count | | ingress, 202 |
-//! | `Filtered`, `NoRule` | Count | | worker |
+//! | `Filtered`, `NoRule`, `Skipped` | Count | | worker |
 //! | `Applied` | Count | `Connection`, `Action` | worker, per applied rule |
 //! | `Retried` | Count | | worker, message handed back to the queue |
 //! | `DeadLettered` | Count | | worker, message moved to the DLQ |

@@ -310,6 +310,14 @@ impl Worker {
                 .unzip(),
             _ => (Vec::new(), Vec::new()),
         };
+        // A rule skipped is a decision, not a failure: its reason is logged
+        // (an event whose every rule was skipped has the outcome `skipped`).
+        let skipped = outcome.skip_reasons();
+        let reason = match outcome.reason() {
+            Some(r) => r.to_owned(),
+            None if outcome.label() == "skipped" => format!("skipped: {skipped}"),
+            None => String::new(),
+        };
         tracing::info!(
             target: "relay::delivery",
             message_id = %m.id,
@@ -320,8 +328,9 @@ impl Worker {
             origin = meta.origin,
             receive_count = m.receive_count,
             outcome = outcome.label(),
-            reason = outcome.reason().unwrap_or(""),
+            reason = %reason,
             rules = %applied.join(","),
+            skipped = %skipped,
             target = %targets.join(","),
             dead_lettered = dead_reason.is_some() && dlq_error.is_none(),
             dlq_error = dlq_error.as_deref().unwrap_or(""),
@@ -336,6 +345,7 @@ impl Worker {
 fn record_metrics(outcome: &Outcome, dead_lettered: bool, took: Duration) {
     use crate::metrics::{count, latency};
     match outcome {
+        Outcome::Applied { applied, .. } if applied.is_empty() => count("Skipped", &[]),
         Outcome::Applied { applied, .. } => {
             for a in applied {
                 let action = serde_json::to_value(a.action)

@@ -5,7 +5,7 @@
 
 // The contract servers live in the `sandbox` crate (the demo runs them too);
 // tests reach them through these re-exports.
-pub use sandbox::{faults, fixtures_dir, jira_server, missing, openapi, servicenow_server};
+pub use sandbox::{canary, faults, fixtures_dir, jira_server, missing, openapi, servicenow_server};
 
 /// All `*.json` files of a fixtures sub-folder, sorted, with their contents.
 pub fn fixture_files(sub: &str) -> Option<Vec<(String, Vec<u8>)>> {

@@ -605,7 +605,7 @@ impl Queue for EmbeddedQueue {
             ));
         }
         let attributes = serde_json::to_string(&m.attributes).map_err(unavailable)?;
-        let message_id = self
+        let (message_id, duplicate) = self
             .call(move |conn, settings| {
                 let now = now_ms();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -616,7 +616,7 @@ impl Queue for EmbeddedQueue {
                     .query_row([&m.dedup_id], |r| r.get(0))
                     .optional()?;
                 if let Some(id) = seen {
-                    return Ok(id);
+                    return Ok((id, true));
                 }
                 let id = token();
                 tx.prepare_cached(
@@ -632,10 +632,13 @@ impl Queue for EmbeddedQueue {
                     .execute(params![m.dedup_id, id, now])?;
                 }
                 tx.commit()?;
-                Ok(id)
+                Ok((id, false))
             })
             .await?;
-        Ok(SendReceipt { message_id })
+        Ok(SendReceipt {
+            message_id,
+            duplicate,
+        })
     }
 }
 
@@ -820,18 +823,25 @@ mod tests {
         );
         let a = q.send(msg("g", "same", "first")).await.unwrap();
         let b = q.send(msg("g", "same", "second")).await.unwrap();
-        assert_eq!(a, b, "a duplicate answers the original id");
+        assert_eq!(
+            a.message_id, b.message_id,
+            "a duplicate answers the original id"
+        );
+        assert!(!a.duplicate && b.duplicate);
         assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM messages"), 1);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let c = q.send(msg("g", "same", "third")).await.unwrap();
-        assert_ne!(a, c);
+        assert_ne!(a.message_id, c.message_id);
+        assert!(!c.duplicate);
         assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM messages"), 2);
         // The expired entry was pruned: only the new one remains.
         assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM dedup"), 1);
         // Acking does not reopen the window.
         let got = drain_all(&q).await;
         assert_eq!(got.len(), 2);
-        assert_eq!(q.send(msg("g", "same", "x")).await.unwrap(), c);
+        let again = q.send(msg("g", "same", "x")).await.unwrap();
+        assert_eq!(again.message_id, c.message_id);
+        assert!(again.duplicate);
         // Invalid messages are refused.
         assert!(matches!(
             q.send(msg("", "d", "x")).await,

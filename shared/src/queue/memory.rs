@@ -67,12 +67,16 @@ impl Queue for MemoryQueue {
         if let Some((_, id)) = s.seen.get(&m.dedup_id) {
             return Ok(SendReceipt {
                 message_id: id.clone(),
+                duplicate: true,
             });
         }
         s.next_id += 1;
         let id = format!("mem-{}", s.next_id);
         s.seen.insert(m.dedup_id.clone(), (now, id.clone()));
         s.messages.push((id.clone(), m));
-        Ok(SendReceipt { message_id: id })
+        Ok(SendReceipt {
+            message_id: id,
+            duplicate: false,
+        })
     }
 }

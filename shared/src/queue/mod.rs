@@ -32,6 +32,10 @@ pub struct OutgoingMessage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendReceipt {
     pub message_id: String,
+    /// The deduplication id was already sent within the window: nothing was
+    /// enqueued (the id is the first message's). Known to the embedded and
+    /// in-memory queues; SQS does not say, so its adapter answers `false`.
+    pub duplicate: bool,
 }
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]

@@ -52,6 +52,7 @@ impl Queue for SqsQueue {
         match req.send().await {
             Ok(out) => Ok(SendReceipt {
                 message_id: out.message_id.unwrap_or_default(),
+                duplicate: false,
             }),
             Err(SdkError::ServiceError(e))
                 if matches!(e.err(), SendMessageError::InvalidMessageContents(_)) =>

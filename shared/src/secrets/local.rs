@@ -103,6 +103,37 @@ pub fn env_name(id: &str) -> String {
     name
 }
 
+/// A parse error's message without any text of the file: serde-saphyr
+/// renders a snippet of the offending line after the first line, and serde
+/// quotes what it met (``unknown field `…` ``, `invalid type: string "…"`),
+/// which in a secrets file may be a secret. Keeps the first line with every
+/// quoted part replaced by `…`; the line and column still say where.
+fn scrub(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    let mut out = String::with_capacity(first.len());
+    let mut open: Option<char> = None;
+    for ch in first.chars() {
+        match open {
+            Some(q) if ch == q => {
+                out.push('…');
+                out.push(ch);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(ch);
+                if ch == '`' || ch == '"' {
+                    open = Some(ch);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out
+}
+
 impl LocalSecretStore {
     /// A store over `RELAY_SECRET_*` variables of this process only.
     pub fn from_env() -> Self {
@@ -147,9 +178,7 @@ impl LocalSecretStore {
         })?;
         serde_saphyr::from_str(&text).map_err(|e| LocalSecretsError::Invalid {
             file: file.to_owned(),
-            // serde-saphyr renders a snippet of the offending line; keep only
-            // the first line of its message so no value is echoed.
-            detail: e.to_string().lines().next().unwrap_or_default().to_owned(),
+            detail: scrub(&e.to_string()),
         })
     }
 
@@ -362,6 +391,33 @@ impl SecretStore for LocalSecretStore {
 mod tests {
     use super::*;
     use crate::secret::SecretRef;
+
+    #[test]
+    fn parse_errors_do_not_echo_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.yaml");
+        for text in [
+            "hunter2-top-level: 1\nsecrets: {}\n",
+            "secrets:\n  a: { token: x }\nprevious: \"hunter2\"\n",
+            "secrets:\n  a: { token: hunter2\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let err = LocalSecretStore::open_with_env(&path, []).err().unwrap();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("line "), "{shown}");
+        }
+        assert_eq!(
+            scrub("error: line 1 column 1: unknown field `pw`, expected one of `a`\nsnippet pw"),
+            "error: line 1 column 1: unknown field `…`, expected one of `…`"
+        );
+        assert_eq!(
+            scrub("invalid type: string \"pw"),
+            "invalid type: string \"…"
+        );
+    }
     use std::io::Write;
 
     fn write(mode: u32, text: &str) -> tempfile::NamedTempFile {

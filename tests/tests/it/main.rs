@@ -1,4 +1,6 @@
 //! Integration tests: one binary, a module per flow.
+//! - `bad_input`: the bad-input matrix (`tests/data/bad-input.yaml`, rendered
+//!   to `docs/bad-input.md`) over the intake and the worker.
 //! - `router`: the ingress router in-process (oneshot) over every real fixture
 //!   and the status contract.
 //! - `sqs`: the router over a real socket, enqueuing into moto's SQS FIFO with
@@ -8,12 +10,17 @@
 //! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS).
 //! - `oauth3lo`: Jira OAuth 2.0 (3LO) with rotating refresh tokens, written back.
 //! - `soak_sqs`: the fault-injection soak through moto SQS and the worker handler.
+//! - `secret_hygiene`: canary secrets through the main scenarios; none may
+//!   reach a log line, an error body, `Debug`, a dead letter or a panic.
 //! - `servicenow_script`: `infra/servicenow/`'s payloads (built by Node) through the relay.
 
+mod bad_input;
 mod configs;
+mod logcap;
 mod moto_checks;
 mod oauth3lo;
 mod router;
+mod secret_hygiene;
 mod servicenow_script;
 mod soak_sqs;
 mod sqs;

@@ -30,6 +30,11 @@ const SENDER: &str = "snow.sender:sender-pw";
 /// sandbox hands out a code), code exchange, accessible resources. Returns
 /// the refresh token and the cloud id.
 async fn login(jira: &JiraServer) -> (String, String) {
+    login_with(jira, DEFAULT_CLIENT_SECRET).await
+}
+
+/// [`login`] with the app's client secret given.
+pub(crate) async fn login_with(jira: &JiraServer, client_secret: &str) -> (String, String) {
     let code = jira.issue_auth_code(DEFAULT_CLIENT_ID, REDIRECT);
     let http = reqwest::Client::new();
     let exchange = || {
@@ -37,7 +42,7 @@ async fn login(jira: &JiraServer) -> (String, String) {
             .json(&json!({
                 "grant_type": "authorization_code",
                 "client_id": DEFAULT_CLIENT_ID,
-                "client_secret": DEFAULT_CLIENT_SECRET,
+                "client_secret": client_secret,
                 "code": code,
                 "redirect_uri": REDIRECT,
             }))
@@ -74,7 +79,12 @@ fn auth_yaml(secret: &str, jira: &JiraServer) -> String {
 
 /// The servicenow-to-jira example against the sandboxes, its Jira connection
 /// on 3LO through the API gateway path (`/ex/jira/<cloudid>`).
-fn config(jira: &JiraServer, sn: &ServiceNowServer, secret: &str, cloud: &str) -> Arc<Config> {
+pub(crate) fn config(
+    jira: &JiraServer,
+    sn: &ServiceNowServer,
+    secret: &str,
+    cloud: &str,
+) -> Arc<Config> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let yaml = std::fs::read_to_string(repo.join("examples/servicenow-to-jira.yaml")).unwrap();
     let yaml = yaml

@@ -235,7 +235,7 @@ async fn status_contract() {
     );
     let chunked = Request::post(format!("/webhooks/jira?token={TOKEN}"))
         .header("content-type", "application/json")
-        .body(Body::from_stream(futures_stream(over)))
+        .body(Body::from_stream(chunks(over)))
         .unwrap();
     assert_eq!(call(&app, chunked).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 
@@ -275,7 +275,7 @@ async fn status_contract() {
 }
 
 /// A body delivered in chunks without Content-Length.
-fn futures_stream(
+pub(crate) fn chunks(
     bytes: Vec<u8>,
 ) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
     struct Chunks(Vec<u8>);

@@ -794,7 +794,7 @@ async fn servicenow_incidents_become_jira_issues_with_adf_comments_and_transitio
 }
 
 /// Replaces the `auth:` block of connection `name` with `auth`.
-fn set_auth(yaml: &str, name: &str, auth: &str) -> String {
+pub(crate) fn set_auth(yaml: &str, name: &str, auth: &str) -> String {
     let start = yaml
         .find(&format!("- name: {name}\n"))
         .unwrap_or_else(|| panic!("no connection {name}"));
