@@ -311,9 +311,12 @@ impl EmbeddedQueue {
             return Ok(Vec::new());
         }
         self.call(move |conn, settings| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout,
+            // and a visibility counted from before it would end early (two
+            // loops working on one message).
             let now = now_ms();
             let hidden_until = now.saturating_add(ms(settings.visibility_timeout));
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut out = Vec::new();
             let mut taken: HashSet<String> = HashSet::new();
             loop {
@@ -478,8 +481,9 @@ impl EmbeddedQueue {
     pub async fn redrive(&self, id: Option<&str>) -> Result<usize, QueueError> {
         let id = id.map(str::to_owned);
         self.call(move |conn, _| {
-            let now = now_ms();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
+            let now = now_ms();
             let moved = tx.execute(
                 "INSERT INTO messages
                         (id, group_id, dedup_id, body, attributes,
@@ -607,8 +611,9 @@ impl Queue for EmbeddedQueue {
         let attributes = serde_json::to_string(&m.attributes).map_err(unavailable)?;
         let (message_id, duplicate) = self
             .call(move |conn, settings| {
-                let now = now_ms();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
+                let now = now_ms();
                 tx.prepare_cached("DELETE FROM dedup WHERE sent_at <= ?1")?
                     .execute([now.saturating_sub(ms(settings.dedup_window))])?;
                 let seen: Option<String> = tx
@@ -658,8 +663,9 @@ impl Inbox for EmbeddedQueue {
         let id = msg.id.clone();
         let reason = reason.to_owned();
         self.call(move |conn, _| {
-            let now = now_ms();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
+            let now = now_ms();
             let seq: Option<i64> = tx
                 .prepare_cached("SELECT seq FROM messages WHERE receipt = ?1")?
                 .query_row([&receipt], |r| r.get(0))
@@ -1220,7 +1226,14 @@ mod tests {
             assert_eq!(counts.get(i), Some(&1), "committed {i} is missing");
         }
         // At most the one send in progress at the kill is there unreported.
-        assert!(counts.len() <= reported.len() + 1);
+        let unreported: Vec<&u32> = counts.keys().filter(|i| !reported.contains(i)).collect();
+        assert!(
+            unreported.len() <= 1,
+            "{} committed, {} reported; unreported: {unreported:?}; last reported: {:?}",
+            counts.len(),
+            reported.len(),
+            reported.iter().rev().take(3).collect::<Vec<_>>()
+        );
     }
 
     /// Receive latency over a large backlog (ignored: a measurement, ~2 s).
