@@ -1190,8 +1190,10 @@ mod tests {
         let mut killed = false;
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(i) = line.strip_prefix("committed ") {
-                reported.push(i.parse::<u32>().unwrap());
+            // libtest may print `test … ... ` on the same line before the
+            // child's first line, so look for the marker anywhere.
+            if let Some(i) = line.split("committed ").nth(1) {
+                reported.push(i.trim().parse::<u32>().unwrap());
             }
             if reported.len() >= 200 && !killed {
                 child.kill().unwrap(); // SIGKILL
