@@ -205,6 +205,11 @@ impl Envelope {
             return Err(PayloadError::TooDeep);
         }
         let meta = read_meta(source, text)?;
+        // The lenient head reader and `RawValue` skip what they do not keep
+        // without decoding it; the worker parses the whole payload. Refuse
+        // here (400) what it could not read, rather than accept and
+        // dead-letter it.
+        serde_json::from_str::<Readable>(text).map_err(|e| PayloadError::NotJson(e.to_string()))?;
         let payload = RawValue::from_string(text.trim().to_owned())
             .map_err(|e| PayloadError::NotJson(e.to_string()))?;
         let delivery_id = match headers.webhook_id.as_deref().map(str::trim) {
@@ -315,6 +320,52 @@ fn clip(s: &str) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+/// A JSON text that `serde_json::Value` can hold: every string's escapes
+/// decode (no lone UTF-16 surrogate), every number is in range (nesting is
+/// bounded before, by [`MAX_DEPTH`]). Checked without keeping anything.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Readable;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Readable, A::Error> {
+                while a.next_element::<Readable>()?.is_some() {}
+                Ok(Readable)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Readable, A::Error> {
+                while a.next_key::<Readable>()?.is_some() {
+                    a.next_value::<Readable>()?;
+                }
+                Ok(Readable)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -583,6 +634,41 @@ mod tests {
         assert_eq!(b(b"\xff{}"), PayloadError::NotUtf8);
         assert!(matches!(b(b"{\"a\":"), PayloadError::NotJson(_)));
         assert!(matches!(b(b"{} {}"), PayloadError::NotJson(_)));
+    }
+
+    /// Found by the `ingress` fuzz target: bodies whose unread parts the
+    /// worker cannot parse were accepted (202) and then dead-lettered.
+    #[test]
+    fn refuses_bodies_the_worker_cannot_parse() {
+        let h = DeliveryHeaders::default();
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let build = |body: &str| Envelope::build("e", SourceKind::Jira, body.as_bytes(), &h, now);
+        for body in [
+            r#"{"issue":{"fields":{"watches":{"wat\ud800chCount":1}}}}"#,
+            r#"{"comment":{"body":"\udc00"}}"#,
+            r#"{"x":"\ud83d\u0041"}"#,
+            r#"{"issue":{"fields":{"n":1e999}}}"#,
+        ] {
+            assert!(
+                matches!(build(body), Err(PayloadError::NotJson(_))),
+                "{body}"
+            );
+            assert!(
+                serde_json::from_str::<serde_json::Value>(body).is_err(),
+                "the worker reads {body}"
+            );
+        }
+        // What the worker reads is accepted: a surrogate pair, big integers,
+        // nesting within the limit, duplicate keys outside the head.
+        let nested = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        for body in [
+            r#"{"x":"\ud83d\ude00","n":18446744073709551615,"m":-1.5e300}"#,
+            r#"{"issue":{"fields":{"a":1,"a":2}}}"#,
+            &nested,
+        ] {
+            let e = build(body).unwrap_or_else(|err| panic!("{body}: {err}"));
+            assert!(serde_json::from_str::<serde_json::Value>(e.payload.get()).is_ok());
+        }
     }
 
     #[test]

@@ -434,6 +434,12 @@ fn ingress_case(id: &str) -> Case {
         "lone-surrogate-in-head" => {
             c.body = br#"{"webhookEvent":"\ud800","issue":{"id":"1","key":"A-1"}}"#.to_vec()
         }
+        "lone-surrogate-in-payload" => {
+            c.body = br#"{"webhookEvent":"jira:issue_created","issue":{"id":"1","key":"A-1","fields":{"summary":"\ud800"}}}"#.to_vec()
+        }
+        "number-out-of-range" => {
+            c.body = br#"{"webhookEvent":"jira:issue_created","issue":{"id":"1","key":"A-1","fields":{"n":1e999}}}"#.to_vec()
+        }
         "head-fields-wrong-types" => {
             c.body = br#"{"webhookEvent":5,"timestamp":"2019-1-30 15:51:34,870","issue":"OPS-3","user":[1,2],"comment":{"issueId":10014,"author":"x"}}"#.to_vec()
         }
@@ -648,8 +654,6 @@ fn retarget(mut v: Value, key: &str, id: &str) -> Value {
 enum Payload {
     /// A webhook posted through the ingress.
     Webhook(Value),
-    /// A webhook body posted as text (for what `Value` cannot hold).
-    Text(String),
     /// A message put on the queue as is (not through the ingress).
     Message(String),
     /// A webhook posted through the ingress whose envelope is then edited.
@@ -748,9 +752,11 @@ fn worker_case(id: &str, jira_base: &str) -> WorkerCase {
             c.payload = with(&|v| v["issue"]["fields"]["summary"] = json!("s".repeat(200_000)))
         }
         "w-lone-surrogate-in-payload" => {
+            // The intake refuses this (row `lone-surrogate-in-payload`); a
+            // message from an older intake still carries it to the worker.
             let mut v = created();
             v["issue"]["fields"]["summary"] = json!("@@SURROGATE@@");
-            c.payload = Payload::Text(v.to_string().replace("@@SURROGATE@@", "\\ud800"));
+            c.payload = Payload::Envelope(v, |e| e.replace("@@SURROGATE@@", "\\ud800"))
         }
         "w-attachment-other-host" => {
             c.seed = Some(created());
@@ -924,13 +930,6 @@ async fn worker_row(row: &Row, cap: &Captured) -> Vec<String> {
     let msg = match &case.payload {
         Payload::Webhook(v) => {
             let status = rig.post(v.to_string(), "row").await;
-            if status != 202 {
-                return vec![format!("the ingress answered {status}, not 202")];
-            }
-            rig.message(n, case.receive_count)
-        }
-        Payload::Text(t) => {
-            let status = rig.post(t.clone(), "row").await;
             if status != 202 {
                 return vec![format!("the ingress answered {status}, not 202")];
             }
