@@ -4,9 +4,11 @@
 //! `user.accountId!=ID1,!=ID2` — comma means AND, a clause that starts with an
 //! operator continues the previous attribute, operators are `=`, `!=` and
 //! `IN`. `IN` takes `(a,b,c)` in parentheses or `a|b|c`. Values may be quoted
-//! (`"a,b"`) to hold a comma. The same filter can be written as structured YAML
-//! (`[{path: actor.id, not_in: [ID1, ID2]}]`). Both parse into [`Whitelist`],
-//! which an event must pass or be dropped with reason `filtered`.
+//! (`"a,b"`) to hold a comma; inside quotes `\"` is a quote and `\\` a
+//! backslash (any other backslash stays as written). The same filter can be
+//! written as structured YAML (`[{path: actor.id, not_in: [ID1, ID2]}]`).
+//! Both parse into [`Whitelist`], which an event must pass or be dropped with
+//! reason `filtered`.
 //!
 //! A missing attribute fails `=` and `IN` and passes `!=`: a comment event
 //! without a top-level `user` is not "from" the excluded user. Use `actor.id`
@@ -102,7 +104,7 @@ impl fmt::Display for Clause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let q = |v: &str| {
             if v.contains([',', '|', '(', ')', '"']) || v.trim() != v || v.is_empty() {
-                format!("\"{}\"", v.replace('"', "\\\""))
+                format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
             } else {
                 v.to_owned()
             }
@@ -214,11 +216,24 @@ fn parse_in(rest: &str) -> Result<Vec<String>, String> {
     Ok(values)
 }
 
+/// A quoted value without its quotes, `\"` and `\\` unescaped; an unquoted
+/// value as written.
 fn unquote(v: &str) -> String {
-    match v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        Some(inner) => inner.replace("\\\"", "\""),
-        None => v.to_owned(),
+    let Some(inner) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
+        return v.to_owned();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some(&next @ ('"' | '\\'))) => {
+                out.push(next);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
     }
+    out
 }
 
 /// The whitelist as written in YAML: a ONEiO string or a list of clauses.
@@ -351,11 +366,31 @@ mod tests {
         }
     }
 
+    /// Found by the whitelist fuzz target: a value holding `\"` was rendered
+    /// to text that did not parse back (backslashes were not escaped).
+    #[test]
+    fn backslashes_round_trip() {
+        for text in [
+            r#"event=a"b\"c""#,
+            r#"a="x\\""#,
+            r#"a IN ("p\\q", "r\"s")"#,
+            r"a=DOMAIN\user",
+            r#"a!="\\\"""#,
+        ] {
+            let w = Whitelist::parse(text).unwrap();
+            let rendered = w.to_string();
+            let back = Whitelist::parse(&rendered).unwrap_or_else(|e| panic!("{rendered}: {e}"));
+            assert_eq!(back, w, "{text} → {rendered}");
+        }
+        let value = |text: &str| Whitelist::parse(text).unwrap().clauses[0].values[0].clone();
+        assert_eq!(value(r#"a="x\\y""#), r"x\y");
+        assert_eq!(value(r#"a="x\y""#), r"x\y", "other escapes stay as written");
+        assert_eq!(value(r"a=x\\y"), r"x\\y", "unquoted values are literal");
+        assert_eq!(value(r#"event=a"b\"c""#), r#"a"b\"c""#);
+    }
+
     fn value() -> impl Strategy<Value = String> {
-        prop_oneof![
-            "[A-Za-z0-9:_-]{1,12}",
-            "[ -~]{0,10}".prop_map(|s| s.replace('\\', "")),
-        ]
+        prop_oneof!["[A-Za-z0-9:_-]{1,12}", "[ -~]{0,10}",]
     }
 
     fn clause() -> impl Strategy<Value = Clause> {
