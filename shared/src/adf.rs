@@ -475,8 +475,9 @@ fn inline_wiki(nodes: &[Value], out: &mut String) {
 
 /// Wraps plain text into an ADF document: blank lines separate paragraphs,
 /// single line breaks become `hardBreak`s. Empty text gives an empty doc.
+/// CRLF and a lone CR are line breaks too, so no text node holds a `\r`.
 pub fn from_text(text: &str) -> Value {
-    let normalised = text.replace("\r\n", "\n");
+    let normalised = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut content = Vec::new();
     for para in normalised.split("\n\n") {
         let para = para.trim_matches('\n');
@@ -509,6 +510,18 @@ mod tests {
         assert_eq!(doc["content"][0]["content"][1]["type"], "hardBreak");
         assert_eq!(to_text(&doc), t);
         assert_eq!(from_text("")["content"], json!([]));
+    }
+
+    /// Found by the adf fuzz target: a lone CR before a blank line survived
+    /// text → ADF → text and became a CRLF, so the round trip was not stable.
+    #[test]
+    fn lone_carriage_returns_are_line_breaks() {
+        let t = "wab\r\r\n\n\nd\rx";
+        let once = to_text(&from_text(t));
+        assert_eq!(once, "wab\n\nd\nx");
+        assert_eq!(to_text(&from_text(&once)), once);
+        assert_eq!(from_text("a\rb"), from_text("a\nb"));
+        assert_eq!(from_text("a\r\rb"), from_text("a\n\nb"));
     }
 
     #[test]
