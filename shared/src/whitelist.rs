@@ -64,7 +64,7 @@ impl Whitelist {
                     )
                 })?
             } else {
-                Path::parse(attr.trim())?
+                attribute(attr.trim(), part)?
             };
             let values = match op {
                 Op::In => parse_in(rest.trim())?,
@@ -130,6 +130,24 @@ impl fmt::Display for Whitelist {
         }
         Ok(())
     }
+}
+
+/// The attribute of a clause as a path. It must be balanced on its own
+/// (quotes, parentheses, no comma outside them) so that the clause splits the
+/// same way whatever follows it, and must not be the bare word `in`, which
+/// reads as the `IN` operator.
+fn attribute(attr: &str, part: &str) -> Result<Path, String> {
+    if attr.eq_ignore_ascii_case("in") {
+        return Err(format!(
+            "clause `{part}`: the attribute `{attr}` reads as the operator `IN`; write it as `[\"{attr}\"]`"
+        ));
+    }
+    if !matches!(split_top(attr).as_deref(), Ok([_])) {
+        return Err(format!(
+            "clause `{part}`: quotes or parentheses in the attribute `{attr}` do not pair up"
+        ));
+    }
+    Path::parse(attr)
 }
 
 /// Splits on commas outside quotes and parentheses.
@@ -387,6 +405,32 @@ mod tests {
         assert_eq!(value(r#"a="x\y""#), r"x\y", "other escapes stay as written");
         assert_eq!(value(r"a=x\\y"), r"x\\y", "unquoted values are literal");
         assert_eq!(value(r#"event=a"b\"c""#), r#"a"b\"c""#);
+    }
+
+    /// Found by the whitelist fuzz target: an attribute whose quotes did not
+    /// pair up was accepted when the value's quotes made up for it, and its
+    /// rendering split differently. Also `in` as an attribute, which the
+    /// rendering turned into the continuation form `IN …`.
+    #[test]
+    fn attributes_must_pair_up_on_their_own() {
+        for bad in [
+            r#"p["k="v"]=d,!=x"]=y"#,
+            r#"p["x\"]="1""#,
+            "p[x=(]=1,b=2)",
+            "in=1,IN (a)",
+            "IN IN (a)",
+        ] {
+            assert!(Whitelist::parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            r#"p["k,(x"]=1,!=2"#,
+            "changelog.items[field=Sprint (old)].toString=a",
+            r#"["in"] IN (a,b)"#,
+            "x.in=1",
+        ] {
+            let w = Whitelist::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(Whitelist::parse(&w.to_string()).unwrap(), w, "{good}");
+        }
     }
 
     fn value() -> impl Strategy<Value = String> {
