@@ -4,8 +4,9 @@
 # Stages, in order: tools (a venv with the pinned tools of requirements-tools.txt, zig
 # on PATH, the arm64 Rust target, rustfmt and clippy) -> fmt -> clippy -> moto (AWS
 # emulator on a free loopback port) -> rust-tests -> doc-tests -> lambda-local (both
-# functions under cargo lambda watch) -> sam-validate -> cfn-lint -> check-template ->
-# lambda-build -> sam-build. A failing stage does not stop the later ones, except tools, which all of them need. The summary at the end
+# functions under cargo lambda watch) -> fuzz (each cargo-fuzz target of fuzz/ for
+# RELAY_FUZZ_SECONDS; see infra/scripts/fuzz.sh) -> sam-validate -> cfn-lint ->
+# check-template -> lambda-build -> sam-build. A failing stage does not stop the later ones, except tools, which all of them need. The summary at the end
 # lists every stage; the exit status is non-zero if any failed. Stage output is kept
 # in target/test-logs/.
 #
@@ -13,6 +14,8 @@
 #   RELAY_TOOLS_DIR          venv and bin/ for the tools (default: $REPO/.tools)
 #   RELAY_SKIP_LAMBDA_BUILD  1 skips the arm64 Lambda and sam builds (ignored when CI=true)
 #   RELAY_FIXTURES_DIR       passed on to the tests if set (they default to ../shared/fixtures)
+#   RELAY_FUZZ_SECONDS       seconds per fuzz target (default 60; 0 skips the stage,
+#                            ignored when CI=true)
 #   PYTHON                   interpreter that creates the venv (default: python3, 3.9+)
 set -euo pipefail
 
@@ -219,6 +222,13 @@ if [ -n "$MOTO_PID" ]; then
   run_stage lambda-local "$VENV/bin/python" infra/scripts/lambda_local.py
 fi
 stop_moto # frees memory before the release build
+
+if [ "${RELAY_FUZZ_SECONDS:-60}" = 0 ] && [ "${CI:-}" != true ]; then
+  skip_stage fuzz "RELAY_FUZZ_SECONDS=0"
+else
+  if [ "${RELAY_FUZZ_SECONDS:-60}" = 0 ]; then export RELAY_FUZZ_SECONDS=60; fi
+  run_stage fuzz env RELAY_TOOLS_DIR="$TOOLS" bash infra/scripts/fuzz.sh
+fi
 
 run_stage sam-validate sam validate --lint --template template.yaml
 run_stage cfn-lint cfn-lint template.yaml
