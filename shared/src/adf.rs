@@ -79,7 +79,7 @@ fn block_text(n: &Value, out: &mut String, indent: &str) {
                     continue;
                 }
                 let marker = match node_type(n) {
-                    "orderedList" => format!("{}. ", start + i as u64),
+                    "orderedList" => format!("{}. ", start.saturating_add(i as u64)),
                     "taskList" => {
                         if attr_str(item, "state") == Some("DONE") {
                             "[x] ".to_owned()
@@ -522,6 +522,19 @@ mod tests {
         assert_eq!(to_text(&from_text(&once)), once);
         assert_eq!(from_text("a\rb"), from_text("a\nb"));
         assert_eq!(from_text("a\r\rb"), from_text("a\n\nb"));
+    }
+
+    /// An ordered list may start anywhere (`attrs.order`); numbering stops at
+    /// the largest number instead of overflowing (a panic in checked builds,
+    /// wrapping to 0 in release). Seen while writing the adf fuzz target.
+    #[test]
+    fn ordered_list_numbering_does_not_overflow() {
+        let item = json!({"type": "listItem", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "x"}]}]});
+        let doc = json!({"type": "doc", "version": 1, "content": [
+            {"type": "orderedList", "attrs": {"order": u64::MAX - 1}, "content": [item, item, item]}
+        ]});
+        let max = u64::MAX;
+        assert_eq!(to_text(&doc), format!("{}. x\n{max}. x\n{max}. x", max - 1));
     }
 
     #[test]
