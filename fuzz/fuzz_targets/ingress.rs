@@ -12,7 +12,8 @@
 //!
 //! Checks, beyond "no panic": the status is exactly the one the contract
 //! gives for the request (413 > 404 > 401 > 415 > 400 > 202, computed here
-//! independently); a 202 leaves exactly one message whose envelope decodes,
+//! independently: a body is accepted if it is a JSON object that
+//! `serde_json::Value` reads, nested at most `MAX_DEPTH` levels); a 202 leaves exactly one message whose envelope decodes,
 //! re-encodes to the same text, carries the body unchanged (trimmed), the
 //! endpoint, the delivery id (header, trimmed and clipped, or the body's
 //! SHA-256) and the retry count; its SQS group and dedup ids are valid; every
@@ -27,7 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 use shared::clock::FixedClock;
 use shared::config::{Config, SourceKind};
-use shared::envelope::{read_meta, Envelope};
+use shared::envelope::{read_meta, Envelope, MAX_DEPTH};
 use shared::ingress::{app, IngressState};
 use shared::queue::MemoryQueue;
 use shared::secrets::LocalSecretStore;
@@ -308,7 +309,7 @@ fuzz_target!(|data: &[u8]| {
     // The contract, computed independently of the handler.
     let text = std::str::from_utf8(body).ok();
     let object = text.is_some_and(|t| {
-        matches!(serde_json::from_str::<serde_json::Value>(t), Ok(serde_json::Value::Object(_)))
+        matches!(serde_json::from_str::<serde_json::Value>(t), Ok(v @ serde_json::Value::Object(_)) if depth(&v) <= MAX_DEPTH)
             // Duplicate keys among the fields the envelope reads are refused
             // (serde's derived reader); the rest of the body may repeat keys.
             && read_meta(kind, t).is_ok()
@@ -415,6 +416,15 @@ fn equivalent_authorization(offered: &HeaderValue, right: &str, method: Method) 
         // Any base64 text that decodes to the right `user:pass` passes; the
         // fuzzer cannot reach it without the secret, so compare literally.
         _ => rest.trim() == want_rest,
+    }
+}
+
+/// Levels of objects and arrays in a value (a scalar has none).
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
