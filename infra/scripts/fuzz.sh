@@ -35,9 +35,10 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}/fuzz
 LOGS=${CARGO_TARGET_DIR:-$REPO/target}/fuzz-logs
 export PATH="$TOOLS/bin:$PATH"
 
+# libFuzzer reads -max_total_time=0 as "no limit": refuse it.
 case $SECONDS_PER_TARGET in
-'' | *[!0-9]*)
-  echo "RELAY_FUZZ_SECONDS must be a whole number of seconds" >&2
+'' | *[!0-9]* | 0)
+  echo "RELAY_FUZZ_SECONDS must be a whole number of seconds, at least 1" >&2
   exit 2
   ;;
 esac
