@@ -262,7 +262,7 @@ def drive(port, requests, concurrency, deadline):
         return s
 
     def client():
-        sock, buf, mine = connect(), b"", []
+        sock, buf, mine = None, b"", []
         while True:
             with lock:
                 i = nxt[0]
@@ -272,17 +272,18 @@ def drive(port, requests, concurrency, deadline):
             sent = time.time() * 1000
             t0 = time.perf_counter()
             try:
+                if sock is None:
+                    sock, buf = connect(), b""
                 sock.sendall(requests[i])
                 status, close, buf = _read_response(sock, buf)
-                if close:
-                    sock.close()
-                    sock, buf = connect(), b""
-            except OSError:
-                status = 0
+            except (OSError, ValueError, IndexError):
+                status, close = 0, True
+            if close and sock is not None:
                 sock.close()
-                sock, buf = connect(), b""
+                sock = None
             mine.append((i, sent, time.perf_counter() - t0, status))
-        sock.close()
+        if sock is not None:
+            sock.close()
         with lock:
             results.extend(mine)
 

@@ -102,7 +102,9 @@ def install_n8n(version):
         json.dump({"private": True, "dependencies": {"n8n": version},
                    "overrides": {"xlsx": XLSX_OVERRIDE}}, f, indent=2)
     print(f"installing n8n {version} into {d} (npm, several minutes the first time)", file=sys.stderr)
-    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True,
+    # No install-time analytics (scarf) and no other phoning home.
+    env = dict(os.environ, SCARF_ANALYTICS="false", DO_NOT_TRACK="1")
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, env=env, check=True,
                    timeout=3600)
     return d
 
@@ -124,7 +126,7 @@ def n8n_env(home, port, sandbox, token):
         "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": "127.0.0.1",
         "N8N_RUNNERS_BROKER_PORT": str(common.free_port()),
         "N8N_BLOCK_ENV_ACCESS_IN_NODE": "false",
-        "N8N_LOG_LEVEL": "warn", "NODE_ENV": "production",
+        "N8N_LOG_LEVEL": os.environ.get("BENCH_N8N_LOG_LEVEL", "warn"), "NODE_ENV": "production",
         # Give n8n its fastest setting: successful executions are not stored
         # (errors are, so a failing workflow shows up).
         "EXECUTIONS_DATA_SAVE_ON_SUCCESS": "none", "EXECUTIONS_DATA_SAVE_ON_ERROR": "all",
@@ -175,7 +177,7 @@ def run_target(target, a, latency, base, install):
         warm_req = prepared(warm, path, token)
         while True:
             res, _ = common.drive(port, warm_req[:1], 1, deadline)
-            if res[0][3] == 202 or time.time() > deadline:
+            if (res and 200 <= res[0][3] < 300) or time.time() > deadline:
                 break
             time.sleep(0.2)
         common.drive(port, warm_req[1:], a.concurrency, deadline)
@@ -209,7 +211,7 @@ def run_target(target, a, latency, base, install):
     statuses = {}
     for r in results:
         statuses[r[3]] = statuses.get(r[3], 0) + 1
-    accepted = statuses.get(202, 0)
+    accepted = sum(n for code, n in statuses.items() if 200 <= code < 300)  # relay 202, n8n 200
     span_s = (max(created.values()) - min(sent.values())) / 1000 if created else None
     ms2 = lambda v: round(v, 2) if v is not None else None  # noqa: E731
     return {
@@ -218,7 +220,7 @@ def run_target(target, a, latency, base, install):
         "intake_p50_ms": ms2(common.pct(lat, 0.50)), "intake_p99_ms": ms2(common.pct(lat, 0.99)),
         "expected": len(expected_keys), "applied": len(applied), "echo_leaked": len(leaked),
         "applied_per_s": round(len(applied) / span_s, 1) if span_s else 0.0,
-        "w2r_p50_ms": common.pct(w2r, 0.50), "w2r_p99_ms": common.pct(w2r, 0.99),
+        "w2r_p50_ms": ms2(common.pct(w2r, 0.50)), "w2r_p99_ms": ms2(common.pct(w2r, 0.99)),
         "idle_rss_mib": idle, **rss, "work_dir": work,
     }
 
