@@ -247,10 +247,11 @@ def _read_response(sock, buf):
     return status, hdr.get("connection") == "close", buf
 
 
-def drive(port, requests, concurrency, deadline):
+def drive(port, requests, concurrency, deadline, rate=None):
     """Sends the prepared request byte strings from `concurrency` keep-alive
     connections, each taking the next request when its previous one has been
-    answered. Returns [(index, sent_unix_ms, latency_s, status)], status 0 on
+    answered (closed loop), or, with `rate` (requests/s), not before request
+    i's slot at start + i/rate (paced). Returns [(index, sent_unix_ms, latency_s, status)], status 0 on
     a transport error, and the wall time of the whole run in seconds."""
     lock = threading.Lock()
     nxt = [0]
@@ -261,6 +262,8 @@ def drive(port, requests, concurrency, deadline):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return s
 
+    start = time.perf_counter()
+
     def client():
         sock, buf, mine = None, b"", []
         while True:
@@ -269,6 +272,8 @@ def drive(port, requests, concurrency, deadline):
                 nxt[0] += 1
             if i >= len(requests) or time.time() > deadline:
                 break
+            if rate:
+                time.sleep(max(0.0, start + i / rate - time.perf_counter()))
             sent = time.time() * 1000
             t0 = time.perf_counter()
             try:
@@ -287,10 +292,9 @@ def drive(port, requests, concurrency, deadline):
         with lock:
             results.extend(mine)
 
-    t0 = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sorted(results), time.perf_counter() - t0
+    return sorted(results), time.perf_counter() - start

@@ -13,11 +13,13 @@ For each ServiceNow latency (default 0 ms and 50 ms) and each target:
      (Webhook → IF whitelist → Set mapping → HTTP Request), SQLite, no UI, no
      telemetry, 127.0.0.1;
 3. a warm-up (`--warmup` webhooks, waited for until applied),
-4. the measured load: `--requests` real Cloud `jira:issue_created` webhooks
-   (the fixture, ~13 KB, with its own key per request; every
-   `--echo-every`-th one comes from the integration user and must be dropped)
-   from `--concurrency` keep-alive connections,
-5. waits until every expected incident exists in the sandbox (or stalls).
+4. "load": `--requests` real Cloud `jira:issue_created` webhooks (the
+   fixture, ~13 KB, with its own key per request; every `--echo-every`-th
+   one comes from the integration user and must be dropped) from
+   `--concurrency` keep-alive connections as fast as answered (closed loop),
+   then waits until every expected incident exists in the sandbox;
+5. "paced": `--paced-requests` more at `--paced-rate`/s, below both targets'
+   capacity, so webhook-to-record is the pipeline's latency, not a backlog's.
 
 Prints per run: accepted/s, intake p50/p99, applied/s (incidents created /
 time from first send to last create), webhook-to-record p50/p99 (send →
@@ -26,6 +28,7 @@ every 50 ms) and the ratios relay/n8n.
 
 usage: compare.py [--requests 2000] [--concurrency 16] [--latency-ms 0,50]
                   [--targets relay,n8n] [--workers 4] [--warmup 100]
+                  [--paced-requests 150] [--paced-rate 10]
                   [--n8n-version 2.8.4] [--no-build] [--json FILE]
 """
 import argparse
@@ -158,7 +161,37 @@ def start_n8n(install, sandbox, work, token):
 
 # ---------------------------------------------------------------- one run
 
+def summarize(hooks, results, wall, records):
+    """Figures of one phase: `hooks` as sent, `results` from common.drive,
+    `records` [(incident, created_unix_ms)] from the sandbox."""
+    sent = {hooks[i][0]: ms for i, ms, _, _ in results}
+    expected_keys = {k for k, _, e in hooks if e}
+    created = {}
+    for rec, ms in records:
+        key = rec.get("correlation_id", "")
+        if key in sent:
+            created.setdefault(key, ms)
+    applied = [k for k in created if k in expected_keys]
+    w2r = sorted(created[k] - sent[k] for k in applied)
+    lat = sorted(r[2] * 1000 for r in results)
+    statuses = {}
+    for r in results:
+        statuses[r[3]] = statuses.get(r[3], 0) + 1
+    accepted = sum(n for code, n in statuses.items() if 200 <= code < 300)  # relay 202, n8n 200
+    span_s = (max(created.values()) - min(sent.values())) / 1000 if created else None
+    ms2 = lambda v: round(v, 1) if v is not None else None  # noqa: E731
+    return {
+        "requests": len(results), "statuses": statuses, "accepted_per_s": round(accepted / wall, 1),
+        "intake_p50_ms": ms2(common.pct(lat, 0.50)), "intake_p99_ms": ms2(common.pct(lat, 0.99)),
+        "expected": len(expected_keys), "applied": len(applied), "echo_leaked": len(created) - len(applied),
+        "applied_per_s": round(len(applied) / span_s, 1) if span_s else 0.0,
+        "w2r_p50_ms": ms2(common.pct(w2r, 0.50)), "w2r_p99_ms": ms2(common.pct(w2r, 0.99)),
+    }
+
+
 def run_target(target, a, latency, base, install):
+    """Warm-up, then the closed-loop load (throughput), then a paced load
+    below both targets' capacity (webhook-to-record latency without a backlog)."""
     work = tempfile.mkdtemp(prefix=f"relay-bench-{target}-")
     token = "bench-token-" + os.urandom(8).hex()
     sandbox = common.Sandbox(latency)
@@ -170,6 +203,7 @@ def run_target(target, a, latency, base, install):
         path = "/webhook/jira"
     sampler = common.RssSampler(proc.pid)
     deadline = time.time() + a.timeout
+    records = []
     try:
         idle = common.RssSampler(proc.pid, interval=3600).stop()["peak_rss_mib"]
         # Warm-up; the first answers may be 404 until n8n has registered the webhook.
@@ -181,48 +215,29 @@ def run_target(target, a, latency, base, install):
                 break
             time.sleep(0.2)
         common.drive(port, warm_req[1:], a.concurrency, deadline)
-        warm_expected = sum(1 for _, _, e in warm if e)
-        got = sandbox.wait_incidents(warm_expected, deadline)
-        if got < warm_expected:
-            sys.exit(f"{target}: warm-up applied {got}/{warm_expected}; see {work}")
+        done = sum(1 for _, _, e in warm if e)
+        got = sandbox.wait_incidents(done, deadline)
+        if got < done:
+            sys.exit(f"{target}: warm-up applied {got}/{done}; see {work}")
 
-        hooks = webhooks(base, f"BENCH{latency}", a.requests, a.echo_every)
-        reqs = prepared(hooks, path, token)
-        results, wall = common.drive(port, reqs, a.concurrency, deadline)
-        expected = sum(1 for _, _, e in hooks if e)
-        sandbox.wait_incidents(warm_expected + expected, deadline)
+        phases = []
+        for name, n, rate in (("load", a.requests, None), ("paced", a.paced_requests, a.paced_rate)):
+            if n <= 0:
+                continue
+            hooks = webhooks(base, f"{name.upper()}{latency}", n, a.echo_every)
+            results, wall = common.drive(port, prepared(hooks, path, token), a.concurrency, deadline, rate)
+            done += sum(1 for _, _, e in hooks if e)
+            sandbox.wait_incidents(done, deadline)
+            phases.append((name, hooks, results, wall))
         rss = sampler.stop()
     finally:
         sampler.stop()
         common.stop_process(proc)
         records = sandbox.stop()
-
-    sent = {hooks[i][0]: ms for i, ms, _, _ in results}
-    expected_keys = {k for k, _, e in hooks if e}
-    created = {}
-    for rec, ms in records:
-        key = rec.get("correlation_id", "")
-        if key in sent:
-            created.setdefault(key, ms)
-    applied = [k for k in created if k in expected_keys]
-    leaked = [k for k in created if k not in expected_keys]
-    w2r = sorted(created[k] - sent[k] for k in applied)
-    lat = sorted(r[2] * 1000 for r in results)
-    statuses = {}
-    for r in results:
-        statuses[r[3]] = statuses.get(r[3], 0) + 1
-    accepted = sum(n for code, n in statuses.items() if 200 <= code < 300)  # relay 202, n8n 200
-    span_s = (max(created.values()) - min(sent.values())) / 1000 if created else None
-    ms2 = lambda v: round(v, 2) if v is not None else None  # noqa: E731
-    return {
-        "target": target, "sn_latency_ms": latency, "requests": len(results), "statuses": statuses,
-        "accepted_per_s": round(accepted / wall, 1),
-        "intake_p50_ms": ms2(common.pct(lat, 0.50)), "intake_p99_ms": ms2(common.pct(lat, 0.99)),
-        "expected": len(expected_keys), "applied": len(applied), "echo_leaked": len(leaked),
-        "applied_per_s": round(len(applied) / span_s, 1) if span_s else 0.0,
-        "w2r_p50_ms": ms2(common.pct(w2r, 0.50)), "w2r_p99_ms": ms2(common.pct(w2r, 0.99)),
-        "idle_rss_mib": idle, **rss, "work_dir": work,
-    }
+    out = {"target": target, "sn_latency_ms": latency, "idle_rss_mib": idle, **rss, "work_dir": work}
+    for name, hooks, results, wall in phases:
+        out[name] = summarize(hooks, results, wall, records)
+    return out
 
 
 def ratio(a, b):
@@ -235,6 +250,8 @@ def main():
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--workers", type=int, default=4, help="relay serve --workers")
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--paced-requests", type=int, default=150, help="webhooks of the paced phase (0: none)")
+    ap.add_argument("--paced-rate", type=float, default=10.0, help="webhooks/s of the paced phase")
     ap.add_argument("--echo-every", type=int, default=10, help="every Nth webhook is from the integration user")
     ap.add_argument("--latency-ms", default="0,50", help="added ServiceNow latencies, comma-separated")
     ap.add_argument("--targets", default="relay,n8n")
@@ -257,22 +274,30 @@ def main():
             print(json.dumps(r), file=sys.stderr)
             runs.append(r)
 
-    cols = ["target", "sn_latency_ms", "accepted_per_s", "intake_p50_ms", "intake_p99_ms", "applied",
-            "applied_per_s", "w2r_p50_ms", "w2r_p99_ms", "idle_rss_mib", "peak_rss_mib", "sum_vmhwm_mib"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
+    cols = ["accepted_per_s", "intake_p50_ms", "intake_p99_ms", "applied", "applied_per_s", "w2r_p50_ms",
+            "w2r_p99_ms"]
+    print("| target | SN latency | phase | " + " | ".join(cols) + " | idle RSS MiB | peak RSS MiB | sum VmHWM MiB |")
+    print("|" + "---|" * (len(cols) + 6))
     for r in runs:
-        print("| " + " | ".join(str(r[c]) if c != "applied" else f"{r['applied']}/{r['expected']}"
-                                for c in cols) + " |")
+        for phase in ("load", "paced"):
+            p = r.get(phase)
+            if p:
+                cells = [f"{p['applied']}/{p['expected']}" if c == "applied" else str(p[c]) for c in cols]
+                print(f"| {r['target']} | {r['sn_latency_ms']} ms | {phase} | " + " | ".join(cells)
+                      + f" | {r['idle_rss_mib']} | {r['peak_rss_mib']} | {r['sum_vmhwm_mib']} |")
     by = {(r["target"], r["sn_latency_ms"]): r for r in runs}
     for latency in sorted({r["sn_latency_ms"] for r in runs}):
         rl, rn = by.get(("relay", latency)), by.get(("n8n", latency))
-        if rl and rn:
-            print(f"ratios at {latency} ms: accepted/s relay/n8n {ratio(rl['accepted_per_s'], rn['accepted_per_s'])}x, "
-                  f"applied/s {ratio(rl['applied_per_s'], rn['applied_per_s'])}x, "
-                  f"intake p99 n8n/relay {ratio(rn['intake_p99_ms'], rl['intake_p99_ms'])}x, "
-                  f"w2r p99 n8n/relay {ratio(rn['w2r_p99_ms'], rl['w2r_p99_ms'])}x, "
-                  f"peak RSS n8n/relay {ratio(rn['peak_rss_mib'], rl['peak_rss_mib'])}x")
+        if rl and rn and "load" in rl and "load" in rn:
+            ll, nl = rl["load"], rn["load"]
+            line = (f"ratios at {latency} ms: accepted/s relay/n8n {ratio(ll['accepted_per_s'], nl['accepted_per_s'])}x, "
+                    f"applied/s {ratio(ll['applied_per_s'], nl['applied_per_s'])}x, "
+                    f"intake p99 n8n/relay {ratio(nl['intake_p99_ms'], ll['intake_p99_ms'])}x, "
+                    f"peak RSS n8n/relay {ratio(rn['peak_rss_mib'], rl['peak_rss_mib'])}x")
+            if "paced" in rl and "paced" in rn:
+                line += (f", paced w2r p99 n8n/relay "
+                         f"{ratio(rn['paced']['w2r_p99_ms'], rl['paced']['w2r_p99_ms'])}x")
+            print(line)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(runs, f, indent=2)
