@@ -161,6 +161,21 @@ def tree_pids(root):
     return out
 
 
+def cpu_seconds(root):
+    """User + system CPU time consumed so far by root and its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree_pids(root):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / tick
+
+
 def status_kib(pid, field):
     try:
         with open(f"/proc/{pid}/status") as f:

@@ -225,18 +225,22 @@ def run_target(target, a, latency, base, install):
             if n <= 0:
                 continue
             hooks = webhooks(base, f"{name.upper()}{latency}", n, a.echo_every)
+            cpu0 = common.cpu_seconds(proc.pid)
             results, wall = common.drive(port, prepared(hooks, path, token), a.concurrency, deadline, rate)
             done += sum(1 for _, _, e in hooks if e)
             sandbox.wait_incidents(done, deadline)
-            phases.append((name, hooks, results, wall))
+            cpu = common.cpu_seconds(proc.pid) - cpu0
+            phases.append((name, hooks, results, wall, cpu))
         rss = sampler.stop()
     finally:
         sampler.stop()
         common.stop_process(proc)
         records = sandbox.stop()
     out = {"target": target, "sn_latency_ms": latency, "idle_rss_mib": idle, **rss, "work_dir": work}
-    for name, hooks, results, wall in phases:
+    for name, hooks, results, wall, cpu in phases:
         out[name] = summarize(hooks, results, wall, records)
+        # The target's own CPU (its whole process tree) per webhook sent.
+        out[name]["cpu_ms_per_webhook"] = round(cpu * 1000 / max(1, len(hooks)), 2)
     return out
 
 
@@ -275,7 +279,7 @@ def main():
             runs.append(r)
 
     cols = ["accepted_per_s", "intake_p50_ms", "intake_p99_ms", "applied", "applied_per_s", "w2r_p50_ms",
-            "w2r_p99_ms"]
+            "w2r_p99_ms", "cpu_ms_per_webhook"]
     print("| target | SN latency | phase | " + " | ".join(cols) + " | idle RSS MiB | peak RSS MiB | sum VmHWM MiB |")
     print("|" + "---|" * (len(cols) + 6))
     for r in runs:
