@@ -17,7 +17,10 @@ fn fixtures_dir() -> PathBuf {
 fn bench(c: &mut Criterion) {
     let dir = fixtures_dir().join("adf");
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("*** SKIPPED adf bench: no fixtures at {} ***", dir.display());
+        eprintln!(
+            "*** SKIPPED adf bench: no fixtures at {} ***",
+            dir.display()
+        );
         return;
     };
     let mut docs: Vec<(String, serde_json::Value)> = entries
@@ -25,7 +28,10 @@ fn bench(c: &mut Criterion) {
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .map(|e| {
             let raw = std::fs::read(e.path()).unwrap();
-            (e.file_name().to_string_lossy().into_owned(), serde_json::from_slice(&raw).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                serde_json::from_slice(&raw).unwrap(),
+            )
         })
         .filter(|(_, v)| shared::adf::is_adf(v))
         .collect();
