@@ -12,42 +12,23 @@ from C client threads with keep-alive connections. Reports:
 - peak RSS of the relay process (VmHWM).
 
 Usage: python3 infra/bench/serve_load.py [--requests 2000] [--concurrency 16]
-       [--workers 4] [--no-build]
+       [--workers 4] [--servicenow-latency-ms 0] [--no-build]
 """
 import argparse
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+ROOT = common.ROOT
 TOKEN = "bench-token-" + os.urandom(8).hex()
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def peak_rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def payloads(n):
@@ -72,46 +53,18 @@ def main():
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--servicenow-latency-ms", type=int, default=0, help="added to every ServiceNow answer")
     ap.add_argument("--timeout", type=int, default=300, help="give up after this many seconds")
     a = ap.parse_args()
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "relay", "-p", "relay-sandbox"], cwd=ROOT, check=True)
-    relay_bin = os.path.join(TARGET, "release", "relay")
-    sandbox_bin = os.path.join(TARGET, "release", "sandbox")
-
+    relay_bin = common.release_bin("relay")
     work = tempfile.mkdtemp(prefix="relay-bench-")
-    sandbox = subprocess.Popen([sandbox_bin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    urls = json.loads(sandbox.stdout.readline())
-    with open(os.path.join(ROOT, "examples", "jira-to-servicenow.yaml")) as f:
-        config = f.read().replace("https://example.service-now.com", urls["servicenow"]).replace(
-            "https://example.atlassian.net", urls["jira"])
-    with open(os.path.join(work, "relay.yaml"), "w") as f:
-        f.write(config)
-    secrets = os.path.join(work, "secrets.yaml")
-    fd = os.open(secrets, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, (f"secrets:\n  relay/webhook:\n    token: {TOKEN}\n    hmac: {os.urandom(8).hex()}\n"
-                  "  relay/servicenow:\n    username: relay.integration\n    password: snow-password\n"
-                  "  relay/jira:\n    email: relay@example.com\n    api_token: jira-api-token\n").encode())
-    os.close(fd)
-    port = free_port()
-    data = os.path.join(work, "data")
-    relay = subprocess.Popen([relay_bin, "serve", "--config", os.path.join(work, "relay.yaml"), "--secrets", secrets,
-                              "--data-dir", data, "--listen", f"127.0.0.1:{port}", "--workers", str(a.workers)],
-                             stdout=open(os.path.join(work, "relay.log"), "w"), stderr=subprocess.STDOUT)
+    sandbox = common.Sandbox(a.servicenow_latency_ms)
+    relay = None
     deadline = time.time() + a.timeout
     try:
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if relay.poll() is not None or time.time() > deadline:
-                sys.exit("relay serve did not start")
-            time.sleep(0.05)
-
+        relay, port, data = common.start_relay(sandbox, work, TOKEN, a.workers)
         work_items = payloads(a.requests)
         lock = threading.Lock()
         latencies, statuses = [], {}
@@ -157,9 +110,9 @@ def main():
                 sys.exit(f"not drained before the timeout: {out}")
             time.sleep(0.05)
         t_applied = time.perf_counter() - t_start
-        rss = peak_rss_kib(relay.pid)
+        rss = common.status_kib(relay.pid, "VmHWM")
         latencies.sort()
-        pct = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+        pct = lambda p: common.pct(latencies, p) * 1000  # noqa: E731
         accepted = statuses.get(202, 0)
         result = {
             "requests": 2 * len(work_items), "concurrency": a.concurrency, "workers": a.workers,
@@ -172,13 +125,9 @@ def main():
         result["log"] = os.path.join(work, "relay.log")
         print(json.dumps(result, indent=2))
     finally:
-        relay.send_signal(signal.SIGTERM)
-        try:
-            relay.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            relay.kill()
-        sandbox.stdin.close()
-        sandbox.wait(timeout=10)
+        if relay is not None:
+            common.stop_process(relay)
+        sandbox.stop()
 
 
 if __name__ == "__main__":

@@ -3,14 +3,59 @@
 //! line, then serves until stdin closes or Ctrl-C. For trying the worker by
 //! hand (`cargo lambda watch` + `cargo lambda invoke`) without a real
 //! ServiceNow or Jira. Default credentials: see `sandbox::*_server`.
+//!
+//! Options (for the benchmarks in `infra/bench/`):
+//! - `--servicenow-latency-ms N`: every ServiceNow answer comes N ms later.
+//! - `--records-json`: at exit, print each incident as one JSON line on
+//!   stdout, `{"record": {...}, "created_unix_ms": ...}`.
 #![forbid(unsafe_code)]
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use sandbox::jira_server::JiraServer;
 use sandbox::servicenow_server::ServiceNowServer;
 
+struct Options {
+    latency_ms: u64,
+    records_json: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        latency_ms: 0,
+        records_json: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--servicenow-latency-ms" => {
+                let v = args.next().ok_or("--servicenow-latency-ms needs a value")?;
+                o.latency_ms = v
+                    .parse()
+                    .map_err(|_| format!("--servicenow-latency-ms: not a number: {v}"))?;
+            }
+            "--records-json" => o.records_json = true,
+            other => {
+                return Err(format!(
+                    "unknown argument {other} (usage: sandbox [--servicenow-latency-ms N] [--records-json])"
+                ))
+            }
+        }
+    }
+    Ok(o)
+}
+
 #[tokio::main]
 async fn main() {
+    let opts = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            std::process::exit(2);
+        }
+    };
     let sn = ServiceNowServer::start().await;
+    sn.set_latency(Duration::from_millis(opts.latency_ms));
     let jira = JiraServer::start().await;
     println!(
         "{}",
@@ -26,13 +71,24 @@ async fn main() {
         _ = tokio::signal::ctrl_c() => {}
         _ = stdin_closed => {}
     }
-    let incidents = sn.records("incident");
+    let incidents = sn.records_created("incident");
     eprintln!(
         "sandbox: {} incident(s), {} Jira issue(s)",
         incidents.len(),
         jira.issues().len()
     );
-    for i in incidents {
-        eprintln!("  {}", serde_json::Value::Object(i));
+    for (record, created) in incidents {
+        if opts.records_json {
+            let ms = created
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            println!(
+                "{}",
+                serde_json::json!({"record": record, "created_unix_ms": ms as u64})
+            );
+        } else {
+            eprintln!("  {}", serde_json::Value::Object(record));
+        }
     }
 }

@@ -6,13 +6,14 @@
 //! (`caller_id`, `opened_by`, `assigned_to`, `assignment_group`,
 //! `sys_domain`) come back as `{"link", "value"}`; `comments` and
 //! `work_notes` are journal fields (they read back as `""`, see
-//! [`ServiceNowServer::journal`]). Order per request: record, auth, faults,
-//! handler (the OAuth endpoint skips auth).
+//! [`ServiceNowServer::journal`]). Order per request: record, added latency
+//! ([`ServiceNowServer::set_latency`]), auth, faults, handler (the OAuth
+//! endpoint skips auth).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -176,6 +177,9 @@ struct SnState {
     token_prefix: String,
     tokens: Vec<Token>,
     requests: Vec<Recorded>,
+    /// When each record was inserted (sys_id → wall clock), finer than
+    /// `sys_created_on`'s seconds; for the benchmarks' webhook-to-record time.
+    created_at: BTreeMap<String, SystemTime>,
     rng: XorShift,
 }
 
@@ -183,6 +187,8 @@ struct Shared {
     base: String,
     state: Mutex<SnState>,
     faults: Faults,
+    /// Added to every answer (milliseconds), like a remote instance's round trip.
+    latency_ms: AtomicU64,
 }
 
 /// Handle on a running ServiceNow stand-in (cheap to clone).
@@ -222,9 +228,11 @@ impl ServiceNowServer {
                 token_prefix: String::new(),
                 tokens: Vec::new(),
                 requests: Vec::new(),
+                created_at: BTreeMap::new(),
                 rng: XorShift::new(0x5EED_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
             }),
             faults: Faults::default(),
+            latency_ms: AtomicU64::new(0),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         tokio::spawn(async move {
@@ -278,6 +286,34 @@ impl ServiceNowServer {
             .entry(table.into())
             .or_default()
             .extend(fields.iter().map(|f| f.to_string()));
+    }
+
+    /// Every request from now on is answered `latency` later (after it is
+    /// recorded, before auth and handling), like a remote instance.
+    pub fn set_latency(&self, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.shared.latency_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Records of `table` with the wall-clock time each was inserted.
+    pub fn records_created(&self, table: &str) -> Vec<(Map<String, Value>, SystemTime)> {
+        let st = self.state();
+        st.tables
+            .get(table)
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let id = r.get("sys_id").and_then(Value::as_str).unwrap_or_default();
+                        let at = st
+                            .created_at
+                            .get(id)
+                            .copied()
+                            .unwrap_or(SystemTime::UNIX_EPOCH);
+                        (r.clone(), at)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The fault plan of this server.
@@ -464,6 +500,7 @@ impl SnState {
             rec.insert(k.into(), Value::String(v));
         }
         self.write(table, &mut rec, fields, user, any_field);
+        self.created_at.insert(sys_id, SystemTime::now());
         self.tables
             .entry(table.into())
             .or_default()
@@ -660,6 +697,10 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default();
     let rec = Recorded::new(&parts, &bytes);
     lock(&sh.state).requests.push(rec);
+    let latency = sh.latency_ms.load(Ordering::Relaxed);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
     let path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query());
 
