@@ -28,7 +28,7 @@ every 50 ms) and the ratios relay/n8n.
 
 usage: compare.py [--requests 2000] [--concurrency 16] [--latency-ms 0,50]
                   [--targets relay,n8n] [--workers 4] [--warmup 100]
-                  [--paced-requests 150] [--paced-rate 10]
+                  [--paced-requests 100] [--paced-rate 5]
                   [--n8n-version 2.8.4] [--no-build] [--json FILE]
 """
 import argparse
@@ -254,8 +254,8 @@ def main():
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--workers", type=int, default=4, help="relay serve --workers")
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--paced-requests", type=int, default=150, help="webhooks of the paced phase (0: none)")
-    ap.add_argument("--paced-rate", type=float, default=10.0, help="webhooks/s of the paced phase")
+    ap.add_argument("--paced-requests", type=int, default=100, help="webhooks of the paced phase (0: none)")
+    ap.add_argument("--paced-rate", type=float, default=5.0, help="webhooks/s of the paced phase")
     ap.add_argument("--echo-every", type=int, default=10, help="every Nth webhook is from the integration user")
     ap.add_argument("--latency-ms", default="0,50", help="added ServiceNow latencies, comma-separated")
     ap.add_argument("--targets", default="relay,n8n")

@@ -1274,6 +1274,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn added_latency_and_creation_times() {
+        let sn = ServiceNowServer::start().await;
+        sn.set_latency(Duration::from_millis(60));
+        let before = SystemTime::now();
+        let started = Instant::now();
+        let r = client()
+            .post(format!("{}/api/now/table/incident", sn.base_url()))
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+            .json(&json!({"short_description": "slow", "correlation_id": "LAT-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        assert!(started.elapsed() >= Duration::from_millis(60));
+        let created = sn.records_created("incident");
+        assert_eq!(created.len(), 1);
+        assert_eq!(created[0].0["correlation_id"], "LAT-1");
+        // Stored after the added latency, not when the request arrived.
+        assert!(created[0].1 >= before + Duration::from_millis(60));
+        assert!(created[0].1 <= SystemTime::now());
+
+        sn.set_latency(Duration::ZERO);
+        let seeded = sn.seed("incident", json!({"correlation_id": "LAT-2"}));
+        let created = sn.records_created("incident");
+        assert_eq!(created.len(), 2);
+        assert_eq!(created[1].0["sys_id"], seeded.as_str());
+        assert!(created[1].1 >= created[0].1);
+    }
+
+    #[tokio::test]
     async fn query_language() {
         let sn = ServiceNowServer::start().await;
         let a = sn.seed(
