@@ -29,10 +29,9 @@
 mod common;
 
 use common::{chmod, drained, free_port, relay, repo, Serve};
-use sandbox::faults::Rates;
 use sandbox::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
-use sandbox::soak::{check, payloads, plan};
+use sandbox::soak::{check, rates, scenario};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -153,20 +152,8 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     let mut serve = Serve::spawn_with(dir.path(), port, &args);
     serve.ready().await;
 
-    let plan = plan(issues, webhooks, 0x50a4);
-    let mut bodies = Vec::new();
-    let mut expected = Vec::new();
-    for (i, events) in plan.iter().enumerate() {
-        let (b, e) = payloads(i, events, &jira);
-        bodies.push(b);
-        expected.push(e);
-    }
-    let rates = Rates {
-        server_error: 0.20,
-        rate_limited: 0.10,
-        timeout: 0.02,
-        timeout_ms: 3000,
-    };
+    let (bodies, expected) = scenario(issues, webhooks, 0x50a4, &jira);
+    let rates = rates();
     sn.faults().set_rates(rates.clone(), 7);
     jira.faults().set_rates(rates, 11);
 

@@ -5,6 +5,7 @@
 //! counts what is lost, duplicated, out of order or wrong. Used by the soak
 //! tests of `relay serve` and of the SQS + worker path.
 
+use crate::faults::Rates;
 use crate::jira_server::JiraServer;
 use crate::servicenow_server::ServiceNowServer;
 use serde_json::{json, Value};
@@ -171,6 +172,32 @@ pub fn payloads(i: usize, events: &[Ev], jira: &JiraServer) -> (Vec<Value>, Expe
         out.push(body);
     }
     (out, exp)
+}
+
+/// The whole scenario: every issue's webhooks in order, and what ServiceNow
+/// must hold for each issue afterwards.
+pub fn scenario(
+    issues: usize,
+    webhooks: usize,
+    seed: u64,
+    jira: &JiraServer,
+) -> (Vec<Vec<Value>>, Vec<Expected>) {
+    plan(issues, webhooks, seed)
+        .iter()
+        .enumerate()
+        .map(|(i, events)| payloads(i, events, jira))
+        .unzip()
+}
+
+/// The soak's fault rates: 20 % 503, 10 % 429 with `Retry-After: 1`, 2 %
+/// answered after 3 s (beyond the soaks' 2 s call timeout).
+pub fn rates() -> Rates {
+    Rates {
+        server_error: 0.20,
+        rate_limited: 0.10,
+        timeout: 0.02,
+        timeout_ms: 3000,
+    }
 }
 
 #[derive(Default, Debug)]

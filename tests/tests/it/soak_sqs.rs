@@ -30,11 +30,10 @@
 //! visibility 0, as `worker_flow` does. Size: `RELAY_SOAK_SQS_WEBHOOKS`
 //! (default 200).
 
-use relay_tests::faults::Rates;
 use relay_tests::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
 use relay_tests::{aws_endpoint, create_fifo_queue, sdk_config, unique};
-use sandbox::soak::{check, payloads, plan};
+use sandbox::soak::{check, rates, scenario};
 use serde_json::{json, Value};
 use shared::clock::SystemClock;
 use shared::config::Config;
@@ -349,20 +348,8 @@ async fn soak_through_sqs_and_the_worker_handler() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut running = pollers(&aws, &instance(), &stop);
 
-    let plan = plan(issues, webhooks, 0x5a5);
-    let mut bodies = Vec::new();
-    let mut expected = Vec::new();
-    for (i, events) in plan.iter().enumerate() {
-        let (b, e) = payloads(i, events, &jira);
-        bodies.push(b);
-        expected.push(e);
-    }
-    let rates = Rates {
-        server_error: 0.20,
-        rate_limited: 0.10,
-        timeout: 0.02,
-        timeout_ms: 3000,
-    };
+    let (bodies, expected) = scenario(issues, webhooks, 0x5a5, &jira);
+    let rates = rates();
     sn.faults().set_rates(rates.clone(), 17);
     jira.faults().set_rates(rates, 19);
 
