@@ -20,6 +20,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod plan;
 pub mod queue;
+pub mod reconcile;
 pub mod rules;
 pub mod schema;
 pub mod secret;
