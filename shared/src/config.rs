@@ -35,6 +35,8 @@ pub struct Config {
     /// Per-endpoint whitelists by endpoint name (`endpoints[].whitelist`);
     /// kept here so that `Endpoint` stays a plain auth/routing record.
     pub whitelists: std::collections::BTreeMap<String, crate::whitelist::Whitelist>,
+    /// Reconciliation sweeps by endpoint name (`endpoints[].reconcile`).
+    pub reconcile: std::collections::BTreeMap<String, crate::reconcile::ReconcileSpec>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -254,6 +256,8 @@ struct RawEndpoint {
     auth: Spanned<EndpointAuth>,
     #[serde(default)]
     whitelist: Option<Spanned<crate::whitelist::WhitelistSpec>>,
+    #[serde(default)]
+    reconcile: Option<Spanned<crate::reconcile::spec::ReconcileYaml>>,
 }
 
 /// Brackets the field path inside a parse error message.
@@ -449,6 +453,7 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     let mut seen = HashSet::new();
     let mut endpoints = Vec::with_capacity(raw.endpoints.value.len());
     let mut whitelists = std::collections::BTreeMap::new();
+    let mut sweeps = Vec::new();
     for (i, ep) in raw.endpoints.value.into_iter().enumerate() {
         let name = ep.name.value.clone();
         if !is_valid_endpoint_name(&name) {
@@ -483,6 +488,9 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
                 Err(e) => problems.push(problem(&w, format!("endpoints[{i}].whitelist"), e, "write `attr!=VALUE,!=OTHER` (comma = AND; `=`, `!=`, `IN (a,b)`), or a list of `{path, equals|not_equals|in|not_in}`")),
             }
         }
+        if let Some(r) = ep.reconcile {
+            sweeps.push((i, name.clone(), ep.kind, r));
+        }
         endpoints.push(Endpoint {
             name,
             kind: ep.kind,
@@ -492,6 +500,14 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     }
     let connections = crate::connections::check_connections(raw.connections, problems);
     let rules = crate::rules::check_rules(raw.rules, &endpoints, &connections, problems);
+    let mut reconcile = std::collections::BTreeMap::new();
+    for (i, name, kind, raw) in sweeps {
+        let spec =
+            crate::reconcile::spec::check(i, &name, kind, &raw, &connections, &rules, problems);
+        if let Some(spec) = spec {
+            reconcile.insert(name, spec);
+        }
+    }
     Config {
         version: raw.version.value,
         limits,
@@ -499,6 +515,7 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         connections,
         rules,
         whitelists,
+        reconcile,
     }
 }
 

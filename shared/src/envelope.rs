@@ -102,6 +102,13 @@ pub struct Envelope {
     pub source_key: Option<String>,
     /// `X-Atlassian-Webhook-Identifier`, else `sha256:<hex of the body>`.
     pub delivery_id: String,
+    /// The change the event reports, when the payload names it
+    /// (`issue:<id>:created`, `changelog:<id>`, `comment:<id>:created`,
+    /// `attachment:<id>:created`). A webhook and a reconciliation sweep
+    /// that report the same change carry the same one, so the queue's
+    /// deduplication sees them as one message (see [`Envelope::dedup_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<String>,
     /// `X-Atlassian-Webhook-Retry` (0 on first delivery).
     #[serde(default)]
     pub retry: u32,
@@ -165,6 +172,8 @@ pub struct WebhookMeta {
     pub source_id: Option<String>,
     pub source_key: Option<String>,
     pub actor: Option<Actor>,
+    /// See [`Envelope::change_id`].
+    pub change_id: Option<String>,
 }
 
 impl Envelope {
@@ -226,6 +235,7 @@ impl Envelope {
             source_id: meta.source_id,
             source_key: meta.source_key,
             delivery_id,
+            change_id: meta.change_id,
             retry: headers.retry.unwrap_or(0),
             received_at,
             actor: meta.actor,
@@ -262,10 +272,14 @@ impl Envelope {
         sqs_id(&format!("{}:{}", self.endpoint, id))
     }
 
-    /// `MessageDeduplicationId`: endpoint + delivery id, so a retried delivery
-    /// is enqueued once.
+    /// `MessageDeduplicationId`: endpoint + the change the event reports
+    /// when the payload names it, else endpoint + delivery id. So a retried
+    /// delivery, the same change sent by two webhooks, and a reconciliation
+    /// sweep's envelope for a change a webhook also delivered are enqueued
+    /// once within the dedup window.
     pub fn dedup_id(&self) -> String {
-        sqs_id(&format!("{}:{}", self.endpoint, self.delivery_id))
+        let id = self.change_id.as_deref().unwrap_or(&self.delivery_id);
+        sqs_id(&format!("{}:{}", self.endpoint, id))
     }
 }
 
@@ -497,6 +511,7 @@ struct IssueHead {
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 struct ChildHead {
+    id: Str,
     #[serde(rename = "self")]
     self_url: Str,
     #[serde(rename = "issueId")]
@@ -504,6 +519,12 @@ struct ChildHead {
     author: Obj<UserHead>,
     #[serde(rename = "updateAuthor")]
     update_author: Obj<UserHead>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct ChangelogHead {
+    id: Str,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -518,6 +539,7 @@ struct Head {
     comment: Obj<ChildHead>,
     worklog: Obj<ChildHead>,
     attachment: Obj<ChildHead>,
+    changelog: Obj<ChangelogHead>,
     // ServiceNow (the relay's business rule sends these)
     event: Str,
     sys_id: Str,
@@ -550,12 +572,28 @@ pub fn read_meta(source: SourceKind, text: &str) -> Result<WebhookMeta, PayloadE
                 name: Some(name),
                 ..Actor::default()
             }),
+            change_id: None,
         },
     })
 }
 
 fn jira_meta(head: Head) -> WebhookMeta {
     let issue = head.issue.0.unwrap_or_default();
+    let event = head.webhook_event.0.unwrap_or_else(|| "unknown".to_owned());
+    let id_of = |c: &Option<ChildHead>| c.as_ref().and_then(|c| c.id.0.clone());
+    let change_id = match event.as_str() {
+        "jira:issue_created" => issue.id.0.as_ref().map(|id| format!("issue:{id}:created")),
+        "jira:issue_updated" => head
+            .changelog
+            .0
+            .and_then(|c| c.id.0)
+            .map(|id| format!("changelog:{id}")),
+        "comment_created" => id_of(&head.comment.0).map(|id| format!("comment:{id}:created")),
+        "attachment_created" => {
+            id_of(&head.attachment.0).map(|id| format!("attachment:{id}:created"))
+        }
+        _ => None,
+    };
     let children = [head.comment.0, head.worklog.0, head.attachment.0];
     let child_issue_id = children.iter().flatten().find_map(|c| {
         c.issue_id
@@ -574,11 +612,12 @@ fn jira_meta(head: Head) -> WebhookMeta {
         })
     });
     WebhookMeta {
-        event: head.webhook_event.0.unwrap_or_else(|| "unknown".to_owned()),
+        event,
         event_type: head.issue_event_type_name.0,
         source_id: issue.id.0.or(child_issue_id),
         source_key: issue.key.0,
         actor,
+        change_id,
     }
 }
 
@@ -600,6 +639,48 @@ mod tests {
         assert_eq!(m.source_id.as_deref(), Some("10040"));
         assert_eq!(m.source_key.as_deref(), Some("TES-41"));
         assert_eq!(m.actor.unwrap().account_id.as_deref(), Some("abc"));
+        assert_eq!(m.change_id, None, "no changelog: no change id");
+    }
+
+    #[test]
+    fn change_ids() {
+        let c = |json: &str| meta(json).change_id;
+        assert_eq!(
+            c(r#"{"webhookEvent":"jira:issue_created","issue":{"id":"10040"}}"#).as_deref(),
+            Some("issue:10040:created")
+        );
+        assert_eq!(
+            c(r#"{"webhookEvent":"jira:issue_updated","issue":{"id":"1"},"changelog":{"id":"10500","items":[]}}"#).as_deref(),
+            Some("changelog:10500")
+        );
+        assert_eq!(
+            c(r#"{"webhookEvent":"comment_created","comment":{"id":"77"},"issue":{"id":"1"}}"#)
+                .as_deref(),
+            Some("comment:77:created")
+        );
+        assert_eq!(
+            c(r#"{"webhookEvent":"attachment_created","attachment":{"id":10000}}"#).as_deref(),
+            Some("attachment:10000:created")
+        );
+        // Updates of a comment are changes of their own: delivery id.
+        assert_eq!(
+            c(r#"{"webhookEvent":"comment_updated","comment":{"id":"77"}}"#),
+            None
+        );
+        let h = DeliveryHeaders {
+            webhook_id: Some("w-1".into()),
+            retry: None,
+        };
+        let e = Envelope::build(
+            "jira",
+            SourceKind::Jira,
+            br#"{"webhookEvent":"comment_created","comment":{"id":"77"},"issue":{"id":"1"}}"#,
+            &h,
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(e.dedup_id(), "jira:comment:77:created");
+        assert_eq!(e.delivery_id, "w-1");
     }
 
     #[test]

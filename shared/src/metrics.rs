@@ -19,6 +19,8 @@
 //! | `DeadLettered` | Count | | worker, message moved to the DLQ |
 //! | `HandlerLatency` | Milliseconds | `Function` | ingress request / worker message |
 //! | `ConnectorLatency` | Milliseconds | `Connection` | worker, per outbound call |
+//! | `ReconcileScanned`, `ReconcileDrift`, `ReconcileEnqueued` | Count | `Endpoint` | reconciler, per sweep |
+//! | `ReconcileFailed` | Count | `Endpoint` | reconciler, a sweep that stopped before the end |
 //!
 //! The process installs a sink once ([`install`]); until then (tests,
 //! `relay serve`) nothing is emitted. Lambda hosts install [`Sink::Stdout`]
@@ -146,6 +148,11 @@ fn emit(dims: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) {
 /// Adds 1 to a count metric.
 pub fn count(name: &str, dims: &[(&str, &str)]) {
     emit(dims, &[(name, Unit::Count, 1.0)]);
+}
+
+/// Adds `n` to a count metric.
+pub fn count_n(name: &str, dims: &[(&str, &str)], n: u64) {
+    emit(dims, &[(name, Unit::Count, n as f64)]);
 }
 
 /// Records a latency in milliseconds.

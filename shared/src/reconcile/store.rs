@@ -34,12 +34,13 @@ pub struct Progress {
     pub started_at: jiff::Timestamp,
     /// The lower bound it scans from.
     pub from: jiff::Timestamp,
-    /// The exact JQL it runs (page tokens belong to one query).
+    /// The JQL of its last page (for people reading the store).
+    #[serde(default)]
     pub jql: String,
-    /// Jira's token for the next page (`nextPageToken`, or `startAt` for the
-    /// classic search); `None`: start at the first page.
+    /// Creation time of the last issue it finished (pages are ordered by
+    /// creation): a resumed sweep continues from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_page: Option<String>,
+    pub created_from: Option<jiff::Timestamp>,
     /// Issues scanned so far by this sweep.
     #[serde(default)]
     pub scanned: u64,
@@ -54,8 +55,12 @@ pub struct StoreError(pub String);
 pub trait WatermarkStore: Send + Sync {
     /// Takes the lease of `endpoint` for `lease` if nobody else holds an
     /// unexpired one (or `owner` already does). `false`: another sweep runs.
-    async fn try_lock(&self, endpoint: &str, owner: &str, lease: Duration)
-        -> Result<bool, StoreError>;
+    async fn try_lock(
+        &self,
+        endpoint: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
     /// Gives the lease back (only if `owner` holds it).
     async fn unlock(&self, endpoint: &str, owner: &str) -> Result<(), StoreError>;
     async fn load(&self, endpoint: &str) -> Result<Watermark, StoreError>;
