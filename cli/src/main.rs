@@ -12,6 +12,7 @@
 mod demo;
 mod jira_admin;
 mod oauth_login;
+mod reconcile;
 mod serve;
 #[cfg(feature = "aws")]
 mod sqs_ops;
@@ -70,6 +71,31 @@ enum Command {
         /// counts as failed (and is retried).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
         call_timeout_secs: u64,
+    },
+    /// One reconciliation sweep: find issues whose webhooks never arrived and
+    /// queue them for `relay serve`'s workers (or only print them: --dry-run).
+    Reconcile {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this endpoint (default: every endpoint with `reconcile:`).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Scan issues updated since then: an RFC 3339 time or a span back from now
+        /// (`90m`, `2h`, `7d`); default: the last finished sweep, minus the overlap.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print the drift; enqueue nothing, move no watermark.
+        #[arg(long)]
+        dry_run: bool,
+        /// The queue and watermark database (the same as `relay serve`'s).
+        #[arg(long, default_value = ".relay")]
+        data_dir: PathBuf,
+        /// Local secrets file (chmod 600); `RELAY_SECRET_<ID>` variables override it.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the relay working: sandbox ServiceNow + Jira, example webhooks, the result.
     Demo {
@@ -239,6 +265,74 @@ fn run(cli: Cli) -> Result<(), String> {
                 running.shutdown(serve::DRAIN).await;
                 tracing::info!("stopped");
                 Ok(())
+            })
+        }
+        Command::Reconcile {
+            config,
+            endpoint,
+            since,
+            dry_run,
+            data_dir,
+            secrets,
+            json,
+        } => {
+            let c = std::sync::Arc::new(load(&config)?);
+            if c.reconcile.is_empty() {
+                return Err(format!(
+                    "{}: no endpoint has a `reconcile:` section (see docs/reconcile.md)",
+                    config.display()
+                ));
+            }
+            if let Some(e) = &endpoint {
+                if !c.reconcile.contains_key(e) {
+                    return Err(format!("endpoint `{e}` has no `reconcile:` section"));
+                }
+            }
+            let since = since.as_deref().map(reconcile::parse_since).transpose()?;
+            init_logs_stderr();
+            runtime()?.block_on(async {
+                let secrets: std::sync::Arc<dyn shared::secrets::SecretStore> =
+                    std::sync::Arc::new(shared::secrets::CachedSecretStore::new(
+                        serve::open_secrets(secrets.as_deref())?,
+                    ));
+                std::fs::create_dir_all(&data_dir)
+                    .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+                let queue = shared::queue::EmbeddedQueue::open(
+                    &data_dir.join("queue.db"),
+                    shared::queue::EmbeddedSettings::default(),
+                )
+                .map_err(|e| format!("cannot open the queue in {}: {e}", data_dir.display()))?;
+                let r = reconcile::reconciler(
+                    c,
+                    secrets,
+                    std::sync::Arc::new(queue),
+                    &data_dir,
+                    std::time::Duration::from_secs(10),
+                )?;
+                let results = reconcile::run_once(&r, endpoint, since, dry_run).await;
+                if json {
+                    let v: Vec<serde_json::Value> = results
+                        .iter()
+                        .map(|r| match &r.outcome {
+                            Ok(rep) => serde_json::json!({"endpoint": r.endpoint, "report": rep}),
+                            Err(e) => {
+                                serde_json::json!({"endpoint": r.endpoint, "error": e.to_string()})
+                            }
+                        })
+                        .collect();
+                    emit(&format!("{}\n", serde_json::Value::Array(v)))?;
+                } else {
+                    emit(&reconcile::render(&results))?;
+                }
+                let failed = results.iter().any(|r| match &r.outcome {
+                    Ok(rep) => !rep.complete,
+                    Err(_) => true,
+                });
+                if failed {
+                    Err("the sweep did not finish (see above); run it again to resume".into())
+                } else {
+                    Ok(())
+                }
             })
         }
         Command::Demo {
@@ -547,6 +641,26 @@ fn open_queue(dir: &std::path::Path) -> Result<shared::queue::EmbeddedQueue, Str
 
 /// Human-readable lines on an interactive terminal, JSON lines otherwise
 /// (journald, files, CloudWatch-like collectors). `RUST_LOG` sets the level.
+/// Logs on stderr whatever stderr is, so stdout carries only the report
+/// (`relay reconcile --json | jq`).
+fn init_logs_stderr() {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        init_logs();
+    } else {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .try_init();
+    }
+}
+
 fn init_logs() {
     use std::io::IsTerminal;
     if std::io::stderr().is_terminal() {

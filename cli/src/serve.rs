@@ -75,6 +75,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub queue: EmbeddedQueue,
     pub config: Arc<Config>,
+    /// The reconciliation loop, when the config has `reconcile:` sections.
+    sweeper: Option<tokio::task::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     draining: Arc<AtomicBool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
@@ -217,6 +219,29 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     ));
     let (stop, _) = watch::channel(false);
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let sweeper = if config.reconcile.is_empty() {
+        None
+    } else {
+        let reconciler = crate::reconcile::reconciler(
+            config.clone(),
+            secrets.clone(),
+            Arc::new(Waking {
+                queue: queue.clone(),
+                wake: wake.clone(),
+            }),
+            &opts.data_dir,
+            opts.call_timeout,
+        )?;
+        // One owner per data directory: a restarted relay takes its own
+        // unexpired lease back instead of waiting it out.
+        let owner = format!("relay serve {}", opts.data_dir.display());
+        Some(tokio::spawn(crate::reconcile::serve_loop(
+            Arc::new(reconciler),
+            config.clone(),
+            owner,
+            stop.subscribe(),
+        )))
+    };
     let workers = (0..opts.workers.max(1))
         .map(|_| {
             tokio::spawn(worker_loop(
@@ -233,6 +258,7 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
         addr,
         queue,
         config,
+        sweeper,
         stop,
         draining,
         workers,
@@ -392,6 +418,16 @@ impl Running {
         self.draining.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + drain;
+        if let Some(s) = self.sweeper {
+            // A sweep stopped mid-page resumes from its stored progress.
+            let abort = s.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), s)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         for w in self.workers {
             let abort = w.abort_handle();
             if tokio::time::timeout_at(deadline, w).await.is_err() {

@@ -489,6 +489,12 @@ pub(crate) fn jira_time() -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}+0000")
 }
 
+/// [`jira_time`] `secs` from now (negative: in the past).
+pub(crate) fn jira_time_in(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(now_secs().0 + secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.000+0000")
+}
+
 /// ISO 8601 UTC time `secs` from now (`X-RateLimit-Reset`).
 pub(crate) fn iso_in(secs: i64) -> String {
     let (y, mo, d, h, mi, s) = civil(now_secs().0 + secs);

@@ -1383,6 +1383,8 @@ fn edit_issue(ctx: &Ctx<'_>, key: &str, body: Option<Value>) -> Response {
         }
         st.issues[idx].fields.insert(k, v);
     }
+    // Jira stamps every change of an issue.
+    st.touch(idx);
     apply_update_ops(ctx, &mut st, idx, &body["update"]);
     if ctx.param("returnIssue") == Some("true") {
         return json_response(200, &render_issue(ctx, &st, &st.issues[idx], None));
@@ -1548,6 +1550,7 @@ fn do_transition(ctx: &Ctx<'_>, key: &str, body: Option<Value>) -> Response {
     }
     let status = st.status_value(&t.to);
     st.issues[idx].fields.insert("status".into(), status);
+    st.touch(idx);
     apply_update_ops(ctx, &mut st, idx, &body["update"]);
     empty_response(204)
 }
@@ -1977,6 +1980,7 @@ fn parse_jql(jql: &str) -> Result<Jql, String> {
     let toks = lex(jql)?;
     let mut q = Jql::default();
     let mut i = 0;
+    let mut depth = 0usize;
     let word_is =
         |t: Option<&Tok>, w: &str| matches!(t, Some(Tok::Word(x)) if x.eq_ignore_ascii_case(w));
     while i < toks.len() {
@@ -2007,6 +2011,13 @@ fn parse_jql(jql: &str) -> Result<Jql, String> {
             }
             break;
         }
+        // Parentheses only group (every clause is ANDed), so they can go.
+        let mut opened = 0;
+        while toks.get(i) == Some(&Tok::LParen) {
+            opened += 1;
+            i += 1;
+        }
+        depth += opened;
         let field = toks
             .get(i)
             .and_then(field_name)
@@ -2053,6 +2064,10 @@ fn parse_jql(jql: &str) -> Result<Jql, String> {
             values[0] = jql_date(&values[0])?;
         }
         q.clauses.push(Clause { field, op, values });
+        while toks.get(i) == Some(&Tok::RParen) && depth > 0 {
+            depth -= 1;
+            i += 1;
+        }
         if i < toks.len() {
             if word_is(toks.get(i), "AND") {
                 i += 1;
@@ -2064,12 +2079,37 @@ fn parse_jql(jql: &str) -> Result<Jql, String> {
             }
         }
     }
+    if depth != 0 {
+        return Err("unbalanced parentheses".into());
+    }
     Ok(q)
 }
 
-/// `YYYY-MM-DD[ HH:mm]` (or `/`) to `YYYY-MM-DD HH:mm`.
+/// `YYYY-MM-DD[ HH:mm]` (or `/`), or a relative date (`-15m`, `-2h`, `-1d`,
+/// `-1w`, counted back from now), to `YYYY-MM-DD HH:mm` (UTC, the test
+/// double's only time zone).
 fn jql_date(v: &str) -> Result<String, String> {
     let v = v.trim().replace('/', "-");
+    if let Some(rel) = v.strip_prefix('-') {
+        let split = rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len());
+        let (n, unit) = rel.split_at(split);
+        let n: i64 = n
+            .parse()
+            .map_err(|_| format!("unsupported relative date {v:?}"))?;
+        let secs = match unit {
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            "w" => n * 604_800,
+            _ => {
+                return Err(format!(
+                    "unsupported relative date {v:?} (units m, h, d, w)"
+                ))
+            }
+        };
+        let t = crate::faults::jira_time_in(-secs);
+        return Ok(t.replacen('T', " ", 1).chars().take(16).collect());
+    }
     let ok_date = |d: &str| {
         d.len() == 10
             && d.chars().enumerate().all(|(i, c)| {
@@ -2503,6 +2543,11 @@ mod tests {
         assert_eq!(v["isLast"], false);
         let (_, v) = search("updated >= \"2000-01-01 00:00\" AND key = OPS-3", "").await;
         assert_eq!(v["issues"][0]["key"], "OPS-3");
+        // Relative dates count back from now.
+        let (_, v) = search("updated >= \"-5m\" AND key = OPS-3", "").await;
+        assert_eq!(v["issues"][0]["key"], "OPS-3");
+        let (_, v) = search("updated <= \"-1d\" AND key = OPS-3", "").await;
+        assert_eq!(v["issues"].as_array().unwrap().len(), 0);
         let (s, v) = search("project = OPS OR labels = x", "").await;
         assert_eq!(s, 400);
         assert!(v["errorMessages"][0].as_str().unwrap().contains("JQL"));

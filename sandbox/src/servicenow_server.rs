@@ -598,6 +598,8 @@ struct Query {
 }
 
 const OPERATORS: &[&str] = &[
+    "NOT IN",
+    "IN",
     "ISNOTEMPTY",
     "ISEMPTY",
     "NOT LIKE",
@@ -680,6 +682,9 @@ fn matches(rec: &Map<String, Value>, q: &Query) -> bool {
                 "NOT LIKE" => !hl.contains(&vl),
                 "STARTSWITH" => hl.starts_with(&vl),
                 "ENDSWITH" => hl.ends_with(&vl),
+                // `fieldINa,b,c`: one of the listed values.
+                "IN" => v.split(',').any(|x| x == have),
+                "NOT IN" => !v.split(',').any(|x| x == have),
                 _ => false,
             }
         }
@@ -778,12 +783,27 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                 Ok(q) => q,
                 Err(e) => return sn_error(400, &e, ""),
             };
+            let limit: usize = get_param(&query, "sysparm_limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(1000);
+            let offset: usize = get_param(&query, "sysparm_offset")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let fields = sysparm_fields(&query);
             let st = lock(&sh.state);
             let list: Vec<Value> = st
                 .attachments
                 .iter()
                 .map(|a| attachment_meta(&sh.base, a, &user))
                 .filter(|v| v.as_object().is_some_and(|o| matches(o, &q)))
+                .skip(offset)
+                .take(limit)
+                .map(|v| match (&fields, v) {
+                    (Some(f), Value::Object(o)) => {
+                        Value::Object(o.into_iter().filter(|(k, _)| f.contains(k)).collect())
+                    }
+                    (_, v) => v,
+                })
                 .collect();
             json_response(200, &json!({ "result": list }))
         }
@@ -1327,6 +1347,11 @@ mod tests {
         };
         assert_eq!(ids("short_description=a^^b"), vec![a.clone()]);
         assert_eq!(ids("short_descriptionLIKEDISK"), vec![b.clone()]);
+        let mut both = vec![a.clone(), b.clone()];
+        both.sort();
+        assert_eq!(ids("correlation_idINX-1,X-2,X-9"), both);
+        assert_eq!(ids("correlation_idINX-2"), vec![b.clone()]);
+        assert_eq!(ids("correlation_idNOT INX-2"), vec![a.clone()]);
         assert_eq!(
             ids("correlation_id=X-2^short_descriptionLIKEdisk"),
             vec![b.clone()]

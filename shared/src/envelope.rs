@@ -793,7 +793,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.group_id(), "jira-prod:1");
-        assert_eq!(e.dedup_id(), "jira-prod:1234567");
+        // A creation is one change however many deliveries report it.
+        assert_eq!(e.dedup_id(), "jira-prod:issue:1:created");
+        assert_eq!(e.delivery_id, "1234567");
         let text = e.encode();
         assert!(text.starts_with(r#"{"v":1,"#), "{text}");
         assert!(text.contains(r#""payload":{"webhookEvent":"jira:issue_created""#));

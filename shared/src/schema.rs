@@ -46,6 +46,11 @@ pub fn config_schema() -> Value {
             "not_in": { "type": "array", "items": scalar }
         }
     });
+    let duration = json!({
+        "type": "string",
+        "pattern": "^[0-9]+(s|m|h|d)$",
+        "description": "A whole number and a unit: 90s, 15m, 2h, 7d."
+    });
     let endpoint = json!({
         "type": "object",
         "additionalProperties": false,
@@ -68,6 +73,20 @@ pub fn config_schema() -> Value {
                     },
                     "bearer": secret_ref,
                     "require": { "enum": ["all", "any"] }
+                }
+            },
+            "reconcile": {
+                "description": "Reconciliation sweep: Jira issues matching `jql` updated since the last sweep are compared with their paired ServiceNow records; drift is queued like webhooks.",
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["connection", "jql"],
+                "properties": {
+                    "connection": { "type": "string", "description": "The Jira connection to search with." },
+                    "jql": { "type": "string", "description": "The endpoint's share of Jira, e.g. `project = SUP AND issuetype = Incident` (no ORDER BY)." },
+                    "every": duration,
+                    "overlap": duration,
+                    "lookback": duration,
+                    "page_size": { "type": "integer", "minimum": 1, "maximum": 100 }
                 }
             },
             "whitelist": {

@@ -31,7 +31,7 @@
 //!
 //! Identity: each synthesised payload carries the ids Jira's own would (the
 //! issue id, the comment id, the attachment id; the restated changelog gets
-//! the id `reconcile-<updated>`), so its envelope's change id — and hence its
+//! the id `reconcile-<updated>-<digest of the fields>`), so its envelope's change id — and hence its
 //! queue deduplication id — equals the webhook's for the same change
 //! ([`crate::envelope::Envelope::change_id`]). Past the dedup window the
 //! writes themselves are idempotent (lookup-then-create, PATCH to the same
@@ -687,7 +687,7 @@ impl Sweep<'_> {
             "webhookEvent": "jira:issue_updated",
             "issue_event_type_name": "issue_updated",
             "issue": issue,
-            "changelog": {"id": format!("reconcile-{updated}"), "items": items},
+            "changelog": {"id": restated_id(&updated, fields), "items": items},
         });
         let created_plan = self.plan("jira:issue_created", Some("issue_created"), &created)?;
         let ctx = Context::new(&created, "jira:issue_created", SourceKind::Jira);
@@ -1172,6 +1172,16 @@ impl Sweep<'_> {
         );
         Ok(())
     }
+}
+
+/// The id of a restating changelog: the issue's `updated` stamp and a digest
+/// of its fields, so every sweep that sees the issue unchanged makes the same
+/// envelope (deduplicated), and any change makes a new one, even one that
+/// left `updated` alone.
+fn restated_id(updated: &str, fields: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(fields.to_string().as_bytes());
+    format!("reconcile-{updated}-{}", &hex::encode(digest)[..12])
 }
 
 /// A field mapped from who made the change.

@@ -67,10 +67,13 @@ pub trait WatermarkStore: Send + Sync {
     async fn save(&self, endpoint: &str, w: &Watermark) -> Result<(), StoreError>;
 }
 
+/// Who holds a lease, until when.
+type Lease = Option<(String, std::time::Instant)>;
+
 /// In memory (tests; one process).
 #[derive(Default)]
 pub struct MemoryStore {
-    inner: Mutex<HashMap<String, (Watermark, Option<(String, std::time::Instant)>)>>,
+    inner: Mutex<HashMap<String, (Watermark, Lease)>>,
 }
 
 impl MemoryStore {

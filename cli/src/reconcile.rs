@@ -1,0 +1,198 @@
+//! `relay reconcile` (one sweep by hand) and the sweep loop of `relay serve`.
+//!
+//! Both use the same `shared::reconcile::Reconciler` as the Lambda: the
+//! watermark and lease live in `<data-dir>/reconcile.sqlite`, envelopes go to
+//! the embedded queue in `<data-dir>/queue.db`, where `relay serve`'s
+//! workers apply them.
+
+use shared::clock::SystemClock;
+use shared::config::Config;
+use shared::connector::rest::http_client;
+use shared::connector::{Budget, ConnectorSettings};
+use shared::executor::Connectors;
+use shared::queue::Queue;
+use shared::reconcile::{
+    parse_duration, DriftKind, Reconciler, SqliteStore, SweepOptions, SweepReport, SweepResult,
+};
+use shared::secrets::SecretStore;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The longest a hand-run sweep may take.
+const HAND_RUN_BUDGET: Duration = Duration::from_secs(3600);
+
+pub fn reconciler(
+    config: Arc<Config>,
+    secrets: Arc<dyn SecretStore>,
+    queue: Arc<dyn Queue>,
+    data_dir: &Path,
+    call_timeout: Duration,
+) -> Result<Reconciler, String> {
+    let store = SqliteStore::open(data_dir).map_err(|e| e.to_string())?;
+    let connectors = Connectors::from_config(
+        &config,
+        http_client(),
+        secrets,
+        ConnectorSettings {
+            call_timeout,
+            ..ConnectorSettings::default()
+        },
+    );
+    Ok(Reconciler::new(
+        config,
+        connectors,
+        queue,
+        Arc::new(store),
+        Arc::new(SystemClock),
+    ))
+}
+
+/// `--since`: an RFC 3339 time, or a span back from now (`90m`, `2h`, `7d`).
+pub fn parse_since(s: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let d = parse_duration(s).map_err(|e| {
+        format!("--since `{s}`: not an RFC 3339 time (2026-11-23T08:00:00Z) nor a span ({e})")
+    })?;
+    let span = jiff::SignedDuration::try_from(d).map_err(|e| e.to_string())?;
+    jiff::Timestamp::now()
+        .checked_sub(span)
+        .map_err(|e| format!("--since `{s}`: {e}"))
+}
+
+/// What one sweep found, for people.
+pub fn render(results: &[SweepResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        match &r.outcome {
+            Ok(rep) => out.push_str(&render_report(&r.endpoint, rep)),
+            Err(e) => out.push_str(&format!("{}: not swept: {e}\n", r.endpoint)),
+        }
+    }
+    out
+}
+
+fn render_report(endpoint: &str, r: &SweepReport) -> String {
+    let mut out = String::new();
+    for d in &r.drift {
+        let what = match &d.kind {
+            DriftKind::Missing => "missing: no paired record".to_owned(),
+            DriftKind::Fields { fields } => {
+                let f: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("{} {:?} → {:?}", f.field, f.target, f.jira))
+                    .collect();
+                format!("behind: {}", f.join(", "))
+            }
+            DriftKind::Comment { comment_id } => format!("comment {comment_id} missing"),
+            DriftKind::Attachment {
+                attachment_id,
+                file_name,
+            } => format!("attachment {attachment_id} ({file_name}) missing"),
+        };
+        out.push_str(&format!("{endpoint}  {:<12} {what}\n", d.key));
+    }
+    let window = r
+        .from
+        .map(|f| format!("updated since {f}"))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "{endpoint}: {} issue(s) scanned ({window}{}), {} drift, {} enqueued{}, {} Jira + {} target request(s), {} ms{}{}\n",
+        r.scanned,
+        if r.resumed { ", resumed" } else { "" },
+        r.drift.len(),
+        r.enqueued,
+        if r.already_queued > 0 {
+            format!(" ({} already queued)", r.already_queued)
+        } else {
+            String::new()
+        },
+        r.jira_requests,
+        r.target_requests,
+        r.duration.as_millis(),
+        if r.dry_run { ", dry run: nothing enqueued" } else { "" },
+        match &r.stopped {
+            Some(why) => format!("; STOPPED: {why} (the next sweep resumes)"),
+            None => String::new(),
+        },
+    ));
+    out
+}
+
+/// One sweep by hand.
+pub async fn run_once(
+    reconciler: &Reconciler,
+    endpoint: Option<String>,
+    since: Option<jiff::Timestamp>,
+    dry_run: bool,
+) -> Vec<SweepResult> {
+    let opts = SweepOptions {
+        since,
+        dry_run,
+        endpoint,
+        owner: format!("relay reconcile (pid {})", std::process::id()),
+    };
+    reconciler
+        .sweep_all(&opts, &Budget::from_now(HAND_RUN_BUDGET))
+        .await
+}
+
+/// `relay serve`'s sweeps: each endpoint on its own `every`, the first one
+/// shortly after start (catching up on what arrived while the relay was
+/// down), until `stop`.
+pub async fn serve_loop(
+    reconciler: Arc<Reconciler>,
+    config: Arc<Config>,
+    owner: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let first = Duration::from_secs(5);
+    let mut next: Vec<(String, Duration, tokio::time::Instant)> = config
+        .reconcile
+        .iter()
+        .map(|(name, spec)| {
+            (
+                name.clone(),
+                spec.every,
+                tokio::time::Instant::now() + first.min(spec.every),
+            )
+        })
+        .collect();
+    loop {
+        let Some(due) = next.iter().map(|n| n.2).min() else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        for (name, every, at) in next.iter_mut() {
+            if *at > now {
+                continue;
+            }
+            let opts = SweepOptions {
+                endpoint: Some(name.clone()),
+                owner: owner.clone(),
+                ..SweepOptions::default()
+            };
+            // A sweep may take most of its interval, never more.
+            let budget = Budget::from_now((*every).max(Duration::from_secs(60)));
+            let results = reconciler.sweep_all(&opts, &budget).await;
+            for r in &results {
+                if let Ok(rep) = &r.outcome {
+                    if !rep.drift.is_empty() || rep.stopped.is_some() {
+                        tracing::warn!(target: "relay::delivery", endpoint = %r.endpoint, drift = rep.drift.len(), enqueued = rep.enqueued, "reconcile: {}", render_report(&r.endpoint, rep).trim_end());
+                    }
+                }
+            }
+            *at = tokio::time::Instant::now() + *every;
+        }
+    }
+}
