@@ -103,8 +103,8 @@ pub struct Envelope {
     /// `X-Atlassian-Webhook-Identifier`, else `sha256:<hex of the body>`.
     pub delivery_id: String,
     /// The change the event reports, when the payload names it
-    /// (`issue:<id>:created`, `changelog:<id>`, `comment:<id>:created`,
-    /// `attachment:<id>:created`). A webhook and a reconciliation sweep
+    /// (`issue:<id>:created`, `issue:<id>:changelog:<id>`,
+    /// `issue:<id>:comment:<id>:created`, `issue:<id>:attachment:<id>:created`). A webhook and a reconciliation sweep
     /// that report the same change carry the same one, so the queue's
     /// deduplication sees them as one message (see [`Envelope::dedup_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -580,20 +580,7 @@ pub fn read_meta(source: SourceKind, text: &str) -> Result<WebhookMeta, PayloadE
 fn jira_meta(head: Head) -> WebhookMeta {
     let issue = head.issue.0.unwrap_or_default();
     let event = head.webhook_event.0.unwrap_or_else(|| "unknown".to_owned());
-    let id_of = |c: &Option<ChildHead>| c.as_ref().and_then(|c| c.id.0.clone());
-    let change_id = match event.as_str() {
-        "jira:issue_created" => issue.id.0.as_ref().map(|id| format!("issue:{id}:created")),
-        "jira:issue_updated" => head
-            .changelog
-            .0
-            .and_then(|c| c.id.0)
-            .map(|id| format!("changelog:{id}")),
-        "comment_created" => id_of(&head.comment.0).map(|id| format!("comment:{id}:created")),
-        "attachment_created" => {
-            id_of(&head.attachment.0).map(|id| format!("attachment:{id}:created"))
-        }
-        _ => None,
-    };
+    let changelog_id = head.changelog.0.and_then(|c| c.id.0);
     let children = [head.comment.0, head.worklog.0, head.attachment.0];
     let child_issue_id = children.iter().flatten().find_map(|c| {
         c.issue_id
@@ -601,6 +588,21 @@ fn jira_meta(head: Head) -> WebhookMeta {
             .clone()
             .or_else(|| c.self_url.0.as_deref().and_then(issue_id_from_url))
     });
+    let source_id = issue.id.0.or(child_issue_id);
+    // Jira's ids are unique site-wide; the issue id in front keeps a change
+    // of one issue from ever standing for another's.
+    let on_issue = |what: String| match &source_id {
+        Some(issue) => format!("issue:{issue}:{what}"),
+        None => what,
+    };
+    let child_id = |n: usize| children[n].as_ref().and_then(|c| c.id.0.clone());
+    let change_id = match event.as_str() {
+        "jira:issue_created" => source_id.as_ref().map(|id| format!("issue:{id}:created")),
+        "jira:issue_updated" => changelog_id.map(|id| on_issue(format!("changelog:{id}"))),
+        "comment_created" => child_id(0).map(|id| on_issue(format!("comment:{id}:created"))),
+        "attachment_created" => child_id(2).map(|id| on_issue(format!("attachment:{id}:created"))),
+        _ => None,
+    };
     // The actor: the top-level `user` when the event has one, else whoever
     // last touched the comment / worklog / attachment.
     let actor = head.user.0.and_then(UserHead::actor).or_else(|| {
@@ -614,7 +616,7 @@ fn jira_meta(head: Head) -> WebhookMeta {
     WebhookMeta {
         event,
         event_type: head.issue_event_type_name.0,
-        source_id: issue.id.0.or(child_issue_id),
+        source_id,
         source_key: issue.key.0,
         actor,
         change_id,
@@ -651,12 +653,12 @@ mod tests {
         );
         assert_eq!(
             c(r#"{"webhookEvent":"jira:issue_updated","issue":{"id":"1"},"changelog":{"id":"10500","items":[]}}"#).as_deref(),
-            Some("changelog:10500")
+            Some("issue:1:changelog:10500")
         );
         assert_eq!(
             c(r#"{"webhookEvent":"comment_created","comment":{"id":"77"},"issue":{"id":"1"}}"#)
                 .as_deref(),
-            Some("comment:77:created")
+            Some("issue:1:comment:77:created")
         );
         assert_eq!(
             c(r#"{"webhookEvent":"attachment_created","attachment":{"id":10000}}"#).as_deref(),
@@ -679,7 +681,7 @@ mod tests {
             jiff::Timestamp::UNIX_EPOCH,
         )
         .unwrap();
-        assert_eq!(e.dedup_id(), "jira:comment:77:created");
+        assert_eq!(e.dedup_id(), "jira:issue:1:comment:77:created");
         assert_eq!(e.delivery_id, "w-1");
     }
 

@@ -99,10 +99,31 @@ async fn every_real_jira_payload_is_accepted_and_enveloped() {
         assert_eq!(env.source_id, issue_id, "{name}");
         assert_eq!(
             msg.group_id,
-            format!("jira:{}", issue_id.unwrap()),
+            format!("jira:{}", issue_id.clone().unwrap()),
             "{name}"
         );
-        assert_eq!(msg.dedup_id, format!("jira:delivery-{i}"), "{name}");
+        // A change Jira names (creation, changelog, new comment, new
+        // attachment) dedups as that change; anything else by delivery.
+        let issue = issue_id.as_deref().unwrap();
+        let id = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let change = match payload["webhookEvent"].as_str() {
+            Some("jira:issue_created") => Some(format!("issue:{issue}:created")),
+            Some("jira:issue_updated") => {
+                id(&payload["changelog"]["id"]).map(|c| format!("issue:{issue}:changelog:{c}"))
+            }
+            Some("comment_created") => {
+                id(&payload["comment"]["id"]).map(|c| format!("issue:{issue}:comment:{c}:created"))
+            }
+            Some("attachment_created") => id(&payload["attachment"]["id"])
+                .map(|c| format!("issue:{issue}:attachment:{c}:created")),
+            _ => None,
+        };
+        let want = format!("jira:{}", change.unwrap_or_else(|| format!("delivery-{i}")));
+        assert_eq!(msg.dedup_id, shared::envelope::sqs_id(&want), "{name}");
         assert_eq!(
             env.source_key.as_deref(),
             payload["issue"]["key"].as_str(),

@@ -698,6 +698,8 @@ async fn attachments_from_other_hosts_and_oversized_files_are_dead() {
     // The fixture's own URL is on another site.
     assert_eq!(r.post("jira", &created, "att-1").await, 202);
     let mut big = created.clone();
+    // Another attachment (its own id: the same id is the same change, deduplicated).
+    big["attachment"]["id"] = json!("10001");
     big["attachment"]["content"] =
         json!(r
             .jira
