@@ -26,6 +26,9 @@ pub enum Fault {
     Timeout(Duration),
     /// Answer 401 with the server's usual unauthenticated body.
     Unauthorized,
+    /// Answer normally (scripted first, it lets requests through before a
+    /// fault pushed after it: "fail the second page").
+    Pass,
 }
 
 impl Fault {
@@ -56,6 +59,7 @@ impl Fault {
             Fault::Status { status, .. } => status.to_string(),
             Fault::Timeout(_) => "timeout".into(),
             Fault::Unauthorized => "401".into(),
+            Fault::Pass => "pass".into(),
         }
     }
 }
@@ -167,7 +171,7 @@ impl Faults {
         {
             let entry = &mut s.scripted[i];
             entry.2 -= 1;
-            chosen = Some(entry.1.clone());
+            chosen = Some(entry.1.clone()).filter(|f| !matches!(f, Fault::Pass));
             if entry.2 == 0 {
                 s.scripted.remove(i);
             }
@@ -196,6 +200,8 @@ impl Faults {
 /// The response for a fault, in the server's conventions.
 pub(crate) async fn respond(fault: Fault, flavor: Flavor) -> Response {
     match fault {
+        // `take` never hands out `Pass`; a direct call gets a plain 500.
+        Fault::Pass => error_response(500, flavor, reason(500), Vec::new(), None),
         Fault::Timeout(d) => {
             tokio::time::sleep(d).await;
             error_response(504, flavor, "Gateway Timeout", Vec::new(), None)

@@ -22,7 +22,7 @@ mod local;
 #[cfg(feature = "aws")]
 pub use aws::AwsSecretStore;
 pub use cache::CachedSecretStore;
-pub use local::{LocalSecretStore, LocalSecretsError};
+pub use local::{env_name, LocalSecretStore, LocalSecretsError};
 
 use crate::secret::{Secret, SecretRef};
 use async_trait::async_trait;

@@ -19,6 +19,7 @@ mod configs;
 mod logcap;
 mod moto_checks;
 mod oauth3lo;
+mod reconcile;
 mod router;
 mod secret_hygiene;
 mod servicenow_script;

@@ -1,0 +1,298 @@
+//! The reconciliation sweep in process (issue #9): what the end-to-end test
+//! of `relay reconcile` (cli/tests/reconcile.rs) cannot force — a sweep that
+//! fails part-way and resumes, two sweeps at once, a webhook and a sweep for
+//! the same change — against the Jira and ServiceNow contract servers, with
+//! the in-memory queue and watermark store.
+
+use relay_tests::faults::{Fault, Match};
+use relay_tests::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
+use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
+use serde_json::{json, Value};
+use shared::clock::SystemClock;
+use shared::config::Config;
+use shared::connector::rest::http_client;
+use shared::connector::{Budget, ConnectorSettings};
+use shared::envelope::Envelope;
+use shared::executor::Connectors;
+use shared::queue::{MemoryQueue, OutgoingMessage, Queue};
+use shared::reconcile::{
+    DriftKind, MemoryStore, Reconciler, SweepError, SweepOptions, WatermarkStore,
+};
+use shared::secrets::{env_name, LocalSecretStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Bed {
+    sn: ServiceNowServer,
+    jira: JiraServer,
+    queue: Arc<MemoryQueue>,
+    store: Arc<MemoryStore>,
+    reconciler: Reconciler,
+    config: Arc<Config>,
+}
+
+async fn bed(page_size: u32) -> Bed {
+    let (sn, jira) = (ServiceNowServer::start().await, JiraServer::start().await);
+    let yaml = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/jira-to-servicenow.yaml"),
+    )
+    .unwrap()
+    .replace("https://example.service-now.com", &sn.base_url())
+    .replace("https://example.atlassian.net", &jira.base_url())
+    .replace(
+        "jql: project = SUP",
+        &format!("jql: project = OPS\n      page_size: {page_size}"),
+    );
+    let config = Arc::new(Config::from_yaml(&yaml, "relay.yaml", |_| None).unwrap());
+    let secrets = Arc::new(LocalSecretStore::with_env([
+        (
+            env_name("relay/servicenow"),
+            json!({"username": DEFAULT_USER, "password": DEFAULT_PASSWORD}).to_string(),
+        ),
+        (
+            env_name("relay/jira"),
+            json!({"email": DEFAULT_EMAIL, "api_token": DEFAULT_API_TOKEN}).to_string(),
+        ),
+    ]));
+    let connectors = Connectors::from_config(
+        &config,
+        http_client(),
+        secrets,
+        ConnectorSettings::default(),
+    );
+    let queue = Arc::new(MemoryQueue::new());
+    let store = Arc::new(MemoryStore::new());
+    let reconciler = Reconciler::new(
+        config.clone(),
+        connectors,
+        queue.clone(),
+        store.clone(),
+        Arc::new(SystemClock),
+    );
+    Bed {
+        sn,
+        jira,
+        queue,
+        store,
+        reconciler,
+        config,
+    }
+}
+
+fn opts(owner: &str) -> SweepOptions {
+    SweepOptions {
+        owner: owner.into(),
+        ..SweepOptions::default()
+    }
+}
+
+fn budget() -> Budget {
+    Budget::from_now(Duration::from_secs(120))
+}
+
+/// Issues OPS-1 … OPS-n, none of them in ServiceNow yet.
+fn seed(jira: &JiraServer, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            jira.seed_issue(
+                "OPS",
+                json!({"summary": format!("issue {i}"), "priority": {"name": "Medium"},
+                       "issuetype": {"name": "Incident"}}),
+            )
+        })
+        .collect()
+}
+
+fn enqueued_keys(q: &MemoryQueue) -> Vec<String> {
+    q.messages()
+        .iter()
+        .map(|(_, m)| {
+            Envelope::decode(&m.body)
+                .unwrap()
+                .source_key
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sweep_that_fails_part_way_resumes_where_it_stopped() {
+    let b = bed(2).await;
+    let keys = seed(&b.jira, 7);
+    let search = || Match::method_path(http::Method::POST, "/search/jql");
+    // The first page answers; the second search (and the connector's
+    // retries of it) get 503: the sweep stops after one page.
+    b.jira.faults().push(search(), Fault::Pass, 1);
+    b.jira.faults().push(search(), Fault::status(503), 10);
+    let part = b
+        .reconciler
+        .sweep("jira", &opts("a"), &budget())
+        .await
+        .unwrap();
+    assert!(!part.complete, "{part:?}");
+    assert_eq!(part.scanned, 2, "{part:?}");
+    assert!(
+        part.stopped.as_deref().unwrap().starts_with("jira search"),
+        "{part:?}"
+    );
+    // Per missing issue: the create, then the update that sets what only
+    // the update rules map (the state).
+    assert_eq!(b.queue.len(), 4, "the first page's drift is queued");
+    let w = b.store.load("jira").await.unwrap();
+    let p = w.progress.clone().expect("progress kept");
+    assert_eq!(
+        w.since, None,
+        "an unfinished sweep does not move the watermark"
+    );
+    assert_eq!(p.scanned, 2);
+    assert!(p.created_from.is_some());
+
+    // Still down for the next run: it resumes, stops again, keeps the progress.
+    let down = b
+        .reconciler
+        .sweep("jira", &opts("a"), &budget())
+        .await
+        .unwrap();
+    assert!(!down.complete && down.resumed, "{down:?}");
+    let kept = b.store.load("jira").await.unwrap().progress.unwrap();
+    assert_eq!(
+        (kept.started_at, kept.from, kept.created_from, kept.scanned),
+        (p.started_at, p.from, p.created_from, p.scanned),
+        "the stopped run keeps where the first one got to"
+    );
+    b.jira.faults().clear();
+
+    // Back: the next run continues from the last issue done and finishes.
+    let rest = b
+        .reconciler
+        .sweep("jira", &opts("a"), &budget())
+        .await
+        .unwrap();
+    assert!(rest.complete && rest.resumed, "{rest:?}");
+    assert!(
+        rest.scanned >= 5,
+        "the 5 issues not done yet, and those of the resume minute again: {rest:?}"
+    );
+    let w = b.store.load("jira").await.unwrap();
+    assert_eq!(w.progress, None);
+    assert_eq!(
+        w.since,
+        Some(p.started_at),
+        "the watermark is the first run's start"
+    );
+    // Every issue queued exactly once (create + update): re-scanned issues
+    // dedup in the queue.
+    let mut got = enqueued_keys(&b.queue);
+    assert_eq!(got.len(), 2 * keys.len(), "{got:?}");
+    got.sort();
+    got.dedup();
+    let mut want = keys;
+    want.sort();
+    assert_eq!(got, want);
+    assert!(rest.drift.iter().all(|d| d.kind == DriftKind::Missing));
+
+    // Jira's searches were all valid requests.
+    let v = b.jira.violations();
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test]
+async fn two_sweeps_never_run_at_once() {
+    let b = bed(50).await;
+    seed(&b.jira, 1);
+    assert!(b
+        .store
+        .try_lock("jira", "someone else", Duration::from_secs(60))
+        .await
+        .unwrap());
+    match b.reconciler.sweep("jira", &opts("me"), &budget()).await {
+        Err(SweepError::Busy(e)) => assert_eq!(e, "jira"),
+        other => panic!("expected busy, got {other:?}"),
+    }
+    assert!(b.queue.is_empty());
+    assert!(
+        b.jira.requests().is_empty(),
+        "a busy sweep asks Jira nothing"
+    );
+    b.store.unlock("jira", "someone else").await.unwrap();
+    let r = b
+        .reconciler
+        .sweep("jira", &opts("me"), &budget())
+        .await
+        .unwrap();
+    assert!(r.complete);
+    // The lease is given back.
+    assert!(b
+        .store
+        .try_lock("jira", "someone else", Duration::from_secs(60))
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn a_webhook_and_a_sweep_for_the_same_change_are_one_message() {
+    let b = bed(50).await;
+    let key = seed(&b.jira, 1).remove(0);
+    let issue = b.jira.issue(&key).unwrap();
+    // The creation webhook Jira sends, as the ingress enqueues it.
+    let hook = json!({"webhookEvent": "jira:issue_created", "issue_event_type_name": "issue_created",
+        "user": {"accountId": "712020:someone"},
+        "issue": {"id": issue.id, "key": key, "fields": issue.fields}});
+    let env: Envelope = {
+        let body = hook.to_string();
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v.is_object());
+        // The same route the ingress takes: header fields read from the body.
+        let meta = shared::envelope::read_meta(shared::config::SourceKind::Jira, &body).unwrap();
+        assert_eq!(
+            meta.change_id.as_deref(),
+            Some(&*format!("issue:{}:created", issue.id))
+        );
+        let mut e = Envelope::decode(
+            &json!({"v": 1, "endpoint": "jira", "source": "jira", "event": meta.event,
+                    "source_id": meta.source_id, "delivery_id": "b7e1-webhook",
+                    "change_id": meta.change_id, "received_at": "2026-11-23T12:00:00Z",
+                    "payload": v})
+            .to_string(),
+        )
+        .unwrap();
+        e.retry = 0;
+        e
+    };
+    let receipt = b
+        .queue
+        .send(OutgoingMessage {
+            group_id: env.group_id(),
+            dedup_id: env.dedup_id(),
+            body: env.encode(),
+            attributes: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(!receipt.duplicate);
+    // The incident does not exist yet (the worker has not run): drift.
+    let r = b
+        .reconciler
+        .sweep("jira", &opts("a"), &budget())
+        .await
+        .unwrap();
+    assert_eq!(r.drift.len(), 1, "{r:?}");
+    assert_eq!(
+        r.already_queued, 1,
+        "the sweep's create is the webhook's: {r:?}"
+    );
+    assert_eq!(
+        r.enqueued, 1,
+        "only the update that follows it is new: {r:?}"
+    );
+    assert_eq!(b.queue.len(), 2);
+    // A second sweep before the worker ran: everything is already queued.
+    let again = b
+        .reconciler
+        .sweep("jira", &opts("a"), &budget())
+        .await
+        .unwrap();
+    assert_eq!((again.enqueued, again.already_queued), (0, 2), "{again:?}");
+    let _ = (&b.sn, &b.config);
+}
