@@ -497,6 +497,13 @@ impl Running {
             for h in how {
                 out.push_str(&format!("    {h}\n"));
             }
+            if let Some(r) = self.config.reconcile.get(&e.name) {
+                out.push_str(&format!(
+                    "    reconciled every {}s: {} (relay reconcile --dry-run shows the drift)\n",
+                    r.every.as_secs(),
+                    r.jql
+                ));
+            }
         }
         out
     }

@@ -121,8 +121,10 @@ async fn a_sweep_that_fails_part_way_resumes_where_it_stopped() {
     let b = bed(2).await;
     let keys = seed(&b.jira, 7);
     let search = || Match::method_path(http::Method::POST, "/search/jql");
-    // The first page answers; the second search (and the connector's
-    // retries of it) get 503: the sweep stops after one page.
+    // The first search is rate limited once (Retry-After: 1, waited out
+    // inside the sweep's budget), then answers; the second search (and the
+    // connector's retries of it) get 503: the sweep stops after one page.
+    b.jira.faults().push(search(), Fault::rate_limited(1), 1);
     b.jira.faults().push(search(), Fault::Pass, 1);
     b.jira.faults().push(search(), Fault::status(503), 10);
     let part = b
@@ -132,6 +134,8 @@ async fn a_sweep_that_fails_part_way_resumes_where_it_stopped() {
         .unwrap();
     assert!(!part.complete, "{part:?}");
     assert_eq!(part.scanned, 2, "{part:?}");
+    let injected = b.jira.faults().injected();
+    assert_eq!(injected[0].1, "429", "{injected:?}");
     assert!(
         part.stopped.as_deref().unwrap().starts_with("jira search"),
         "{part:?}"
