@@ -113,7 +113,13 @@ fn render_report(endpoint: &str, r: &SweepReport) -> String {
         r.jira_requests,
         r.target_requests,
         r.duration.as_millis(),
-        if r.dry_run { ", dry run: nothing enqueued" } else { "" },
+        if r.dry_run {
+            ", dry run: nothing enqueued".to_owned()
+        } else if r.too_large > 0 {
+            format!(", {} too large to queue (limits.max_body_bytes)", r.too_large)
+        } else {
+            String::new()
+        },
         match &r.stopped {
             Some(why) => format!("; STOPPED: {why} (the next sweep resumes)"),
             None => String::new(),

@@ -146,6 +146,8 @@ pub struct SweepReport {
     pub enqueued: u64,
     /// Envelopes the queue already held (same change within the dedup window).
     pub already_queued: u64,
+    /// Payloads over `limits.max_body_bytes`, reported and not queued.
+    pub too_large: u64,
     /// The whole window was scanned (the watermark moved).
     pub complete: bool,
     /// Why the sweep stopped before the end.
@@ -655,6 +657,14 @@ impl Sweep<'_> {
 
     /// The payloads Jira would have sent for this issue, planned.
     fn events(&self, issue: &Value, comments: Vec<Value>) -> Option<IssueEvents> {
+        // Comments and worklogs travel as events of their own; inside the
+        // issue they would only make every envelope of a busy issue large.
+        let mut issue = issue.clone();
+        if let Some(f) = issue.get_mut("fields").and_then(Value::as_object_mut) {
+            f.remove("comment");
+            f.remove("worklog");
+        }
+        let issue = &issue;
         let id = issue["id"].as_str()?.to_owned();
         let key = issue["key"].as_str().unwrap_or_default().to_owned();
         let fields = &issue["fields"];
@@ -1125,6 +1135,21 @@ impl Sweep<'_> {
             return Ok(());
         }
         let body = payload.to_string();
+        if body.len() > self.config.limits.max_body_bytes {
+            // The intake would refuse this as a webhook (413); the queue
+            // would too. Reported, not queued; the sweep goes on.
+            report.too_large += 1;
+            tracing::warn!(
+                endpoint = %self.ep.name,
+                event,
+                source_key = %ev.key,
+                bytes = body.len(),
+                limit = self.config.limits.max_body_bytes,
+                outcome = "too_large",
+                "reconcile envelope not queued: payload over limits.max_body_bytes"
+            );
+            return Ok(());
+        }
         let mut env = Envelope::build(
             &self.ep.name,
             SourceKind::Jira,

@@ -33,6 +33,10 @@ struct Bed {
 }
 
 async fn bed(page_size: u32) -> Bed {
+    bed_with(page_size, |y| y).await
+}
+
+async fn bed_with(page_size: u32, edit: impl Fn(String) -> String) -> Bed {
     let (sn, jira) = (ServiceNowServer::start().await, JiraServer::start().await);
     let yaml = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/jira-to-servicenow.yaml"),
@@ -44,7 +48,7 @@ async fn bed(page_size: u32) -> Bed {
         "jql: project = SUP",
         &format!("jql: project = OPS\n      page_size: {page_size}"),
     );
-    let config = Arc::new(Config::from_yaml(&yaml, "relay.yaml", |_| None).unwrap());
+    let config = Arc::new(Config::from_yaml(&edit(yaml), "relay.yaml", |_| None).unwrap());
     let secrets = Arc::new(LocalSecretStore::with_env([
         (
             env_name("relay/servicenow"),
@@ -299,4 +303,33 @@ async fn a_webhook_and_a_sweep_for_the_same_change_are_one_message() {
         .unwrap();
     assert_eq!((again.enqueued, again.already_queued), (0, 2), "{again:?}");
     let _ = (&b.sn, &b.config);
+}
+
+#[tokio::test]
+async fn an_issue_too_large_to_queue_is_reported_and_the_sweep_goes_on() {
+    let b = bed_with(50, |y| {
+        y.replacen(
+            "version: 1",
+            "version: 1\nlimits:\n  max_body_bytes: 4096",
+            1,
+        )
+    })
+    .await;
+    let small = seed(&b.jira, 1).remove(0);
+    let big = b.jira.seed_issue(
+        "OPS",
+        json!({"summary": "huge", "priority": {"name": "Medium"},
+               "issuetype": {"name": "Incident"}, "environment": "x".repeat(8000)}),
+    );
+    let r = b
+        .reconciler
+        .sweep("jira", &opts("a"), &budget())
+        .await
+        .unwrap();
+    assert!(r.complete, "{r:?}");
+    assert_eq!(r.drift.len(), 2, "both are missing: {r:?}");
+    assert_eq!(r.too_large, 2, "the big one's create and update: {r:?}");
+    let keys = enqueued_keys(&b.queue);
+    assert!(keys.iter().all(|k| *k == small), "{keys:?}");
+    assert!(!keys.contains(&big));
 }
