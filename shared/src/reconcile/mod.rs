@@ -52,10 +52,14 @@
 pub mod spec;
 #[cfg(feature = "embedded")]
 mod sqlite;
+#[cfg(feature = "aws")]
+mod ssm;
 pub mod store;
 
 #[cfg(feature = "embedded")]
 pub use sqlite::SqliteStore;
+#[cfg(feature = "aws")]
+pub use ssm::SsmStore;
 
 pub use spec::{parse_duration, ReconcileSpec};
 pub use store::{MemoryStore, Progress, StoreError, Watermark, WatermarkStore};

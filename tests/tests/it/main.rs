@@ -7,7 +7,9 @@
 //!   secrets from moto's Secrets Manager, read back with the real SDK.
 //! - `worker_flow`: fixtures through ingress → moto SQS → the worker Lambda's
 //!   handler → the Jira and ServiceNow contract servers, faults included.
-//! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS).
+//! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS,
+//!   SSM overwrite).
+//! - `reconcile_ssm`: the reconciler's watermark store on moto's SSM.
 //! - `oauth3lo`: Jira OAuth 2.0 (3LO) with rotating refresh tokens, written back.
 //! - `soak_sqs`: the fault-injection soak through moto SQS and the worker handler.
 //! - `secret_hygiene`: canary secrets through the main scenarios; none may
@@ -20,6 +22,7 @@ mod logcap;
 mod moto_checks;
 mod oauth3lo;
 mod reconcile;
+mod reconcile_ssm;
 mod router;
 mod secret_hygiene;
 mod servicenow_script;

@@ -1,6 +1,7 @@
 //! What the emulator really does. The ingress tests lean on moto for FIFO
-//! deduplication and for AWSPREVIOUS; these tests check both directly, so a
-//! moto regression shows up here and not as a puzzling ingress failure.
+//! deduplication and for AWSPREVIOUS, the reconciler's watermark store on
+//! SSM `PutParameter` / `GetParameter`; these tests check them directly, so a
+//! moto regression shows up here and not as a puzzling failure elsewhere.
 
 use relay_tests::{aws_endpoint, create_fifo_queue, drain, sdk_config, unique};
 
@@ -73,4 +74,52 @@ async fn awsprevious_follows_rotation() {
         let previous = get("AWSPREVIOUS").await.unwrap();
         assert_eq!((current.as_str(), previous.as_str()), (new, old));
     }
+}
+
+/// What `SsmStore` relies on: a missing parameter is `ParameterNotFound`;
+/// `Overwrite: true` creates a parameter that does not exist and replaces one
+/// that does (a new version); without it an existing one is refused, so the
+/// flag is honoured rather than ignored.
+#[tokio::test]
+async fn ssm_put_overwrite_and_get() {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterError;
+    use aws_sdk_ssm::operation::put_parameter::PutParameterError;
+    use aws_sdk_ssm::types::{ParameterTier, ParameterType};
+    let Some(moto) = aws_endpoint() else { return };
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config(&moto).await);
+    let name = format!("/relay-tests/{}/jira", unique("ssm"));
+    let get = || async {
+        ssm.get_parameter()
+            .name(&name)
+            .send()
+            .await
+            .map(|o| o.parameter.unwrap())
+    };
+    let put = |value: &'static str, overwrite: bool| {
+        ssm.put_parameter()
+            .name(&name)
+            .value(value)
+            .r#type(ParameterType::String)
+            .tier(ParameterTier::Standard)
+            .overwrite(overwrite)
+            .send()
+    };
+    let missing = get().await.unwrap_err();
+    assert!(
+        matches!(missing.as_service_error(), Some(GetParameterError::ParameterNotFound(_))),
+        "{missing:?}"
+    );
+    assert_eq!(put("v1", true).await.unwrap().version, 1);
+    let p = get().await.unwrap();
+    assert_eq!((p.value.as_deref(), p.version), (Some("v1"), 1));
+    assert_eq!(p.r#type, Some(ParameterType::String));
+    assert_eq!(put("v2", true).await.unwrap().version, 2);
+    let p = get().await.unwrap();
+    assert_eq!((p.value.as_deref(), p.version), (Some("v2"), 2));
+    let refused = put("v3", false).await.unwrap_err();
+    assert!(
+        matches!(refused.as_service_error(), Some(PutParameterError::ParameterAlreadyExists(_))),
+        "{refused:?}"
+    );
+    assert_eq!(get().await.unwrap().value.as_deref(), Some("v2"));
 }
