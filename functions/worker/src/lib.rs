@@ -7,7 +7,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::LambdaEvent;
 use shared::connector::Budget;
 use shared::worker::{InMessage, Inbox, Worker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Time kept free at the end of an invocation to return the batch response.
 const RESERVE: Duration = Duration::from_millis(500);
@@ -28,23 +28,10 @@ pub fn in_message(m: &SqsMessage) -> InMessage {
     }
 }
 
-/// Below this a "deadline" is not an epoch time (2001-09-09) but a duration:
-/// `cargo lambda watch` (1.9) sends its timeout, e.g. `600000`, in the
-/// `Lambda-Runtime-Deadline-Ms` header instead of an absolute time.
-const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
-
-/// The invocation deadline (epoch milliseconds) as a budget.
+/// The invocation deadline (epoch milliseconds) as a budget
+/// ([`Budget::until_unix_ms`]).
 pub fn budget(deadline_ms: u64) -> Budget {
-    let left = if deadline_ms < EPOCH_MS_FLOOR {
-        Duration::from_millis(deadline_ms)
-    } else {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-    };
-    Budget::new(tokio::time::Instant::now() + left, RESERVE)
+    Budget::until_unix_ms(deadline_ms, RESERVE)
 }
 
 pub async fn handle(
@@ -77,6 +64,7 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     #[tokio::test]
     async fn deadlines_absolute_and_relative() {

@@ -289,19 +289,27 @@ mod tests {
         assert_eq!(json["lease"]["owner"], "req-1");
         assert_eq!(json["lease"]["until"], "2026-05-01T10:00:00Z");
         assert_eq!(json["watermark"]["since"], "2026-05-01T10:00:00Z");
-        assert_eq!(json["watermark"]["progress"]["created_from"], "2026-05-01T10:00:00Z");
+        assert_eq!(
+            json["watermark"]["progress"]["created_from"],
+            "2026-05-01T10:00:00Z"
+        );
         assert_eq!(serde_json::from_value::<Document>(json).unwrap(), doc);
         // A document without a lease (unlocked) or without anything.
         let empty: Document = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, Document::default());
-        assert_eq!(serde_json::to_string(&empty).unwrap(), r#"{"watermark":{}}"#);
+        assert_eq!(
+            serde_json::to_string(&empty).unwrap(),
+            r#"{"watermark":{}}"#
+        );
     }
 
     #[test]
     fn lease_arithmetic() {
         let at: jiff::Timestamp = "2026-05-01T10:00:00Z".parse().unwrap();
         assert_eq!(
-            lease_until(at, Duration::from_secs(90)).unwrap().to_string(),
+            lease_until(at, Duration::from_secs(90))
+                .unwrap()
+                .to_string(),
             "2026-05-01T10:01:30Z"
         );
         assert!(lease_until(at, Duration::MAX).is_err());

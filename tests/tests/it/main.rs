@@ -9,6 +9,8 @@
 //!   handler → the Jira and ServiceNow contract servers, faults included.
 //! - `moto_checks`: what the emulator really does (FIFO dedup, AWSPREVIOUS,
 //!   SSM overwrite).
+//! - `reconcile_lambda`: the reconciler Lambda's handler over moto and the
+//!   contract servers (a lost webhook healed by the scheduled sweep).
 //! - `reconcile_ssm`: the reconciler's watermark store on moto's SSM.
 //! - `oauth3lo`: Jira OAuth 2.0 (3LO) with rotating refresh tokens, written back.
 //! - `soak_sqs`: the fault-injection soak through moto SQS and the worker handler.
@@ -22,6 +24,7 @@ mod logcap;
 mod moto_checks;
 mod oauth3lo;
 mod reconcile;
+mod reconcile_lambda;
 mod reconcile_ssm;
 mod router;
 mod secret_hygiene;

@@ -106,7 +106,10 @@ async fn ssm_put_overwrite_and_get() {
     };
     let missing = get().await.unwrap_err();
     assert!(
-        matches!(missing.as_service_error(), Some(GetParameterError::ParameterNotFound(_))),
+        matches!(
+            missing.as_service_error(),
+            Some(GetParameterError::ParameterNotFound(_))
+        ),
         "{missing:?}"
     );
     assert_eq!(put("v1", true).await.unwrap().version, 1);
@@ -118,7 +121,10 @@ async fn ssm_put_overwrite_and_get() {
     assert_eq!((p.value.as_deref(), p.version), (Some("v2"), 2));
     let refused = put("v3", false).await.unwrap_err();
     assert!(
-        matches!(refused.as_service_error(), Some(PutParameterError::ParameterAlreadyExists(_))),
+        matches!(
+            refused.as_service_error(),
+            Some(PutParameterError::ParameterAlreadyExists(_))
+        ),
         "{refused:?}"
     );
     assert_eq!(get().await.unwrap().value.as_deref(), Some("v2"));

@@ -157,7 +157,10 @@ async fn too_large_and_unreadable() {
         .unwrap();
     let err = store.load("hand-edited").await.unwrap_err().to_string();
     assert!(err.contains("is not a watermark document"), "{err}");
-    assert!(err.contains(&format!("{}/hand-edited", bed.prefix)), "{err}");
+    assert!(
+        err.contains(&format!("{}/hand-edited", bed.prefix)),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -125,7 +125,7 @@ pub(crate) struct Relay {
     pub(crate) sn: ServiceNowServer,
     pub(crate) jira: JiraServer,
     hook: HookServer,
-    sqs: aws_sdk_sqs::Client,
+    pub(crate) sqs: aws_sdk_sqs::Client,
     sm: aws_sdk_secretsmanager::Client,
     queue_url: String,
     dlq_url: String,
@@ -133,6 +133,10 @@ pub(crate) struct Relay {
     worker: Worker,
     inbox: SqsInbox,
     prefix: String,
+    /// What the worker was built from (the reconciler tests build theirs too).
+    pub(crate) config: Arc<Config>,
+    pub(crate) secrets: Arc<dyn shared::secrets::SecretStore>,
+    pub(crate) aws: aws_config::SdkConfig,
 }
 
 impl Relay {
@@ -218,9 +222,9 @@ impl Relay {
             queue: Arc::new(SqsQueue::from_conf(&conf, queue_url.clone())),
             clock: Arc::new(SystemClock),
         });
-        let connectors = Connectors::from_config(&config, http_client(), secrets, settings);
+        let connectors = Connectors::from_config(&config, http_client(), secrets.clone(), settings);
         let worker = Worker::new(
-            config,
+            config.clone(),
             connectors,
             BatchSettings {
                 max_receive_count: Some(MAX_RECEIVES),
@@ -240,7 +244,15 @@ impl Relay {
             worker,
             inbox,
             prefix,
+            config,
+            secrets,
+            aws: conf,
         })
+    }
+
+    /// The queue the ingress writes to and the worker reads.
+    pub(crate) fn queue_url(&self) -> &str {
+        &self.queue_url
     }
 
     /// Posts a webhook to the ingress; returns the status.
