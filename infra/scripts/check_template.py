@@ -20,10 +20,15 @@ script checks them, plus the project's own rules:
 - every function has X-Ray tracing Active and a log group (`/aws/lambda/<name>`)
   with RetentionInDays;
 - no IAM statement allows Resource "*" except for X-Ray actions (which have no
-  resource-level permissions), no action is `*` or a wildcard on sqs: or
-  secretsmanager:, and no NotAction/NotResource; a SAM function with an SQS event
+  resource-level permissions), no action is `*` or a wildcard on sqs:,
+  secretsmanager: or ssm:, an ssm: statement names parameters under a path of at
+  least one literal level (`parameter/a/b/*`, not `parameter/*`), and no
+  NotAction/NotResource; a SAM function with an SQS event
   has its own Role (else SAM attaches AWSLambdaSQSQueueExecutionRole, which may
   receive and delete on every queue of the account);
+- a Schedule event's expression is a valid EventBridge rate() or cron(); given as a
+  parameter, the parameter has an AllowedPattern and its Default is valid; a function
+  on a schedule has ReservedConcurrentExecutions 1 (a run must not overlap the last);
 - every alarm sets TreatMissingData and AlarmActions; an alarm or dashboard metric
   in the relay's own namespace (the MetricsNamespace parameter) names a metric
   the relay emits (EMF_METRICS) with one of its dimension sets; the dashboard
@@ -59,11 +64,17 @@ METRICS_NAMESPACE_PARAM = "MetricsNamespace"
 STAR_RESOURCE_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords",
                          "xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries")
 # Services whose actions must be named one by one (no wildcards).
-NO_WILDCARD_SERVICES = ("sqs", "secretsmanager")
+NO_WILDCARD_SERVICES = ("sqs", "secretsmanager", "ssm")
+# An SSM parameter ARN under a literal path: `...:parameter/<level>/.../*` with `*` only last.
+SSM_SCOPED_RESOURCE = re.compile(r"^arn:[^:]+:ssm:[^:*]+:[^:*]+:parameter/[^*/]+(/[^*/]+)*(/\*)?$")
+# EventBridge schedule expressions: rate(1 unit) / rate(N units), or cron() with six fields.
+SCHEDULE_EXPRESSION = re.compile(r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\)"
+                                 r"|cron\(\S+ \S+ \S+ \S+ \S+ \S+\))$")
 
 # The metrics the relay writes as CloudWatch Embedded Metric Format lines (shared::metrics),
 # each with the dimension sets it is published under.
 _STAGE = frozenset({"Stage"})
+_STAGE_ENDPOINT = (_STAGE, frozenset({"Stage", "Endpoint"}))
 EMF_METRICS: dict[str, tuple[frozenset, ...]] = {
     "Received": (_STAGE,),
     "Rejected": (_STAGE, frozenset({"Stage", "Reason"})),
@@ -77,6 +88,10 @@ EMF_METRICS: dict[str, tuple[frozenset, ...]] = {
     "OAuthConsentRequired": (_STAGE,),
     "HandlerLatency": (_STAGE, frozenset({"Stage", "Function"})),
     "ConnectorLatency": (_STAGE, frozenset({"Stage", "Connection"})),
+    "ReconcileScanned": _STAGE_ENDPOINT,
+    "ReconcileDrift": _STAGE_ENDPOINT,
+    "ReconcileEnqueued": _STAGE_ENDPOINT,
+    "ReconcileFailed": _STAGE_ENDPOINT,
 }
 
 
@@ -431,6 +446,43 @@ class Checker:
             if "*" in resources and not all(a in STAR_RESOURCE_ACTIONS for a in actions):
                 others = [a for a in actions if a not in STAR_RESOURCE_ACTIONS]
                 self.problem(where, f"Resource '*' for {others}: name the resources (only X-Ray may use '*')")
+            elif any(isinstance(a, str) and a.lower().startswith("ssm:") for a in actions):
+                for resource in resources:
+                    arn = text(resource)
+                    literal = re.sub(r"\$\{[^}]*\}", "x", arn) if arn is not None else None
+                    if literal is None or not SSM_SCOPED_RESOURCE.match(literal):
+                        self.problem(where, f"ssm: resource {arn or resource!r} is not a parameter path "
+                                            "(arn:...:parameter/<path>/*)")
+
+    # --- schedules --------------------------------------------------------------
+
+    def check_schedules(self) -> None:
+        for fn, props in self.of_type("AWS::Serverless::Function"):
+            scheduled = False
+            for name, event in (props.get("Events") or {}).items():
+                if not isinstance(event, dict) or event.get("Type") != "Schedule":
+                    continue
+                scheduled = True
+                where = f"{fn}.Events.{name}"
+                expression = (event.get("Properties") or {}).get("Schedule")
+                param = ref_target(expression) if isinstance(expression, dict) and "Ref" in expression else None
+                if param is not None:
+                    spec = self.params.get(param)
+                    if not isinstance(spec, dict):
+                        self.problem(where, f"Schedule refers to {param}, which is not a parameter")
+                        continue
+                    if "AllowedPattern" not in spec:
+                        self.problem(param, "schedule parameter without an AllowedPattern (a typo would "
+                                            "only fail at deploy time)")
+                    elif not re.fullmatch(str(spec["AllowedPattern"]), str(spec.get("Default"))):
+                        self.problem(param, f"Default {spec.get('Default')!r} does not match its AllowedPattern")
+                    expression = spec.get("Default")
+                    where = f"{param}.Default"
+                if not isinstance(expression, str) or not SCHEDULE_EXPRESSION.match(expression):
+                    self.problem(where, f"{expression!r} is not an EventBridge rate() or cron() expression")
+            if scheduled and self.integer(self.function_prop(fn, "ReservedConcurrentExecutions"), 0) != 1:
+                self.problem(fn, "runs on a schedule without ReservedConcurrentExecutions: 1 "
+                                 "(a slow run would overlap the next)")
 
     # --- alarms and dashboard ---------------------------------------------------
 
@@ -499,6 +551,7 @@ class Checker:
         self.check_event_sources()
         self.check_observability()
         self.check_iam()
+        self.check_schedules()
         self.check_alarms()
         self.check_dashboards()
         return self.problems
@@ -522,6 +575,7 @@ Parameters:
   B: {Type: Number, Default: 5, MinValue: 1, MaxValue: 10}
   Stage: {Type: String}
   MetricsNamespace: {Type: String, Default: JiraRelay}
+  Rate: {Type: String, Default: rate(15 minutes), AllowedPattern: '^rate.*$'}
 Mappings:
   Vis: {'30': {V: 180}, '60': {V: 360}}
 Resources:
@@ -557,6 +611,16 @@ Resources:
           Type: SQS
           Properties: {Queue: !GetAtt Q2.Arn, BatchSize: !Ref B, FunctionResponseTypes: [ReportBatchItemFailures]}
   W2L: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: !Sub "/aws/lambda/w2-${Stage}", RetentionInDays: 30}}
+  Sweep:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: sweep
+      ReservedConcurrentExecutions: 1
+      Role: !GetAtt R.Arn
+      Events:
+        S: {Type: Schedule, Properties: {Schedule: !Ref Rate}}
+        T: {Type: Schedule, Properties: {Schedule: 'cron(0/15 * * * ? *)'}}
+  SweepL: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: /aws/lambda/sweep, RetentionInDays: 7}}
   R:
     Type: AWS::IAM::Role
     Properties:
@@ -567,6 +631,9 @@ Resources:
               - {Effect: Allow, Action: [xray:PutTraceSegments, xray:PutTelemetryRecords], Resource: '*'}
               - {Effect: Allow, Action: sqs:SendMessage, Resource: !GetAtt D.Arn}
               - {Effect: Allow, Action: secretsmanager:GetSecretValue, Resource: [!Ref S]}
+              - Effect: Allow
+                Action: [ssm:GetParameter, ssm:PutParameter]
+                Resource: !Sub "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/app/${Stage}/wm/*"
               - !If [C, {Effect: Allow, Action: secretsmanager:PutSecretValue, Resource: !Ref S}, !Ref AWS::NoValue]
   S: {Type: AWS::SecretsManager::Secret, Properties: {SecretString: '{}'}}
   A:
@@ -628,6 +695,21 @@ _BAD = [
     ("Resource '*' for ['sqs:SendMessage']",
      "Resources: {F: {Type: AWS::Serverless::Function, Properties: {Policies: "
      "[{Statement: [{Effect: Allow, Action: sqs:SendMessage, Resource: '*'}]}]}}}"),
+    # SSM and schedules
+    ("wildcard action 'ssm:Put*'", _GOOD.replace("ssm:PutParameter]", "'ssm:Put*']")),
+    ("ssm: resource 'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/*' is not",
+     _GOOD.replace("parameter/app/${Stage}/wm/*", "parameter/*")),
+    ("ssm: resource 'arn:aws:ssm:*:*:*' is not", _GOOD.replace(
+        '!Sub "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/app/${Stage}/wm/*"',
+        "'arn:aws:ssm:*:*:*'")),
+    ("Rate.Default: 'rate(1 minutes)' is not an EventBridge", _GOOD.replace("Default: rate(15 minutes)",
+                                                                             "Default: rate(1 minutes)")),
+    ("Rate: schedule parameter without an AllowedPattern", _GOOD.replace(", AllowedPattern: '^rate.*$'", "")),
+    ("Rate: Default 'rate(15 minutes)' does not match", _GOOD.replace("'^rate.*$'", "'^cron.*$'")),
+    ("Sweep.Events.T: 'every 15 minutes' is not", _GOOD.replace("'cron(0/15 * * * ? *)'", "'every 15 minutes'")),
+    ("Sweep.Events.T: 'cron(0/15 * * * *)' is not", _GOOD.replace("'cron(0/15 * * * ? *)'", "'cron(0/15 * * * *)'")),
+    ("Sweep: runs on a schedule without ReservedConcurrentExecutions: 1",
+     _GOOD.replace("ReservedConcurrentExecutions: 1", "ReservedConcurrentExecutions: 2")),
     # alarms and the dashboard
     ("A: metric 'DeadLetters' is not a metric the relay emits", _GOOD.replace("MetricName: DeadLettered",
                                                                               "MetricName: DeadLetters")),
@@ -638,6 +720,9 @@ _BAD = [
     ("A: no TreatMissingData", _GOOD.replace("TreatMissingData: notBreaching", "Period: 60")),
     ("A: no AlarmActions", _GOOD.replace("AlarmActions: [!Ref AWS::NoValue]", "Period: 60")),
     ("Dash.widgets[0].metrics[0]: metric 'Apply' is not", _GOOD.replace('"Applied"', '"Apply"')),
+    ("A: metric ReconcileDrift has dimensions ['Reason', 'Stage']",
+     _GOOD.replace("MetricName: DeadLettered", "MetricName: ReconcileDrift")
+     .replace("[{Name: Stage, Value: !Ref Stage}]", "[{Name: Stage, Value: x}, {Name: Reason, Value: y}]")),
     ("Dash.widgets[0].metrics[1]: metric Rejected has dimensions ['Reason', 'Source', 'Stage']",
      _GOOD.replace('"Reason", "${!Literal}"', '"Reason", "a", "Source", "b"')),
     ("Dash: DashboardBody is not JSON", _GOOD.replace('"${Q.QueueName}"]]}}]}', '"${Q.QueueName}"]]}}]')),

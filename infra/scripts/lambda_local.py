@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Lambda-true local run of both functions (no Docker, no AWS account).
+"""Lambda-true local run of the functions (no Docker, no AWS account).
 
 `sam local` needs Docker, which these machines do not have; `cargo lambda
 watch` emulates the Lambda Runtime API and function URLs instead. This script:
 
-1. builds `ingress`, `worker` and the `sandbox` (ServiceNow/Jira stand-ins),
+1. builds `ingress`, `worker`, `reconciler` and the `sandbox` (ServiceNow/Jira
+   stand-ins),
 2. starts the sandbox and `cargo lambda watch` on 127.0.0.1, with the
    functions' environment aimed at moto (SQS FIFO + DLQ, Secrets Manager) and
    a config that is `examples/jira-to-servicenow.yaml` aimed at the sandbox,
@@ -14,7 +15,11 @@ watch` emulates the Lambda Runtime API and function URLs instead. This script:
    FIFO group and dedup ids,
 5. invokes the worker through the Runtime API emulation with that message
    as a real SQS event and expects `{"batchItemFailures": []}`,
-6. checks the incident in the ServiceNow sandbox through its Table API.
+6. checks the incident in the ServiceNow sandbox through its Table API,
+7. makes an issue in the Jira sandbox without any webhook, invokes the
+   reconciler through the Runtime API emulation once with `{"dry_run": true}`
+   (reports it, enqueues nothing) and once with a scheduled event (enqueues
+   it), and checks the watermark it stored in moto's SSM Parameter Store.
 
 Needs: `cargo lambda` on PATH, moto at $RELAY_TEST_AWS_ENDPOINT, boto3 (moto's
 dependency), the fixtures. Bounded: every wait has a deadline.
@@ -71,10 +76,10 @@ def main():
     import boto3
 
     aws = dict(endpoint_url=moto, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    sqs, sm = boto3.client("sqs", **aws), boto3.client("secretsmanager", **aws)
+    sqs, sm, ssm = boto3.client("sqs", **aws), boto3.client("secretsmanager", **aws), boto3.client("ssm", **aws)
 
     t0 = time.time()
-    subprocess.run(["cargo", "build", "-p", "ingress", "-p", "worker", "-p", "relay-sandbox"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "-p", "ingress", "-p", "worker", "-p", "reconciler", "-p", "relay-sandbox"], cwd=ROOT, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     work = tempfile.mkdtemp(prefix="lambda-local-")
     sandbox = watch = None
@@ -101,7 +106,9 @@ def main():
             f.write(config)
 
         port = free_port()
+        watermarks = f"/jira-relay/{prefix}/reconcile"
         env = dict(os.environ, RELAY_CONFIG=config_path, RELAY_QUEUE_URL=queue, RELAY_DLQ_URL=dlq,
+                   RELAY_WATERMARK_PREFIX=watermarks,
                    RELAY_MAX_RECEIVE_COUNT="5", RELAY_STAGE="test", AWS_ENDPOINT_URL=moto, AWS_REGION="us-east-1",
                    AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
         log = open(os.path.join(work, "watch.log"), "w")
@@ -136,7 +143,10 @@ def main():
         m = got[0]
         attrs = m["Attributes"]
         issue_id = json.loads(body)["issue"]["id"]
-        if attrs.get("MessageGroupId") != f"jira:{issue_id}" or attrs.get("MessageDeduplicationId") != f"jira:{delivery}":
+        # The deduplication id names the change (the issue's creation), not the delivery, so
+        # that a webhook and a reconciliation sweep for the same change dedup.
+        if (attrs.get("MessageGroupId") != f"jira:{issue_id}"
+                or attrs.get("MessageDeduplicationId") != f"jira:issue:{issue_id}:created"):
             fail(f"unexpected FIFO ids: {attrs}")
         print(f"lambda-local: SQS message {m['MessageId']} group {attrs['MessageGroupId']}")
 
@@ -160,6 +170,41 @@ def main():
         if status != 200 or len(result) != 1:
             fail(f"expected one incident for {key}, got {status} {result}")
         print(f"lambda-local: ServiceNow sandbox holds {result[0]['number']} for {key}: {result[0]['short_description']}")
+
+        # 7. The reconciler: an issue whose webhook never came, a hand-run dry run, then the
+        #    scheduled sweep.
+        jira_auth = base64.b64encode(b"relay@example.com:jira-api-token").decode()
+        adf = {"type": "doc", "version": 1,
+               "content": [{"type": "paragraph", "content": [{"type": "text", "text": "lost webhook"}]}]}
+        status, answer = http("POST", f"{urls['jira']}/rest/api/3/issue", json.dumps({"fields": {
+            "project": {"key": "SUP"}, "issuetype": {"name": "Incident"}, "summary": "never delivered",
+            "description": adf}}).encode(),
+            {"Authorization": f"Basic {jira_auth}", "Content-Type": "application/json"})
+        if status != 201:
+            fail(f"Jira sandbox answered {status}: {answer[:300]!r}")
+        lost = json.loads(answer)["key"]
+        scheduled = {"version": "0", "id": run, "detail-type": "Scheduled Event", "source": "aws.events",
+                     "account": "123456789012", "time": "2026-05-01T10:15:00Z", "region": "us-east-1",
+                     "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{prefix}-reconcile"], "detail": {}}
+        for payload in ({"dry_run": True}, scheduled):
+            status, answer = http("POST", f"http://127.0.0.1:{port}/2015-03-31/functions/reconciler/invocations",
+                                  json.dumps(payload).encode(), {"Content-Type": "application/json"}, timeout=300)
+            summary = json.loads(answer) if status == 200 else {}
+            eps = summary.get("endpoints", [])
+            if len(eps) != 1 or eps[0].get("endpoint") != "jira" or eps[0].get("outcome") != "swept":
+                fail(f"reconciler answered {status}: {answer[:500]!r}; see {log.name}")
+            found = any(d.get("key") == lost and d.get("drift") == "missing" for d in eps[0]["drift"])
+            if not found or (eps[0]["enqueued"] == 0) != summary["dry_run"]:
+                fail(f"reconciler: expected {lost} missing, enqueued only without dry_run: {summary}")
+            print(f"lambda-local: reconciler (dry_run={summary['dry_run']}) → jira swept, "
+                  f"{eps[0]['scanned']} scanned, {eps[0]['drift_total']} drift, {eps[0]['enqueued']} enqueued")
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+        if not any(json.loads(m["Body"]).get("origin") == "reconcile" for m in got):
+            fail(f"no envelope with origin reconcile on the queue: {[m['Body'][:200] for m in got]}")
+        stored = json.loads(ssm.get_parameter(Name=f"{watermarks}/jira")["Parameter"]["Value"])
+        if not stored.get("watermark", {}).get("since") or "lease" in stored:
+            fail(f"unexpected watermark in SSM: {stored}")
+        print(f"lambda-local: SSM {watermarks}/jira holds watermark since {stored['watermark']['since']}")
         print(f"lambda-local: ok in {time.time() - t0:.1f} s")
     finally:
         if watch is not None and watch.poll() is None:

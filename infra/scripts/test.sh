@@ -3,7 +3,7 @@
 #
 # Stages, in order: tools (a venv with the pinned tools of requirements-tools.txt, zig
 # on PATH, the arm64 Rust target, rustfmt and clippy) -> fmt -> clippy -> moto (AWS
-# emulator on a free loopback port) -> rust-tests -> doc-tests -> lambda-local (both
+# emulator on a free loopback port) -> rust-tests -> doc-tests -> lambda-local (the
 # functions under cargo lambda watch) -> fuzz (each cargo-fuzz target of fuzz/ for
 # RELAY_FUZZ_SECONDS; see infra/scripts/fuzz.sh) -> sam-validate -> cfn-lint ->
 # check-template -> lambda-build -> sam-build. A failing stage does not stop the later ones, except tools, which all of them need. The summary at the end
@@ -180,10 +180,10 @@ check_template() {
 
 lambda_build() {
   local dir=${CARGO_TARGET_DIR:-target}/lambda
-  rm -f "$dir/ingress/bootstrap" "$dir/worker/bootstrap"
-  cargo lambda build --release --arm64 -p ingress -p worker
+  rm -f "$dir/ingress/bootstrap" "$dir/worker/bootstrap" "$dir/reconciler/bootstrap"
+  cargo lambda build --release --arm64 -p ingress -p worker -p reconciler
   local fn bin machine size
-  for fn in ingress worker; do
+  for fn in ingress worker reconciler; do
     bin=$dir/$fn/bootstrap
     test -f "$bin" || { echo "$bin was not produced"; return 1; }
     machine=$(od -An -tu1 -j18 -N1 "$bin" | tr -d ' ')
@@ -217,8 +217,9 @@ else
   run_stage rust-tests cargo test --workspace --all-features --no-fail-fast
 fi
 if [ -n "$MOTO_PID" ]; then
-  # Both functions under `cargo lambda watch` (the Lambda Runtime API and
-  # function URLs, no Docker): ingress → moto SQS → worker → ServiceNow sandbox.
+  # The functions under `cargo lambda watch` (the Lambda Runtime API and
+  # function URLs, no Docker): ingress → moto SQS → worker → ServiceNow sandbox,
+  # then the reconciler (moto SSM watermarks).
   run_stage lambda-local "$VENV/bin/python" infra/scripts/lambda_local.py
 fi
 stop_moto # frees memory before the release build
