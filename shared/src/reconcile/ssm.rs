@@ -26,10 +26,10 @@
 //! the same moment can both believe they hold it. On AWS the real guarantee
 //! that two sweeps never overlap is the function's
 //! `ReservedConcurrentExecutions: 1` (one invocation at a time, whether from
-//! the schedule or a hand-run `aws lambda invoke`); the lease guards a sweep
-//! run from elsewhere against the same parameters (`relay reconcile` with
-//! AWS credentials, a second stack by mistake) and outlives a crashed sweep
-//! only until it expires.
+//! the schedule or a hand-run `aws lambda invoke`). The lease is a second
+//! line for a sweep started elsewhere against the same parameters (nothing
+//! else uses them today), and outlives a crashed sweep only until it
+//! expires (the Lambda sets it to its invocation's time plus a minute).
 //!
 //! Errors carry the operation, the parameter name and the SDK error's code
 //! (`AccessDeniedException`, `ThrottlingException`, …), never a request or
