@@ -720,35 +720,27 @@ impl Sweep<'_> {
             &updated_payload,
         )?;
         let head = json!({"id": id, "key": key, "self": issue["self"], "fields": fields});
+        // `comment_created` / `attachment_created` for one child of the issue.
+        let child = |event: &str, field: &str, c: Value| {
+            let cid = as_text(&c["id"]).into_owned();
+            let p = json!({
+                "timestamp": ms(&c["created"]),
+                "webhookEvent": event,
+                field: c,
+                "issue": head,
+            });
+            let plan = self.plan(event, None, &p)?;
+            Some((cid, p, plan))
+        };
         let comments = comments
             .into_iter()
-            .filter_map(|c| {
-                let cid = as_text(&c["id"]).into_owned();
-                let p = json!({
-                    "timestamp": ms(&c["created"]),
-                    "webhookEvent": "comment_created",
-                    "comment": c,
-                    "issue": head,
-                });
-                let plan = self.plan("comment_created", None, &p)?;
-                Some((cid, p, plan))
-            })
+            .filter_map(|c| child("comment_created", "comment", c))
             .collect();
         let attachments = fields["attachment"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|a| {
-                let aid = as_text(&a["id"]).into_owned();
-                let p = json!({
-                    "timestamp": ms(&a["created"]),
-                    "webhookEvent": "attachment_created",
-                    "attachment": a,
-                    "issue": head,
-                });
-                let plan = self.plan("attachment_created", None, &p)?;
-                Some((aid, p, plan))
-            })
+            .filter_map(|a| child("attachment_created", "attachment", a.clone()))
             .collect();
         Some(IssueEvents {
             id,
