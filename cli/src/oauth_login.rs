@@ -347,7 +347,7 @@ pub async fn open_store(
     if secrets_manager {
         #[cfg(feature = "aws")]
         {
-            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let conf = shared::aws::defaults().load().await;
             return Ok(Arc::new(shared::secrets::AwsSecretStore::from_conf(&conf)));
         }
         #[cfg(not(feature = "aws"))]

@@ -45,7 +45,7 @@ fn sdk_err<E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'st
 
 impl Sqs {
     pub async fn new() -> Self {
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let conf = shared::aws::defaults().load().await;
         Self {
             client: Client::new(&conf),
         }

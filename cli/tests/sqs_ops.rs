@@ -50,7 +50,7 @@ async fn dead_letters_on_sqs_are_listed_shown_and_redriven() {
         );
         return;
     };
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let conf = shared::aws::defaults()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test", "test", None, None, "t",

@@ -113,6 +113,27 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    // The worker's first step on each message: the envelope the ingress
+    // queued, decoded (header fields + the payload kept raw).
+    let mut group = c.benchmark_group("envelope_decode");
+    for (label, size) in [("5KB", 5_000), ("100KB", 100_000), ("1MB", 1_000_000)] {
+        let req = Request::post(format!("/webhooks/jira?token={TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(padded(&base, size)))
+            .unwrap();
+        let res = rt.block_on(router.clone().oneshot(req)).unwrap();
+        assert_eq!(res.status(), 202);
+        let (_, message) = queue.messages().pop().expect("the webhook was queued");
+        queue.clear();
+        group.throughput(Throughput::Bytes(message.body.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(label),
+            &message.body,
+            |b, body| b.iter(|| shared::envelope::Envelope::decode(body).unwrap()),
+        );
+    }
+    group.finish();
+
     // Criterion reports means of batches; the goal is a per-request p99, so
     // time single warm requests too (token auth, as the Lambda sees them).
     for (label, size) in [("5KB", 5_000), ("100KB", 100_000), ("1MB", 1_000_000)] {

@@ -10,10 +10,11 @@
 //! the payload itself is carried byte for byte.
 
 use crate::config::SourceKind;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Longest header string kept in the envelope (keys, names, ids); longer
@@ -213,12 +214,11 @@ impl Envelope {
         if nests_deeper_than(trimmed, MAX_DEPTH) {
             return Err(PayloadError::TooDeep);
         }
+        // One pass reads the head fields and checks the rest of the body as
+        // the worker will parse it (`RawValue` skips without decoding), so
+        // what it could not read is refused here (400) rather than accepted
+        // and dead-lettered.
         let meta = read_meta(source, text)?;
-        // The lenient head reader and `RawValue` skip what they do not keep
-        // without decoding it; the worker parses the whole payload. Refuse
-        // here (400) what it could not read, rather than accept and
-        // dead-letter it.
-        serde_json::from_str::<Readable>(text).map_err(|e| PayloadError::NotJson(e.to_string()))?;
         let payload = RawValue::from_string(text.trim().to_owned())
             .map_err(|e| PayloadError::NotJson(e.to_string()))?;
         let delivery_id = match headers.webhook_id.as_deref().map(str::trim) {
@@ -254,11 +254,17 @@ impl Envelope {
         struct Probe {
             v: Option<serde_json::Value>,
         }
+        // The common case in one pass; the version is probed only to say why
+        // a message is not a v1 envelope.
+        let full = match serde_json::from_str::<Envelope>(body) {
+            Ok(envelope) => return Ok(envelope),
+            Err(e) => e,
+        };
         let probe: Probe =
             serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         match probe.v {
             Some(serde_json::Value::Number(n)) if n.as_u64() == Some(1) => {
-                serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+                Err(EnvelopeError::Malformed(full.to_string()))
             }
             Some(other) => Err(EnvelopeError::UnsupportedVersion(other.to_string())),
             None => Err(EnvelopeError::Malformed("no `v` field".to_owned())),
@@ -367,19 +373,95 @@ impl<'de> Deserialize<'de> for Readable {
             fn visit_unit<E: de::Error>(self) -> Result<Readable, E> {
                 Ok(Readable)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Readable, A::Error> {
-                while a.next_element::<Readable>()?.is_some() {}
-                Ok(Readable)
+            fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<Readable, A::Error> {
+                Readable::visit_seq(a)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Readable, A::Error> {
-                while a.next_key::<Readable>()?.is_some() {
-                    a.next_value::<Readable>()?;
-                }
-                Ok(Readable)
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Readable, A::Error> {
+                Readable::visit_map(a)
             }
         }
         d.deserialize_any(V)
     }
+}
+
+impl Readable {
+    fn visit_seq<'de, A: SeqAccess<'de>>(mut a: A) -> Result<Readable, A::Error> {
+        while a.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+
+    fn visit_map<'de, A: MapAccess<'de>>(mut a: A) -> Result<Readable, A::Error> {
+        while a.next_key::<Readable>()?.is_some() {
+            a.next_value::<Readable>()?;
+        }
+        Ok(Readable)
+    }
+}
+
+/// An object key, borrowed from the body when it holds no escape.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `Deserialize` for a head struct (fields that read leniently and default
+/// to absent; the macro must list every field): the named fields are read, a repeated one is refused as serde's
+/// derive would, and every other field is checked as [`Readable`] instead of
+/// skipped, so reading the head checks the whole body in the same pass.
+macro_rules! head_reader {
+    ($ty:ident { $($field:ident: $json:literal),+ $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<$ty, A::Error> {
+                        $(let mut $field = Default::default();)+
+                        let mut seen = 0u32;
+                        while let Some(Key(key)) = a.next_key::<Key<'de>>()? {
+                            let mut bit = 1u32;
+                            $(
+                                if key == $json {
+                                    if seen & bit != 0 {
+                                        return Err(de::Error::duplicate_field($json));
+                                    }
+                                    seen |= bit;
+                                    $field = a.next_value()?;
+                                    continue;
+                                }
+                                bit <<= 1;
+                            )+
+                            let _ = bit;
+                            a.next_value::<Readable>()?;
+                        }
+                        // Every field of the struct must be listed: a field
+                        // left out of the macro is a compile error here.
+                        Ok($ty { $($field),+ })
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------
@@ -416,13 +498,11 @@ impl<'de> Deserialize<'de> for Str {
             fn visit_unit<E: de::Error>(self) -> Result<Str, E> {
                 Ok(Str(None))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Str, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Str(None))
+            fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<Str, A::Error> {
+                Readable::visit_seq(a).map(|_| Str(None))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Str, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Str(None))
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Str, A::Error> {
+                Readable::visit_map(a).map(|_| Str(None))
             }
         }
         d.deserialize_any(V)
@@ -450,9 +530,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
             fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Obj<T>, A::Error> {
                 T::deserialize(de::value::MapAccessDeserializer::new(a)).map(|t| Obj(Some(t)))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Obj<T>, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Obj(None))
+            fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<Obj<T>, A::Error> {
+                Readable::visit_seq(a).map(|_| Obj(None))
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Obj<T>, E> {
                 Ok(Obj(None))
@@ -477,16 +556,20 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     }
 }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(default)]
+#[derive(Default, Debug)]
 struct UserHead {
-    #[serde(rename = "accountId")]
     account_id: Str,
     name: Str,
     key: Str,
-    #[serde(rename = "displayName")]
     display_name: Str,
 }
+
+head_reader!(UserHead {
+    account_id: "accountId",
+    name: "name",
+    key: "key",
+    display_name: "displayName",
+});
 
 impl UserHead {
     fn actor(self) -> Option<Actor> {
@@ -500,38 +583,45 @@ impl UserHead {
     }
 }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(default)]
+#[derive(Default, Debug)]
 struct IssueHead {
     id: Str,
     key: Str,
 }
 
+head_reader!(IssueHead {
+    id: "id",
+    key: "key"
+});
+
 /// Comment, worklog and attachment share the shape we need.
-#[derive(Deserialize, Default, Debug)]
-#[serde(default)]
+#[derive(Default, Debug)]
 struct ChildHead {
     id: Str,
-    #[serde(rename = "self")]
     self_url: Str,
-    #[serde(rename = "issueId")]
     issue_id: Str,
     author: Obj<UserHead>,
-    #[serde(rename = "updateAuthor")]
     update_author: Obj<UserHead>,
 }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(default)]
+head_reader!(ChildHead {
+    id: "id",
+    self_url: "self",
+    issue_id: "issueId",
+    author: "author",
+    update_author: "updateAuthor",
+});
+
+#[derive(Default, Debug)]
 struct ChangelogHead {
     id: Str,
 }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(default)]
+head_reader!(ChangelogHead { id: "id" });
+
+#[derive(Default, Debug)]
 struct Head {
     // Jira
-    #[serde(rename = "webhookEvent")]
     webhook_event: Str,
     issue_event_type_name: Str,
     issue: Obj<IssueHead>,
@@ -547,6 +637,21 @@ struct Head {
     sys_updated_by: Str,
 }
 
+head_reader!(Head {
+    webhook_event: "webhookEvent",
+    issue_event_type_name: "issue_event_type_name",
+    issue: "issue",
+    user: "user",
+    comment: "comment",
+    worklog: "worklog",
+    attachment: "attachment",
+    changelog: "changelog",
+    event: "event",
+    sys_id: "sys_id",
+    number: "number",
+    sys_updated_by: "sys_updated_by",
+});
+
 /// The issue id inside a Jira REST URL such as
 /// `…/rest/api/2/issue/10013/comment/10082`.
 fn issue_id_from_url(url: &str) -> Option<String> {
@@ -556,8 +661,9 @@ fn issue_id_from_url(url: &str) -> Option<String> {
     (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_owned())
 }
 
-/// Reads the header fields of a webhook body. Fails only if the body is not
-/// JSON; fields of unexpected types are ignored.
+/// Reads the header fields of a webhook body. Fails if the body is not JSON the
+/// worker can parse (see [`Readable`]) or repeats a head field; fields of
+/// unexpected types are ignored.
 pub fn read_meta(source: SourceKind, text: &str) -> Result<WebhookMeta, PayloadError> {
     let head: Head =
         serde_json::from_str(text).map_err(|e| PayloadError::NotJson(e.to_string()))?;
@@ -752,6 +858,45 @@ mod tests {
             let e = build(body).unwrap_or_else(|err| panic!("{body}: {err}"));
             assert!(serde_json::from_str::<serde_json::Value>(e.payload.get()).is_ok());
         }
+    }
+
+    /// The head reader is hand-written (one pass reads the head and checks the
+    /// rest): it keeps what serde's derive did.
+    #[test]
+    fn head_reader_keeps_the_derived_contract() {
+        let h = DeliveryHeaders::default();
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let build = |body: &str| Envelope::build("e", SourceKind::Jira, body.as_bytes(), &h, now);
+        // A repeated head field is refused, at any head level.
+        for body in [
+            r#"{"webhookEvent":"a","webhookEvent":"b"}"#,
+            r#"{"issue":{"id":"1","key":"K-1","id":"2"}}"#,
+            r#"{"comment":{"author":{"name":"a","name":"b"}}}"#,
+        ] {
+            assert!(
+                matches!(build(body), Err(PayloadError::NotJson(_))),
+                "{body}"
+            );
+        }
+        // Lone surrogates and out-of-range numbers under head fields too.
+        for body in [
+            r#"{"user":{"accountId":"\ud800"}}"#,
+            r#"{"user":{"avatarUrls":{"x":"\udc00"}}}"#,
+            r#"{"webhookEvent":["\ud800"]}"#,
+            r#"{"issue":{"id":{"n":1e999}}}"#,
+            r#"{"issue":[1e999]}"#,
+        ] {
+            assert!(
+                matches!(build(body), Err(PayloadError::NotJson(_))),
+                "{body}"
+            );
+        }
+        // An escaped key names the same field; keys are matched exactly.
+        let e = build(r#"{"webhook\u0045vent":"x","issue":{"Id":"9","id":"10"}}"#).unwrap();
+        assert_eq!(e.event, "x");
+        assert_eq!(e.source_id.as_deref(), Some("10"));
+        // Repeated keys outside the head fields stay accepted.
+        assert!(build(r#"{"webhookEvent":"x","y":1,"y":2,"user":{"z":1,"z":2}}"#).is_ok());
     }
 
     #[test]

@@ -44,9 +44,9 @@ pub fn aws_endpoint() -> Option<String> {
 /// AWS SDK configuration aimed at `endpoint` with dummy credentials, whatever
 /// the environment says.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    use aws_config::{BehaviorVersion, Region};
+    use aws_config::Region;
     let creds = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "relay-tests");
-    aws_config::defaults(BehaviorVersion::latest())
+    shared::aws::defaults()
         .region(Region::new("us-east-1"))
         .credentials_provider(creds)
         .endpoint_url(endpoint)
