@@ -287,6 +287,22 @@ impl Envelope {
         let id = self.change_id.as_deref().unwrap_or(&self.delivery_id);
         sqs_id(&format!("{}:{}", self.endpoint, id))
     }
+
+    /// The queue message that carries this envelope: its FIFO group, its
+    /// deduplication id, and the `event` / `endpoint` attributes. The intake
+    /// and the reconciliation sweep both send this, so a webhook and a sweep
+    /// for one change are the same message to the queue.
+    pub fn message(&self) -> crate::queue::OutgoingMessage {
+        crate::queue::OutgoingMessage {
+            group_id: self.group_id(),
+            dedup_id: self.dedup_id(),
+            body: self.encode(),
+            attributes: vec![
+                ("event", self.event.clone()),
+                ("endpoint", self.endpoint.clone()),
+            ],
+        }
+    }
 }
 
 /// SQS group and dedup ids: at most 128 characters of printable ASCII. Values

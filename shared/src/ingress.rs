@@ -12,7 +12,7 @@ use crate::auth::{self, AuthError, Credentials};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::envelope::{DeliveryHeaders, Envelope};
-use crate::queue::{OutgoingMessage, Queue, QueueError};
+use crate::queue::{Queue, QueueError};
 use crate::secrets::SecretStore;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -260,16 +260,7 @@ async fn receive(
             Err(e) => return reject(&endpoint.name, StatusCode::BAD_REQUEST, e.reason(), started),
         };
 
-    let message = OutgoingMessage {
-        group_id: envelope.group_id(),
-        dedup_id: envelope.dedup_id(),
-        body: envelope.encode(),
-        attributes: vec![
-            ("event", envelope.event.clone()),
-            ("endpoint", envelope.endpoint.clone()),
-        ],
-    };
-    match st.queue.send(message).await {
+    match st.queue.send(envelope.message()).await {
         Ok(receipt) => {
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             crate::metrics::count("Enqueued", &[]);

@@ -70,7 +70,7 @@ use crate::connector::{Budget, Call, CallBody, CallError, Connector};
 use crate::envelope::{DeliveryHeaders, Envelope, Origin};
 use crate::executor::Connectors;
 use crate::plan::{Body, Decision, Method, Plan, RuleStatus};
-use crate::queue::{OutgoingMessage, Queue};
+use crate::queue::Queue;
 use crate::rules::engine::plan_event;
 use crate::rules::path::as_text;
 use crate::rules::{Action, Condition, Context, Rule, Source};
@@ -1161,16 +1161,8 @@ impl Sweep<'_> {
             "reconcile:{}",
             env.change_id.as_deref().unwrap_or(&env.delivery_id)
         );
-        let message = OutgoingMessage {
-            group_id: env.group_id(),
-            dedup_id: env.dedup_id(),
-            body: env.encode(),
-            attributes: vec![
-                ("event", env.event.clone()),
-                ("endpoint", env.endpoint.clone()),
-                ("origin", "reconcile".to_owned()),
-            ],
-        };
+        let mut message = env.message();
+        message.attributes.push(("origin", "reconcile".to_owned()));
         let receipt = self
             .queue
             .send(message)
