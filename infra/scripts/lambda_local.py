@@ -54,13 +54,32 @@ def free_port():
     return port
 
 
-def http(method, url, body=None, headers=None, timeout=120):
+# Loopback only: never through a proxy from the environment.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+WATCH_LOG = None
+
+
+def log_tail(path, lines=40):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError as e:
+        return f"(cannot read {path}: {e})"
+
+
+def http(method, url, body=None, headers=None, timeout=180):
+    """One request; an answer with any status is returned, a failure to get one
+    (refused, reset, timed out) ends the run with the cause and the tail of
+    `cargo lambda watch`'s log, where the reason usually is."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with OPENER.open(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        where = f"\n--- last lines of {WATCH_LOG} ---\n{log_tail(WATCH_LOG)}" if WATCH_LOG else ""
+        fail(f"{method} {url.split('?')[0]}: no answer within {timeout} s ({e!r}){where}")
 
 
 def main():
@@ -79,7 +98,10 @@ def main():
     sqs, sm, ssm = boto3.client("sqs", **aws), boto3.client("secretsmanager", **aws), boto3.client("ssm", **aws)
 
     t0 = time.time()
-    subprocess.run(["cargo", "build", "-p", "ingress", "-p", "worker", "-p", "reconciler", "-p", "relay-sandbox"], cwd=ROOT, check=True)
+    # Each binary is built the way `cargo lambda watch` runs it (`cargo run --bin NAME`,
+    # features resolved for that package alone), so no invocation waits for a compile.
+    for args in (["--bin", "ingress"], ["--bin", "worker"], ["--bin", "reconciler"], ["-p", "relay-sandbox"]):
+        subprocess.run(["cargo", "build", *args], cwd=ROOT, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     work = tempfile.mkdtemp(prefix="lambda-local-")
     sandbox = watch = None
@@ -111,8 +133,13 @@ def main():
                    RELAY_WATERMARK_PREFIX=watermarks,
                    RELAY_MAX_RECEIVE_COUNT="5", RELAY_STAGE="test", AWS_ENDPOINT_URL=moto, AWS_REGION="us-east-1",
                    AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
-        log = open(os.path.join(work, "watch.log"), "w")
-        watch = subprocess.Popen(["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(port)], cwd=ROOT, env=env,
+        global WATCH_LOG
+        WATCH_LOG = os.path.join(work, "watch.log")
+        log = open(WATCH_LOG, "w")
+        # --ignore-changes: a file written under the checkout while the test runs must not
+        # restart a function in the middle of an invocation.
+        watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(port)],
+                                 cwd=ROOT, env=env,
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 120
         while True:
@@ -121,7 +148,7 @@ def main():
                 break
             except OSError:
                 if watch.poll() is not None or time.time() > deadline:
-                    fail(f"cargo lambda watch did not start; see {log.name}")
+                    fail(f"cargo lambda watch did not start\n--- {log.name} ---\n{log_tail(log.name)}")
                 time.sleep(0.2)
 
         # 3. The ingress through the function-URL emulation.
@@ -132,7 +159,7 @@ def main():
         status, answer = http("POST", f"http://127.0.0.1:{port}/lambda-url/ingress/webhooks/jira?token={token}", body,
                               {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": delivery})
         if status != 202:
-            fail(f"ingress answered {status}: {answer[:300]!r}; see {log.name}")
+            fail(f"ingress answered {status}: {answer[:300]!r}\n--- {log.name} ---\n{log_tail(log.name)}")
         print(f"lambda-local: ingress (cargo lambda watch, function URL) → 202 {answer.decode()}")
 
         # 4. The message in moto's SQS.
@@ -158,7 +185,7 @@ def main():
         status, answer = http("POST", f"http://127.0.0.1:{port}/2015-03-31/functions/worker/invocations",
                               json.dumps(event).encode(), {"Content-Type": "application/json"}, timeout=300)
         if status != 200 or json.loads(answer) != {"batchItemFailures": []}:
-            fail(f"worker answered {status}: {answer[:300]!r}; see {log.name}")
+            fail(f"worker answered {status}: {answer[:300]!r}\n--- {log.name} ---\n{log_tail(log.name)}")
         print(f"lambda-local: worker (cargo lambda watch, SQS event) → {answer.decode()}")
 
         # 6. The incident in the ServiceNow sandbox, read through its API.
@@ -192,7 +219,7 @@ def main():
             summary = json.loads(answer) if status == 200 else {}
             eps = summary.get("endpoints", [])
             if len(eps) != 1 or eps[0].get("endpoint") != "jira" or eps[0].get("outcome") != "swept":
-                fail(f"reconciler answered {status}: {answer[:500]!r}; see {log.name}")
+                fail(f"reconciler answered {status}: {answer[:500]!r}\n--- {log.name} ---\n{log_tail(log.name)}")
             found = any(d.get("key") == lost and d.get("drift") == "missing" for d in eps[0]["drift"])
             if not found or (eps[0]["enqueued"] == 0) != summary["dry_run"]:
                 fail(f"reconciler: expected {lost} missing, enqueued only without dry_run: {summary}")

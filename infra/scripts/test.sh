@@ -103,6 +103,8 @@ on_exit() {
     printf '%-16s %-6s %9s\n' "${STAGES[i]}" "${RESULTS[i]}" "${TIMES[i]}"
   done
   printf 'logs: %s\n' "$LOGS"
+  printf 'disk: %s free, target/ %s\n' "$(df -h --output=avail "$LOGS" 2>/dev/null | tail -n 1 | tr -d ' ')" \
+    "$(du -sh "${CARGO_TARGET_DIR:-$REPO/target}" 2>/dev/null | cut -f1)"
   exit "$status"
 }
 trap on_exit EXIT
