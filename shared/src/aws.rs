@@ -4,25 +4,136 @@
 //! short attempt and operation timeout so that an unreachable queue or secret
 //! store turns into a prompt 503 (and Jira's retry) instead of a hung request.
 //!
-//! The SDK crates are built without `default-https-client` (rustls on aws-lc):
-//! [`defaults`] gives them an HTTPS client on rustls with *ring*, the provider the
-//! connectors' reqwest client already links, so a binary carries one TLS stack.
+//! The SDK crates are built without `default-https-client` (hyper and rustls on
+//! aws-lc, beside the connectors' reqwest on ring): [`defaults`] gives them
+//! [`ReqwestHttpClient`], the SDK's HTTP client trait over the same reqwest the
+//! connectors use, so a binary carries one HTTP stack and one TLS stack.
 //! Every SDK configuration of the project starts from [`defaults`]; one loaded
 //! from `aws_config::defaults` alone has no HTTP client and fails its first call.
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// `aws_config::defaults` (latest behaviour version) with the project's HTTPS
-/// client: rustls with ring, the platform's trust roots (loaded on the first
-/// connection, not here). Plain `http://` endpoints (a local emulator) work too.
+/// `aws_config::defaults` (latest behaviour version) with the project's HTTP
+/// client ([`ReqwestHttpClient`]: rustls with ring, the Mozilla trust roots).
+/// Plain `http://` endpoints (a local emulator) work too.
 pub fn defaults() -> ConfigLoader {
-    let client = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest()).http_client(client)
+    aws_config::defaults(BehaviorVersion::latest()).http_client(ReqwestHttpClient::default())
+}
+
+/// The AWS SDK's HTTP client on reqwest (HTTP/1.1, rustls with ring).
+///
+/// The SDK asks for a connector per operation with that operation's settings;
+/// one reqwest client (one connection pool) is kept per connect timeout. The
+/// SDK's own attempt and operation timeouts bound every call; the read timeout
+/// is applied to the whole exchange. No redirects are followed (the SDK sees
+/// every answer as sent). Request bodies must be in memory, which every
+/// operation this project calls has (SQS, Secrets Manager, SSM: small JSON).
+#[derive(Clone, Debug, Default)]
+pub struct ReqwestHttpClient {
+    clients: Arc<Mutex<Vec<PooledClient>>>,
+}
+
+/// A reqwest client and the connect timeout it was built with.
+type PooledClient = (Option<Duration>, reqwest::Client);
+
+impl ReqwestHttpClient {
+    fn client(&self, connect_timeout: Option<Duration>) -> reqwest::Client {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = clients.iter().find(|(t, _)| *t == connect_timeout) {
+            return c.clone();
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(t) = connect_timeout {
+            builder = builder.connect_timeout(t);
+        }
+        // Building fails only when the TLS back end cannot start; the
+        // connector then reports that on every call instead of panicking here.
+        let client = builder.build().unwrap_or_else(|_| reqwest::Client::new());
+        clients.push((connect_timeout, client.clone()));
+        client
+    }
+}
+
+impl HttpClient for ReqwestHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(ReqwestConnector {
+            client: self.client(settings.connect_timeout()),
+            read_timeout: settings.read_timeout(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct ReqwestConnector {
+    client: reqwest::Client,
+    read_timeout: Option<Duration>,
+}
+
+impl HttpConnector for ReqwestConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = self.client.clone();
+        let read_timeout = self.read_timeout;
+        HttpConnectorFuture::new(async move {
+            let request = request
+                .try_into_http1x()
+                .map_err(|e| ConnectorError::user(e.into()))?;
+            let (parts, body) = request.into_parts();
+            let Some(bytes) = body.bytes().map(bytes::Bytes::copy_from_slice) else {
+                return Err(ConnectorError::user(
+                    "streaming request bodies are not supported by this HTTP client".into(),
+                ));
+            };
+            let mut request = reqwest::Request::try_from(http::Request::from_parts(parts, bytes))
+                .map_err(|e| ConnectorError::user(e.into()))?;
+            if let Some(t) = read_timeout {
+                *request.timeout_mut() = Some(t);
+            }
+            let response = client.execute(request).await.map_err(transport_error)?;
+            let mut builder = http::Response::builder().status(response.status());
+            if let Some(headers) = builder.headers_mut() {
+                headers.extend(
+                    response
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+            }
+            let body = response.bytes().await.map_err(transport_error)?;
+            let response = builder
+                .body(SdkBody::from(body))
+                .map_err(|e| ConnectorError::other(e.into(), None))?;
+            HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// Timeouts and connection failures are retryable for the SDK; anything else
+/// is reported as is.
+fn transport_error(e: reqwest::Error) -> ConnectorError {
+    if e.is_timeout() {
+        ConnectorError::timeout(e.into())
+    } else if e.is_connect() || e.is_body() || e.is_request() {
+        ConnectorError::io(e.into())
+    } else {
+        ConnectorError::other(e.into(), None)
+    }
 }
 
 /// Loads the standard AWS configuration (credential chain, region,

@@ -260,25 +260,6 @@ struct RawEndpoint {
     reconcile: Option<Spanned<crate::reconcile::spec::ReconcileYaml>>,
 }
 
-/// Brackets the field path inside a parse error message.
-const PATH_MARK: &str = "@@path@@";
-
-/// Wraps the target type so that a parse error names the field path
-/// (`endpoints[1].kind`) as well as the line.
-struct Tracked<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Tracked<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut track = serde_path_to_error::Track::new();
-        T::deserialize(serde_path_to_error::Deserializer::new(d, &mut track))
-            .map(Tracked)
-            .map_err(|e| {
-                use serde::de::Error;
-                D::Error::custom(format!("{PATH_MARK}{}{PATH_MARK}{e}", track.path()))
-            })
-    }
-}
-
 impl Config {
     /// Reads and validates the file at `path`, interpolating `${NAME}` from the
     /// process environment.
@@ -304,9 +285,8 @@ impl Config {
             problems,
         };
         let text = interpolate(text, env).map_err(|p| invalid(vec![p]))?;
-        let raw: RawConfig = serde_saphyr::from_str::<Tracked<RawConfig>>(&text)
-            .map(|t| t.0)
-            .map_err(|e| invalid(vec![parse_problem(&e.to_string())]))?;
+        let raw: RawConfig =
+            serde_saphyr::from_str(&text).map_err(|e| invalid(vec![parse_problem(&text, &e)]))?;
         let mut problems = Vec::new();
         let config = check(raw, &mut problems);
         if problems.is_empty() {
@@ -332,37 +312,30 @@ impl Config {
     }
 }
 
-/// Removes the `.value` segments that [`Spanned`] wrappers add to a path.
-fn clean_path(path: &str) -> String {
-    let mut out = path.replace(".value.", ".").replace(".value[", "[");
-    if let Some(stripped) = out.strip_suffix(".value") {
-        out = stripped.to_owned();
-    }
-    if out == "." || out == "value" {
-        out.clear();
-    }
-    out
-}
-
-/// Turns a serde-saphyr error message (`@@path@@PATH@@path@@message at line L,
-/// column C`) into a [`Problem`].
-fn parse_problem(rendered: &str) -> Problem {
-    let first_line = rendered.lines().next().unwrap_or_default();
-    let (field, rest) = match first_line.split(PATH_MARK).collect::<Vec<_>>().as_slice() {
-        [pre, path, msg] => (clean_path(path), format!("{pre}{msg}")),
-        _ => (String::new(), first_line.to_owned()),
+/// Turns a serde-saphyr error about `text` into a [`Problem`] that also names
+/// the field at the error's position.
+fn parse_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
+    let (line, column) = match error.location() {
+        Some(l) if l.line() > 0 => (Some(l.line()), Some(l.column())),
+        _ => (None, None),
     };
-    let (message, line, column) = match rest.rsplit_once(" at line ") {
-        Some((msg, pos)) => {
-            let mut parts = pos.split(", column ");
-            let line = parts.next().and_then(|l| l.trim().parse().ok());
-            let column = parts
-                .next()
-                .and_then(|c| c.trim().split(|ch: char| !ch.is_ascii_digit()).next())
-                .and_then(|c| c.parse().ok());
-            (msg.trim().to_owned(), line, column)
-        }
-        None => (rest.trim().to_owned(), None, None),
+    // The message without the snippet and without the position, which the
+    // problem carries in its own fields (`unknown variant … at line 4, column 11`).
+    let rendered = error.without_snippet().to_string();
+    let mut message = rendered.lines().next().unwrap_or_default().trim();
+    message = message.strip_prefix("error: ").unwrap_or(message);
+    if let (Some(l), Some(c)) = (line, column) {
+        message = message
+            .strip_prefix(&format!("line {l} column {c}: "))
+            .unwrap_or(message);
+        message = message
+            .strip_suffix(&format!(" at line {l}, column {c}"))
+            .unwrap_or(message);
+    }
+    let message = message.to_owned();
+    let field = match (line, column) {
+        (Some(l), Some(c)) => path_at(text, l, c, message.starts_with("missing field")),
+        _ => String::new(),
     };
     let fix = if message.contains("unknown field") {
         Some("remove or rename the field; `relay schema` lists the allowed ones".to_owned())
@@ -379,6 +352,105 @@ fn parse_problem(rendered: &str) -> Problem {
         field,
         message,
         fix,
+    }
+}
+
+/// The field path (`endpoints[1].kind`) of the innermost YAML node at `line`,
+/// `column` (1-based, as serde-saphyr reports them) of `text`; empty when no
+/// node is there. With `of_mapping`, a position on a mapping key names the
+/// mapping (serde reports a missing field at the last key it read).
+///
+/// Parse errors are located by line and column only. Rather than track the path
+/// while deserializing (a second, wrapped copy of every `Deserialize` impl of
+/// the config: the largest single item in the Lambda binaries), the path is
+/// recovered afterwards from the YAML events, on the error path alone.
+pub(crate) fn path_at(text: &str, line: u64, column: u64, of_mapping: bool) -> String {
+    use granit_parser::{Event, Marker, Parser};
+    enum Frame {
+        Map { path: String, key: Option<String> },
+        Seq { path: String, next: usize },
+    }
+    type Pos = (usize, usize);
+    /// Where a node stands: its path, and for a mapping key the mapping's path.
+    fn place(stack: &mut [Frame], key_text: Option<&str>) -> (String, Option<String>) {
+        let join = |path: &str, key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
+        match stack.last_mut() {
+            None => (String::new(), None),
+            Some(Frame::Seq { path, next }) => {
+                let p = format!("{path}[{next}]");
+                *next += 1;
+                (p, None)
+            }
+            Some(Frame::Map { path, key }) => match key.take() {
+                Some(k) => (join(path, &k), None),
+                None => {
+                    let k = key_text.unwrap_or("?");
+                    *key = Some(k.to_owned());
+                    (join(path, k), Some(path.clone()))
+                }
+            },
+        }
+    }
+    let pos: Pos = (line as usize, column as usize);
+    // granit-parser counts lines from 1 and columns from 0.
+    let at = |m: Marker| (m.line(), m.col() + 1);
+    // The innermost node containing `pos` so far: depth, path, mapping of a key.
+    let mut best: Option<(usize, String, Option<String>)> = None;
+    let mut consider =
+        |start: Pos, end: Pos, depth: usize, path: String, key_of: Option<String>| {
+            if start <= pos && pos <= end && best.as_ref().is_none_or(|(d, ..)| depth >= *d) {
+                best = Some((depth, path, key_of));
+            }
+        };
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut starts: Vec<Pos> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { break };
+        let depth = stack.len();
+        match event {
+            Event::Scalar(value, ..) => {
+                let (path, key_of) = place(&mut stack, Some(&value));
+                consider(at(span.start), at(span.end), depth, path, key_of);
+            }
+            Event::Alias(..) => {
+                let (path, key_of) = place(&mut stack, None);
+                consider(at(span.start), at(span.end), depth, path, key_of);
+            }
+            Event::MappingStart(..) => {
+                let (path, _) = place(&mut stack, None);
+                starts.push(at(span.start));
+                stack.push(Frame::Map { path, key: None });
+            }
+            Event::SequenceStart(..) => {
+                let (path, _) = place(&mut stack, None);
+                starts.push(at(span.start));
+                stack.push(Frame::Seq { path, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                let (Some(frame), Some(start)) = (stack.pop(), starts.pop()) else {
+                    break;
+                };
+                let (Frame::Map { path, .. } | Frame::Seq { path, .. }) = frame;
+                consider(start, at(span.end), stack.len(), path, None);
+            }
+            _ => {}
+        }
+    }
+    // Collections a syntax error left open reach to the end of the text.
+    while let (Some(frame), Some(start)) = (stack.pop(), starts.pop()) {
+        let (Frame::Map { path, .. } | Frame::Seq { path, .. }) = frame;
+        consider(start, (usize::MAX, usize::MAX), stack.len(), path, None);
+    }
+    match best {
+        Some((_, _, Some(mapping))) if of_mapping => mapping,
+        Some((_, path, _)) => path,
+        None => String::new(),
     }
 }
 
@@ -737,5 +809,50 @@ endpoints:
             Config::from_yaml("version: 1\nendpoints: []\n", "conf/relay.yaml", env).unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("conf/relay.yaml:2:"), "{s}");
+    }
+}
+#[cfg(test)]
+mod path_tests {
+    use super::{parse_problem, path_at, RawConfig};
+
+    fn field_of(yaml: &str) -> (String, Option<u64>, String) {
+        let e = serde_saphyr::from_str::<RawConfig>(yaml)
+            .err()
+            .expect("an error");
+        let p = parse_problem(yaml, &e);
+        (p.field, p.line, p.message)
+    }
+
+    #[test]
+    fn parse_errors_get_the_path_of_their_position() {
+        let head = "version: 1\nendpoints:\n  - name: a\n    kind: jira\n    stage: test\n";
+        let cases = [
+            (format!("{head}    auth: {{}}\n    colour: red\n"), "endpoints[0].colour", 7, "unknown field"),
+            (format!("{head}    auth: {{ token: {{ secret: relay/x#t }}, bogus: 1 }}\n"), "endpoints[0].auth.bogus", 6, "unknown field"),
+            ("version: 1\nendpoints:\n  - name: a\n    stage: test\n    auth: {}\n".to_owned(), "endpoints[0]", 5, "missing field"),
+            ("version: 1\nendpoints: [ 5 ]\n".to_owned(), "endpoints[0]", 2, ""),
+            ("version: one\nendpoints: []\n".to_owned(), "version", 1, ""),
+            (format!("{head}    auth: {{}}\n  - name: b\n    kind: jira\n    stage: tset\n    auth: {{}}\n"), "endpoints[1].stage", 9, "unknown variant"),
+        ];
+        for (yaml, field, line, needle) in cases {
+            let (f, l, m) = field_of(&yaml);
+            assert_eq!((f.as_str(), l), (field, Some(line)), "{yaml}: {m}");
+            assert!(m.contains(needle) && !m.contains(" at line "), "{m}");
+        }
+    }
+
+    #[test]
+    fn path_at_positions() {
+        assert_eq!(path_at("a: 1\n", 9, 1, false), "");
+        // A syntax error: the open sequence is the innermost node there.
+        assert_eq!(path_at("a: [1, 2\n", 1, 8, false), "a");
+        assert_eq!(
+            path_at("a:\n  b:\n    - x\n    - { c: d }\n", 4, 9, false),
+            "a.b[1].c"
+        );
+        assert_eq!(
+            path_at("a:\n  b:\n    - x\n    - { c: d }\n", 4, 9, true),
+            "a.b[1]"
+        );
     }
 }

@@ -7,19 +7,68 @@
 //! per SQS message) carry it as `span.message_id` etc. No secret ever goes
 //! into a field.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// JSON logs to stdout; the level comes from `RUST_LOG` (default `info`).
 /// Safe to call more than once (later calls do nothing).
+///
+/// `RUST_LOG` takes a level and per-module levels (`info`, `debug`,
+/// `info,shared::connector=debug`): `tracing_subscriber`'s `Targets` syntax, the
+/// target part of `EnvFilter`'s without span and field filters, whose regex
+/// engine the Lambda binaries do not carry. A value it cannot read is reported
+/// in the log and `info` is used.
 pub fn init_json() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let (filter, refused) = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let fmt = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
-        .with_ansi(false)
-        .with_env_filter(filter)
-        .try_init();
+        .with_ansi(false);
+    if tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
+        .try_init()
+        .is_ok()
+    {
+        if let Some(value) = refused {
+            tracing::warn!(rust_log = %value, "RUST_LOG not understood; logging at info");
+        }
+    }
+}
+
+/// The filter for a `RUST_LOG` value, and the value if it was refused.
+fn log_filter(value: Option<&str>) -> (Targets, Option<String>) {
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    match value.map(str::trim) {
+        None | Some("") => (info(), None),
+        Some(v) => match v.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(_) => (info(), Some(v.chars().take(200).collect())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_values() {
+        let on =
+            |v: Option<&str>, target: &str, level| log_filter(v).0.would_enable(target, &level);
+        assert!(on(None, "shared", Level::INFO) && !on(None, "shared", Level::DEBUG));
+        assert!(on(Some("debug"), "shared", Level::DEBUG));
+        let v = Some("warn,shared::connector=debug");
+        assert!(on(v, "shared::connector::rest", Level::DEBUG));
+        assert!(!on(v, "shared::envelope", Level::INFO) && on(v, "shared::envelope", Level::WARN));
+        // EnvFilter's span filters are not understood: reported, and info used.
+        let (t, refused) = log_filter(Some("[span{a=1}]=debug"));
+        assert_eq!(refused.as_deref(), Some("[span{a=1}]=debug"));
+        assert!(t.would_enable("shared", &Level::INFO) && !t.would_enable("shared", &Level::DEBUG));
+    }
 }
