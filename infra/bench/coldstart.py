@@ -14,7 +14,7 @@ With --serve, BINARY is `relay` and "ready" is the first 200 from
 listener bound, workers started); the script polls a fresh connection every
 0.5 ms, so the figure is within about a millisecond.
 
-With --watch, BINARY is the function name (ingress or worker) and the
+With --watch, BINARY is the function name (ingress, worker or reconciler) and the
 script starts `cargo lambda watch` (debug build, as `infra/scripts/
 lambda_local.py` uses it), then times the first invocation (cargo's
 up-to-date check + process start + init + the handler) and the warm ones
@@ -84,6 +84,7 @@ def function_env(tmp, config, name, runtime_api):
         "RELAY_CONFIG": config,
         "RELAY_QUEUE_URL": "http://127.0.0.1:9/000000000000/bench.fifo",
         "RELAY_DLQ_URL": "http://127.0.0.1:9/000000000000/bench-dlq.fifo",
+        "RELAY_WATERMARK_PREFIX": "/jira-relay/bench/reconcile",
         # Nothing leaves the machine, whatever the init does.
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         "RUST_LOG": "warn",
