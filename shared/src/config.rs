@@ -366,33 +366,42 @@ fn parse_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
 /// recovered afterwards from the YAML events, on the error path alone.
 pub(crate) fn path_at(text: &str, line: u64, column: u64, of_mapping: bool) -> String {
     use granit_parser::{Event, Marker, Parser};
-    enum Frame {
-        Map { path: String, key: Option<String> },
-        Seq { path: String, next: usize },
-    }
     type Pos = (usize, usize);
+    /// An open collection: its path, where it starts, and where its next child goes.
+    struct Frame {
+        path: String,
+        start: Pos,
+        next: Next,
+    }
+    enum Next {
+        /// In a mapping: the key just read (its value comes next), or none.
+        Map(Option<String>),
+        /// In a sequence: the index of the next item.
+        Seq(usize),
+    }
     /// Where a node stands: its path, and for a mapping key the mapping's path.
     fn place(stack: &mut [Frame], key_text: Option<&str>) -> (String, Option<String>) {
-        let join = |path: &str, key: &str| {
+        let Some(Frame { path, next, .. }) = stack.last_mut() else {
+            return (String::new(), None);
+        };
+        let join = |key: &str| {
             if path.is_empty() {
                 key.to_owned()
             } else {
                 format!("{path}.{key}")
             }
         };
-        match stack.last_mut() {
-            None => (String::new(), None),
-            Some(Frame::Seq { path, next }) => {
-                let p = format!("{path}[{next}]");
-                *next += 1;
-                (p, None)
+        match next {
+            Next::Seq(i) => {
+                *i += 1;
+                (format!("{path}[{}]", *i - 1), None)
             }
-            Some(Frame::Map { path, key }) => match key.take() {
-                Some(k) => (join(path, &k), None),
+            Next::Map(key) => match key.take() {
+                Some(k) => (join(&k), None),
                 None => {
                     let k = key_text.unwrap_or("?");
                     *key = Some(k.to_owned());
-                    (join(path, k), Some(path.clone()))
+                    (join(k), Some(path.clone()))
                 }
             },
         }
@@ -409,7 +418,6 @@ pub(crate) fn path_at(text: &str, line: u64, column: u64, of_mapping: bool) -> S
             }
         };
     let mut stack: Vec<Frame> = Vec::new();
-    let mut starts: Vec<Pos> = Vec::new();
     for event in Parser::new_from_str(text) {
         let Ok((event, span)) = event else { break };
         let depth = stack.len();
@@ -422,30 +430,34 @@ pub(crate) fn path_at(text: &str, line: u64, column: u64, of_mapping: bool) -> S
                 let (path, key_of) = place(&mut stack, None);
                 consider(at(span.start), at(span.end), depth, path, key_of);
             }
-            Event::MappingStart(..) => {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let (path, _) = place(&mut stack, None);
-                starts.push(at(span.start));
-                stack.push(Frame::Map { path, key: None });
-            }
-            Event::SequenceStart(..) => {
-                let (path, _) = place(&mut stack, None);
-                starts.push(at(span.start));
-                stack.push(Frame::Seq { path, next: 0 });
+                let next = match event {
+                    Event::MappingStart(..) => Next::Map(None),
+                    _ => Next::Seq(0),
+                };
+                stack.push(Frame {
+                    path,
+                    start: at(span.start),
+                    next,
+                });
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                let (Some(frame), Some(start)) = (stack.pop(), starts.pop()) else {
-                    break;
-                };
-                let (Frame::Map { path, .. } | Frame::Seq { path, .. }) = frame;
-                consider(start, at(span.end), stack.len(), path, None);
+                let Some(frame) = stack.pop() else { break };
+                consider(frame.start, at(span.end), stack.len(), frame.path, None);
             }
             _ => {}
         }
     }
     // Collections a syntax error left open reach to the end of the text.
-    while let (Some(frame), Some(start)) = (stack.pop(), starts.pop()) {
-        let (Frame::Map { path, .. } | Frame::Seq { path, .. }) = frame;
-        consider(start, (usize::MAX, usize::MAX), stack.len(), path, None);
+    while let Some(frame) = stack.pop() {
+        consider(
+            frame.start,
+            (usize::MAX, usize::MAX),
+            stack.len(),
+            frame.path,
+            None,
+        );
     }
     match best {
         Some((_, _, Some(mapping))) if of_mapping => mapping,
