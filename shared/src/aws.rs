@@ -105,20 +105,13 @@ impl HttpConnector for ReqwestConnector {
             if let Some(t) = read_timeout {
                 *request.timeout_mut() = Some(t);
             }
-            let response = client.execute(request).await.map_err(transport_error)?;
-            let mut builder = http::Response::builder().status(response.status());
-            if let Some(headers) = builder.headers_mut() {
-                headers.extend(
-                    response
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone())),
-                );
-            }
+            let mut response = client.execute(request).await.map_err(transport_error)?;
+            let status = response.status();
+            let headers = std::mem::take(response.headers_mut());
             let body = response.bytes().await.map_err(transport_error)?;
-            let response = builder
-                .body(SdkBody::from(body))
-                .map_err(|e| ConnectorError::other(e.into(), None))?;
+            let mut response = http::Response::new(SdkBody::from(body));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
             HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
