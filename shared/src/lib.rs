@@ -17,6 +17,7 @@ pub mod connector;
 pub mod envelope;
 pub mod executor;
 pub mod ingress;
+pub mod links;
 pub mod metrics;
 pub mod plan;
 pub mod queue;
