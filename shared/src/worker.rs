@@ -96,6 +96,7 @@ pub struct Worker {
     config: Arc<Config>,
     connectors: Connectors,
     settings: BatchSettings,
+    links: crate::links::Links,
 }
 
 /// What a batch came to.
@@ -123,7 +124,18 @@ impl Worker {
             config,
             connectors,
             settings,
+            links: crate::links::Links::memory(),
         }
+    }
+
+    /// The link store to use (default: in memory, kept by this process only).
+    pub fn with_links(mut self, links: crate::links::Links) -> Self {
+        self.links = links;
+        self
+    }
+
+    pub fn links(&self) -> &crate::links::Links {
+        &self.links
     }
 
     pub fn settings(&self) -> &BatchSettings {
