@@ -74,6 +74,7 @@ impl JiraAdmin {
     ) -> Result<Option<Value>, String> {
         let call = Call {
             method,
+            once: false,
             path,
             query: Vec::new(),
             headers: Vec::new(),

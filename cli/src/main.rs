@@ -71,6 +71,16 @@ enum Command {
         /// counts as failed (and is retried).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
         call_timeout_secs: u64,
+        /// Milliseconds a write may take to become visible to a lookup (Jira's
+        /// search index lags): a create whose answer was lost is not sent again
+        /// before this has passed and a lookup still finds nothing. Default:
+        /// 30000 for Jira connections, 10000 for the others.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+        settle_ms: Option<u64>,
+        /// Hours a handled change is remembered, so a late retry of it (Jira
+        /// retries for about 75 minutes) is recognised as a duplicate.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=720))]
+        remember_hours: u64,
     },
     /// One reconciliation sweep: find issues whose webhooks never arrived and
     /// queue them for `relay serve`'s workers (or only print them: --dry-run).
@@ -249,8 +259,12 @@ fn run(cli: Cli) -> Result<(), String> {
             max_receives,
             visibility_timeout_secs,
             call_timeout_secs,
+            settle_ms,
+            remember_hours,
         } => {
             let mut opts = serve::ServeOptions::new(config, listen, data_dir);
+            opts.settle = settle_ms.map(std::time::Duration::from_millis);
+            opts.links.seen_for = std::time::Duration::from_secs(remember_hours * 3600);
             opts.call_timeout = std::time::Duration::from_secs(call_timeout_secs);
             opts.secrets = secrets;
             opts.workers = workers;

@@ -19,6 +19,7 @@ use shared::connector::rest::http_client;
 use shared::connector::{Budget, ConnectorSettings};
 use shared::executor::Connectors;
 use shared::ingress::{app, IngressState};
+use shared::links::{sqlite::SqliteBackend, LinkSettings, Links};
 use shared::queue::{
     EmbeddedQueue, EmbeddedSettings, OutgoingMessage, Queue, QueueError, SendReceipt,
 };
@@ -53,6 +54,10 @@ pub struct ServeOptions {
     pub visibility_timeout: Duration,
     /// The longest a single call to ServiceNow / Jira / HTTP may take.
     pub call_timeout: Duration,
+    /// [`shared::connector::Connector::settle`] for every connection (`None`: by kind).
+    pub settle: Option<Duration>,
+    /// How long the link store (`<data-dir>/links.sqlite`) keeps what.
+    pub links: LinkSettings,
 }
 
 impl ServeOptions {
@@ -66,6 +71,8 @@ impl ServeOptions {
             max_receives: 10,
             visibility_timeout: Duration::from_secs(60),
             call_timeout: ConnectorSettings::default().call_timeout,
+            settle: None,
+            links: LinkSettings::default(),
         }
     }
 }
@@ -205,18 +212,26 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
         secrets.clone(),
         ConnectorSettings {
             call_timeout: opts.call_timeout,
+            settle: opts.settle,
             ..ConnectorSettings::default()
         },
     );
-    let worker = Arc::new(Worker::new(
-        config.clone(),
-        connectors,
-        BatchSettings {
-            // On the last receive a retryable failure is dead-lettered with its reason.
-            max_receive_count: Some(opts.max_receives),
-            ..BatchSettings::default()
-        },
-    ));
+    let links = Links::new(
+        Arc::new(SqliteBackend::open(&opts.data_dir).map_err(|e| e.to_string())?),
+        opts.links.clone(),
+    );
+    let worker = Arc::new(
+        Worker::new(
+            config.clone(),
+            connectors,
+            BatchSettings {
+                // On the last receive a retryable failure is dead-lettered with its reason.
+                max_receive_count: Some(opts.max_receives),
+                ..BatchSettings::default()
+            },
+        )
+        .with_links(links),
+    );
     let (stop, _) = watch::channel(false);
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let sweeper = if config.reconcile.is_empty() {
@@ -339,6 +354,10 @@ async fn worker_loop(
             }
         };
         if msgs.is_empty() {
+            // Idle: the park's upkeep (replays, expiry) has time now.
+            worker
+                .maybe_replay_parked(&queue, &Budget::from_now(Duration::from_secs(20)))
+                .await;
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}

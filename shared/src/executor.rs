@@ -20,7 +20,10 @@ use crate::config::Config;
 use crate::connector::{
     Budget, Call, CallBody, CallError, Connector, ConnectorSettings, FileSource, RestConnector,
 };
-use crate::plan::{Body, Decision, OnEmpty, Plan, RuleStatus, RunIf, Step};
+use crate::links::{LinkError, Links, Pair, Scope};
+use crate::plan::{
+    Body, Decision, Method, OnEmpty, PairBack, Plan, RulePlan, RuleStatus, RunIf, Step,
+};
 use crate::rules::path::{as_text, Path};
 use crate::rules::Action;
 use crate::secrets::SecretStore;
@@ -73,6 +76,10 @@ pub struct AppliedRule {
     pub target: Option<String>,
     /// Whether this rule created the record (`create`/`upsert` that posted).
     pub created: bool,
+    /// Scopes whose record this rule made known (created, found, written
+    /// back): events parked for them can be replayed now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paired: Vec<Scope>,
 }
 
 /// One rule not carried out, and why.
@@ -102,6 +109,22 @@ pub enum Outcome {
     Dead {
         reason: String,
     },
+    /// A rule waits for a record that does not exist yet (an update that
+    /// overtook its create): the worker parks the event until `scope` is
+    /// paired, instead of holding its queue group.
+    Waiting {
+        scope: Scope,
+        reason: String,
+    },
+    /// Parked by the worker (see [`Outcome::Waiting`]).
+    Parked {
+        reason: String,
+    },
+    /// This change was handled already (within the link store's memory of
+    /// deliveries): nothing is applied again.
+    Duplicate {
+        reason: String,
+    },
 }
 
 mod opt_ms {
@@ -128,6 +151,9 @@ impl Outcome {
             Outcome::NoRule => "no_rule",
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
+            Outcome::Waiting { .. } => "waiting",
+            Outcome::Parked { .. } => "parked",
+            Outcome::Duplicate { .. } => "duplicate",
         }
     }
 
@@ -148,7 +174,10 @@ impl Outcome {
         match self {
             Outcome::Filtered { reason }
             | Outcome::Retry { reason, .. }
-            | Outcome::Dead { reason } => Some(reason),
+            | Outcome::Dead { reason }
+            | Outcome::Waiting { reason, .. }
+            | Outcome::Parked { reason }
+            | Outcome::Duplicate { reason } => Some(reason),
             _ => None,
         }
     }
@@ -173,18 +202,34 @@ enum RuleEnd {
     Done {
         target: Option<String>,
         created: bool,
+        paired: Vec<Scope>,
     },
     Skipped(String),
     Stop(Outcome),
 }
 
-/// Runs a plan. `max_attachment_bytes` caps a single transferred file.
-pub async fn execute(
-    plan: &Plan,
-    connectors: &Connectors,
-    budget: &Budget,
-    max_attachment_bytes: u64,
-) -> Outcome {
+/// What [`execute`] works with besides the plan.
+pub struct Exec<'a> {
+    pub connectors: &'a Connectors,
+    /// Pairs, uncertain writes and item twins (see [`crate::links`]).
+    pub links: &'a Links,
+    pub budget: &'a Budget,
+    /// Caps a single transferred file.
+    pub max_attachment_bytes: u64,
+    /// The change the event stands for (its deduplication id): marks the
+    /// writes it makes, so a repeat can recognise them.
+    pub change: &'a str,
+}
+
+fn store_down(e: LinkError) -> Outcome {
+    Outcome::Retry {
+        reason: format!("link_store_unavailable: {e}"),
+        after: None,
+    }
+}
+
+/// Runs a plan.
+pub async fn execute(plan: &Plan, ex: &Exec<'_>) -> Outcome {
     match &plan.decision {
         Decision::Filtered { reason } => {
             return Outcome::Filtered {
@@ -230,7 +275,7 @@ pub async fn execute(
             }
             RuleStatus::Error { .. } => unreachable!("checked above"),
         }
-        let Some(conn) = connectors.get(&r.connection) else {
+        let Some(conn) = ex.connectors.get(&r.connection) else {
             return Outcome::Dead {
                 reason: format!(
                     "config_error: rule `{}` writes to unknown connection `{}`",
@@ -238,17 +283,12 @@ pub async fn execute(
                 ),
             };
         };
-        match run_rule(
-            &r.rule,
-            &r.steps,
-            conn,
-            connectors,
-            budget,
-            max_attachment_bytes,
-        )
-        .await
-        {
-            RuleEnd::Done { target, created } => {
+        match run_rule(r, conn, ex).await {
+            RuleEnd::Done {
+                target,
+                created,
+                paired,
+            } => {
                 tracing::info!(rule = %r.rule, action = ?r.action, connection = %r.connection,
                     target = target.as_deref().unwrap_or(""), created, "rule applied");
                 applied.push(AppliedRule {
@@ -257,6 +297,7 @@ pub async fn execute(
                     action: r.action,
                     target,
                     created,
+                    paired,
                 });
             }
             RuleEnd::Skipped(reason) => {
@@ -272,18 +313,83 @@ pub async fn execute(
     Outcome::Applied { applied, skipped }
 }
 
-async fn run_rule(
-    rule: &str,
-    steps: &[Step],
-    conn: &Arc<dyn Connector>,
-    connectors: &Connectors,
-    budget: &Budget,
-    max_attachment_bytes: u64,
-) -> RuleEnd {
-    let mut results: HashMap<&str, StepResult> = HashMap::new();
+/// Whether a step is a write that must not run twice: a POST (create,
+/// comment, upload, transition) or a ServiceNow journal write (a PATCH of
+/// `comments` / `work_notes` appends an entry each time).
+pub fn step_once(step: &Step) -> bool {
+    match step.method {
+        Method::Post => true,
+        Method::Patch => matches!(&step.body, Body::Json { json }
+            if json.get("comments").is_some() || json.get("work_notes").is_some()),
+        _ => false,
+    }
+}
+
+/// The record a step's variables name: id (`sys_id`, `id`) and key (`number`, `key`).
+fn pair_of(vars: &HashMap<String, Value>) -> Option<Pair> {
+    let get = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| vars.get(*n))
+            .map(|v| as_text(v).into_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let pair = Pair {
+        id: get(&["sys_id", "id"]),
+        key: get(&["number", "key"]),
+    };
+    (pair.id.is_some() || pair.key.is_some()).then_some(pair)
+}
+
+/// A lookup answered from the store: the step's extract names filled from the pair.
+fn result_from_pair(step: &Step, pair: &Pair) -> StepResult {
+    let mut r = StepResult::default();
+    for var in step.extract.keys() {
+        let v = match var.as_str() {
+            "sys_id" | "id" => pair.id.clone(),
+            "number" | "key" => pair.key.clone(),
+            _ => None,
+        };
+        if let Some(v) = v {
+            r.vars.insert(var.clone(), Value::String(v));
+        }
+    }
+    r.found = step.extract.keys().all(|k| r.vars.contains_key(k));
+    r
+}
+
+/// Writes whose twins the store keeps (Jira comments and uploads): the
+/// redelivered event finds the twin instead of writing again.
+fn item_twin(step: &Step, conn: &Arc<dyn Connector>) -> bool {
+    conn.kind() == crate::connections::ConnectionKind::Jira
+        && matches!(step.id.as_str(), "comment" | "attach")
+}
+
+async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> RuleEnd {
+    let rule = rp.rule.as_str();
+    let mut results: HashMap<String, StepResult> = HashMap::new();
+    let mut event = StepResult::default();
+    event
+        .vars
+        .insert("change".into(), Value::String(ex.change.to_owned()));
+    results.insert("event".into(), event);
+    // One uncertain-write marker per rule application.
+    let what = format!("{}#{rule}#{}", ex.change, rp.item.unwrap_or(0));
+    let has_once = rp.steps.iter().any(step_once);
+    let unsure_since = if has_once {
+        match ex.links.uncertain_since(&what).await {
+            Ok(t) => t,
+            Err(e) => return RuleEnd::Stop(store_down(e)),
+        }
+    } else {
+        None
+    };
     let mut target = None;
     let mut created = false;
-    for step in steps {
+    let mut from_store = false;
+    let mut record: Option<Pair> = None;
+    let mut paired = Vec::new();
+    for step in &rp.steps {
         let runs = match &step.run_if {
             RunIf::Always => true,
             RunIf::Found(s) => results.get(s.as_str()).is_some_and(|r| r.found),
@@ -292,7 +398,67 @@ async fn run_rule(
         if !runs {
             continue;
         }
-        let call = match fill(step, &results, connectors, max_attachment_bytes) {
+        // A check runs only after a write whose answer was lost.
+        if step.check && unsure_since.is_none() {
+            results.insert(step.id.clone(), StepResult::default());
+            continue;
+        }
+        if step.id == "lookup" {
+            if let Some(scope) = &rp.link {
+                match ex.links.record(scope).await {
+                    Ok(Some(pair)) => {
+                        let r = result_from_pair(step, &pair);
+                        if r.found {
+                            from_store = true;
+                            record = Some(pair.clone());
+                            if let Some(k) = pair.key.or(pair.id) {
+                                target = Some(k);
+                            }
+                            results.insert(step.id.clone(), r);
+                            continue;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return RuleEnd::Stop(store_down(e)),
+                }
+            }
+        }
+        let once = step_once(step);
+        if once && item_twin(step, conn) {
+            match ex.links.item(conn.name(), ex.change).await {
+                Ok(Some(twin)) => {
+                    tracing::info!(rule, step = %step.id, twin = %twin, "already written (twin in the link store)");
+                    let mut r = StepResult {
+                        found: true,
+                        ..Default::default()
+                    };
+                    r.vars.insert("id".into(), Value::String(twin));
+                    results.insert(step.id.clone(), r);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => return RuleEnd::Stop(store_down(e)),
+            }
+        }
+        if once {
+            if let Some(since) = unsure_since {
+                let waited = ex.links.now_millis().saturating_sub(since).max(0) as u64;
+                let settle = conn.settle();
+                if Duration::from_millis(waited) < settle {
+                    let left = settle - Duration::from_millis(waited);
+                    return RuleEnd::Stop(Outcome::Retry {
+                        reason: format!(
+                            "outcome_unknown: rule `{rule}` step `{}`: an earlier send got no answer and `{}` does not show it yet; not sent again before {} ms have passed",
+                            step.id,
+                            conn.name(),
+                            settle.as_millis()
+                        ),
+                        after: Some(left),
+                    });
+                }
+            }
+        }
+        let call = match fill(step, &results, ex.connectors) {
             Ok(c) => c,
             Err(e) => {
                 return RuleEnd::Stop(Outcome::Dead {
@@ -300,8 +466,23 @@ async fn run_rule(
                 })
             }
         };
-        let reply = match conn.call(&call, budget).await {
+        let reply = match conn.call(&call, ex.budget).await {
             Ok(r) => r,
+            Err(CallError::Retry { reason, after })
+                if once && reason.starts_with("outcome_unknown") =>
+            {
+                if let Err(e) = ex.links.mark_uncertain(&what).await {
+                    tracing::warn!(rule, error = %e, "could not mark the unanswered write");
+                }
+                let settle = conn.settle();
+                return RuleEnd::Stop(Outcome::Retry {
+                    reason: format!(
+                        "{reason} (rule `{rule}` step `{}`: looked up again before any new send)",
+                        step.id
+                    ),
+                    after: Some(after.map_or(settle, |a| a.max(settle))),
+                });
+            }
             Err(e) => return RuleEnd::Stop(Outcome::from_call(e)),
         };
         let lookup = step.on_empty.is_some();
@@ -309,7 +490,17 @@ async fn run_rule(
         if reply.is_success() {
             let json = reply.json.as_ref().unwrap_or(&Value::Null);
             for (var, path) in &step.extract {
-                let Ok(p) = Path::parse(path) else { continue };
+                let path = if path.contains("{{") {
+                    match substitute(path, &|n| {
+                        lookup_var(&results, n).map(|v| as_text(v).into_owned())
+                    }) {
+                        Ok(p) => p,
+                        Err(_) => continue,
+                    }
+                } else {
+                    path.clone()
+                };
+                let Ok(p) = Path::parse(&path) else { continue };
                 if let Some(v) = p.get(json).filter(|v| !is_empty(v)) {
                     result.vars.insert(var.clone(), v.clone());
                 }
@@ -317,12 +508,40 @@ async fn run_rule(
             result.found = !lookup || step.extract.keys().all(|k| result.vars.contains_key(k));
         } else if lookup && reply.status == 404 {
             result.found = false;
+        } else if reply.status == 404 && from_store {
+            // The store named a record the target no longer has: forget it
+            // and look it up again on redelivery.
+            if let Some(scope) = &rp.link {
+                if let Err(e) = ex.links.unpair(scope).await {
+                    return RuleEnd::Stop(store_down(e));
+                }
+            }
+            return RuleEnd::Stop(Outcome::Retry {
+                reason: format!(
+                    "stale_link: `{}` has no record {} any more; looking it up again",
+                    conn.name(),
+                    target.as_deref().unwrap_or("")
+                ),
+                after: None,
+            });
         } else {
             return RuleEnd::Stop(rejected(&reply, conn.name(), &call));
         }
+        if once && item_twin(step, conn) {
+            if let Some(id) = result.vars.get("id") {
+                if let Err(e) = ex
+                    .links
+                    .pair_item(conn.name(), ex.change, &as_text(id))
+                    .await
+                {
+                    tracing::warn!(rule, error = %e, "could not store the written item's twin");
+                }
+            }
+        }
         for k in ["number", "key", "sys_id", "id"] {
             if let Some(v) = result.vars.get(k) {
-                if target.is_none() || step.id == "create" {
+                if step.id == "create" || (step.id == "lookup" && target.is_none())
+                {
                     target = Some(as_text(v).into_owned());
                 }
                 break;
@@ -330,6 +549,19 @@ async fn run_rule(
         }
         if step.id == "create" {
             created = true;
+        }
+        // The record is known now: remember the pair (a create, or a lookup
+        // that found what the store did not know).
+        if (step.id == "create" || (step.id == "lookup" && result.found)) && rp.link.is_some() {
+            if let (Some(scope), Some(pair)) = (&rp.link, pair_of(&result.vars)) {
+                if let Err(e) = ex.links.pair(scope, &pair).await {
+                    return RuleEnd::Stop(store_down(e));
+                }
+                paired.push(scope.clone());
+                record = Some(pair);
+            }
+        } else if step.id == "create" {
+            record = pair_of(&result.vars);
         }
         if lookup && !result.found {
             match step.on_empty.as_ref().unwrap_or(&OnEmpty::Continue) {
@@ -342,19 +574,116 @@ async fn run_rule(
                     ))
                 }
                 OnEmpty::RetryLater => {
-                    return RuleEnd::Stop(Outcome::Retry {
-                        reason: format!(
-                            "not_correlated: rule `{rule}`: `{}` has no record for this event yet",
-                            conn.name()
-                        ),
-                        after: None,
-                    })
+                    let reason = format!(
+                        "not_correlated: rule `{rule}`: `{}` has no record for this event yet",
+                        conn.name()
+                    );
+                    return RuleEnd::Stop(match &rp.link {
+                        Some(scope) => Outcome::Waiting {
+                            scope: scope.clone(),
+                            reason,
+                        },
+                        None => Outcome::Retry {
+                            reason,
+                            after: None,
+                        },
+                    });
                 }
             }
         }
-        results.insert(&step.id, result);
+        results.insert(step.id.clone(), result);
     }
-    RuleEnd::Done { target, created }
+    if unsure_since.is_some() {
+        if let Err(e) = ex.links.clear_uncertain(&what).await {
+            tracing::warn!(rule, error = %e, "could not clear the unanswered-write mark");
+        }
+    }
+    if let (Some(pb), Some(twin)) = (&rp.pair_back, &record) {
+        match write_back(rule, pb, twin, ex).await {
+            Ok(Some(scope)) => paired.push(scope),
+            Ok(None) => {}
+            Err(o) => return RuleEnd::Stop(o),
+        }
+    }
+    if from_store {
+        if let Some(scope) = &rp.link {
+            paired.push(scope.clone());
+        }
+    }
+    RuleEnd::Done {
+        target,
+        created,
+        paired,
+    }
+}
+
+/// Writes the twin's key into the source record, unless the store says it
+/// was done already; then remembers the reverse pair.
+async fn write_back(
+    rule: &str,
+    pb: &PairBack,
+    twin: &Pair,
+    ex: &Exec<'_>,
+) -> Result<Option<Scope>, Outcome> {
+    let Some(key) = twin.key.clone().or_else(|| twin.id.clone()) else {
+        return Ok(None);
+    };
+    let reverse = Scope::new(&pb.connection, &pb.field, &key);
+    match ex.links.record(&reverse).await {
+        Ok(Some(p)) if p == pb.source => return Ok(Some(reverse)),
+        Ok(_) => {}
+        Err(e) => return Err(store_down(e)),
+    }
+    let Some(back) = ex.connectors.get(&pb.connection) else {
+        return Err(Outcome::Dead {
+            reason: format!(
+                "config_error: rule `{rule}` writes the pairing back through unknown connection `{}`",
+                pb.connection
+            ),
+        });
+    };
+    let mut results: HashMap<String, StepResult> = HashMap::new();
+    let mut t = StepResult {
+        found: true,
+        ..Default::default()
+    };
+    t.vars.insert("key".into(), Value::String(key.clone()));
+    t.vars.insert(
+        "id".into(),
+        Value::String(twin.id.clone().unwrap_or_else(|| key.clone())),
+    );
+    results.insert("target".into(), t);
+    for step in &pb.steps {
+        let call = fill(step, &results, ex.connectors).map_err(|e| Outcome::Dead {
+            reason: format!("mapping_error: rule `{rule}` step `{}`: {e}", step.id),
+        })?;
+        let reply = back
+            .call(&call, ex.budget)
+            .await
+            .map_err(Outcome::from_call)?;
+        if !reply.is_success() {
+            return Err(rejected(&reply, back.name(), &call));
+        }
+    }
+    tracing::info!(rule, connection = %pb.connection, field = %pb.field, twin = %key, "pairing written back");
+    ex.links
+        .pair(&reverse, &pb.source)
+        .await
+        .map_err(store_down)?;
+    Ok(Some(reverse))
+}
+
+fn lookup_var<'r>(
+    results: &'r HashMap<String, StepResult>,
+    name: &str,
+) -> Result<&'r Value, String> {
+    let (s, var) = name
+        .split_once('.')
+        .ok_or_else(|| format!("placeholder `{{{{{name}}}}}` names no step variable"))?;
+    results
+        .get(s)
+        .and_then(|r| r.vars.get(var))
+        .ok_or_else(|| format!("`{{{{{name}}}}}` has no value (step `{s}` gave none)"))
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -393,19 +722,10 @@ fn rejected(reply: &crate::connector::Reply, conn: &str, call: &Call) -> Outcome
 /// Fills a step's placeholders and turns it into a [`Call`].
 fn fill(
     step: &Step,
-    results: &HashMap<&str, StepResult>,
+    results: &HashMap<String, StepResult>,
     connectors: &Connectors,
-    _max_attachment_bytes: u64,
 ) -> Result<Call, String> {
-    let lookup = |name: &str| -> Result<&Value, String> {
-        let (s, var) = name
-            .split_once('.')
-            .ok_or_else(|| format!("placeholder `{{{{{name}}}}}` names no step variable"))?;
-        results
-            .get(s)
-            .and_then(|r| r.vars.get(var))
-            .ok_or_else(|| format!("`{{{{{name}}}}}` has no value (step `{s}` gave none)"))
-    };
+    let lookup = |name: &str| -> Result<&Value, String> { lookup_var(results, name) };
     let path = substitute(&step.path, &|n| {
         lookup(n).map(|v| crate::rules::engine::encode_segment(&as_text(v)))
     })?;
@@ -444,6 +764,7 @@ fn fill(
     };
     Ok(Call {
         method: step.method,
+        once: step_once(step),
         path,
         query,
         headers,

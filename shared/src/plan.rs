@@ -54,6 +54,29 @@ pub struct RulePlan {
     pub status: RuleStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
+    /// Where the rule's lookup finds the target record: the link store is
+    /// asked first, the target's correlation field (the `lookup` step) when
+    /// the store does not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::links::Scope>,
+    /// Create/upsert rules with `pair_back`: the writes that put the new
+    /// record's key into the record the event came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_back: Option<PairBack>,
+}
+
+/// The pairing written back into the record an event came from, after the
+/// rule created (or found) its twin. Placeholders `{{target.key}}` and
+/// `{{target.id}}` stand for the twin's key and id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairBack {
+    /// The connection that writes to the source system.
+    pub connection: String,
+    /// The field there that the other direction's rules correlate by.
+    pub field: String,
+    /// The source record (from the event).
+    pub source: crate::links::Pair,
+    pub steps: Vec<Step>,
 }
 
 /// Whether the rule's steps should run.
@@ -106,6 +129,15 @@ pub struct Step {
     /// What to do when `extract` finds nothing; only on lookups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_empty: Option<OnEmpty>,
+    /// A look-before-repeat check: runs only when an earlier send of this
+    /// rule's write got no answer (its outcome is unknown); otherwise it is
+    /// taken as having found nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub check: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A request body.

@@ -26,7 +26,7 @@
 use crate::config::Config;
 use crate::connector::Budget;
 use crate::envelope::Envelope;
-use crate::executor::{execute, Connectors, Outcome};
+use crate::executor::{execute, Connectors, Exec, Outcome};
 use crate::queue::QueueError;
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -97,6 +97,8 @@ pub struct Worker {
     connectors: Connectors,
     settings: BatchSettings,
     links: crate::links::Links,
+    /// When the park's upkeep last ran (see [`Worker::maybe_replay_parked`]).
+    park_pass: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// What a batch came to.
@@ -116,6 +118,8 @@ struct Meta {
     delivery_id: String,
     source_key: String,
     origin: &'static str,
+    /// The change id (deduplication id) the event stands for.
+    change: String,
 }
 
 impl Worker {
@@ -125,6 +129,7 @@ impl Worker {
             connectors,
             settings,
             links: crate::links::Links::memory(),
+            park_pass: std::sync::Mutex::new(None),
         }
     }
 
@@ -147,6 +152,7 @@ impl Worker {
         self.process_inner(body, budget).await.0
     }
 
+    /// Decode → duplicate check → plan → execute → park or remember.
     async fn process_inner(&self, body: &str, budget: &Budget) -> (Outcome, Meta) {
         let env = match Envelope::decode(body) {
             Ok(e) => e,
@@ -159,6 +165,10 @@ impl Worker {
                 )
             }
         };
+        let change = env
+            .change_id
+            .clone()
+            .unwrap_or_else(|| env.delivery_id.clone());
         let meta = Meta {
             endpoint: env.endpoint.clone(),
             event: env.event.clone(),
@@ -168,7 +178,30 @@ impl Worker {
                 crate::envelope::Origin::Webhook => "webhook",
                 crate::envelope::Origin::Reconcile => "reconcile",
             },
+            change: change.clone(),
         };
+        // Past any queue's deduplication window (SQS FIFO: 5 min), a Jira
+        // retry of the same change is still recognised here.
+        match self.links.seen(&change).await {
+            Ok(true) => {
+                return (
+                    Outcome::Duplicate {
+                        reason: format!("duplicate: change `{change}` was handled already"),
+                    },
+                    meta,
+                )
+            }
+            Ok(false) => {}
+            Err(e) => {
+                return (
+                    Outcome::Retry {
+                        reason: format!("link_store_unavailable: {e}"),
+                        after: None,
+                    },
+                    meta,
+                )
+            }
+        }
         let plan = match crate::rules::plan_envelope(&self.config, &env) {
             Ok(p) => p,
             Err(e) => {
@@ -184,14 +217,168 @@ impl Worker {
                 );
             }
         };
-        let outcome = execute(
-            &plan,
-            &self.connectors,
+        let exec = Exec {
+            connectors: &self.connectors,
+            links: &self.links,
             budget,
-            self.settings.max_attachment_bytes,
-        )
-        .await;
+            max_attachment_bytes: self.settings.max_attachment_bytes,
+            change: &change,
+        };
+        let outcome = match execute(&plan, &exec).await {
+            Outcome::Waiting { scope, reason } => {
+                match self.links.park(&scope, &change, body, &reason).await {
+                    Ok(_) => Outcome::Parked {
+                        reason: format!("parked until {scope} exists: {reason}"),
+                    },
+                    Err(e) => Outcome::Retry {
+                        reason: format!("link_store_unavailable: could not park: {e}; {reason}"),
+                        after: None,
+                    },
+                }
+            }
+            o => o,
+        };
+        if matches!(
+            outcome,
+            Outcome::Applied { .. } | Outcome::Filtered { .. } | Outcome::NoRule
+        ) {
+            if let Err(e) = self.links.mark_seen(&change, outcome.label()).await {
+                tracing::warn!(error = %e, change = %change, "could not remember the change as handled");
+            }
+        }
         (outcome, meta)
+    }
+
+    /// Replays the events parked for `scopes` (their record exists now), in
+    /// the order they arrived.
+    async fn replay(&self, inbox: &dyn Inbox, scopes: &[crate::links::Scope], budget: &Budget) {
+        for scope in scopes {
+            let parked = match self.links.parked(scope).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, scope = %scope, "could not read parked events; the replay pass retries");
+                    continue;
+                }
+            };
+            for p in parked {
+                if !self.replay_one(inbox, p, budget).await {
+                    break; // keep the rest in order behind it
+                }
+            }
+        }
+    }
+
+    /// One parked event: processed again; unparked unless it must wait
+    /// more. Returns whether it left the park.
+    async fn replay_one(
+        &self,
+        inbox: &dyn Inbox,
+        p: crate::links::Parked,
+        budget: &Budget,
+    ) -> bool {
+        let started = tokio::time::Instant::now();
+        let msg = InMessage {
+            id: format!("parked:{}", p.change),
+            group_id: None,
+            dedup_id: Some(p.change.clone()),
+            body: p.body.clone(),
+            receive_count: 1,
+            receipt: None,
+        };
+        let (outcome, meta) = self.process_inner(&p.body, budget).await;
+        let done = match &outcome {
+            Outcome::Retry { .. } => false,
+            // Parked again: under its new scope if another rule waits now.
+            Outcome::Parked { reason } => {
+                !reason.starts_with(&format!("parked until {} exists", p.scope))
+            }
+            Outcome::Dead { reason } => inbox.dead_letter(&msg, reason).await.is_ok(),
+            _ => true,
+        };
+        if done {
+            if let Err(e) = self.links.unpark(&p).await {
+                tracing::warn!(error = %e, "could not unpark a replayed event");
+            }
+        }
+        log_delivery(&msg, &meta, &outcome, None, started, "replayed");
+        done
+    }
+
+    /// [`Worker::replay_parked`] at most every 30 s (each batch calls it;
+    /// an idle host calls it from its poll loop).
+    pub async fn maybe_replay_parked(&self, inbox: &dyn Inbox, budget: &Budget) {
+        {
+            let mut last = self.park_pass.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(30)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let (replayed, dead) = self.replay_parked(inbox, budget).await;
+        if replayed + dead > 0 {
+            tracing::info!(replayed, dead_lettered = dead, "parked events");
+        }
+    }
+
+    /// The park's upkeep, for hosts to call now and then: events whose
+    /// record has appeared meanwhile are replayed, events that waited past
+    /// [`crate::links::LinkSettings::park_for`] go to the dead-letter queue
+    /// with reason `never_correlated`. Returns (replayed, dead-lettered).
+    pub async fn replay_parked(&self, inbox: &dyn Inbox, budget: &Budget) -> (usize, usize) {
+        let all = match self.links.all_parked(500).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the parked events");
+                return (0, 0);
+            }
+        };
+        let now = self.links.now_millis();
+        let (mut replayed, mut dead) = (0, 0);
+        let mut blocked: std::collections::HashSet<crate::links::Scope> = Default::default();
+        for p in all {
+            if budget.remaining() < self.settings.min_message_time {
+                break;
+            }
+            if p.until_ms <= now {
+                let msg = InMessage {
+                    id: format!("parked:{}", p.change),
+                    group_id: None,
+                    dedup_id: Some(p.change.clone()),
+                    body: p.body.clone(),
+                    receive_count: 1,
+                    receipt: None,
+                };
+                let reason = format!(
+                    "never_correlated: no record for {} appeared within {} s; {}",
+                    p.scope,
+                    self.links.settings().park_for.as_secs(),
+                    p.reason
+                );
+                if inbox.dead_letter(&msg, &reason).await.is_ok() {
+                    let _ = self.links.unpark(&p).await;
+                    dead += 1;
+                    tracing::warn!(target: "relay::delivery", message_id = %msg.id, outcome = "dead", reason = %reason, dead_lettered = true, "parked event expired");
+                }
+                continue;
+            }
+            if blocked.contains(&p.scope) {
+                continue;
+            }
+            match self.links.record(&p.scope).await {
+                Ok(Some(_)) => {
+                    let scope = p.scope.clone();
+                    if self.replay_one(inbox, p, budget).await {
+                        replayed += 1;
+                    } else {
+                        blocked.insert(scope);
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        (replayed, dead)
     }
 
     /// Processes a batch; see the module docs for the rules.
@@ -217,6 +404,7 @@ impl Worker {
             .await;
         let mut flat: Vec<(usize, bool, String)> = results.into_iter().flatten().collect();
         flat.sort_by_key(|(i, _, _)| *i);
+        self.maybe_replay_parked(inbox, budget).await;
         let mut report = BatchReport::default();
         for (i, ok, label) in flat {
             if !ok {
@@ -310,47 +498,81 @@ impl Worker {
             dead_reason.is_some() && dlq_error.is_none(),
             started.elapsed(),
         );
-        let (applied, targets): (Vec<_>, Vec<_>) = match &outcome {
-            Outcome::Applied { applied, .. } => applied
-                .iter()
-                .map(|a| {
-                    (
-                        format!("{}:{:?}", a.rule, a.action).to_lowercase(),
-                        a.target.clone().unwrap_or_default(),
-                    )
-                })
-                .unzip(),
-            _ => (Vec::new(), Vec::new()),
-        };
-        // A rule skipped is a decision, not a failure: its reason is logged
-        // (an event whose every rule was skipped has the outcome `skipped`).
-        let skipped = outcome.skip_reasons();
-        let reason = match outcome.reason() {
-            Some(r) => r.to_owned(),
-            None if outcome.label() == "skipped" => format!("skipped: {skipped}"),
-            None => String::new(),
-        };
-        tracing::info!(
-            target: "relay::delivery",
-            message_id = %m.id,
-            endpoint = %meta.endpoint,
-            event = %meta.event,
-            delivery_id = %meta.delivery_id,
-            source_key = %meta.source_key,
-            origin = meta.origin,
-            receive_count = m.receive_count,
-            outcome = outcome.label(),
-            reason = %reason,
-            rules = %applied.join(","),
-            skipped = %skipped,
-            target = %targets.join(","),
-            dead_lettered = dead_reason.is_some() && dlq_error.is_none(),
-            dlq_error = dlq_error.as_deref().unwrap_or(""),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "processed"
+        log_delivery(
+            m,
+            &meta,
+            &outcome,
+            dlq_error
+                .as_deref()
+                .map(|e| (dead_reason.is_some(), e))
+                .or(Some((dead_reason.is_some(), ""))),
+            started,
+            "processed",
         );
+        if let Outcome::Applied { applied, .. } = &outcome {
+            let scopes: Vec<crate::links::Scope> = applied
+                .iter()
+                .flat_map(|a| a.paired.iter().cloned())
+                .collect();
+            if !scopes.is_empty() {
+                self.replay(inbox, &scopes, budget).await;
+            }
+        }
         (handled, outcome.label().to_owned())
     }
+}
+
+/// The `relay::delivery` log line of one message (the message feed).
+/// `dead`: (dead-lettered, the DLQ's error if it refused).
+fn log_delivery(
+    m: &InMessage,
+    meta: &Meta,
+    outcome: &Outcome,
+    dead: Option<(bool, &str)>,
+    started: tokio::time::Instant,
+    what: &'static str,
+) {
+    let (applied, targets): (Vec<_>, Vec<_>) = match outcome {
+        Outcome::Applied { applied, .. } => applied
+            .iter()
+            .map(|a| {
+                (
+                    format!("{}:{:?}", a.rule, a.action).to_lowercase(),
+                    a.target.clone().unwrap_or_default(),
+                )
+            })
+            .unzip(),
+        _ => (Vec::new(), Vec::new()),
+    };
+    // A rule skipped is a decision, not a failure: its reason is logged
+    // (an event whose every rule was skipped has the outcome `skipped`).
+    let skipped = outcome.skip_reasons();
+    let reason = match outcome.reason() {
+        Some(r) => r.to_owned(),
+        None if outcome.label() == "skipped" => format!("skipped: {skipped}"),
+        None => String::new(),
+    };
+    let (dead_lettered, dlq_error) = dead.unwrap_or((false, ""));
+    tracing::info!(
+        target: "relay::delivery",
+        message_id = %m.id,
+        endpoint = %meta.endpoint,
+        event = %meta.event,
+        delivery_id = %meta.delivery_id,
+        change_id = %meta.change,
+        source_key = %meta.source_key,
+        origin = meta.origin,
+        receive_count = m.receive_count,
+        outcome = outcome.label(),
+        reason = %reason,
+        rules = %applied.join(","),
+        skipped = %skipped,
+        target = %targets.join(","),
+        dead_lettered = dead_lettered && dlq_error.is_empty(),
+        dlq_error = dlq_error,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "{what}"
+    );
 }
 
 /// EMF counts for one handled message (see [`crate::metrics`]).
@@ -376,6 +598,8 @@ fn record_metrics(outcome: &Outcome, dead_lettered: bool, took: Duration) {
         Outcome::Dead { .. } if dead_lettered => count("DeadLettered", &[]),
         // Dead but the DLQ refused it: it stays queued and comes back.
         Outcome::Dead { .. } => count("Retried", &[]),
+        Outcome::Waiting { .. } | Outcome::Parked { .. } => count("Parked", &[]),
+        Outcome::Duplicate { .. } => count("Duplicate", &[]),
     }
     latency(
         "HandlerLatency",

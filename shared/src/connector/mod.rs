@@ -39,6 +39,15 @@ use tokio::time::Instant;
 
 pub use rest::{ConnectorSettings, RestConnector};
 
+/// [`Connector::settle`] by kind: Jira's JQL index lags (seconds, at times
+/// more), ServiceNow's lookups see committed records.
+pub fn default_settle(kind: ConnectionKind) -> Duration {
+    match kind {
+        ConnectionKind::Jira => Duration::from_secs(30),
+        _ => Duration::from_secs(10),
+    }
+}
+
 /// One request, relative to the connection's base URL, with placeholders
 /// already filled in.
 #[derive(Clone, Debug)]
@@ -50,6 +59,14 @@ pub struct Call {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: CallBody,
+    /// Not idempotent (a create, a comment, an upload, a journal write): if
+    /// the request may have reached the target but no answer came back
+    /// (timeout after sending, connection reset, 5xx), the connector does not
+    /// send it again itself but answers [`CallError::Retry`] with a reason
+    /// starting `outcome_unknown:`, so that the caller looks the write up
+    /// before deciding to repeat it. Requests that were certainly not
+    /// processed (connection refused, 429) are retried as usual.
+    pub once: bool,
 }
 
 /// A request body.
@@ -202,6 +219,13 @@ pub trait Connector: Send + Sync {
     fn name(&self) -> &str;
     fn kind(&self) -> ConnectionKind;
     fn base_url(&self) -> &str;
+    /// How long a write may take to become visible to a lookup (a search
+    /// index that lags, a commit that lands after the answer timed out). A
+    /// write whose answer was lost is not sent again before this has passed
+    /// and a lookup has still not found it.
+    fn settle(&self) -> Duration {
+        default_settle(self.kind())
+    }
 
     /// Sends one call with auth, rate-limit handling and bounded retries
     /// within `budget`.

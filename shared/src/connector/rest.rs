@@ -105,6 +105,9 @@ pub struct ConnectorSettings {
     pub max_wait: Duration,
     /// Attachments larger than this are not transferred (`attachment_too_large`).
     pub max_attachment_bytes: u64,
+    /// [`Connector::settle`] for every connection; `None`: by kind
+    /// ([`super::default_settle`]).
+    pub settle: Option<Duration>,
 }
 
 impl Default for ConnectorSettings {
@@ -115,6 +118,7 @@ impl Default for ConnectorSettings {
             max_attempts: 4,
             max_wait: Duration::from_secs(10),
             max_attachment_bytes: 20 * 1024 * 1024,
+            settle: None,
         }
     }
 }
@@ -126,6 +130,50 @@ pub fn http_client() -> reqwest::Client {
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(90))
         .redirect(reqwest::redirect::Policy::limited(5))
+        .user_agent(concat!("jira-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Hosts a Jira Cloud attachment download may be redirected to: Jira serves
+/// attachment content through its media host.
+const JIRA_MEDIA_HOSTS: &[&str] = &["api.media.atlassian.com"];
+
+/// Whether a download may follow a redirect to `next`: under the
+/// connection's base URL, or (Jira) over https to Jira Cloud's media host.
+/// Every hop is checked, so a chain cannot leave through a second redirect.
+pub fn redirect_allowed(next: &url::Url, base_url: &str, kind: ConnectionKind) -> bool {
+    if super::url_is_under(next.as_str(), base_url) {
+        return true;
+    }
+    kind == ConnectionKind::Jira
+        && next.scheme() == "https"
+        && next.username().is_empty()
+        && next
+            .host_str()
+            .is_some_and(|h| JIRA_MEDIA_HOSTS.contains(&h))
+}
+
+/// The client attachment downloads of one connection use: like
+/// [`http_client`], but a redirect is followed only where
+/// [`redirect_allowed`] says (the source's credentials never leave with it:
+/// reqwest also drops `Authorization` when the host changes).
+fn download_client(base_url: &str, kind: ConnectionKind) -> reqwest::Client {
+    let base = base_url.to_owned();
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else if redirect_allowed(attempt.url(), &base, kind) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(policy)
         .user_agent(concat!("jira-relay/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
@@ -175,6 +223,8 @@ pub struct RestConnector {
     conn: Connection,
     dialect: Dialect,
     client: reqwest::Client,
+    /// Attachment downloads: redirects checked hop by hop.
+    downloads: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
     auth: Auth,
     settings: ConnectorSettings,
@@ -205,10 +255,12 @@ impl RestConnector {
     ) -> Self {
         let dialect = Dialect::of(conn.kind);
         let auth = Auth::new(conn.auth.clone(), dialect.token_request());
+        let downloads = download_client(&conn.base_url, conn.kind);
         Self {
             conn,
             dialect,
             client,
+            downloads,
             secrets,
             auth,
             settings,
@@ -254,7 +306,7 @@ impl RestConnector {
         let mut overflow = None;
         let req = match out {
             Outbound::Download(url) => self
-                .client
+                .downloads
                 .get((*url).clone())
                 .header(http::header::ACCEPT, "*/*"),
             Outbound::Call(call) => {
@@ -325,6 +377,7 @@ impl RestConnector {
         budget: &Budget,
     ) -> Result<(reqwest::Response, u32), CallError> {
         let s = &self.settings;
+        let once = matches!(&out, Outbound::Call(c) if c.once);
         let mut attempt = 0u32;
         let mut refreshed = false;
         let mut fresh = false;
@@ -362,6 +415,10 @@ impl RestConnector {
                     if !retryable(status) {
                         return Ok((resp, attempt));
                     }
+                    // A 429 was refused before any work; any other error
+                    // answer to a write that must not run twice may have
+                    // come after the write was committed.
+                    let unsure = once && status != 429;
                     let rl = limits::read(resp.headers(), jiff::Timestamp::now());
                     let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
                     let summary = self.dialect.error_summary(&body);
@@ -378,6 +435,12 @@ impl RestConnector {
                     if let Some(r) = &rl.reason {
                         tracing::warn!(connection = %self.conn.name, rate_limit_reason = %r, "rate limited");
                     }
+                    if unsure {
+                        return Err(CallError::Retry {
+                            reason: format!("outcome_unknown: {reason}"),
+                            after: rl.wait,
+                        });
+                    }
                     (reason, rl.wait)
                 }
                 Err(e) => {
@@ -392,7 +455,16 @@ impl RestConnector {
                     } else {
                         "unreachable"
                     };
-                    (format!("{kind}: {} {}", self.conn.name, describe(&e)), None)
+                    let reason = format!("{kind}: {} {}", self.conn.name, describe(&e));
+                    // Not connected: nothing was sent. Anything later (a
+                    // timeout, a reset) may have followed the commit.
+                    if once && !e.is_connect() {
+                        return Err(CallError::Retry {
+                            reason: format!("outcome_unknown: {reason}"),
+                            after: None,
+                        });
+                    }
+                    (reason, None)
                 }
             };
             let wait = asked.unwrap_or_else(|| limits::backoff(attempt - 1));
@@ -466,6 +538,12 @@ impl Connector for RestConnector {
         &self.conn.base_url
     }
 
+    fn settle(&self) -> Duration {
+        self.settings
+            .settle
+            .unwrap_or_else(|| super::default_settle(self.conn.kind))
+    }
+
     async fn call(&self, call: &Call, budget: &Budget) -> Result<Reply, CallError> {
         let started = Instant::now();
         let (resp, attempts) = self.exchange(Outbound::Call(call), budget).await?;
@@ -517,6 +595,20 @@ impl Connector for RestConnector {
             .map_err(|_| CallError::permanent("attachment_url_not_allowed: not a URL"))?;
         let (resp, _) = self.exchange(Outbound::Download(&parsed), budget).await?;
         let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            // The redirect policy stopped here: the next hop is not allowed.
+            let to = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok())
+                .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
+                .unwrap_or_else(|| "(no location)".into());
+            return Err(CallError::permanent(format!(
+                "attachment_redirect_not_allowed: {status} from {} to {to}, which is neither under {} nor a known media host; not followed",
+                self.conn.name, self.conn.base_url
+            )));
+        }
         if !(200..300).contains(&status) {
             let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
             let summary = self.dialect.error_summary(&body);
@@ -557,6 +649,45 @@ impl Connector for RestConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_hops_are_checked() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let base = "https://acme.atlassian.net";
+        let jira = ConnectionKind::Jira;
+        assert!(redirect_allowed(
+            &u("https://acme.atlassian.net/secure/x"),
+            base,
+            jira
+        ));
+        assert!(redirect_allowed(
+            &u("https://api.media.atlassian.com/file/1"),
+            base,
+            jira
+        ));
+        assert!(!redirect_allowed(
+            &u("http://api.media.atlassian.com/file/1"),
+            base,
+            jira
+        ));
+        assert!(!redirect_allowed(&u("https://evil.example/x"), base, jira));
+        assert!(!redirect_allowed(
+            &u("https://acme.atlassian.net.evil.example/x"),
+            base,
+            jira
+        ));
+        let sn = ConnectionKind::Servicenow;
+        assert!(!redirect_allowed(
+            &u("https://api.media.atlassian.com/file/1"),
+            "https://x.service-now.com",
+            sn
+        ));
+        assert!(!redirect_allowed(
+            &u("http://127.0.0.1:9/x"),
+            "http://127.0.0.1:8/",
+            sn
+        ));
+    }
 
     #[test]
     fn error_summaries() {

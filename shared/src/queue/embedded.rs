@@ -656,9 +656,40 @@ impl Inbox for EmbeddedQueue {
     /// the caller does not count it handled.
     async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError> {
         let Some(receipt) = msg.receipt.clone() else {
-            return Err(QueueError::Rejected(
-                "dead_letter needs the message's receipt".into(),
-            ));
+            // A message that is not in the queue (an event the worker parked
+            // in the link store and gives up on): written to the dead table
+            // directly, once.
+            let m = msg.clone();
+            let reason = reason.to_owned();
+            return self
+                .call(move |conn, _| {
+                    let now = now_ms();
+                    let queued: bool = conn
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1)")?
+                        .query_row([&m.id], |r| r.get(0))?;
+                    if queued {
+                        return Err(Fail(QueueError::Rejected(format!(
+                            "message {} is queued; dead_letter needs its receipt",
+                            m.id
+                        ))));
+                    }
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO dead (id, group_id, dedup_id, body, reason,
+                                                     receive_count, enqueued_at, dead_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    )?
+                    .execute(params![
+                        m.id,
+                        m.group_id.clone().unwrap_or_else(|| "dead".into()),
+                        m.dedup_id.clone().unwrap_or_else(|| m.id.clone()),
+                        m.body,
+                        reason,
+                        m.receive_count,
+                        now
+                    ])?;
+                    Ok(())
+                })
+                .await;
         };
         let id = msg.id.clone();
         let reason = reason.to_owned();
@@ -957,7 +988,8 @@ mod tests {
         // The host's ack afterwards is a harmless no-op.
         assert!(!q.delete(m.receipt.as_deref().unwrap()).await.unwrap());
         // The group moves on.
-        assert_eq!(q.receive(1).await.unwrap()[0].body, "good");
+        let good = q.receive(1).await.unwrap();
+        assert_eq!(good[0].body, "good");
         // A stale or missing receipt is refused (the caller must not count it handled).
         let mut stale = m.clone();
         stale.id = "other".into();
@@ -965,8 +997,17 @@ mod tests {
             q.dead_letter(&stale, "x").await,
             Err(QueueError::Rejected(_))
         ));
+        // Without a receipt: refused for a queued message, written once for
+        // one that is not in the queue (a parked event given up on).
+        let mut queued = m.clone();
+        queued.receipt = None;
+        queued.id = good[0].id.clone();
+        assert!(q.dead_letter(&queued, "x").await.is_err());
         stale.receipt = None;
-        assert!(q.dead_letter(&stale, "x").await.is_err());
+        stale.id = "parked:issue:1:changelog:2".into();
+        q.dead_letter(&stale, "never_correlated: x").await.unwrap();
+        q.dead_letter(&stale, "never_correlated: x").await.unwrap();
+        assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM dead"), 2);
         assert!(q.dead_get("nope").await.unwrap().is_none());
     }
 

@@ -583,6 +583,7 @@ impl Sweep<'_> {
             }
             Call {
                 method: Method::Post,
+                once: false,
                 path: "/rest/api/3/search/jql".into(),
                 query: Vec::new(),
                 headers: Vec::new(),
@@ -591,6 +592,7 @@ impl Sweep<'_> {
         } else {
             Call {
                 method: Method::Post,
+                once: false,
                 path: "/rest/api/2/search".into(),
                 query: Vec::new(),
                 headers: Vec::new(),
@@ -631,6 +633,7 @@ impl Sweep<'_> {
         while out.len() < total {
             let call = Call {
                 method: Method::Get,
+                once: false,
                 path: format!(
                     "/rest/api/{}/issue/{}/comment",
                     self.api(),
@@ -896,6 +899,7 @@ impl Sweep<'_> {
         loop {
             let call = Call {
                 method: Method::Get,
+                once: false,
                 path: path.to_owned(),
                 query: vec![
                     ("sysparm_query".into(), query.to_owned()),

@@ -7,12 +7,15 @@
 //! Nothing here does I/O: lookups the worker must do are planned as steps
 //! whose results later steps reference by placeholder (see [`crate::plan`]).
 
-use super::path::{as_text, Segment};
+use super::path::{as_text, Path, Segment};
 use super::{Action, Condition, Context, Mapping, Rule, Source};
 use crate::config::{Config, Endpoint, SourceKind};
 use crate::connections::{Connection, ConnectionKind, JiraApi};
 use crate::envelope::Envelope;
-use crate::plan::{Body, Decision, Method, OnEmpty, Plan, RulePlan, RuleStatus, RunIf, Step};
+use crate::links::{Pair, Scope};
+use crate::plan::{
+    Body, Decision, Method, OnEmpty, PairBack, Plan, RulePlan, RuleStatus, RunIf, Step,
+};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -107,6 +110,10 @@ pub fn plan_event(
             .download_from
             .as_deref()
             .and_then(|n| config.connection(n));
+        let back = rule
+            .pair_back
+            .as_ref()
+            .and_then(|b| config.connection(&b.connection));
         let mut hit = false;
         match &rule.iterate {
             Some(it) => {
@@ -119,7 +126,15 @@ pub fn plan_event(
                     ctx.item = Some(item);
                     if rule.conditions.iter().all(|c| holds(c, &ctx)) {
                         hit = true;
-                        plan.rules.push(plan_rule(rule, conn, via, &ctx, Some(i)));
+                        plan.rules.push(plan_rule(
+                            rule,
+                            conn,
+                            via,
+                            back,
+                            endpoint.kind,
+                            &ctx,
+                            Some(i),
+                        ));
                     }
                 }
                 ctx.item = None;
@@ -127,7 +142,8 @@ pub fn plan_event(
             None => {
                 if rule.conditions.iter().all(|c| holds(c, &ctx)) {
                     hit = true;
-                    plan.rules.push(plan_rule(rule, conn, via, &ctx, None));
+                    plan.rules
+                        .push(plan_rule(rule, conn, via, back, endpoint.kind, &ctx, None));
                 }
             }
         }
@@ -216,6 +232,8 @@ fn plan_rule(
     rule: &Rule,
     conn: &Connection,
     via: Option<&Connection>,
+    back: Option<&Connection>,
+    source: SourceKind,
     ctx: &Context<'_>,
     item: Option<usize>,
 ) -> RulePlan {
@@ -226,6 +244,8 @@ fn plan_rule(
         item,
         status: RuleStatus::Ready,
         steps: Vec::new(),
+        link: None,
+        pair_back: None,
     };
     let mut fields: Vec<(String, Value)> = Vec::with_capacity(rule.map.len());
     for (target, m) in &rule.map {
@@ -286,7 +306,106 @@ fn plan_rule(
         Err(Stop::Error(message)) => rp.status = RuleStatus::Error { message },
         Err(Stop::Skip(reason)) => rp.status = RuleStatus::Skipped { reason },
     }
+    if let (Some(c), Some(k)) = (&rule.correlate, key.as_deref()) {
+        rp.link = match conn.kind {
+            ConnectionKind::Servicenow => Some(Scope::new(&conn.name, &c.field, k)),
+            // Correlated by the issue key itself: the key is the record.
+            ConnectionKind::Jira if c.field != "key" => Some(Scope::new(&conn.name, &c.field, k)),
+            _ => None,
+        };
+    }
+    if let (Some(pb), Some(back)) = (&rule.pair_back, back) {
+        if rp.status == RuleStatus::Ready {
+            match pair_back_plan(pb, back, source, ctx) {
+                Ok(p) => rp.pair_back = Some(p),
+                Err(message) => rp.status = RuleStatus::Error { message },
+            }
+        }
+    }
     rp
+}
+
+/// The writes that put the twin's key into the source record: ServiceNow
+/// `PATCH` of the record's field (and `correlation_display`), Jira `PUT` of
+/// the issue's field plus the `jira-relay` issue property.
+fn pair_back_plan(
+    pb: &crate::rules::PairBackRule,
+    back: &Connection,
+    source: SourceKind,
+    ctx: &Context<'_>,
+) -> Result<PairBack, String> {
+    let text = |path: &str| {
+        Path::parse(path)
+            .ok()
+            .and_then(|p| ctx.get(&p).map(|v| as_text(v).into_owned()))
+            .filter(|s| !s.is_empty())
+    };
+    let target_key = Value::String("{{target.key}}".into());
+    match (back.kind, source) {
+        (ConnectionKind::Servicenow, SourceKind::Servicenow) => {
+            let sys_id = text("sys_id").ok_or(
+                "pair_back_impossible: the event has no `sys_id`, so the new record's key cannot be written back",
+            )?;
+            let mut body = Map::new();
+            body.insert(pb.field.clone(), target_key);
+            if pb.field == "correlation_id" {
+                body.insert(
+                    "correlation_display".into(),
+                    Value::String("jira-relay".into()),
+                );
+            }
+            let mut patch = step(
+                "pair_back",
+                Method::Patch,
+                format!("/api/now/table/{}/{}", back.table, encode_segment(&sys_id)),
+            );
+            patch.query = vec![("sysparm_fields".into(), "sys_id".into())];
+            patch.body = Body::Json {
+                json: Value::Object(body),
+            };
+            Ok(PairBack {
+                connection: back.name.clone(),
+                field: pb.field.clone(),
+                source: Pair {
+                    id: Some(sys_id),
+                    key: text("number"),
+                },
+                steps: vec![patch],
+            })
+        }
+        (ConnectionKind::Jira, SourceKind::Jira) => {
+            let key = text("issue.key").ok_or(
+                "pair_back_impossible: the event has no `issue.key`, so the new record's key cannot be written back",
+            )?;
+            let api = back.api.prefix();
+            let issue = format!("{api}/issue/{}", encode_segment(&key));
+            let mut put = step("pair_back", Method::Put, issue.clone());
+            put.body = Body::Json {
+                json: json!({ "fields": { pb.field.clone(): "{{target.key}}" } }),
+            };
+            let mut prop = step(
+                "pair_back_property",
+                Method::Put,
+                format!("{issue}/properties/jira-relay"),
+            );
+            prop.body = Body::Json {
+                json: json!({ "paired": { "key": "{{target.key}}", "id": "{{target.id}}" } }),
+            };
+            Ok(PairBack {
+                connection: back.name.clone(),
+                field: pb.field.clone(),
+                source: Pair {
+                    id: text("issue.id"),
+                    key: Some(key),
+                },
+                steps: vec![put, prop],
+            })
+        }
+        _ => Err(
+            "config_error: `pair_back` names a connection of another kind than the event's source"
+                .into(),
+        ),
+    }
 }
 
 /// Text ⇄ ADF to suit the target: v3 rich-text fields get ADF, v2 gets wiki
@@ -391,6 +510,7 @@ fn step(id: &str, method: Method, path: String) -> Step {
         run_if: RunIf::Always,
         extract: BTreeMap::new(),
         on_empty: None,
+        check: false,
     }
 }
 
@@ -756,11 +876,34 @@ fn jira_steps(
         }
         Action::Comment => {
             let r = need_ref()?;
+            // The comment carries the change it comes from as an entity
+            // property, so that after a lost answer the relay can see
+            // whether it was written before sending it again.
+            let mut seen = step("seen", Method::Get, format!("{api}/issue/{r}/comment"));
+            found(&mut seen);
+            seen.query = vec![
+                ("expand".into(), "properties".into()),
+                ("orderBy".into(), "-created".into()),
+                ("maxResults".into(), "100".into()),
+            ];
+            seen.extract.insert(
+                "entry".into(),
+                "comments[properties.0.value.change={{event.change}}].id".into(),
+            );
+            seen.on_empty = Some(OnEmpty::Continue);
+            seen.check = true;
+            steps.push(seen);
             let mut post = step("comment", Method::Post, format!("{api}/issue/{r}/comment"));
-            found(&mut post);
-            post.body = Body::Json {
-                json: nested(fields),
-            };
+            post.run_if = RunIf::NotFound("seen".into());
+            let mut body = nested(fields);
+            if let Some(m) = body.as_object_mut() {
+                m.insert(
+                    "properties".into(),
+                    json!([{ "key": "jira-relay", "value": { "change": "{{event.change}}" } }]),
+                );
+            }
+            post.body = Body::Json { json: body };
+            post.extract.insert("id".into(), "id".into());
             steps.push(post);
         }
         Action::Transition => {
@@ -822,6 +965,25 @@ fn jira_steps(
             post.headers
                 .insert("X-Atlassian-Token".into(), "no-check".into());
             post.body = download(&mut fields, via, true)?.map_err(|s| Stop::Skip(s.0))?;
+            if let Body::Download { file_name, .. } = &post.body {
+                // After a lost answer: a file of that name on the issue is
+                // the upload that was not answered.
+                let mut seen = step("seen", Method::Get, format!("{api}/issue/{r}"));
+                found(&mut seen);
+                seen.query = vec![("fields".into(), "attachment".into())];
+                seen.extract.insert(
+                    "entry".into(),
+                    format!(
+                        "fields.attachment[filename={}].id",
+                        file_name.replace(']', "")
+                    ),
+                );
+                seen.on_empty = Some(OnEmpty::Continue);
+                seen.check = true;
+                steps.push(seen);
+                post.run_if = RunIf::NotFound("seen".into());
+            }
+            post.extract.insert("id".into(), "[0].id".into());
             steps.push(post);
         }
         Action::Delete => {

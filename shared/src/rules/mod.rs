@@ -183,6 +183,22 @@ pub(crate) struct RuleSpec {
     /// file URL must lie under its base URL.
     #[serde(default)]
     download_from: Option<Spanned<String>>,
+    /// Create/upsert rules: write the new record's key back into the
+    /// record the event came from, so the rules of the other direction find
+    /// their twin.
+    #[serde(default)]
+    pair_back: Option<Spanned<PairBackSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairBackSpec {
+    /// The connection that writes to the system the event came from.
+    connection: String,
+    /// The field there that holds the other side's key
+    /// (`correlation_id`, `customfield_10050`): the field the rules of the
+    /// other direction correlate by.
+    field: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -285,6 +301,14 @@ pub struct Rule {
     pub wait_for_correlation: bool,
     pub stop: bool,
     pub download_from: Option<String>,
+    pub pair_back: Option<PairBackRule>,
+}
+
+/// Where a create writes the pairing back (see `pair_back` in the config).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairBackRule {
+    pub connection: String,
+    pub field: String,
 }
 
 #[derive(Clone, Debug)]
@@ -586,6 +610,48 @@ pub(crate) fn check_rules(
                 ));
             }
         }
+        let mut pair_back = None;
+        if let Some(pb) = &r.pair_back {
+            let back = connections.iter().find(|c| c.name == pb.value.connection);
+            let source_kind = endpoints
+                .iter()
+                .find(|e| e.name == r.from.value)
+                .map(|e| e.kind);
+            let field_ok = !pb.value.field.is_empty()
+                && pb
+                    .value
+                    .field
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !matches!(action, Action::Create | Action::Upsert) {
+                local.push(problem(
+                    pb,
+                    at("pair_back"),
+                    "only create and upsert rules write a pairing back",
+                    "remove `pair_back`, or put it on the rule that creates the record",
+                ));
+            } else if r.correlate.is_none() {
+                local.push(problem(
+                    pb,
+                    at("pair_back"),
+                    "`pair_back` needs `correlate` (the key the new record is found by)",
+                    "add `correlate: { key: ... }`",
+                ));
+            } else if !field_ok {
+                local.push(problem(
+                    pb,
+                    at("pair_back.field"),
+                    format!("`{}` is not a field name", pb.value.field),
+                    "e.g. `correlation_id` (ServiceNow) or `customfield_10050` (Jira)",
+                ));
+            } else {
+                match (back, source_kind) {
+                    (None, _) => local.push(problem(pb, at("pair_back.connection"), format!("no connection is named `{}`", pb.value.connection), "name the connection that writes to the system this rule's events come from")),
+                    (Some(c), Some(kind)) if !matches!((c.kind, kind), (ConnectionKind::Servicenow, SourceKind::Servicenow) | (ConnectionKind::Jira, SourceKind::Jira)) => local.push(problem(pb, at("pair_back.connection"), format!("connection `{}` is not of the kind this rule's events come from (endpoint `{}`)", c.name, r.from.value), "name the connection that writes to the system the events come from")),
+                    _ => pair_back = Some(PairBackRule { connection: pb.value.connection.clone(), field: pb.value.field.clone() }),
+                }
+            }
+        }
         let failed = !local.is_empty();
         problems.extend(local);
         if failed {
@@ -606,6 +672,7 @@ pub(crate) fn check_rules(
             wait_for_correlation: r.wait_for_correlation,
             stop: r.stop,
             download_from: r.download_from.map(|d| d.value),
+            pair_back,
         });
     }
     rules

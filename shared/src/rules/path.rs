@@ -74,7 +74,12 @@ impl Path {
                         segments.push(Segment::Index(n));
                     } else if let Some((k, v)) = inner.split_once('=') {
                         let (k, v) = (k.trim(), v.trim());
-                        if k.is_empty() || !k.bytes().all(is_key_byte) {
+                        if k.is_empty()
+                            || k.starts_with('.')
+                            || k.ends_with('.')
+                            || k.contains("..")
+                            || !k.bytes().all(|b| is_key_byte(b) || b == b'.')
+                        {
                             return Err(bad("filter `[name=value]` needs a field name"));
                         }
                         let v = v
@@ -162,6 +167,18 @@ fn filter_matches(el: &Value, key: &str, value: &str) -> bool {
         Some(Value::Bool(b)) => (if *b { "true" } else { "false" }) == value,
         _ => false,
     };
+    if key.contains('.') {
+        // `[properties.0.value.change=X]`: a path inside the element.
+        let mut cur = Some(el);
+        for part in key.split('.') {
+            cur = cur.and_then(|v| match (v, part.parse::<usize>()) {
+                (Value::Array(a), Ok(n)) => a.get(n),
+                (Value::Object(m), _) => m.get(part),
+                _ => None,
+            });
+        }
+        return eq(cur);
+    }
     eq(el.get(key)) || (key == "field" && eq(el.get("fieldId")))
 }
 
@@ -183,6 +200,21 @@ pub fn as_text(v: &Value) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn filters_on_a_path_inside_the_element() {
+        let v = json!({"comments": [
+            {"id": "1", "properties": []},
+            {"id": "2", "properties": [{"key": "jira-relay", "value": {"change": "issue:1:comment:7:created"}}]}
+        ]});
+        let p = Path::parse("comments[properties.0.value.change=issue:1:comment:7:created].id")
+            .unwrap();
+        assert_eq!(p.get(&v), Some(&json!("2")));
+        let p = Path::parse("comments[properties.0.value.change=other].id").unwrap();
+        assert_eq!(p.get(&v), None);
+        assert!(Path::parse("comments[.a=1]").is_err());
+        assert!(Path::parse("comments[a..b=1]").is_err());
+    }
 
     #[test]
     fn parses_and_evaluates() {

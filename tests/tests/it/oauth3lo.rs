@@ -147,6 +147,7 @@ fn connector(config: &Config, store: Arc<dyn SecretStore>) -> Arc<RestConnector>
 fn get_issue(key: &str) -> Call {
     Call {
         method: Method::Get,
+        once: false,
         path: format!("/rest/api/3/issue/{key}"),
         query: vec![],
         headers: vec![],
