@@ -77,12 +77,15 @@ fn dry_run_prints_the_plan() {
     assert_eq!(code, 0, "{err}");
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["decision"]["outcome"], "matched");
+    // lookup, the look-before-repeat check, the comment.
+    assert_eq!(plan["rules"][0]["steps"][1]["id"], "seen");
+    assert_eq!(plan["rules"][0]["steps"][1]["check"], true);
     assert_eq!(
-        plan["rules"][0]["steps"][1]["path"],
+        plan["rules"][0]["steps"][2]["path"],
         "/rest/api/3/issue/{{lookup.key}}/comment"
     );
     assert_eq!(
-        plan["rules"][0]["steps"][1]["body"]["json"]["body"]["type"],
+        plan["rules"][0]["steps"][2]["body"]["json"]["body"]["type"],
         "doc"
     );
 

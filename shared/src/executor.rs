@@ -540,8 +540,7 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
         }
         for k in ["number", "key", "sys_id", "id"] {
             if let Some(v) = result.vars.get(k) {
-                if step.id == "create" || (step.id == "lookup" && target.is_none())
-                {
+                if step.id == "create" || (step.id == "lookup" && target.is_none()) {
                     target = Some(as_text(v).into_owned());
                 }
                 break;

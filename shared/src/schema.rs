@@ -199,6 +199,16 @@ pub fn config_schema() -> Value {
             "map": { "type": "object", "additionalProperties": mapping },
             "iterate": path,
             "download_from": { "type": "string", "description": "attach rules: the connection that fetches the file; its URL must lie under that connection's base URL" },
+            "pair_back": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["connection", "field"],
+                "description": "create/upsert rules: write the new record's key back into the record the event came from (ServiceNow correlation_id, a Jira custom field plus the jira-relay issue property), so the other direction's rules find their twin",
+                "properties": {
+                    "connection": { "type": "string", "description": "the connection that writes to the system the event came from" },
+                    "field": { "type": "string", "description": "the field there that the other direction's rules correlate by" }
+                }
+            },
             "wait_for_correlation": { "type": "boolean" },
             "stop": { "type": "boolean" }
         }

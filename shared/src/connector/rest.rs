@@ -415,10 +415,11 @@ impl RestConnector {
                     if !retryable(status) {
                         return Ok((resp, attempt));
                     }
-                    // A 429 was refused before any work; any other error
-                    // answer to a write that must not run twice may have
-                    // come after the write was committed.
-                    let unsure = once && status != 429;
+                    // 429 and 503 say the request was not handled (RFC 9110
+                    // §15.6.4); any other error answer to a write that must
+                    // not run twice (a 500 from a failing business rule, a
+                    // gateway's 502/504) may have come after the commit.
+                    let unsure = once && !matches!(status, 429 | 503);
                     let rl = limits::read(resp.headers(), jiff::Timestamp::now());
                     let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
                     let summary = self.dialect.error_summary(&body);

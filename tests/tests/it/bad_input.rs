@@ -29,6 +29,7 @@ use shared::connector::rest::http_client;
 use shared::connector::{Budget, ConnectorSettings};
 use shared::executor::Connectors;
 use shared::ingress::{app, IngressState};
+use shared::links::{Entry, LinkBackend, LinkError, LinkSettings, Links, Pair, Scope};
 use shared::queue::MemoryQueue;
 use shared::secrets::{LocalSecretStore, SecretError, SecretStore, SecretVersions};
 use shared::worker::{BatchReport, BatchSettings, InMessage, MemoryInbox, Worker};
@@ -73,6 +74,7 @@ enum Fate {
     Skipped,
     DeadLetter,
     Redelivered,
+    Parked,
 }
 
 impl Fate {
@@ -85,6 +87,7 @@ impl Fate {
             Fate::Skipped => "every rule skipped (reasons logged, acknowledged)",
             Fate::DeadLetter => "dead letter with its reason",
             Fate::Redelivered => "redelivered by the queue",
+            Fate::Parked => "parked in the link store (not holding its queue group); replayed right after its create, dead-lettered `never_correlated` after 24 h",
         }
     }
 }
@@ -666,6 +669,10 @@ struct WorkerCase {
     payload: Payload,
     edit: fn(String) -> String,
     worker_store_down: bool,
+    /// The link store answers every call with an error.
+    links_down: bool,
+    /// The link store pairs the issue with an incident ServiceNow does not have.
+    stale_pair: Option<&'static str>,
     /// Faults pushed on ServiceNow before the row's message runs.
     snow_503: usize,
     receive_count: u32,
@@ -682,6 +689,8 @@ fn worker_case(id: &str, jira_base: &str) -> WorkerCase {
         payload: Payload::Webhook(webhook(CREATED)),
         edit: |y| y,
         worker_store_down: false,
+        links_down: false,
+        stale_pair: None,
         snow_503: 0,
         receive_count: 1,
         max_receive_count: None,
@@ -792,6 +801,11 @@ fn worker_case(id: &str, jira_base: &str) -> WorkerCase {
             c.edit = |y| y.replace("relay/servicenow#", "relay/absent#")
         }
         "w-secret-store-down" => c.worker_store_down = true,
+        "w-link-store-down" => c.links_down = true,
+        "w-stale-pairing" => {
+            c.payload = Payload::Webhook(webhook("jira-to-matrix__jira-issue-updated-status.json"));
+            c.stale_pair = Some("INDEV-6");
+        }
         "w-target-down" => c.snow_503 = 50,
         "w-target-down-last-receive" => {
             c.snow_503 = 50;
@@ -846,6 +860,19 @@ impl WorkerRig {
             ..ConnectorSettings::default()
         };
         let connectors = Connectors::from_config(&config, http_client(), worker_secrets, settings);
+        let links = if c.links_down {
+            Links::new(Arc::new(DownLinks), LinkSettings::default())
+        } else {
+            Links::memory()
+        };
+        if let Some(key) = c.stale_pair {
+            let scope = Scope::new("servicenow", "correlation_id", key);
+            let gone = Pair {
+                id: Some("00000000000000000000000000000000".into()),
+                key: Some("INC0099999".into()),
+            };
+            links.pair(&scope, &gone).await.unwrap();
+        }
         let worker = Worker::new(
             config,
             connectors,
@@ -853,7 +880,8 @@ impl WorkerRig {
                 max_receive_count: c.max_receive_count,
                 ..BatchSettings::default()
             },
-        );
+        )
+        .with_links(links);
         Self {
             sn,
             _jira: jira,
@@ -1018,9 +1046,40 @@ async fn worker_row(row: &Row, cap: &Captured) -> Vec<String> {
                 ));
             }
         }
+        Fate::Parked => {
+            let parked = rig.worker.links().all_parked(10).await.unwrap();
+            if failed || !dead.is_empty() || parked.len() != 1 {
+                bad.push(format!(
+                    "expected it parked once, got failed {failed}, dead letters {dead:?}, parked {}",
+                    parked.len()
+                ));
+            }
+        }
         Fate::Queued | Fate::Refused => unreachable!(),
     }
     bad
+}
+
+/// A link store that cannot be reached.
+struct DownLinks;
+
+#[async_trait]
+impl LinkBackend for DownLinks {
+    async fn get(&self, _: &str, _: &str, _: i64) -> Result<Option<Entry>, LinkError> {
+        Err(LinkError::Unavailable("connection refused".into()))
+    }
+    async fn put(&self, _: &Entry) -> Result<(), LinkError> {
+        Err(LinkError::Unavailable("connection refused".into()))
+    }
+    async fn put_new(&self, _: &Entry, _: i64) -> Result<bool, LinkError> {
+        Err(LinkError::Unavailable("connection refused".into()))
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<(), LinkError> {
+        Err(LinkError::Unavailable("connection refused".into()))
+    }
+    async fn query(&self, _: &str, _: &str, _: usize, _: i64) -> Result<Vec<Entry>, LinkError> {
+        Err(LinkError::Unavailable("connection refused".into()))
+    }
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ mod secret_hygiene;
 mod servicenow_script;
 mod soak_sqs;
 mod sqs;
+mod two_way;
 mod worker_flow;
 
 use axum::body::Body;
