@@ -487,8 +487,10 @@ impl JiraState {
             key: i.key.clone(),
             id: i.id.to_string(),
             fields: Value::Object(i.fields.clone()),
-            status: i.fields["status"]["name"]
-                .as_str()
+            status: i
+                .fields
+                .get("status")
+                .and_then(|s| s["name"].as_str())
                 .unwrap_or_default()
                 .to_string(),
             comments: i.comments.clone(),
@@ -1214,10 +1216,9 @@ fn create_issue(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
     let fields = body["fields"].as_object().cloned().unwrap_or_default();
     let mut errors = Map::new();
     let mut st = lock(&ctx.sh.state);
-    let project = match (
-        fields["project"]["key"].as_str(),
-        fields["project"]["id"].as_str(),
-    ) {
+    // Index through a `Value` (indexing a `Map` by a missing key panics).
+    let fv = &body["fields"];
+    let project = match (fv["project"]["key"].as_str(), fv["project"]["id"].as_str()) {
         (Some(k), _) if !k.is_empty() => Some(k.to_ascii_uppercase()),
         (_, Some(id)) => st
             .projects
@@ -1229,14 +1230,11 @@ fn create_issue(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
     if project.is_none() {
         errors.insert("project".into(), "Specify a valid project ID or key".into());
     }
-    let it = &fields["issuetype"];
+    let it = &fv["issuetype"];
     if !(it["name"].is_string() || it["id"].is_string()) {
         errors.insert("issuetype".into(), "Specify an issue type".into());
     }
-    if fields["summary"]
-        .as_str()
-        .is_none_or(|s| s.trim().is_empty())
-    {
+    if fv["summary"].as_str().is_none_or(|s| s.trim().is_empty()) {
         errors.insert(
             "summary".into(),
             "You must specify a summary of the issue.".into(),
@@ -1425,8 +1423,10 @@ fn add_comment(ctx: &Ctx<'_>, key: &str, body: Option<Value>) -> Response {
 }
 
 fn available(st: &JiraState, idx: usize) -> Vec<&TransitionDef> {
-    let current = st.issues[idx].fields["status"]["name"]
-        .as_str()
+    let current = st.issues[idx]
+        .fields
+        .get("status")
+        .and_then(|s| s["name"].as_str())
         .unwrap_or_default();
     st.workflow
         .transitions
@@ -2061,7 +2061,9 @@ fn parse_jql(jql: &str) -> Result<Jql, String> {
             if !matches!(field.as_str(), "updated" | "created") {
                 return Err(format!("{op} is only supported on updated/created"));
             }
-            values[0] = jql_date(&values[0])?;
+            if let Some(first) = values.first_mut() {
+                *first = jql_date(first)?;
+            }
         }
         q.clauses.push(Clause { field, op, values });
         while toks.get(i) == Some(&Tok::RParen) && depth > 0 {
@@ -2151,13 +2153,19 @@ fn candidates(i: &Issue, field: &str) -> Vec<String> {
     match field {
         "key" => vec![i.key.clone()],
         "id" => vec![i.id.to_string()],
-        "updated" | "created" => i.fields[field]
-            .as_str()
+        "updated" | "created" => i
+            .fields
+            .get(field)
+            .and_then(Value::as_str)
             .map(|t| vec![t.replacen('T', " ", 1).chars().take(16).collect()])
             .unwrap_or_default(),
         _ => {
+            // An issue without the field has no value to match (Jira:
+            // no match, never an error).
             let mut out = Vec::new();
-            texts(&i.fields[field], &mut out);
+            if let Some(v) = i.fields.get(field) {
+                texts(v, &mut out);
+            }
             out
         }
     }
@@ -2166,7 +2174,11 @@ fn candidates(i: &Issue, field: &str) -> Vec<String> {
 fn clause_matches(i: &Issue, c: &Clause) -> bool {
     let have = candidates(i, &c.field);
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-    let v = &c.values[0];
+    let v = c.values.first().map(String::as_str).unwrap_or_default();
+    // Like Jira, `!=` and `!~` never match an issue without a value.
+    if have.is_empty() {
+        return false;
+    }
     match c.op.as_str() {
         "=" => have.iter().any(|h| eq(h, v)),
         "in" => have.iter().any(|h| c.values.iter().any(|v| eq(h, v))),
@@ -2182,10 +2194,10 @@ fn clause_matches(i: &Issue, c: &Clause) -> bool {
             });
             hit == (c.op == "~")
         }
-        ">=" => have.iter().any(|h| h.as_str() >= v.as_str()),
-        "<=" => have.iter().any(|h| h.as_str() <= v.as_str()),
-        ">" => have.iter().any(|h| h.as_str() > v.as_str()),
-        "<" => have.iter().any(|h| h.as_str() < v.as_str()),
+        ">=" => have.iter().any(|h| h.as_str() >= v),
+        "<=" => have.iter().any(|h| h.as_str() <= v),
+        ">" => have.iter().any(|h| h.as_str() > v),
+        "<" => have.iter().any(|h| h.as_str() < v),
         _ => false,
     }
 }
@@ -2689,5 +2701,44 @@ mod tests {
         assert_eq!(snap.remote_links.len(), 1);
         assert_eq!(snap.properties["relay"]["sys_id"], "abc");
         assert!(j.violations().is_empty(), "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn search_skips_issues_without_the_field() {
+        let j = JiraServer::start().await;
+        // One issue has the correlation field, one does not.
+        let with = j.seed_issue("OPS", json!({"summary": "a", "customfield_10050": "X"}));
+        let without = j.seed_issue("OPS", json!({"summary": "b"}));
+        let keys = |v: &Value| -> Vec<String> {
+            v["issues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["key"].as_str().unwrap().to_string())
+                .collect()
+        };
+        for (jql, want) in [
+            ("cf[10050] ~ \"X\"", vec![with.clone()]),
+            ("\"customfield_10050\" = X", vec![with.clone()]),
+            ("customfield_10050 in (X, Y)", vec![with.clone()]),
+            // `!=` never matches an issue without a value.
+            ("cf[10050] != Y", vec![with.clone()]),
+            ("cf[10050] !~ \"X\"", vec![]),
+            ("customfield_99999 = X", vec![]),
+            (
+                "project = OPS ORDER BY cf[10050] DESC",
+                vec![with.clone(), without.clone()],
+            ),
+        ] {
+            let r = post(&j, "/rest/api/3/search/jql", json!({"jql": jql})).await;
+            assert_eq!(r.status(), 200, "{jql}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(keys(&v), want, "{jql}");
+        }
+        // The server is still up, and a create without a project is a 400.
+        let r = post(&j, "/rest/api/3/issue", json!({"fields": {}})).await;
+        assert_eq!(r.status(), 400);
+        let r = get(&j, "/rest/api/2/search?jql=cf%5B10050%5D%20~%20X").await;
+        assert_eq!(r.status(), 200);
     }
 }
