@@ -4,7 +4,8 @@
 //! Test support only.
 //!
 //! Order per request: record, faults, `/oauth/token`, auth, OpenAPI check,
-//! handler. A contract violation answers 400 (404 for a path the spec does
+//! handler, then (a successful write taken by a
+//! [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)) the answer lost. A contract violation answers 400 (404 for a path the spec does
 //! not have) in Jira's error shape and is listed in
 //! [`JiraServer::violations`]; so are v3 ADF violations, missing create
 //! fields, a missing `X-Atlassian-Token` on uploads and JQL this double
@@ -24,7 +25,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::{
     self, credentials, empty_response, jira_time, json_response, lock, parse_query, percent_encode,
-    unauthorized, Credentials, Faults, Flavor, Recorded, XorShift,
+    unauthorized, Credentials, Faults, Flavor, Recorded, Taken, XorShift,
 };
 
 /// Default Basic credentials (email, API token).
@@ -242,9 +243,7 @@ impl JiraServer {
             webhooks: Mutex::new(Vec::new()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        faults::serve(listener, app);
         JiraServer { shared }
     }
 
@@ -754,11 +753,43 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Some(rest) if rest.starts_with('/') => rest.to_string(),
         _ => path,
     };
-    if let Some(f) = sh.faults.take(&parts.method, &path) {
-        return faults::respond(f, Flavor::Jira).await;
-    }
+    let taken = match sh
+        .faults
+        .take_request(&parts.method, &path, is_write(&parts.method, &path))
+    {
+        Some(Taken::Now(f)) => return faults::respond(f, Flavor::Jira).await,
+        other => other,
+    };
+    let conn = faults::conn_tag(&parts);
+    let resp = dispatch(&sh, &parts, &bytes, &path);
+    faults::finish(&sh.faults, taken, &parts.method, &path, conn.as_ref(), resp).await
+}
+
+/// The writes a [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)
+/// applies to: create issue, add comment, add attachments, edit issue,
+/// transition (v2 and v3).
+fn is_write(method: &Method, path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let rest = match segs.as_slice() {
+        ["rest", "api", "2" | "3", rest @ ..] => rest,
+        _ => return false,
+    };
+    matches!(
+        (method.as_str(), rest),
+        ("POST", ["issue"])
+            | ("PUT", ["issue", _])
+            | (
+                "POST",
+                ["issue", _, "comment" | "attachments" | "transitions"]
+            )
+    )
+}
+
+/// Everything after the faults: OAuth, auth, the contract check, the handler.
+fn dispatch(sh: &Arc<Shared>, parts: &http::request::Parts, bytes: &[u8], path: &str) -> Response {
+    let path = path.to_string();
     if path == "/oauth/token" && parts.method == Method::POST {
-        return oauth(&sh, &parts.headers, &bytes);
+        return oauth(sh, &parts.headers, bytes);
     }
     let author = {
         let st = lock(&sh.state);
@@ -820,12 +851,12 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
 
     // Attachment content, outside the REST API.
     if let ["secure", "attachment", id, ..] = segs.as_slice() {
-        return download(&sh, id);
+        return download(sh, id);
     }
     // Admin webhooks: documented apart from the platform API (not in its spec).
     if let ["rest", "webhooks", "1.0", "webhook", rest @ ..] = segs.as_slice() {
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        return admin_webhooks(&sh, &parts.method, rest, body, bytes.is_empty());
+        let body: Option<Value> = serde_json::from_slice(bytes).ok();
+        return admin_webhooks(sh, &parts.method, rest, body, bytes.is_empty());
     }
     let (v2, rest) = match segs.as_slice() {
         ["rest", "api", "2", rest @ ..] => (true, rest),
@@ -835,7 +866,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
     };
     let ctx = Ctx {
-        sh: &sh,
+        sh,
         v2,
         author,
         method: parts.method.clone(),
@@ -850,7 +881,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let body: Option<Value> = if bytes.is_empty() {
         None
     } else if is_json || content_type.is_none() {
-        match serde_json::from_slice(&bytes) {
+        match serde_json::from_slice(bytes) {
             Ok(v) => Some(v),
             Err(e) => {
                 ctx.violation(vec![format!("body: not valid JSON: {e}")]);
@@ -891,7 +922,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
     }
 
-    route(&ctx, rest, body, &parts.headers, &bytes)
+    route(&ctx, rest, body, &parts.headers, bytes)
 }
 
 fn route(
@@ -2701,6 +2732,74 @@ mod tests {
         assert_eq!(snap.remote_links.len(), 1);
         assert_eq!(snap.properties["relay"]["sys_id"], "abc");
         assert!(j.violations().is_empty(), "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn answer_lost_on_jira_writes() {
+        let j = JiraServer::start().await;
+        j.faults().push(Match::any(), Fault::answer_dropped(), 1);
+        // Reads and refused writes pass it by.
+        assert_eq!(get(&j, "/rest/api/3/myself").await.status(), 200);
+        let r = post(&j, "/rest/api/3/issue", json!({"fields": {"summary": "x"}})).await;
+        assert_eq!(r.status(), 400);
+        let e = c()
+            .post(format!("{}/rest/api/3/issue", j.base_url()))
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .json(&create_body("s", "INC1"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.is_request() && !e.is_timeout(), "{e:?}");
+        assert_eq!(j.issues().len(), 1, "the create was applied");
+        assert_eq!(j.faults().count("answer_lost"), 1);
+        // Late, on a comment and on a transition.
+        j.faults().push(
+            Match::path("/issue/OPS-1/"),
+            Fault::answer_late(Duration::from_millis(1500)),
+            2,
+        );
+        let send = |path: &str, body: Value| {
+            c().post(format!("{}{path}", j.base_url()))
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .timeout(Duration::from_millis(300))
+                .json(&body)
+                .send()
+        };
+        let e = send(
+            "/rest/api/3/issue/OPS-1/comment",
+            json!({"body": adf("hi")}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        let e = send(
+            "/rest/api/2/issue/OPS-1/transitions",
+            json!({"transition": {"id": "21"}}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        let snap = j.issue("OPS-1").unwrap();
+        assert_eq!(snap.comments.len(), 1);
+        assert_eq!(snap.status, "In Progress");
+        assert_eq!(j.faults().count("answer_lost"), 3);
+        assert_eq!(
+            send("/rest/api/3/issue/OPS-1/comment", json!({"body": adf("2")}))
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+        assert!(is_write(&Method::PUT, "/rest/api/3/issue/OPS-1"));
+        assert!(is_write(
+            &Method::POST,
+            "/rest/api/2/issue/OPS-1/attachments"
+        ));
+        assert!(!is_write(
+            &Method::PUT,
+            "/rest/api/3/issue/OPS-1/properties/x"
+        ));
+        assert!(!is_write(&Method::GET, "/rest/api/3/issue/OPS-1"));
     }
 
     #[tokio::test]

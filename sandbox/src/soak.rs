@@ -197,6 +197,7 @@ pub fn rates() -> Rates {
         rate_limited: 0.10,
         timeout: 0.02,
         timeout_ms: 3000,
+        ..Rates::default()
     }
 }
 
