@@ -11,7 +11,7 @@
 //! fields, a missing `X-Atlassian-Token` on uploads and JQL this double
 //! cannot evaluate. Workflow refusals and 404s are not violations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -156,6 +156,28 @@ struct Issue {
     attachments: Vec<u64>,
     properties: BTreeMap<String, Value>,
     remote_links: Vec<Value>,
+    /// The search index (used while a search lag is set): the fields as
+    /// JQL search sees them (`None`: not indexed yet, invisible to search),
+    /// and the later versions with the time each becomes visible.
+    indexed: Option<Map<String, Value>>,
+    pending: VecDeque<(Instant, Map<String, Value>)>,
+}
+
+impl Issue {
+    /// This issue as search sees it with these fields.
+    fn with_fields(&self, fields: &Map<String, Value>) -> Issue {
+        Issue {
+            id: self.id,
+            key: self.key.clone(),
+            fields: fields.clone(),
+            comments: self.comments.clone(),
+            attachments: self.attachments.clone(),
+            properties: self.properties.clone(),
+            remote_links: self.remote_links.clone(),
+            indexed: None,
+            pending: VecDeque::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -179,6 +201,8 @@ struct JiraState {
     requests: Vec<Recorded>,
     violations: Vec<Violation>,
     rng: XorShift,
+    /// How long a change takes to reach JQL search (0: at once).
+    search_lag: Duration,
 }
 
 struct Shared {
@@ -237,6 +261,7 @@ impl JiraServer {
                 requests: Vec::new(),
                 violations: Vec::new(),
                 rng: XorShift::new(0x7172_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
+                search_lag: Duration::ZERO,
             }),
             faults: Faults::default(),
             contract_check: std::sync::atomic::AtomicBool::new(true),
@@ -346,6 +371,24 @@ impl JiraServer {
         self.state().workflow = workflow;
     }
 
+    /// Eventual consistency of JQL search, like Jira Cloud's index: from
+    /// now on a created issue is invisible to search (`/search/jql`,
+    /// `/search`, v2 and v3) until `lag` after its creation, and a change
+    /// (edit, transition, comment, attachment, property, remote link)
+    /// reaches search only `lag` after it happened; until then search
+    /// matches and shows the issue as it was indexed. Direct reads
+    /// (`GET /issue/{key}`) are always current, and so are the issues a
+    /// `/search/jql` request names in `reconcileIssues`. What exists when
+    /// this is called counts as indexed. `Duration::ZERO` (the default)
+    /// turns the lag off.
+    pub fn set_search_lag(&self, lag: Duration) {
+        let mut st = self.state();
+        st.search_lag = lag;
+        for i in 0..st.issues.len() {
+            st.index_now(i);
+        }
+    }
+
     /// The fault plan of this server.
     pub fn faults(&self) -> Faults {
         self.shared.faults.clone()
@@ -378,7 +421,8 @@ impl JiraServer {
     }
 
     /// Creates an issue directly (no validation); `fields` may set `status`
-    /// (a name), `created`, `updated`. Returns the key.
+    /// (a name), `created`, `updated`. Returns the key. Search sees it at
+    /// once, whatever the search lag.
     pub fn seed_issue(&self, project: &str, fields: Value) -> String {
         let mut st = self.state();
         let mut fields = fields.as_object().cloned().unwrap_or_default();
@@ -391,11 +435,13 @@ impl JiraServer {
             .entry("issuetype")
             .or_insert_with(|| json!({"name": "Task"}));
         let key = st.create(project, fields);
+        let i = st.find(&key).unwrap_or_default();
         if let Some(s) = status {
-            let i = st.find(&key).unwrap_or_default();
             let sv = st.status_value(&s);
             st.issues[i].fields.insert("status".into(), sv);
         }
+        // Seeded issues are already in the search index.
+        st.index_now(i);
         key
     }
 
@@ -477,8 +523,31 @@ impl JiraState {
             attachments: Vec::new(),
             properties: BTreeMap::new(),
             remote_links: Vec::new(),
+            indexed: None,
+            pending: VecDeque::new(),
         });
+        let idx = self.issues.len() - 1;
+        self.reindex(idx);
         key
+    }
+
+    /// The issue changed: with a search lag, search sees this version only
+    /// `search_lag` from now.
+    fn reindex(&mut self, idx: usize) {
+        if self.search_lag.is_zero() {
+            return;
+        }
+        let at = Instant::now() + self.search_lag;
+        let issue = &mut self.issues[idx];
+        let fields = issue.fields.clone();
+        issue.pending.push_back((at, fields));
+    }
+
+    /// Search sees the issue as it is now (seeded issues, reconciled ones).
+    fn index_now(&mut self, idx: usize) {
+        let issue = &mut self.issues[idx];
+        issue.indexed = Some(issue.fields.clone());
+        issue.pending.clear();
     }
 
     fn snapshot(&self, i: &Issue, base: &str) -> IssueSnapshot {
@@ -536,6 +605,7 @@ impl JiraState {
         self.issues[idx]
             .fields
             .insert("updated".into(), Value::String(jira_time()));
+        self.reindex(idx);
     }
 }
 
@@ -994,6 +1064,7 @@ fn route(
                 return jira_error(400, &["The property value is required."], json!({}));
             };
             let existed = st.issues[i].properties.insert(pk.to_string(), v).is_some();
+            st.reindex(i);
             empty_response(if existed { 200 } else { 201 })
         }
         (Method::DELETE, ["issue", key, "properties", pk]) => {
@@ -1002,7 +1073,10 @@ fn route(
                 return issue_not_found();
             };
             match st.issues[i].properties.remove(*pk) {
-                Some(_) => empty_response(204),
+                Some(_) => {
+                    st.reindex(i);
+                    empty_response(204)
+                }
                 None => jira_error(
                     404,
                     &[&format!("The property with key '{pk}' does not exist.")],
@@ -1030,6 +1104,13 @@ fn route(
                 fields: ctx.param("fields").map(split_list),
                 max: ctx.param("maxResults").and_then(|m| m.parse().ok()),
                 offset: ctx.param("nextPageToken").map(str::to_string),
+                reconcile: ctx
+                    .query
+                    .iter()
+                    .filter(|(k, _)| k == "reconcileIssues")
+                    .flat_map(|(_, v)| v.split(','))
+                    .filter_map(|x| x.trim().parse().ok())
+                    .collect(),
             };
             search(ctx, q, true)
         }
@@ -1044,6 +1125,10 @@ fn route(
                 }),
                 max: b["maxResults"].as_u64().map(|x| x as usize),
                 offset: b["nextPageToken"].as_str().map(String::from),
+                reconcile: b["reconcileIssues"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default(),
             };
             search(ctx, q, true)
         }
@@ -1053,6 +1138,7 @@ fn route(
                 fields: ctx.param("fields").map(split_list),
                 max: ctx.param("maxResults").and_then(|m| m.parse().ok()),
                 offset: ctx.param("startAt").map(str::to_string),
+                reconcile: Vec::new(),
             };
             search(ctx, q, false)
         }
@@ -1902,6 +1988,8 @@ struct SearchReq {
     fields: Option<Vec<String>>,
     max: Option<usize>,
     offset: Option<String>,
+    /// `reconcileIssues`: issue ids search must show as they are now.
+    reconcile: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -2258,9 +2346,35 @@ fn search(ctx: &Ctx<'_>, q: SearchReq, jql_api: bool) -> Response {
         }
     };
     let max = q.max.unwrap_or(50).clamp(1, 5000);
-    let st = lock(&ctx.sh.state);
-    let mut hits: Vec<&Issue> = st
-        .issues
+    if q.reconcile.len() > 50 {
+        return jira_error(
+            400,
+            &["reconcileIssues accepts at most 50 issue ids."],
+            json!({}),
+        );
+    }
+    let mut guard = lock(&ctx.sh.state);
+    // With a search lag, search sees each issue as last indexed.
+    let views: Option<Vec<Issue>> = if guard.search_lag.is_zero() {
+        None
+    } else {
+        let now = Instant::now();
+        let mut views = Vec::new();
+        for i in guard.issues.iter_mut() {
+            while i.pending.front().is_some_and(|(at, _)| *at <= now) {
+                i.indexed = i.pending.pop_front().map(|(_, f)| f);
+            }
+            if q.reconcile.contains(&i.id) {
+                views.push(i.with_fields(&i.fields));
+            } else if let Some(f) = &i.indexed {
+                views.push(i.with_fields(f));
+            }
+        }
+        Some(views)
+    };
+    let st = &*guard;
+    let pool: &[Issue] = views.as_deref().unwrap_or(&st.issues);
+    let mut hits: Vec<&Issue> = pool
         .iter()
         .filter(|i| parsed.clauses.iter().all(|c| clause_matches(i, c)))
         .collect();
@@ -2288,7 +2402,7 @@ fn search(ctx: &Ctx<'_>, q: SearchReq, jql_api: bool) -> Response {
         .iter()
         .skip(offset)
         .take(max)
-        .map(|i| render_issue(ctx, &st, i, Some(&select)))
+        .map(|i| render_issue(ctx, st, i, Some(&select)))
         .collect();
     let end = offset + page.len();
     if jql_api {
@@ -2839,5 +2953,109 @@ mod tests {
         assert_eq!(r.status(), 400);
         let r = get(&j, "/rest/api/2/search?jql=cf%5B10050%5D%20~%20X").await;
         assert_eq!(r.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn search_lags_behind_writes_until_reconciled() {
+        let j = JiraServer::start().await;
+        j.seed_issue("OPS", json!({"summary": "seeded"}));
+        let lag = Duration::from_millis(400);
+        j.set_search_lag(lag);
+        let search = |jql: &str, reconcile: Vec<u64>| {
+            let mut body = json!({"jql": jql, "fields": ["summary", "status"]});
+            if !reconcile.is_empty() {
+                body["reconcileIssues"] = json!(reconcile);
+            }
+            let j = j.clone();
+            async move {
+                let r = post(&j, "/rest/api/3/search/jql", body).await;
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                v["issues"].as_array().unwrap().clone()
+            }
+        };
+        // Seeded before: searchable at once.
+        assert_eq!(search("summary ~ seeded", vec![]).await.len(), 1);
+        let r = post(&j, "/rest/api/3/issue", create_body("fresh", "INC7")).await;
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        let key = created["key"].as_str().unwrap().to_string();
+        let id: u64 = created["id"].as_str().unwrap().parse().unwrap();
+        // Invisible to search (every search route), visible to a direct read.
+        assert!(search("cf[10050] ~ \"INC7\"", vec![]).await.is_empty());
+        let v: Value = get(&j, "/rest/api/2/search?jql=project%20%3D%20OPS")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["total"], 1, "{v}");
+        let v: Value = get(
+            &j,
+            "/rest/api/3/search/jql?jql=project%20%3D%20OPS&reconcileIssues=1,2",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(v["issues"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(
+            get(&j, &format!("/rest/api/3/issue/{key}")).await.status(),
+            200
+        );
+        // reconcileIssues makes it read-after-write consistent (POST and GET).
+        let hits = search("cf[10050] ~ \"INC7\"", vec![id]).await;
+        assert_eq!(hits.len(), 1);
+        let v: Value = get(
+            &j,
+            &format!("/rest/api/3/search/jql?jql=project%20%3D%20OPS&reconcileIssues={id}"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(v["issues"].as_array().unwrap().len(), 2, "{v}");
+        tokio::time::sleep(lag + Duration::from_millis(50)).await;
+        assert_eq!(search("cf[10050] ~ \"INC7\"", vec![]).await.len(), 1);
+
+        // An edit and a transition reach search only after the lag; until
+        // then search matches and shows the indexed version.
+        let r = c()
+            .put(format!("{}/rest/api/3/issue/{key}", j.base_url()))
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .json(&json!({"fields": {"summary": "renamed"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = post(
+            &j,
+            &format!("/rest/api/3/issue/{key}/transitions"),
+            json!({"transition": {"id": "21"}}),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+        assert!(search("summary ~ renamed", vec![]).await.is_empty());
+        let hits = search("summary ~ fresh", vec![]).await;
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0]["fields"]["summary"], "fresh");
+        assert_eq!(hits[0]["fields"]["status"]["name"], "To Do");
+        let v: Value = get(&j, &format!("/rest/api/3/issue/{key}?fields=summary"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["fields"]["summary"], "renamed");
+        let hits = search("summary ~ renamed", vec![id]).await;
+        assert_eq!(hits[0]["fields"]["status"]["name"], "In Progress");
+        tokio::time::sleep(lag + Duration::from_millis(50)).await;
+        let hits = search("status = \"In Progress\"", vec![]).await;
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0]["fields"]["summary"], "renamed");
+        assert!(search("summary ~ fresh", vec![]).await.is_empty());
+        // The lag off: search is current again.
+        j.set_search_lag(Duration::ZERO);
+        let _ = post(&j, "/rest/api/3/issue", create_body("third", "INC8")).await;
+        assert_eq!(search("cf[10050] ~ \"INC8\"", vec![]).await.len(), 1);
+        assert!(j.violations().is_empty(), "{:?}", j.violations());
     }
 }
