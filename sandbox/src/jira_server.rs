@@ -76,6 +76,21 @@ pub struct IssueSnapshot {
     pub remote_links: Vec<Value>,
 }
 
+/// One comment as stored, for assertions ([`JiraServer::comments`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommentSnapshot {
+    pub id: String,
+    /// As sent (ADF on v3, a string on v2).
+    pub body: Value,
+    pub author: Value,
+    pub update_author: Value,
+    pub created: String,
+    pub updated: String,
+    pub visibility: Option<Value>,
+    /// Entity properties set on create or update (key → value).
+    pub properties: BTreeMap<String, Value>,
+}
+
 /// A request the real Jira would reject.
 #[derive(Debug, Clone)]
 pub struct Violation {
@@ -411,6 +426,35 @@ impl JiraServer {
         Some(st.snapshot(&st.issues[i], &self.shared.base))
     }
 
+    /// The comments of one issue (key or id), in order, with their
+    /// entity properties; `None` when there is no such issue.
+    pub fn comments(&self, key_or_id: &str) -> Option<Vec<CommentSnapshot>> {
+        let st = self.state();
+        let i = st.find(key_or_id)?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Some(
+            st.issues[i]
+                .comments
+                .iter()
+                .map(|c| CommentSnapshot {
+                    id: text(&c["id"]),
+                    body: c["body"].clone(),
+                    author: c["author"].clone(),
+                    update_author: c["updateAuthor"].clone(),
+                    created: text(&c["created"]),
+                    updated: text(&c["updated"]),
+                    visibility: c.get("visibility").cloned(),
+                    properties: c["properties"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| (text(&p["key"]), p["value"].clone()))
+                        .collect(),
+                })
+                .collect(),
+        )
+    }
+
     /// Every issue, in creation order.
     pub fn issues(&self) -> Vec<IssueSnapshot> {
         let st = self.state();
@@ -561,7 +605,17 @@ impl JiraState {
                 .and_then(|s| s["name"].as_str())
                 .unwrap_or_default()
                 .to_string(),
-            comments: i.comments.clone(),
+            comments: i
+                .comments
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    if let Some(o) = c.as_object_mut() {
+                        o.remove("properties");
+                    }
+                    c
+                })
+                .collect(),
             attachments: i
                 .attachments
                 .iter()
@@ -1028,7 +1082,7 @@ fn route(
             let comments: Vec<Value> = st.issues[i]
                 .comments
                 .iter()
-                .map(|c| render_comment(ctx, &st.issues[i], c))
+                .map(|c| render_comment(ctx, &st.issues[i], c, expand_properties(ctx)))
                 .collect();
             let n = comments.len();
             json_response(
@@ -1037,6 +1091,9 @@ fn route(
             )
         }
         (Method::POST, ["issue", key, "comment"]) => add_comment(ctx, key, body),
+        (Method::GET | Method::PUT | Method::DELETE, ["issue", key, "comment", id]) => {
+            one_comment(ctx, key, id, body)
+        }
         (Method::GET, ["issue", key, "transitions"]) => get_transitions(ctx, key),
         (Method::POST, ["issue", key, "transitions"]) => do_transition(ctx, key, body),
         (Method::POST, ["issue", key, "attachments"]) => upload(ctx, key, headers, bytes),
@@ -1265,7 +1322,7 @@ fn render_issue(ctx: &Ctx<'_>, st: &JiraState, i: &Issue, select: Option<&[Strin
     let comments: Vec<Value> = i
         .comments
         .iter()
-        .map(|c| render_comment(ctx, i, c))
+        .map(|c| render_comment(ctx, i, c, false))
         .collect();
     all.insert(
         "comment".into(),
@@ -1302,8 +1359,16 @@ fn render_issue(ctx: &Ctx<'_>, st: &JiraState, i: &Issue, select: Option<&[Strin
     })
 }
 
-fn render_comment(ctx: &Ctx<'_>, i: &Issue, c: &Value) -> Value {
+/// A stored comment as the API shows it; its entity properties only when
+/// `with_properties` (`expand=properties`).
+fn render_comment(ctx: &Ctx<'_>, i: &Issue, c: &Value, with_properties: bool) -> Value {
     let mut c = c.clone();
+    if let Some(o) = c.as_object_mut() {
+        let props = o.remove("properties");
+        if with_properties {
+            o.insert("properties".into(), props.unwrap_or_else(|| json!([])));
+        }
+    }
     c["body"] = rich_for(ctx.v2, &c["body"]);
     c["self"] = Value::String(format!(
         "{}/rest/api/{}/issue/{}/comment/{}",
@@ -1528,15 +1593,130 @@ fn add_comment(ctx: &Ctx<'_>, key: &str, body: Option<Value>) -> Response {
         ctx.violation(vec![format!("body.body: {e}")]);
         return jira_error(400, &[], json!({ "comment": e }));
     }
+    let props = match comment_properties(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            drop(st);
+            ctx.violation(vec![format!("body.properties: {e}")]);
+            return jira_error(400, &[e], json!({}));
+        }
+    };
     let mut c = st.add_comment(idx, body["body"].clone(), &ctx.author);
     if let Some(vis) = body.get("visibility") {
         c["visibility"] = vis.clone();
-        if let Some(last) = st.issues[idx].comments.last_mut() {
-            last["visibility"] = vis.clone();
+    }
+    if let Some(p) = props {
+        c["properties"] = upsert_properties(&json!([]), p);
+    }
+    if let Some(last) = st.issues[idx].comments.last_mut() {
+        *last = c.clone();
+    }
+    let out = render_comment(ctx, &st.issues[idx], &c, expand_properties(ctx));
+    json_response(201, &out)
+}
+
+fn expand_properties(ctx: &Ctx<'_>) -> bool {
+    ctx.param("expand")
+        .is_some_and(|e| e.split(',').any(|x| x.trim() == "properties"))
+}
+
+/// The `properties` of a comment create or update body (entity properties,
+/// `[{key, value}]`); `None` when not given.
+fn comment_properties(body: &Value) -> Result<Option<Vec<(String, Value)>>, &'static str> {
+    let Some(p) = body.get("properties").filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    let list = p
+        .as_array()
+        .ok_or("properties must be an array of {key, value}")?;
+    let mut out = Vec::new();
+    for e in list {
+        let key = e["key"]
+            .as_str()
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .ok_or("every property needs a key (a string of 1 to 255 characters)")?;
+        let value = e.get("value").cloned().unwrap_or(Value::Null);
+        out.push((key.to_string(), value));
+    }
+    Ok(Some(out))
+}
+
+/// `existing` (a stored `[{key, value}]` array) with `new` set, key by key.
+fn upsert_properties(existing: &Value, new: Vec<(String, Value)>) -> Value {
+    let mut list: Vec<Value> = existing.as_array().cloned().unwrap_or_default();
+    for (k, v) in new {
+        match list.iter_mut().find(|e| e["key"] == k.as_str()) {
+            Some(e) => e["value"] = v,
+            None => list.push(json!({"key": k, "value": v})),
         }
     }
-    let out = render_comment(ctx, &st.issues[idx], &c);
-    json_response(201, &out)
+    Value::Array(list)
+}
+
+fn comment_not_found(id: &str) -> Response {
+    jira_error(
+        404,
+        &[&format!("Can not find a comment for the id: {id}.")],
+        json!({}),
+    )
+}
+
+/// `GET|PUT|DELETE /issue/{key}/comment/{id}`.
+fn one_comment(ctx: &Ctx<'_>, key: &str, id: &str, body: Option<Value>) -> Response {
+    let mut st = lock(&ctx.sh.state);
+    let Some(idx) = st.find(key) else {
+        return issue_not_found();
+    };
+    let Some(pos) = st.issues[idx].comments.iter().position(|c| c["id"] == id) else {
+        return comment_not_found(id);
+    };
+    match ctx.method.as_str() {
+        "GET" => {
+            let c = &st.issues[idx].comments[pos];
+            json_response(
+                200,
+                &render_comment(ctx, &st.issues[idx], c, expand_properties(ctx)),
+            )
+        }
+        "DELETE" => {
+            st.issues[idx].comments.remove(pos);
+            st.touch(idx);
+            empty_response(204)
+        }
+        _ => {
+            let body = body.unwrap_or_default();
+            if let Err(e) = check_comment_body(ctx.v2, &body["body"]) {
+                drop(st);
+                ctx.violation(vec![format!("body.body: {e}")]);
+                return jira_error(400, &[], json!({ "comment": e }));
+            }
+            let props = match comment_properties(&body) {
+                Ok(p) => p,
+                Err(e) => {
+                    drop(st);
+                    ctx.violation(vec![format!("body.properties: {e}")]);
+                    return jira_error(400, &[e], json!({}));
+                }
+            };
+            let c = &mut st.issues[idx].comments[pos];
+            c["body"] = body["body"].clone();
+            c["updated"] = Value::String(jira_time());
+            c["updateAuthor"] = ctx.author.clone();
+            if let Some(vis) = body.get("visibility") {
+                c["visibility"] = vis.clone();
+            }
+            if let Some(p) = props {
+                let merged = upsert_properties(&c["properties"], p);
+                c["properties"] = merged;
+            }
+            let c = c.clone();
+            st.touch(idx);
+            json_response(
+                200,
+                &render_comment(ctx, &st.issues[idx], &c, expand_properties(ctx)),
+            )
+        }
+    }
 }
 
 fn available(st: &JiraState, idx: usize) -> Vec<&TransitionDef> {
@@ -3057,5 +3237,110 @@ mod tests {
         let _ = post(&j, "/rest/api/3/issue", create_body("third", "INC8")).await;
         assert_eq!(search("cf[10050] ~ \"INC8\"", vec![]).await.len(), 1);
         assert!(j.violations().is_empty(), "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn comments_with_properties_edit_and_delete() {
+        let j = JiraServer::start().await;
+        let key = j.seed_issue("OPS", json!({"summary": "s"}));
+        let base = format!("/rest/api/3/issue/{key}/comment");
+        let props = json!([{"key": "relay", "value": {"origin": "servicenow", "sys_id": "abc"}}]);
+        let r = post(&j, &base, json!({"body": adf("hi"), "properties": props})).await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        assert!(v.get("properties").is_none(), "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let r = post(
+            &j,
+            &format!("{base}?expand=properties"),
+            json!({"body": adf("plain")}),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["properties"], json!([]));
+        // Only expanded reads show the properties.
+        let v: Value = get(&j, &base).await.json().await.unwrap();
+        assert!(v["comments"][0].get("properties").is_none());
+        let v: Value = get(&j, &format!("{base}?expand=properties"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["comments"][0]["properties"], props);
+        let v: Value = get(&j, &format!("{base}/{id}?expand=properties"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["properties"][0]["value"]["sys_id"], "abc");
+        assert_eq!(v["body"]["type"], "doc");
+        let v: Value = get(&j, &format!("/rest/api/2/issue/{key}/comment/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["body"], "hi");
+        assert!(v.get("properties").is_none());
+        let snap = j.comments(&key).unwrap();
+        assert_eq!(snap.len(), 2);
+        assert_eq!(snap[0].properties["relay"]["origin"], "servicenow");
+        assert!(snap[1].properties.is_empty());
+        assert!(j.issue(&key).unwrap().comments[0]
+            .get("properties")
+            .is_none());
+
+        // Edit: body, updated, updateAuthor; properties merge by key.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        j.set_bearer("pat-2");
+        let r = c()
+            .put(format!("{}{base}/{id}?expand=properties", j.base_url()))
+            .bearer_auth("pat-2")
+            .json(&json!({"body": adf("edited"),
+                "properties": [{"key": "seen", "value": 1}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["properties"].as_array().unwrap().len(), 2);
+        let snap = &j.comments(&key).unwrap()[0];
+        assert_eq!(snap.body, adf("edited"));
+        assert_ne!(snap.updated, snap.created);
+        assert_eq!(snap.update_author["accountId"], "712020:relay-app");
+        assert_eq!(snap.author["accountId"], "5b10a2844c20165700ede21g");
+        assert_eq!(snap.properties["seen"], 1);
+        assert_eq!(snap.properties["relay"]["sys_id"], "abc");
+        // Bad bodies and properties are refused.
+        let r = c()
+            .put(format!("{}{base}/{id}", j.base_url()))
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .json(&json!({"body": "not adf"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = post(
+            &j,
+            &base,
+            json!({"body": adf("x"), "properties": [{"value": 1}]}),
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        assert_eq!(j.comments(&key).unwrap().len(), 2);
+        let n = j.violations().len();
+        assert_eq!(n, 2, "{:?}", j.violations());
+
+        // Delete.
+        let del = || {
+            c().delete(format!("{}{base}/{id}", j.base_url()))
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .send()
+        };
+        assert_eq!(del().await.unwrap().status(), 204);
+        assert_eq!(del().await.unwrap().status(), 404);
+        assert_eq!(get(&j, &format!("{base}/{id}")).await.status(), 404);
+        assert_eq!(j.comments(&key).unwrap().len(), 1);
+        assert_eq!(j.violations().len(), n, "{:?}", j.violations());
     }
 }
