@@ -218,6 +218,8 @@ struct JiraState {
     rng: XorShift,
     /// How long a change takes to reach JQL search (0: at once).
     search_lag: Duration,
+    /// Where attachment downloads are redirected (`302`), if anywhere.
+    content_redirect: Option<String>,
 }
 
 struct Shared {
@@ -277,6 +279,7 @@ impl JiraServer {
                 violations: Vec::new(),
                 rng: XorShift::new(0x7172_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
                 search_lag: Duration::ZERO,
+                content_redirect: None,
             }),
             faults: Faults::default(),
             contract_check: std::sync::atomic::AtomicBool::new(true),
@@ -402,6 +405,17 @@ impl JiraServer {
         for i in 0..st.issues.len() {
             st.index_now(i);
         }
+    }
+
+    /// Attachment downloads (`GET /rest/api/{2,3}/attachment/content/{id}`
+    /// and `GET /secure/attachment/{id}/{name}`) answer `302 Found` with
+    /// `Location: <url>` from now on, like Jira Cloud sending downloads to
+    /// its media host (after auth; a missing attachment is still 404;
+    /// `?redirect=false` on `/attachment/content` gets the bytes). `{id}`
+    /// and `{filename}` in `url` are replaced by the attachment's id and
+    /// (percent-encoded) file name. `None`: serve the bytes (the default).
+    pub fn set_content_redirect(&self, url: Option<String>) {
+        self.state().content_redirect = url;
     }
 
     /// The fault plan of this server.
@@ -975,7 +989,7 @@ fn dispatch(sh: &Arc<Shared>, parts: &http::request::Parts, bytes: &[u8], path: 
 
     // Attachment content, outside the REST API.
     if let ["secure", "attachment", id, ..] = segs.as_slice() {
-        return download(sh, id);
+        return download(sh, id, true);
     }
     // Admin webhooks: documented apart from the platform API (not in its spec).
     if let ["rest", "webhooks", "1.0", "webhook", rest @ ..] = segs.as_slice() {
@@ -1199,7 +1213,9 @@ fn route(
             };
             search(ctx, q, false)
         }
-        (Method::GET, ["attachment", "content", id]) => download(ctx.sh, id),
+        (Method::GET, ["attachment", "content", id]) => {
+            download(ctx.sh, id, ctx.param("redirect") != Some("false"))
+        }
         (Method::GET, ["myself"]) => json_response(200, &ctx.author),
         _ => jira_error(
             501,
@@ -2027,7 +2043,7 @@ fn upload(ctx: &Ctx<'_>, key: &str, headers: &http::HeaderMap, bytes: &[u8]) -> 
     json_response(200, &Value::Array(out))
 }
 
-fn download(sh: &Shared, id: &str) -> Response {
+fn download(sh: &Shared, id: &str, may_redirect: bool) -> Response {
     let st = lock(&sh.state);
     let Some(f) = id.parse::<u64>().ok().and_then(|id| st.files.get(&id)) else {
         return jira_error(
@@ -2036,6 +2052,16 @@ fn download(sh: &Shared, id: &str) -> Response {
             json!({}),
         );
     };
+    if let Some(to) = st.content_redirect.as_deref().filter(|_| may_redirect) {
+        let to = to
+            .replace("{id}", id)
+            .replace("{filename}", &percent_encode(&f.filename));
+        let mut resp = empty_response(302);
+        if let Ok(v) = HeaderValue::from_str(&to) {
+            resp.headers_mut().insert(http::header::LOCATION, v);
+        }
+        return resp;
+    }
     let mut resp = Response::new(Body::from(f.bytes.clone()));
     if let Ok(v) = HeaderValue::from_str(&f.mime) {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
@@ -3342,5 +3368,65 @@ mod tests {
         assert_eq!(get(&j, &format!("{base}/{id}")).await.status(), 404);
         assert_eq!(j.comments(&key).unwrap().len(), 1);
         assert_eq!(j.violations().len(), n, "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn attachment_downloads_redirect_to_the_media_host() {
+        // The media host: another server on another port, no auth.
+        let media = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let media_base = format!("http://{}", media.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(|uri: http::Uri| async move { format!("media host: {}", uri.path()) });
+        tokio::spawn(async move {
+            let _ = axum::serve(media, app).await;
+        });
+        let j = JiraServer::start().await;
+        let url = j.add_file("a b.txt", "text/plain", b"jira bytes".to_vec());
+        let id = url.split('/').rev().nth(1).unwrap().to_string();
+        j.set_content_redirect(Some(format!("{media_base}/file/{{id}}/{{filename}}")));
+        let content = format!("{}/rest/api/3/attachment/content/{id}", j.base_url());
+        let no_follow = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = no_follow
+            .get(&content)
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        let want = format!("{media_base}/file/{id}/a%20b.txt");
+        assert_eq!(r.headers()["location"], want.as_str());
+        // A client that follows redirects lands on the media host.
+        for u in [&content, &url] {
+            let r = c()
+                .get(u.as_str())
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.url().as_str(), want);
+            assert_eq!(
+                r.text().await.unwrap(),
+                format!("media host: /file/{id}/a%20b.txt")
+            );
+        }
+        // Still after auth, still 404 for a missing file; redirect=false and
+        // switching it off get the bytes.
+        assert_eq!(no_follow.get(&content).send().await.unwrap().status(), 401);
+        let r = get(&j, "/rest/api/3/attachment/content/999").await;
+        assert_eq!(r.status(), 404);
+        let r = get(
+            &j,
+            &format!("/rest/api/3/attachment/content/{id}?redirect=false"),
+        )
+        .await;
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"jira bytes");
+        j.set_content_redirect(None);
+        let r = get(&j, &format!("/rest/api/3/attachment/content/{id}")).await;
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"jira bytes");
+        assert!(j.violations().is_empty(), "{:?}", j.violations());
     }
 }
