@@ -5,11 +5,17 @@
 //!
 //! Order per request: record, faults, `/oauth/token`, auth, OpenAPI check,
 //! handler, then (a successful write taken by a
-//! [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)) the answer lost. A contract violation answers 400 (404 for a path the spec does
+//! [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)) the answer
+//! lost. A contract violation answers 400 (404 for a path the spec does
 //! not have) in Jira's error shape and is listed in
 //! [`JiraServer::violations`]; so are v3 ADF violations, missing create
 //! fields, a missing `X-Atlassian-Token` on uploads and JQL this double
 //! cannot evaluate. Workflow refusals and 404s are not violations.
+//!
+//! Jira Cloud behaviour a test can switch on: JQL search lagging behind
+//! writes ([`JiraServer::set_search_lag`], with `reconcileIssues`) and
+//! attachment downloads redirected to another host
+//! ([`JiraServer::set_content_redirect`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
