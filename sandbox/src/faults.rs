@@ -2,8 +2,17 @@
 //! [`crate::servicenow_server`]), plus the small helpers both use (request
 //! recording, query parsing, timestamps, a deterministic PRNG).
 //!
-//! Test support only. A faulted request never changes a server's state.
+//! Test support only. A faulted request never changes a server's state —
+//! except [`Fault::AnswerLost`]: that write IS applied (the state changes
+//! exactly as for a normal request) and then the client never gets the
+//! answer ("committed, answer lost"), either because the connection is cut
+//! without a response ([`AnswerLostMode::Drop`]) or because the answer comes
+//! only after a delay longer than the client waits ([`AnswerLostMode::Late`]).
+//! It applies only to the writes each server lists (creates, comments,
+//! attachments, edits, transitions) and only when they succeed (2xx): a
+//! refused write is answered normally and does not use the fault up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +38,23 @@ pub enum Fault {
     /// Answer normally (scripted first, it lets requests through before a
     /// fault pushed after it: "fail the second page").
     Pass,
+    /// Committed, answer lost: the write is applied, then the answer is
+    /// lost as `mode` says. Only write requests that succeed take it (see
+    /// the module doc); other requests pass it by.
+    AnswerLost(AnswerLostMode),
+}
+
+/// How the answer of an applied write is lost ([`Fault::AnswerLost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerLostMode {
+    /// The connection is closed without a response (no status line, no
+    /// byte of the answer): the client sees a transport error (reqwest:
+    /// `is_request()`, "connection closed before message completed").
+    Drop,
+    /// The answer is sent only after sleeping this long (the write is
+    /// already applied before the sleep): a client with a shorter timeout
+    /// gives up.
+    Late(Duration),
 }
 
 impl Fault {
@@ -52,14 +78,25 @@ impl Fault {
         }
     }
 
+    /// Committed, answer lost, by closing the connection.
+    pub fn answer_dropped() -> Self {
+        Fault::AnswerLost(AnswerLostMode::Drop)
+    }
+
+    /// Committed, answer lost, by answering only after `delay`.
+    pub fn answer_late(delay: Duration) -> Self {
+        Fault::AnswerLost(AnswerLostMode::Late(delay))
+    }
+
     /// What [`Faults::injected`] reports: the status code (`"429"`,
-    /// `"503"`), `"timeout"` or `"401"`.
+    /// `"503"`), `"timeout"`, `"401"` or `"answer_lost"`.
     pub fn kind(&self) -> String {
         match self {
             Fault::Status { status, .. } => status.to_string(),
             Fault::Timeout(_) => "timeout".into(),
             Fault::Unauthorized => "401".into(),
             Fault::Pass => "pass".into(),
+            Fault::AnswerLost(_) => "answer_lost".into(),
         }
     }
 }
@@ -100,7 +137,8 @@ impl Match {
 }
 
 /// Random fault rates for soak tests, each a fraction in `0.0..=1.0` of all
-/// requests (they add up; what is left is answered normally).
+/// requests (they add up; what is left is answered normally). Construct
+/// with `..Rates::default()` so that new rates stay off.
 #[derive(Debug, Clone, Default)]
 pub struct Rates {
     /// 503 answers.
@@ -111,6 +149,15 @@ pub struct Rates {
     /// Sleep `timeout_ms`, then 504.
     pub timeout: f64,
     pub timeout_ms: u64,
+    /// Fraction of the server's *write* requests (see the module doc) that
+    /// are applied and then lose their answer ([`Fault::AnswerLost`]); the
+    /// mode alternates, [`AnswerLostMode::Drop`] first, then
+    /// [`AnswerLostMode::Late`] of `answer_lost_late_ms`. Drawn from the
+    /// same single draw per request as the rates above (after them), so
+    /// adding it does not change which requests those hit.
+    pub answer_lost: f64,
+    /// The delay of the `Late` answers of `answer_lost` (milliseconds).
+    pub answer_lost_late_ms: u64,
 }
 
 /// Which server's error conventions a fault response follows.
@@ -128,9 +175,23 @@ pub struct Faults {
 
 #[derive(Debug, Default)]
 struct FaultState {
-    scripted: Vec<(Match, Fault, usize)>,
+    /// (id, matcher, fault, uses left)
+    scripted: Vec<(u64, Match, Fault, usize)>,
+    next_id: u64,
     rates: Option<(Rates, XorShift)>,
+    /// `AnswerLost` faults drawn from the rates so far (picks the mode).
+    rate_answer_lost: u64,
     injected: Vec<(String, String)>,
+}
+
+/// What [`Faults::take_request`] decided for one request.
+#[derive(Debug, Clone)]
+pub(crate) enum Taken {
+    /// Answer with this fault now (the request is not handled).
+    Now(Fault),
+    /// Handle the write; if it succeeds, lose its answer with
+    /// [`Faults::answer_lost_applied`] (scripted: the entry's id).
+    AfterWrite(AnswerLostMode, Option<u64>),
 }
 
 impl Faults {
@@ -138,7 +199,10 @@ impl Faults {
     /// faults are consulted in the order pushed, before random rates).
     pub fn push(&self, matcher: Match, fault: Fault, times: usize) {
         if times > 0 {
-            lock(&self.inner).scripted.push((matcher, fault, times));
+            let mut s = lock(&self.inner);
+            let id = s.next_id;
+            s.next_id += 1;
+            s.scripted.push((id, matcher, fault, times));
         }
     }
 
@@ -155,28 +219,61 @@ impl Faults {
         s.rates = None;
     }
 
-    /// What was injected so far: (`"METHOD /path"`, [`Fault::kind`]).
+    /// What was injected so far: (`"METHOD /path"`, [`Fault::kind`]). An
+    /// `"answer_lost"` entry is written once the write was applied.
     pub fn injected(&self) -> Vec<(String, String)> {
         lock(&self.inner).injected.clone()
     }
 
-    /// The fault for this request, if any (consumes one scripted use).
-    pub(crate) fn take(&self, method: &Method, path: &str) -> Option<Fault> {
-        let mut s = lock(&self.inner);
-        let mut chosen = None;
-        if let Some(i) = s
-            .scripted
+    /// How many faults of this [`Fault::kind`] were injected so far
+    /// (`"answer_lost"`, `"503"`, `"429"`, `"timeout"`, `"401"`).
+    pub fn count(&self, kind: &str) -> usize {
+        lock(&self.inner)
+            .injected
             .iter()
-            .position(|(m, _, n)| *n > 0 && m.matches(method, path))
-        {
+            .filter(|(_, k)| k == kind)
+            .count()
+    }
+
+    /// The fault for this request, if any (consumes one scripted use). A
+    /// non-write request: `AnswerLost` faults pass it by.
+    #[cfg(test)]
+    pub(crate) fn take(&self, method: &Method, path: &str) -> Option<Fault> {
+        match self.take_request(method, path, false)? {
+            Taken::Now(f) => Some(f),
+            Taken::AfterWrite(mode, _) => Some(Fault::AnswerLost(mode)),
+        }
+    }
+
+    /// The fault for this request, if any. Other faults are consumed (and
+    /// logged) here; an `AnswerLost` one only for a write (`is_write`), and
+    /// it is consumed and logged by [`Faults::answer_lost_applied`] once
+    /// the write succeeded (a failed write leaves a scripted one in place).
+    pub(crate) fn take_request(
+        &self,
+        method: &Method,
+        path: &str,
+        is_write: bool,
+    ) -> Option<Taken> {
+        let mut guard = lock(&self.inner);
+        let s = &mut *guard;
+        let mut chosen = None;
+        let found = s.scripted.iter().position(|(_, m, f, n)| {
+            *n > 0 && m.matches(method, path) && (is_write || !matches!(f, Fault::AnswerLost(_)))
+        });
+        if let Some(i) = found {
             let entry = &mut s.scripted[i];
-            entry.2 -= 1;
-            chosen = Some(entry.1.clone()).filter(|f| !matches!(f, Fault::Pass));
-            if entry.2 == 0 {
+            if let Fault::AnswerLost(mode) = entry.2 {
+                return Some(Taken::AfterWrite(mode, Some(entry.0)));
+            }
+            entry.3 -= 1;
+            chosen = Some(entry.2.clone()).filter(|f| !matches!(f, Fault::Pass));
+            if entry.3 == 0 {
                 s.scripted.remove(i);
             }
         } else if let Some((rates, rng)) = s.rates.as_mut() {
             let x = rng.next_f64();
+            let timeouts = rates.server_error + rates.rate_limited + rates.timeout;
             if x < rates.server_error {
                 chosen = Some(Fault::status(503));
             } else if x < rates.server_error + rates.rate_limited {
@@ -186,22 +283,230 @@ impl Faults {
                     headers: Vec::new(),
                     body: None,
                 });
-            } else if x < rates.server_error + rates.rate_limited + rates.timeout {
+            } else if x < timeouts {
                 chosen = Some(Fault::Timeout(Duration::from_millis(rates.timeout_ms)));
+            } else if is_write && x < timeouts + rates.answer_lost {
+                let late = Duration::from_millis(rates.answer_lost_late_ms);
+                let n = s.rate_answer_lost;
+                s.rate_answer_lost += 1;
+                let mode = if n.is_multiple_of(2) {
+                    AnswerLostMode::Drop
+                } else {
+                    AnswerLostMode::Late(late)
+                };
+                return Some(Taken::AfterWrite(mode, None));
             }
         }
         if let Some(f) = &chosen {
             s.injected.push((format!("{method} {path}"), f.kind()));
         }
-        chosen
+        chosen.map(Taken::Now)
     }
+
+    /// The write taken as [`Taken::AfterWrite`] succeeded: consume the
+    /// scripted use and log `"answer_lost"`.
+    pub(crate) fn answer_lost_applied(&self, method: &Method, path: &str, scripted: Option<u64>) {
+        let mut s = lock(&self.inner);
+        if let Some(id) = scripted {
+            if let Some(i) = s.scripted.iter().position(|e| e.0 == id) {
+                s.scripted[i].3 = s.scripted[i].3.saturating_sub(1);
+                if s.scripted[i].3 == 0 {
+                    s.scripted.remove(i);
+                }
+            }
+        }
+        s.injected
+            .push((format!("{method} {path}"), "answer_lost".into()));
+    }
+}
+
+/// Handles the outcome of one request: `taken` is what
+/// [`Faults::take_request`] gave for it (if anything), `resp` the handler's
+/// answer. A successful write taken as [`Taken::AfterWrite`] loses its
+/// answer here; anything else is answered as is.
+pub(crate) async fn finish(
+    faults: &Faults,
+    taken: Option<Taken>,
+    method: &Method,
+    path: &str,
+    conn: Option<&ConnTag>,
+    resp: Response,
+) -> Response {
+    let Some(Taken::AfterWrite(mode, scripted)) = taken else {
+        return resp;
+    };
+    if !resp.status().is_success() {
+        return resp;
+    }
+    faults.answer_lost_applied(method, path, scripted);
+    match mode {
+        AnswerLostMode::Drop => {
+            if let Some(c) = conn {
+                c.cut();
+            }
+            resp
+        }
+        AnswerLostMode::Late(d) => {
+            tokio::time::sleep(d).await;
+            resp
+        }
+    }
+}
+
+// ---- connections that can be cut ----
+
+/// One accepted connection as a handler sees it (axum `ConnectInfo`): the
+/// peer, and the switch that cuts the connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnTag {
+    #[allow(dead_code)]
+    peer: std::net::SocketAddr,
+    cut: Arc<AtomicBool>,
+}
+
+impl ConnTag {
+    /// From now on every read and write of this connection fails, so the
+    /// server closes it without writing (any more of) an answer.
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A TCP listener whose connections a handler can cut ([`ConnTag::cut`]).
+pub(crate) struct CuttableListener(tokio::net::TcpListener);
+
+/// A TCP stream that fails every read and write once cut.
+pub(crate) struct CuttableIo {
+    inner: tokio::net::TcpStream,
+    cut: Arc<AtomicBool>,
+}
+
+fn cut_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "answer lost (sandbox fault)",
+    )
+}
+
+impl tokio::io::AsyncRead for CuttableIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.cut.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(Err(cut_error()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CuttableIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.cut.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(Err(cut_error()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.cut.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(Err(cut_error()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.cut.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(Err(cut_error()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl axum::serve::Listener for CuttableListener {
+    type Io = CuttableIo;
+    type Addr = ConnTag;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, peer)) => {
+                    let cut = Arc::new(AtomicBool::new(false));
+                    return (
+                        CuttableIo {
+                            inner: stream,
+                            cut: cut.clone(),
+                        },
+                        ConnTag { peer, cut },
+                    );
+                }
+                // Out of file descriptors and the like: wait, as axum does.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(ConnTag {
+            peer: self.0.local_addr()?,
+            cut: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, CuttableListener>>
+    for ConnTag
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, CuttableListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Serves `app` on `listener` (spawned on the current runtime), with
+/// connections a handler can cut: the handler finds its [`ConnTag`] with
+/// [`conn_tag`].
+pub(crate) fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    let svc = app.into_make_service_with_connect_info::<ConnTag>();
+    tokio::spawn(async move {
+        let _ = axum::serve(CuttableListener(listener), svc).await;
+    });
+}
+
+/// The connection a request came on (see [`serve`]).
+pub(crate) fn conn_tag(parts: &http::request::Parts) -> Option<ConnTag> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<ConnTag>>()
+        .map(|c| c.0.clone())
 }
 
 /// The response for a fault, in the server's conventions.
 pub(crate) async fn respond(fault: Fault, flavor: Flavor) -> Response {
     match fault {
-        // `take` never hands out `Pass`; a direct call gets a plain 500.
-        Fault::Pass => error_response(500, flavor, reason(500), Vec::new(), None),
+        // `take` never hands out `Pass` (nor `AnswerLost`, which is applied
+        // by `finish`); a direct call gets a plain 500.
+        Fault::Pass | Fault::AnswerLost(_) => {
+            error_response(500, flavor, reason(500), Vec::new(), None)
+        }
         Fault::Timeout(d) => {
             tokio::time::sleep(d).await;
             error_response(504, flavor, "Gateway Timeout", Vec::new(), None)
@@ -565,6 +870,7 @@ mod tests {
                     rate_limited: 0.2,
                     timeout: 0.1,
                     timeout_ms: 10,
+                    ..Rates::default()
                 },
                 seed,
             );

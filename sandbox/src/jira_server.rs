@@ -4,13 +4,20 @@
 //! Test support only.
 //!
 //! Order per request: record, faults, `/oauth/token`, auth, OpenAPI check,
-//! handler. A contract violation answers 400 (404 for a path the spec does
+//! handler, then (a successful write taken by a
+//! [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)) the answer
+//! lost. A contract violation answers 400 (404 for a path the spec does
 //! not have) in Jira's error shape and is listed in
 //! [`JiraServer::violations`]; so are v3 ADF violations, missing create
 //! fields, a missing `X-Atlassian-Token` on uploads and JQL this double
 //! cannot evaluate. Workflow refusals and 404s are not violations.
+//!
+//! Jira Cloud behaviour a test can switch on: JQL search lagging behind
+//! writes ([`JiraServer::set_search_lag`], with `reconcileIssues`) and
+//! attachment downloads redirected to another host
+//! ([`JiraServer::set_content_redirect`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +31,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::{
     self, credentials, empty_response, jira_time, json_response, lock, parse_query, percent_encode,
-    unauthorized, Credentials, Faults, Flavor, Recorded, XorShift,
+    unauthorized, Credentials, Faults, Flavor, Recorded, Taken, XorShift,
 };
 
 /// Default Basic credentials (email, API token).
@@ -73,6 +80,21 @@ pub struct IssueSnapshot {
     pub properties: BTreeMap<String, Value>,
     /// Remote link objects as returned by `GET .../remotelink`.
     pub remote_links: Vec<Value>,
+}
+
+/// One comment as stored, for assertions ([`JiraServer::comments`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommentSnapshot {
+    pub id: String,
+    /// As sent (ADF on v3, a string on v2).
+    pub body: Value,
+    pub author: Value,
+    pub update_author: Value,
+    pub created: String,
+    pub updated: String,
+    pub visibility: Option<Value>,
+    /// Entity properties set on create or update (key → value).
+    pub properties: BTreeMap<String, Value>,
 }
 
 /// A request the real Jira would reject.
@@ -155,6 +177,28 @@ struct Issue {
     attachments: Vec<u64>,
     properties: BTreeMap<String, Value>,
     remote_links: Vec<Value>,
+    /// The search index (used while a search lag is set): the fields as
+    /// JQL search sees them (`None`: not indexed yet, invisible to search),
+    /// and the later versions with the time each becomes visible.
+    indexed: Option<Map<String, Value>>,
+    pending: VecDeque<(Instant, Map<String, Value>)>,
+}
+
+impl Issue {
+    /// This issue as search sees it with these fields.
+    fn with_fields(&self, fields: &Map<String, Value>) -> Issue {
+        Issue {
+            id: self.id,
+            key: self.key.clone(),
+            fields: fields.clone(),
+            comments: self.comments.clone(),
+            attachments: self.attachments.clone(),
+            properties: self.properties.clone(),
+            remote_links: self.remote_links.clone(),
+            indexed: None,
+            pending: VecDeque::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -178,6 +222,10 @@ struct JiraState {
     requests: Vec<Recorded>,
     violations: Vec<Violation>,
     rng: XorShift,
+    /// How long a change takes to reach JQL search (0: at once).
+    search_lag: Duration,
+    /// Where attachment downloads are redirected (`302`), if anywhere.
+    content_redirect: Option<String>,
 }
 
 struct Shared {
@@ -236,15 +284,15 @@ impl JiraServer {
                 requests: Vec::new(),
                 violations: Vec::new(),
                 rng: XorShift::new(0x7172_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
+                search_lag: Duration::ZERO,
+                content_redirect: None,
             }),
             faults: Faults::default(),
             contract_check: std::sync::atomic::AtomicBool::new(true),
             webhooks: Mutex::new(Vec::new()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        faults::serve(listener, app);
         JiraServer { shared }
     }
 
@@ -347,6 +395,35 @@ impl JiraServer {
         self.state().workflow = workflow;
     }
 
+    /// Eventual consistency of JQL search, like Jira Cloud's index: from
+    /// now on a created issue is invisible to search (`/search/jql`,
+    /// `/search`, v2 and v3) until `lag` after its creation, and a change
+    /// (edit, transition, comment, attachment, property, remote link)
+    /// reaches search only `lag` after it happened; until then search
+    /// matches and shows the issue as it was indexed. Direct reads
+    /// (`GET /issue/{key}`) are always current, and so are the issues a
+    /// `/search/jql` request names in `reconcileIssues`. What exists when
+    /// this is called counts as indexed. `Duration::ZERO` (the default)
+    /// turns the lag off.
+    pub fn set_search_lag(&self, lag: Duration) {
+        let mut st = self.state();
+        st.search_lag = lag;
+        for i in 0..st.issues.len() {
+            st.index_now(i);
+        }
+    }
+
+    /// Attachment downloads (`GET /rest/api/{2,3}/attachment/content/{id}`
+    /// and `GET /secure/attachment/{id}/{name}`) answer `302 Found` with
+    /// `Location: <url>` from now on, like Jira Cloud sending downloads to
+    /// its media host (after auth; a missing attachment is still 404;
+    /// `?redirect=false` on `/attachment/content` gets the bytes). `{id}`
+    /// and `{filename}` in `url` are replaced by the attachment's id and
+    /// (percent-encoded) file name. `None`: serve the bytes (the default).
+    pub fn set_content_redirect(&self, url: Option<String>) {
+        self.state().content_redirect = url;
+    }
+
     /// The fault plan of this server.
     pub fn faults(&self) -> Faults {
         self.shared.faults.clone()
@@ -369,6 +446,35 @@ impl JiraServer {
         Some(st.snapshot(&st.issues[i], &self.shared.base))
     }
 
+    /// The comments of one issue (key or id), in order, with their
+    /// entity properties; `None` when there is no such issue.
+    pub fn comments(&self, key_or_id: &str) -> Option<Vec<CommentSnapshot>> {
+        let st = self.state();
+        let i = st.find(key_or_id)?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Some(
+            st.issues[i]
+                .comments
+                .iter()
+                .map(|c| CommentSnapshot {
+                    id: text(&c["id"]),
+                    body: c["body"].clone(),
+                    author: c["author"].clone(),
+                    update_author: c["updateAuthor"].clone(),
+                    created: text(&c["created"]),
+                    updated: text(&c["updated"]),
+                    visibility: c.get("visibility").cloned(),
+                    properties: c["properties"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| (text(&p["key"]), p["value"].clone()))
+                        .collect(),
+                })
+                .collect(),
+        )
+    }
+
     /// Every issue, in creation order.
     pub fn issues(&self) -> Vec<IssueSnapshot> {
         let st = self.state();
@@ -379,7 +485,8 @@ impl JiraServer {
     }
 
     /// Creates an issue directly (no validation); `fields` may set `status`
-    /// (a name), `created`, `updated`. Returns the key.
+    /// (a name), `created`, `updated`. Returns the key. Search sees it at
+    /// once, whatever the search lag.
     pub fn seed_issue(&self, project: &str, fields: Value) -> String {
         let mut st = self.state();
         let mut fields = fields.as_object().cloned().unwrap_or_default();
@@ -392,11 +499,13 @@ impl JiraServer {
             .entry("issuetype")
             .or_insert_with(|| json!({"name": "Task"}));
         let key = st.create(project, fields);
+        let i = st.find(&key).unwrap_or_default();
         if let Some(s) = status {
-            let i = st.find(&key).unwrap_or_default();
             let sv = st.status_value(&s);
             st.issues[i].fields.insert("status".into(), sv);
         }
+        // Seeded issues are already in the search index.
+        st.index_now(i);
         key
     }
 
@@ -478,8 +587,31 @@ impl JiraState {
             attachments: Vec::new(),
             properties: BTreeMap::new(),
             remote_links: Vec::new(),
+            indexed: None,
+            pending: VecDeque::new(),
         });
+        let idx = self.issues.len() - 1;
+        self.reindex(idx);
         key
+    }
+
+    /// The issue changed: with a search lag, search sees this version only
+    /// `search_lag` from now.
+    fn reindex(&mut self, idx: usize) {
+        if self.search_lag.is_zero() {
+            return;
+        }
+        let at = Instant::now() + self.search_lag;
+        let issue = &mut self.issues[idx];
+        let fields = issue.fields.clone();
+        issue.pending.push_back((at, fields));
+    }
+
+    /// Search sees the issue as it is now (seeded issues, reconciled ones).
+    fn index_now(&mut self, idx: usize) {
+        let issue = &mut self.issues[idx];
+        issue.indexed = Some(issue.fields.clone());
+        issue.pending.clear();
     }
 
     fn snapshot(&self, i: &Issue, base: &str) -> IssueSnapshot {
@@ -487,11 +619,23 @@ impl JiraState {
             key: i.key.clone(),
             id: i.id.to_string(),
             fields: Value::Object(i.fields.clone()),
-            status: i.fields["status"]["name"]
-                .as_str()
+            status: i
+                .fields
+                .get("status")
+                .and_then(|s| s["name"].as_str())
                 .unwrap_or_default()
                 .to_string(),
-            comments: i.comments.clone(),
+            comments: i
+                .comments
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    if let Some(o) = c.as_object_mut() {
+                        o.remove("properties");
+                    }
+                    c
+                })
+                .collect(),
             attachments: i
                 .attachments
                 .iter()
@@ -535,6 +679,7 @@ impl JiraState {
         self.issues[idx]
             .fields
             .insert("updated".into(), Value::String(jira_time()));
+        self.reindex(idx);
     }
 }
 
@@ -752,11 +897,43 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Some(rest) if rest.starts_with('/') => rest.to_string(),
         _ => path,
     };
-    if let Some(f) = sh.faults.take(&parts.method, &path) {
-        return faults::respond(f, Flavor::Jira).await;
-    }
+    let taken = match sh
+        .faults
+        .take_request(&parts.method, &path, is_write(&parts.method, &path))
+    {
+        Some(Taken::Now(f)) => return faults::respond(f, Flavor::Jira).await,
+        other => other,
+    };
+    let conn = faults::conn_tag(&parts);
+    let resp = dispatch(&sh, &parts, &bytes, &path);
+    faults::finish(&sh.faults, taken, &parts.method, &path, conn.as_ref(), resp).await
+}
+
+/// The writes a [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)
+/// applies to: create issue, add comment, add attachments, edit issue,
+/// transition (v2 and v3).
+fn is_write(method: &Method, path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let rest = match segs.as_slice() {
+        ["rest", "api", "2" | "3", rest @ ..] => rest,
+        _ => return false,
+    };
+    matches!(
+        (method.as_str(), rest),
+        ("POST", ["issue"])
+            | ("PUT", ["issue", _])
+            | (
+                "POST",
+                ["issue", _, "comment" | "attachments" | "transitions"]
+            )
+    )
+}
+
+/// Everything after the faults: OAuth, auth, the contract check, the handler.
+fn dispatch(sh: &Arc<Shared>, parts: &http::request::Parts, bytes: &[u8], path: &str) -> Response {
+    let path = path.to_string();
     if path == "/oauth/token" && parts.method == Method::POST {
-        return oauth(&sh, &parts.headers, &bytes);
+        return oauth(sh, &parts.headers, bytes);
     }
     let author = {
         let st = lock(&sh.state);
@@ -818,12 +995,12 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
 
     // Attachment content, outside the REST API.
     if let ["secure", "attachment", id, ..] = segs.as_slice() {
-        return download(&sh, id);
+        return download(sh, id, true);
     }
     // Admin webhooks: documented apart from the platform API (not in its spec).
     if let ["rest", "webhooks", "1.0", "webhook", rest @ ..] = segs.as_slice() {
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        return admin_webhooks(&sh, &parts.method, rest, body, bytes.is_empty());
+        let body: Option<Value> = serde_json::from_slice(bytes).ok();
+        return admin_webhooks(sh, &parts.method, rest, body, bytes.is_empty());
     }
     let (v2, rest) = match segs.as_slice() {
         ["rest", "api", "2", rest @ ..] => (true, rest),
@@ -833,7 +1010,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
     };
     let ctx = Ctx {
-        sh: &sh,
+        sh,
         v2,
         author,
         method: parts.method.clone(),
@@ -848,7 +1025,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let body: Option<Value> = if bytes.is_empty() {
         None
     } else if is_json || content_type.is_none() {
-        match serde_json::from_slice(&bytes) {
+        match serde_json::from_slice(bytes) {
             Ok(v) => Some(v),
             Err(e) => {
                 ctx.violation(vec![format!("body: not valid JSON: {e}")]);
@@ -889,7 +1066,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
     }
 
-    route(&ctx, rest, body, &parts.headers, &bytes)
+    route(&ctx, rest, body, &parts.headers, bytes)
 }
 
 fn route(
@@ -925,7 +1102,7 @@ fn route(
             let comments: Vec<Value> = st.issues[i]
                 .comments
                 .iter()
-                .map(|c| render_comment(ctx, &st.issues[i], c))
+                .map(|c| render_comment(ctx, &st.issues[i], c, expand_properties(ctx)))
                 .collect();
             let n = comments.len();
             json_response(
@@ -934,6 +1111,9 @@ fn route(
             )
         }
         (Method::POST, ["issue", key, "comment"]) => add_comment(ctx, key, body),
+        (Method::GET | Method::PUT | Method::DELETE, ["issue", key, "comment", id]) => {
+            one_comment(ctx, key, id, body)
+        }
         (Method::GET, ["issue", key, "transitions"]) => get_transitions(ctx, key),
         (Method::POST, ["issue", key, "transitions"]) => do_transition(ctx, key, body),
         (Method::POST, ["issue", key, "attachments"]) => upload(ctx, key, headers, bytes),
@@ -961,6 +1141,7 @@ fn route(
                 return jira_error(400, &["The property value is required."], json!({}));
             };
             let existed = st.issues[i].properties.insert(pk.to_string(), v).is_some();
+            st.reindex(i);
             empty_response(if existed { 200 } else { 201 })
         }
         (Method::DELETE, ["issue", key, "properties", pk]) => {
@@ -969,7 +1150,10 @@ fn route(
                 return issue_not_found();
             };
             match st.issues[i].properties.remove(*pk) {
-                Some(_) => empty_response(204),
+                Some(_) => {
+                    st.reindex(i);
+                    empty_response(204)
+                }
                 None => jira_error(
                     404,
                     &[&format!("The property with key '{pk}' does not exist.")],
@@ -997,6 +1181,13 @@ fn route(
                 fields: ctx.param("fields").map(split_list),
                 max: ctx.param("maxResults").and_then(|m| m.parse().ok()),
                 offset: ctx.param("nextPageToken").map(str::to_string),
+                reconcile: ctx
+                    .query
+                    .iter()
+                    .filter(|(k, _)| k == "reconcileIssues")
+                    .flat_map(|(_, v)| v.split(','))
+                    .filter_map(|x| x.trim().parse().ok())
+                    .collect(),
             };
             search(ctx, q, true)
         }
@@ -1011,6 +1202,10 @@ fn route(
                 }),
                 max: b["maxResults"].as_u64().map(|x| x as usize),
                 offset: b["nextPageToken"].as_str().map(String::from),
+                reconcile: b["reconcileIssues"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default(),
             };
             search(ctx, q, true)
         }
@@ -1020,10 +1215,13 @@ fn route(
                 fields: ctx.param("fields").map(split_list),
                 max: ctx.param("maxResults").and_then(|m| m.parse().ok()),
                 offset: ctx.param("startAt").map(str::to_string),
+                reconcile: Vec::new(),
             };
             search(ctx, q, false)
         }
-        (Method::GET, ["attachment", "content", id]) => download(ctx.sh, id),
+        (Method::GET, ["attachment", "content", id]) => {
+            download(ctx.sh, id, ctx.param("redirect") != Some("false"))
+        }
         (Method::GET, ["myself"]) => json_response(200, &ctx.author),
         _ => jira_error(
             501,
@@ -1146,7 +1344,7 @@ fn render_issue(ctx: &Ctx<'_>, st: &JiraState, i: &Issue, select: Option<&[Strin
     let comments: Vec<Value> = i
         .comments
         .iter()
-        .map(|c| render_comment(ctx, i, c))
+        .map(|c| render_comment(ctx, i, c, false))
         .collect();
     all.insert(
         "comment".into(),
@@ -1183,8 +1381,16 @@ fn render_issue(ctx: &Ctx<'_>, st: &JiraState, i: &Issue, select: Option<&[Strin
     })
 }
 
-fn render_comment(ctx: &Ctx<'_>, i: &Issue, c: &Value) -> Value {
+/// A stored comment as the API shows it; its entity properties only when
+/// `with_properties` (`expand=properties`).
+fn render_comment(ctx: &Ctx<'_>, i: &Issue, c: &Value, with_properties: bool) -> Value {
     let mut c = c.clone();
+    if let Some(o) = c.as_object_mut() {
+        let props = o.remove("properties");
+        if with_properties {
+            o.insert("properties".into(), props.unwrap_or_else(|| json!([])));
+        }
+    }
     c["body"] = rich_for(ctx.v2, &c["body"]);
     c["self"] = Value::String(format!(
         "{}/rest/api/{}/issue/{}/comment/{}",
@@ -1214,10 +1420,9 @@ fn create_issue(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
     let fields = body["fields"].as_object().cloned().unwrap_or_default();
     let mut errors = Map::new();
     let mut st = lock(&ctx.sh.state);
-    let project = match (
-        fields["project"]["key"].as_str(),
-        fields["project"]["id"].as_str(),
-    ) {
+    // Index through a `Value` (indexing a `Map` by a missing key panics).
+    let fv = &body["fields"];
+    let project = match (fv["project"]["key"].as_str(), fv["project"]["id"].as_str()) {
         (Some(k), _) if !k.is_empty() => Some(k.to_ascii_uppercase()),
         (_, Some(id)) => st
             .projects
@@ -1229,14 +1434,11 @@ fn create_issue(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
     if project.is_none() {
         errors.insert("project".into(), "Specify a valid project ID or key".into());
     }
-    let it = &fields["issuetype"];
+    let it = &fv["issuetype"];
     if !(it["name"].is_string() || it["id"].is_string()) {
         errors.insert("issuetype".into(), "Specify an issue type".into());
     }
-    if fields["summary"]
-        .as_str()
-        .is_none_or(|s| s.trim().is_empty())
-    {
+    if fv["summary"].as_str().is_none_or(|s| s.trim().is_empty()) {
         errors.insert(
             "summary".into(),
             "You must specify a summary of the issue.".into(),
@@ -1413,20 +1615,137 @@ fn add_comment(ctx: &Ctx<'_>, key: &str, body: Option<Value>) -> Response {
         ctx.violation(vec![format!("body.body: {e}")]);
         return jira_error(400, &[], json!({ "comment": e }));
     }
+    let props = match comment_properties(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            drop(st);
+            ctx.violation(vec![format!("body.properties: {e}")]);
+            return jira_error(400, &[e], json!({}));
+        }
+    };
     let mut c = st.add_comment(idx, body["body"].clone(), &ctx.author);
     if let Some(vis) = body.get("visibility") {
         c["visibility"] = vis.clone();
-        if let Some(last) = st.issues[idx].comments.last_mut() {
-            last["visibility"] = vis.clone();
-        }
     }
-    let out = render_comment(ctx, &st.issues[idx], &c);
+    if let Some(p) = props {
+        c["properties"] = upsert_properties(&json!([]), p);
+    }
+    if let Some(last) = st.issues[idx].comments.last_mut() {
+        *last = c.clone();
+    }
+    let out = render_comment(ctx, &st.issues[idx], &c, expand_properties(ctx));
     json_response(201, &out)
 }
 
+fn expand_properties(ctx: &Ctx<'_>) -> bool {
+    ctx.param("expand")
+        .is_some_and(|e| e.split(',').any(|x| x.trim() == "properties"))
+}
+
+/// The `properties` of a comment create or update body (entity properties,
+/// `[{key, value}]`); `None` when not given.
+fn comment_properties(body: &Value) -> Result<Option<Vec<(String, Value)>>, &'static str> {
+    let Some(p) = body.get("properties").filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    let list = p
+        .as_array()
+        .ok_or("properties must be an array of {key, value}")?;
+    let mut out = Vec::new();
+    for e in list {
+        let key = e["key"]
+            .as_str()
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .ok_or("every property needs a key (a string of 1 to 255 characters)")?;
+        let value = e.get("value").cloned().unwrap_or(Value::Null);
+        out.push((key.to_string(), value));
+    }
+    Ok(Some(out))
+}
+
+/// `existing` (a stored `[{key, value}]` array) with `new` set, key by key.
+fn upsert_properties(existing: &Value, new: Vec<(String, Value)>) -> Value {
+    let mut list: Vec<Value> = existing.as_array().cloned().unwrap_or_default();
+    for (k, v) in new {
+        match list.iter_mut().find(|e| e["key"] == k.as_str()) {
+            Some(e) => e["value"] = v,
+            None => list.push(json!({"key": k, "value": v})),
+        }
+    }
+    Value::Array(list)
+}
+
+fn comment_not_found(id: &str) -> Response {
+    jira_error(
+        404,
+        &[&format!("Can not find a comment for the id: {id}.")],
+        json!({}),
+    )
+}
+
+/// `GET|PUT|DELETE /issue/{key}/comment/{id}`.
+fn one_comment(ctx: &Ctx<'_>, key: &str, id: &str, body: Option<Value>) -> Response {
+    let mut st = lock(&ctx.sh.state);
+    let Some(idx) = st.find(key) else {
+        return issue_not_found();
+    };
+    let Some(pos) = st.issues[idx].comments.iter().position(|c| c["id"] == id) else {
+        return comment_not_found(id);
+    };
+    match ctx.method.as_str() {
+        "GET" => {
+            let c = &st.issues[idx].comments[pos];
+            json_response(
+                200,
+                &render_comment(ctx, &st.issues[idx], c, expand_properties(ctx)),
+            )
+        }
+        "DELETE" => {
+            st.issues[idx].comments.remove(pos);
+            st.touch(idx);
+            empty_response(204)
+        }
+        _ => {
+            let body = body.unwrap_or_default();
+            if let Err(e) = check_comment_body(ctx.v2, &body["body"]) {
+                drop(st);
+                ctx.violation(vec![format!("body.body: {e}")]);
+                return jira_error(400, &[], json!({ "comment": e }));
+            }
+            let props = match comment_properties(&body) {
+                Ok(p) => p,
+                Err(e) => {
+                    drop(st);
+                    ctx.violation(vec![format!("body.properties: {e}")]);
+                    return jira_error(400, &[e], json!({}));
+                }
+            };
+            let c = &mut st.issues[idx].comments[pos];
+            c["body"] = body["body"].clone();
+            c["updated"] = Value::String(jira_time());
+            c["updateAuthor"] = ctx.author.clone();
+            if let Some(vis) = body.get("visibility") {
+                c["visibility"] = vis.clone();
+            }
+            if let Some(p) = props {
+                let merged = upsert_properties(&c["properties"], p);
+                c["properties"] = merged;
+            }
+            let c = c.clone();
+            st.touch(idx);
+            json_response(
+                200,
+                &render_comment(ctx, &st.issues[idx], &c, expand_properties(ctx)),
+            )
+        }
+    }
+}
+
 fn available(st: &JiraState, idx: usize) -> Vec<&TransitionDef> {
-    let current = st.issues[idx].fields["status"]["name"]
-        .as_str()
+    let current = st.issues[idx]
+        .fields
+        .get("status")
+        .and_then(|s| s["name"].as_str())
         .unwrap_or_default();
     st.workflow
         .transitions
@@ -1730,7 +2049,7 @@ fn upload(ctx: &Ctx<'_>, key: &str, headers: &http::HeaderMap, bytes: &[u8]) -> 
     json_response(200, &Value::Array(out))
 }
 
-fn download(sh: &Shared, id: &str) -> Response {
+fn download(sh: &Shared, id: &str, may_redirect: bool) -> Response {
     let st = lock(&sh.state);
     let Some(f) = id.parse::<u64>().ok().and_then(|id| st.files.get(&id)) else {
         return jira_error(
@@ -1739,6 +2058,16 @@ fn download(sh: &Shared, id: &str) -> Response {
             json!({}),
         );
     };
+    if let Some(to) = st.content_redirect.as_deref().filter(|_| may_redirect) {
+        let to = to
+            .replace("{id}", id)
+            .replace("{filename}", &percent_encode(&f.filename));
+        let mut resp = empty_response(302);
+        if let Ok(v) = HeaderValue::from_str(&to) {
+            resp.headers_mut().insert(http::header::LOCATION, v);
+        }
+        return resp;
+    }
     let mut resp = Response::new(Body::from(f.bytes.clone()));
     if let Ok(v) = HeaderValue::from_str(&f.mime) {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
@@ -1871,6 +2200,8 @@ struct SearchReq {
     fields: Option<Vec<String>>,
     max: Option<usize>,
     offset: Option<String>,
+    /// `reconcileIssues`: issue ids search must show as they are now.
+    reconcile: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -2061,7 +2392,9 @@ fn parse_jql(jql: &str) -> Result<Jql, String> {
             if !matches!(field.as_str(), "updated" | "created") {
                 return Err(format!("{op} is only supported on updated/created"));
             }
-            values[0] = jql_date(&values[0])?;
+            if let Some(first) = values.first_mut() {
+                *first = jql_date(first)?;
+            }
         }
         q.clauses.push(Clause { field, op, values });
         while toks.get(i) == Some(&Tok::RParen) && depth > 0 {
@@ -2151,13 +2484,19 @@ fn candidates(i: &Issue, field: &str) -> Vec<String> {
     match field {
         "key" => vec![i.key.clone()],
         "id" => vec![i.id.to_string()],
-        "updated" | "created" => i.fields[field]
-            .as_str()
+        "updated" | "created" => i
+            .fields
+            .get(field)
+            .and_then(Value::as_str)
             .map(|t| vec![t.replacen('T', " ", 1).chars().take(16).collect()])
             .unwrap_or_default(),
         _ => {
+            // An issue without the field has no value to match (Jira:
+            // no match, never an error).
             let mut out = Vec::new();
-            texts(&i.fields[field], &mut out);
+            if let Some(v) = i.fields.get(field) {
+                texts(v, &mut out);
+            }
             out
         }
     }
@@ -2166,7 +2505,11 @@ fn candidates(i: &Issue, field: &str) -> Vec<String> {
 fn clause_matches(i: &Issue, c: &Clause) -> bool {
     let have = candidates(i, &c.field);
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-    let v = &c.values[0];
+    let v = c.values.first().map(String::as_str).unwrap_or_default();
+    // Like Jira, `!=` and `!~` never match an issue without a value.
+    if have.is_empty() {
+        return false;
+    }
     match c.op.as_str() {
         "=" => have.iter().any(|h| eq(h, v)),
         "in" => have.iter().any(|h| c.values.iter().any(|v| eq(h, v))),
@@ -2182,10 +2525,10 @@ fn clause_matches(i: &Issue, c: &Clause) -> bool {
             });
             hit == (c.op == "~")
         }
-        ">=" => have.iter().any(|h| h.as_str() >= v.as_str()),
-        "<=" => have.iter().any(|h| h.as_str() <= v.as_str()),
-        ">" => have.iter().any(|h| h.as_str() > v.as_str()),
-        "<" => have.iter().any(|h| h.as_str() < v.as_str()),
+        ">=" => have.iter().any(|h| h.as_str() >= v),
+        "<=" => have.iter().any(|h| h.as_str() <= v),
+        ">" => have.iter().any(|h| h.as_str() > v),
+        "<" => have.iter().any(|h| h.as_str() < v),
         _ => false,
     }
 }
@@ -2215,9 +2558,35 @@ fn search(ctx: &Ctx<'_>, q: SearchReq, jql_api: bool) -> Response {
         }
     };
     let max = q.max.unwrap_or(50).clamp(1, 5000);
-    let st = lock(&ctx.sh.state);
-    let mut hits: Vec<&Issue> = st
-        .issues
+    if q.reconcile.len() > 50 {
+        return jira_error(
+            400,
+            &["reconcileIssues accepts at most 50 issue ids."],
+            json!({}),
+        );
+    }
+    let mut guard = lock(&ctx.sh.state);
+    // With a search lag, search sees each issue as last indexed.
+    let views: Option<Vec<Issue>> = if guard.search_lag.is_zero() {
+        None
+    } else {
+        let now = Instant::now();
+        let mut views = Vec::new();
+        for i in guard.issues.iter_mut() {
+            while i.pending.front().is_some_and(|(at, _)| *at <= now) {
+                i.indexed = i.pending.pop_front().map(|(_, f)| f);
+            }
+            if q.reconcile.contains(&i.id) {
+                views.push(i.with_fields(&i.fields));
+            } else if let Some(f) = &i.indexed {
+                views.push(i.with_fields(f));
+            }
+        }
+        Some(views)
+    };
+    let st = &*guard;
+    let pool: &[Issue] = views.as_deref().unwrap_or(&st.issues);
+    let mut hits: Vec<&Issue> = pool
         .iter()
         .filter(|i| parsed.clauses.iter().all(|c| clause_matches(i, c)))
         .collect();
@@ -2245,7 +2614,7 @@ fn search(ctx: &Ctx<'_>, q: SearchReq, jql_api: bool) -> Response {
         .iter()
         .skip(offset)
         .take(max)
-        .map(|i| render_issue(ctx, &st, i, Some(&select)))
+        .map(|i| render_issue(ctx, st, i, Some(&select)))
         .collect();
     let end = offset + page.len();
     if jql_api {
@@ -2688,6 +3057,382 @@ mod tests {
         let snap = j.issue(&key).unwrap();
         assert_eq!(snap.remote_links.len(), 1);
         assert_eq!(snap.properties["relay"]["sys_id"], "abc");
+        assert!(j.violations().is_empty(), "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn answer_lost_on_jira_writes() {
+        let j = JiraServer::start().await;
+        j.faults().push(Match::any(), Fault::answer_dropped(), 1);
+        // Reads and refused writes pass it by.
+        assert_eq!(get(&j, "/rest/api/3/myself").await.status(), 200);
+        let r = post(&j, "/rest/api/3/issue", json!({"fields": {"summary": "x"}})).await;
+        assert_eq!(r.status(), 400);
+        let e = c()
+            .post(format!("{}/rest/api/3/issue", j.base_url()))
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .json(&create_body("s", "INC1"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.is_request() && !e.is_timeout(), "{e:?}");
+        assert_eq!(j.issues().len(), 1, "the create was applied");
+        assert_eq!(j.faults().count("answer_lost"), 1);
+        // Late, on a comment and on a transition.
+        j.faults().push(
+            Match::path("/issue/OPS-1/"),
+            Fault::answer_late(Duration::from_millis(1500)),
+            2,
+        );
+        let send = |path: &str, body: Value| {
+            c().post(format!("{}{path}", j.base_url()))
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .timeout(Duration::from_millis(300))
+                .json(&body)
+                .send()
+        };
+        let e = send(
+            "/rest/api/3/issue/OPS-1/comment",
+            json!({"body": adf("hi")}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        let e = send(
+            "/rest/api/2/issue/OPS-1/transitions",
+            json!({"transition": {"id": "21"}}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        let snap = j.issue("OPS-1").unwrap();
+        assert_eq!(snap.comments.len(), 1);
+        assert_eq!(snap.status, "In Progress");
+        assert_eq!(j.faults().count("answer_lost"), 3);
+        assert_eq!(
+            send("/rest/api/3/issue/OPS-1/comment", json!({"body": adf("2")}))
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+        assert!(is_write(&Method::PUT, "/rest/api/3/issue/OPS-1"));
+        assert!(is_write(
+            &Method::POST,
+            "/rest/api/2/issue/OPS-1/attachments"
+        ));
+        assert!(!is_write(
+            &Method::PUT,
+            "/rest/api/3/issue/OPS-1/properties/x"
+        ));
+        assert!(!is_write(&Method::GET, "/rest/api/3/issue/OPS-1"));
+    }
+
+    #[tokio::test]
+    async fn search_skips_issues_without_the_field() {
+        let j = JiraServer::start().await;
+        // One issue has the correlation field, one does not.
+        let with = j.seed_issue("OPS", json!({"summary": "a", "customfield_10050": "X"}));
+        let without = j.seed_issue("OPS", json!({"summary": "b"}));
+        let keys = |v: &Value| -> Vec<String> {
+            v["issues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["key"].as_str().unwrap().to_string())
+                .collect()
+        };
+        for (jql, want) in [
+            ("cf[10050] ~ \"X\"", vec![with.clone()]),
+            ("\"customfield_10050\" = X", vec![with.clone()]),
+            ("customfield_10050 in (X, Y)", vec![with.clone()]),
+            // `!=` never matches an issue without a value.
+            ("cf[10050] != Y", vec![with.clone()]),
+            ("cf[10050] !~ \"X\"", vec![]),
+            ("customfield_99999 = X", vec![]),
+            (
+                "project = OPS ORDER BY cf[10050] DESC",
+                vec![with.clone(), without.clone()],
+            ),
+        ] {
+            let r = post(&j, "/rest/api/3/search/jql", json!({"jql": jql})).await;
+            assert_eq!(r.status(), 200, "{jql}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(keys(&v), want, "{jql}");
+        }
+        // The server is still up, and a create without a project is a 400.
+        let r = post(&j, "/rest/api/3/issue", json!({"fields": {}})).await;
+        assert_eq!(r.status(), 400);
+        let r = get(&j, "/rest/api/2/search?jql=cf%5B10050%5D%20~%20X").await;
+        assert_eq!(r.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn search_lags_behind_writes_until_reconciled() {
+        let j = JiraServer::start().await;
+        j.seed_issue("OPS", json!({"summary": "seeded"}));
+        let lag = Duration::from_millis(400);
+        j.set_search_lag(lag);
+        let search = |jql: &str, reconcile: Vec<u64>| {
+            let mut body = json!({"jql": jql, "fields": ["summary", "status"]});
+            if !reconcile.is_empty() {
+                body["reconcileIssues"] = json!(reconcile);
+            }
+            let j = j.clone();
+            async move {
+                let r = post(&j, "/rest/api/3/search/jql", body).await;
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                v["issues"].as_array().unwrap().clone()
+            }
+        };
+        // Seeded before: searchable at once.
+        assert_eq!(search("summary ~ seeded", vec![]).await.len(), 1);
+        let r = post(&j, "/rest/api/3/issue", create_body("fresh", "INC7")).await;
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        let key = created["key"].as_str().unwrap().to_string();
+        let id: u64 = created["id"].as_str().unwrap().parse().unwrap();
+        // Invisible to search (every search route), visible to a direct read.
+        assert!(search("cf[10050] ~ \"INC7\"", vec![]).await.is_empty());
+        let v: Value = get(&j, "/rest/api/2/search?jql=project%20%3D%20OPS")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["total"], 1, "{v}");
+        let v: Value = get(
+            &j,
+            "/rest/api/3/search/jql?jql=project%20%3D%20OPS&reconcileIssues=1,2",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(v["issues"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(
+            get(&j, &format!("/rest/api/3/issue/{key}")).await.status(),
+            200
+        );
+        // reconcileIssues makes it read-after-write consistent (POST and GET).
+        let hits = search("cf[10050] ~ \"INC7\"", vec![id]).await;
+        assert_eq!(hits.len(), 1);
+        let v: Value = get(
+            &j,
+            &format!("/rest/api/3/search/jql?jql=project%20%3D%20OPS&reconcileIssues={id}"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(v["issues"].as_array().unwrap().len(), 2, "{v}");
+        tokio::time::sleep(lag + Duration::from_millis(50)).await;
+        assert_eq!(search("cf[10050] ~ \"INC7\"", vec![]).await.len(), 1);
+
+        // An edit and a transition reach search only after the lag; until
+        // then search matches and shows the indexed version.
+        let r = c()
+            .put(format!("{}/rest/api/3/issue/{key}", j.base_url()))
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .json(&json!({"fields": {"summary": "renamed"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = post(
+            &j,
+            &format!("/rest/api/3/issue/{key}/transitions"),
+            json!({"transition": {"id": "21"}}),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+        assert!(search("summary ~ renamed", vec![]).await.is_empty());
+        let hits = search("summary ~ fresh", vec![]).await;
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0]["fields"]["summary"], "fresh");
+        assert_eq!(hits[0]["fields"]["status"]["name"], "To Do");
+        let v: Value = get(&j, &format!("/rest/api/3/issue/{key}?fields=summary"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["fields"]["summary"], "renamed");
+        let hits = search("summary ~ renamed", vec![id]).await;
+        assert_eq!(hits[0]["fields"]["status"]["name"], "In Progress");
+        tokio::time::sleep(lag + Duration::from_millis(50)).await;
+        let hits = search("status = \"In Progress\"", vec![]).await;
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0]["fields"]["summary"], "renamed");
+        assert!(search("summary ~ fresh", vec![]).await.is_empty());
+        // The lag off: search is current again.
+        j.set_search_lag(Duration::ZERO);
+        let _ = post(&j, "/rest/api/3/issue", create_body("third", "INC8")).await;
+        assert_eq!(search("cf[10050] ~ \"INC8\"", vec![]).await.len(), 1);
+        assert!(j.violations().is_empty(), "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn comments_with_properties_edit_and_delete() {
+        let j = JiraServer::start().await;
+        let key = j.seed_issue("OPS", json!({"summary": "s"}));
+        let base = format!("/rest/api/3/issue/{key}/comment");
+        let props = json!([{"key": "relay", "value": {"origin": "servicenow", "sys_id": "abc"}}]);
+        let r = post(&j, &base, json!({"body": adf("hi"), "properties": props})).await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        assert!(v.get("properties").is_none(), "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let r = post(
+            &j,
+            &format!("{base}?expand=properties"),
+            json!({"body": adf("plain")}),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["properties"], json!([]));
+        // Only expanded reads show the properties.
+        let v: Value = get(&j, &base).await.json().await.unwrap();
+        assert!(v["comments"][0].get("properties").is_none());
+        let v: Value = get(&j, &format!("{base}?expand=properties"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["comments"][0]["properties"], props);
+        let v: Value = get(&j, &format!("{base}/{id}?expand=properties"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["properties"][0]["value"]["sys_id"], "abc");
+        assert_eq!(v["body"]["type"], "doc");
+        let v: Value = get(&j, &format!("/rest/api/2/issue/{key}/comment/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["body"], "hi");
+        assert!(v.get("properties").is_none());
+        let snap = j.comments(&key).unwrap();
+        assert_eq!(snap.len(), 2);
+        assert_eq!(snap[0].properties["relay"]["origin"], "servicenow");
+        assert!(snap[1].properties.is_empty());
+        assert!(j.issue(&key).unwrap().comments[0]
+            .get("properties")
+            .is_none());
+
+        // Edit: body, updated, updateAuthor; properties merge by key.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        j.set_bearer("pat-2");
+        let r = c()
+            .put(format!("{}{base}/{id}?expand=properties", j.base_url()))
+            .bearer_auth("pat-2")
+            .json(&json!({"body": adf("edited"),
+                "properties": [{"key": "seen", "value": 1}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["properties"].as_array().unwrap().len(), 2);
+        let snap = &j.comments(&key).unwrap()[0];
+        assert_eq!(snap.body, adf("edited"));
+        assert_ne!(snap.updated, snap.created);
+        assert_eq!(snap.update_author["accountId"], "712020:relay-app");
+        assert_eq!(snap.author["accountId"], "5b10a2844c20165700ede21g");
+        assert_eq!(snap.properties["seen"], 1);
+        assert_eq!(snap.properties["relay"]["sys_id"], "abc");
+        // Bad bodies and properties are refused.
+        let r = c()
+            .put(format!("{}{base}/{id}", j.base_url()))
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .json(&json!({"body": "not adf"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = post(
+            &j,
+            &base,
+            json!({"body": adf("x"), "properties": [{"value": 1}]}),
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        assert_eq!(j.comments(&key).unwrap().len(), 2);
+        let n = j.violations().len();
+        assert_eq!(n, 2, "{:?}", j.violations());
+
+        // Delete.
+        let del = || {
+            c().delete(format!("{}{base}/{id}", j.base_url()))
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .send()
+        };
+        assert_eq!(del().await.unwrap().status(), 204);
+        assert_eq!(del().await.unwrap().status(), 404);
+        assert_eq!(get(&j, &format!("{base}/{id}")).await.status(), 404);
+        assert_eq!(j.comments(&key).unwrap().len(), 1);
+        assert_eq!(j.violations().len(), n, "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn attachment_downloads_redirect_to_the_media_host() {
+        // The media host: another server on another port, no auth.
+        let media = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let media_base = format!("http://{}", media.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(|uri: http::Uri| async move { format!("media host: {}", uri.path()) });
+        tokio::spawn(async move {
+            let _ = axum::serve(media, app).await;
+        });
+        let j = JiraServer::start().await;
+        let url = j.add_file("a b.txt", "text/plain", b"jira bytes".to_vec());
+        let id = url.split('/').rev().nth(1).unwrap().to_string();
+        j.set_content_redirect(Some(format!("{media_base}/file/{{id}}/{{filename}}")));
+        let content = format!("{}/rest/api/3/attachment/content/{id}", j.base_url());
+        let no_follow = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = no_follow
+            .get(&content)
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        let want = format!("{media_base}/file/{id}/a%20b.txt");
+        assert_eq!(r.headers()["location"], want.as_str());
+        // A client that follows redirects lands on the media host.
+        for u in [&content, &url] {
+            let r = c()
+                .get(u.as_str())
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.url().as_str(), want);
+            assert_eq!(
+                r.text().await.unwrap(),
+                format!("media host: /file/{id}/a%20b.txt")
+            );
+        }
+        // Still after auth, still 404 for a missing file; redirect=false and
+        // switching it off get the bytes.
+        assert_eq!(no_follow.get(&content).send().await.unwrap().status(), 401);
+        let r = get(&j, "/rest/api/3/attachment/content/999").await;
+        assert_eq!(r.status(), 404);
+        let r = get(
+            &j,
+            &format!("/rest/api/3/attachment/content/{id}?redirect=false"),
+        )
+        .await;
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"jira bytes");
+        j.set_content_redirect(None);
+        let r = get(&j, &format!("/rest/api/3/attachment/content/{id}")).await;
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"jira bytes");
         assert!(j.violations().is_empty(), "{:?}", j.violations());
     }
 }

@@ -8,7 +8,8 @@
 //! `work_notes` are journal fields (they read back as `""`, see
 //! [`ServiceNowServer::journal`]). Order per request: record, added latency
 //! ([`ServiceNowServer::set_latency`]), auth, faults, handler (the OAuth
-//! endpoint skips auth).
+//! endpoint skips auth), then (a successful write taken by a
+//! [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)) the answer lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::{
     self, credentials, empty_response, error_response, json_response, lock, parse_query, snow_time,
-    unauthorized, Credentials, Faults, Flavor, Recorded, XorShift,
+    unauthorized, Credentials, Faults, Flavor, Recorded, Taken, XorShift,
 };
 
 /// Default Basic credentials.
@@ -235,9 +236,7 @@ impl ServiceNowServer {
             latency_ms: AtomicU64::new(0),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        faults::serve(listener, app);
         ServiceNowServer { shared }
     }
 
@@ -710,7 +709,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let query = parse_query(parts.uri.query());
 
     if path == "/oauth_token.do" {
-        if let Some(f) = sh.faults.take(&parts.method, &path) {
+        if let Some(Taken::Now(f)) = sh.faults.take_request(&parts.method, &path, false) {
             return faults::respond(f, Flavor::ServiceNow).await;
         }
         if parts.method != Method::POST {
@@ -740,10 +739,41 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let Some(user) = user else {
         return unauthorized(Flavor::ServiceNow);
     };
-    if let Some(f) = sh.faults.take(&parts.method, &path) {
-        return faults::respond(f, Flavor::ServiceNow).await;
-    }
+    let taken = match sh
+        .faults
+        .take_request(&parts.method, &path, is_write(&parts.method, &path))
+    {
+        Some(Taken::Now(f)) => return faults::respond(f, Flavor::ServiceNow).await,
+        other => other,
+    };
+    let conn = faults::conn_tag(&parts);
+    let resp = dispatch(&sh, &parts, &bytes, &path, &query, &user);
+    faults::finish(&sh.faults, taken, &parts.method, &path, conn.as_ref(), resp).await
+}
 
+/// The writes a [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)
+/// applies to: `POST /api/now/table/{table}`, `PATCH` (and `PUT`)
+/// `/api/now/table/{table}/{sys_id}` (journal writes through `comments` /
+/// `work_notes` included), `POST /api/now/attachment/file`.
+fn is_write(method: &Method, path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(
+        (method.as_str(), segs.as_slice()),
+        ("POST", ["api", "now", "table", _])
+            | ("PATCH" | "PUT", ["api", "now", "table", _, _])
+            | ("POST", ["api", "now", "attachment", "file"])
+    )
+}
+
+/// The handlers (after auth and faults).
+fn dispatch(
+    sh: &Shared,
+    parts: &http::request::Parts,
+    bytes: &[u8],
+    path: &str,
+    query: &[(String, String)],
+    user: &str,
+) -> Response {
     let segs: Vec<String> = path
         .trim_start_matches('/')
         .split('/')
@@ -753,12 +783,12 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let m = &parts.method;
     match segs.as_slice() {
         ["api", "now", "table", table] => match *m {
-            Method::GET => list(&sh, table, &query),
-            Method::POST => match parse_object(&bytes) {
+            Method::GET => list(sh, table, query),
+            Method::POST => match parse_object(bytes) {
                 Ok(fields) => {
-                    let plain = get_param(&query, "sysparm_exclude_reference_link") == Some("true");
-                    let fields_sel = sysparm_fields(&query);
-                    let rec = lock(&sh.state).insert(table, &fields, &user, false);
+                    let plain = get_param(query, "sysparm_exclude_reference_link") == Some("true");
+                    let fields_sel = sysparm_fields(query);
+                    let rec = lock(&sh.state).insert(table, &fields, user, false);
                     json_response(
                         201,
                         &json!({"result": render(&sh.base, &rec, fields_sel.as_deref(), plain)}),
@@ -772,29 +802,27 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                 "Method not supported for this API",
             ),
         },
-        ["api", "now", "table", table, sys_id] => {
-            record(&sh, m, table, sys_id, &query, &bytes, &user)
-        }
+        ["api", "now", "table", table, sys_id] => record(sh, m, table, sys_id, query, bytes, user),
         ["api", "now", "attachment", "file"] if *m == Method::POST => {
-            upload(&sh, &parts.headers, &query, bytes.to_vec(), &user)
+            upload(sh, &parts.headers, query, bytes.to_vec(), user)
         }
         ["api", "now", "attachment"] if *m == Method::GET => {
-            let q = match parse_sn_query(get_param(&query, "sysparm_query").unwrap_or("")) {
+            let q = match parse_sn_query(get_param(query, "sysparm_query").unwrap_or("")) {
                 Ok(q) => q,
                 Err(e) => return sn_error(400, &e, ""),
             };
-            let limit: usize = get_param(&query, "sysparm_limit")
+            let limit: usize = get_param(query, "sysparm_limit")
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(1000);
-            let offset: usize = get_param(&query, "sysparm_offset")
+            let offset: usize = get_param(query, "sysparm_offset")
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(0);
-            let fields = sysparm_fields(&query);
+            let fields = sysparm_fields(query);
             let st = lock(&sh.state);
             let list: Vec<Value> = st
                 .attachments
                 .iter()
-                .map(|a| attachment_meta(&sh.base, a, &user))
+                .map(|a| attachment_meta(&sh.base, a, user))
                 .filter(|v| v.as_object().is_some_and(|o| matches(o, &q)))
                 .skip(offset)
                 .take(limit)
@@ -811,7 +839,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             let st = lock(&sh.state);
             match st.attachments.iter().find(|a| a.sys_id == *id) {
                 Some(a) => {
-                    json_response(200, &json!({"result": attachment_meta(&sh.base, a, &user)}))
+                    json_response(200, &json!({"result": attachment_meta(&sh.base, a, user)}))
                 }
                 None => not_found(),
             }
@@ -1459,5 +1487,155 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
+    }
+
+    /// The request error's chain as text (reqwest hides the cause).
+    fn chain(e: &reqwest::Error) -> String {
+        let mut out = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            src = s.source();
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn answer_lost_applies_the_write_then_loses_the_answer() {
+        let sn = ServiceNowServer::start().await;
+        let base = sn.base_url();
+        let c = client();
+        let post = |n: &str| {
+            c.post(format!("{base}/api/now/table/incident"))
+                .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                .json(&json!({"short_description": n, "correlation_id": n}))
+                .send()
+        };
+        // Drop: the connection is closed without an answer.
+        sn.faults().push(
+            Match::path("/api/now/table/incident"),
+            Fault::answer_dropped(),
+            1,
+        );
+        // A read passes a pending AnswerLost by (and does not use it up).
+        let r = c
+            .get(format!("{base}/api/now/table/incident"))
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let e = post("A-1").await.unwrap_err();
+        assert!(e.is_request(), "{}", chain(&e));
+        assert!(!e.is_timeout(), "{}", chain(&e));
+        assert!(
+            chain(&e).contains("connection closed before message completed"),
+            "{}",
+            chain(&e)
+        );
+        let rec = sn
+            .find("incident", "correlation_id", "A-1")
+            .expect("applied");
+        assert_eq!(sn.faults().count("answer_lost"), 1);
+        // The fault is used up: the next create is answered.
+        assert_eq!(post("A-2").await.unwrap().status(), 201);
+
+        // A refused write does not use the fault up.
+        sn.faults().push(
+            Match::method_path(Method::PATCH, "/api/now/table/incident"),
+            Fault::answer_late(Duration::from_millis(1500)),
+            1,
+        );
+        let patch = |sys_id: String, body: Value| {
+            c.patch(format!("{base}/api/now/table/incident/{sys_id}"))
+                .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                .timeout(Duration::from_millis(300))
+                .json(&body)
+                .send()
+        };
+        let r = patch("nope".into(), json!({"comments": "x"}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        // Late: a journal write is applied, the answer comes after the
+        // client gave up.
+        let sys_id = rec["sys_id"].as_str().unwrap().to_string();
+        let e = patch(sys_id.clone(), json!({"comments": "late note"}))
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{}", chain(&e));
+        let j = sn.journal("incident", &sys_id);
+        assert_eq!(j.len(), 1);
+        assert_eq!(j[0].value, "late note");
+        assert_eq!(sn.faults().count("answer_lost"), 2);
+        assert_eq!(
+            sn.faults().injected()[1],
+            (
+                format!("PATCH /api/now/table/incident/{sys_id}"),
+                "answer_lost".to_string()
+            )
+        );
+
+        // Attachments too.
+        sn.faults().push(Match::any(), Fault::answer_dropped(), 1);
+        let e = c
+            .post(format!("{base}/api/now/attachment/file"))
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+            .query(&[
+                ("table_name", "incident"),
+                ("table_sys_id", sys_id.as_str()),
+                ("file_name", "a.txt"),
+            ])
+            .header("Content-Type", "text/plain")
+            .body("hello")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.is_request(), "{}", chain(&e));
+        assert_eq!(sn.attachments().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn answer_lost_rates_hit_only_writes_and_alternate() {
+        let sn = ServiceNowServer::start().await;
+        let base = sn.base_url();
+        sn.faults().set_rates(
+            crate::faults::Rates {
+                answer_lost: 0.5,
+                answer_lost_late_ms: 400,
+                ..Default::default()
+            },
+            3,
+        );
+        let c = client();
+        let mut errors = (0, 0);
+        for n in 0..20 {
+            let r = c
+                .post(format!("{base}/api/now/table/incident"))
+                .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                .timeout(Duration::from_millis(200))
+                .json(&json!({"correlation_id": format!("R-{n}")}))
+                .send()
+                .await;
+            match r {
+                Ok(r) => assert_eq!(r.status(), 201),
+                Err(e) if e.is_timeout() => errors.1 += 1,
+                Err(_) => errors.0 += 1,
+            }
+            let r = c
+                .get(format!("{base}/api/now/table/incident"))
+                .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        // Every write is applied, answered or not.
+        assert_eq!(sn.records("incident").len(), 20);
+        let lost = sn.faults().count("answer_lost");
+        assert!(lost > 0 && lost == errors.0 + errors.1, "{lost} {errors:?}");
+        assert!(errors.0 > 0 && errors.1 > 0, "{errors:?}");
+        assert!(errors.0 - errors.1 <= 1, "{errors:?}");
     }
 }

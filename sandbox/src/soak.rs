@@ -4,6 +4,14 @@
 //! with the shipped `examples/jira-to-servicenow.yaml`, and the check that
 //! counts what is lost, duplicated, out of order or wrong. Used by the soak
 //! tests of `relay serve` and of the SQS + worker path.
+//!
+//! [`scenario`] gives each issue's webhooks in Jira's order. With
+//! [`scenario_with`] and [`SoakOptions`] the deliveries can also arrive the
+//! way Jira's retries make them arrive: an issue's create after its first
+//! update or comment (the create got a 503 and is re-posted later), and
+//! deliveries posted a second time at the end with the same
+//! `X-Atlassian-Webhook-Identifier`. What ServiceNow must hold is the same
+//! either way (the final state), so [`check`] applies unchanged.
 
 use crate::faults::Rates;
 use crate::jira_server::JiraServer;
@@ -189,6 +197,116 @@ pub fn scenario(
         .unzip()
 }
 
+/// Options of [`scenario_with`]. `SoakOptions::default()` injects nothing:
+/// the deliveries are exactly [`scenario`]'s, in the same order.
+#[derive(Debug, Clone, Default)]
+pub struct SoakOptions {
+    /// Fraction (`0.0..=1.0`) of the issues (among those with an update or
+    /// a comment) whose create is delivered only after their first update
+    /// or comment: everything up to and including that event comes first,
+    /// then the create (Jira re-posting a create that got a 503), then the
+    /// rest.
+    pub out_of_order: f64,
+    /// Fraction (`0.0..=1.0`) of all deliveries that are posted a second
+    /// time after every issue's deliveries, with the same identifier (a
+    /// late retry by Jira): [`Scenario::late`].
+    pub late_retry: f64,
+    /// Seed of these choices (the plan keeps its own seed).
+    pub seed: u64,
+}
+
+/// One webhook delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The issue (index; its key is [`key`]).
+    pub issue: usize,
+    /// The event's index in the issue's plan (the create is 0).
+    pub event: usize,
+    /// The `X-Atlassian-Webhook-Identifier` to send: `soak-{issue}-{event}`,
+    /// the same on every post of this delivery (the existing soak tests use
+    /// the same scheme).
+    pub id: String,
+    /// The JSON body.
+    pub body: Value,
+}
+
+/// What [`scenario_with`] injected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injected {
+    /// Issues whose create comes after their first update or comment.
+    pub out_of_order_issues: usize,
+    /// Deliveries posted twice (the length of [`Scenario::late`]).
+    pub late_retries: usize,
+}
+
+/// A soak scenario with its deliveries.
+#[derive(Debug)]
+pub struct Scenario {
+    /// Per issue, the deliveries in the order to post them (one after the
+    /// other per issue; issues in parallel).
+    pub issues: Vec<Vec<Delivery>>,
+    /// Deliveries to post again once every one in `issues` was accepted
+    /// (same identifier and body).
+    pub late: Vec<Delivery>,
+    /// What ServiceNow must hold per issue in the end ([`check`]).
+    pub expected: Vec<Expected>,
+    pub injected: Injected,
+}
+
+/// [`scenario`] as deliveries, with the re-orderings and late retries of
+/// `options`. Deterministic for the seeds.
+pub fn scenario_with(
+    issues: usize,
+    webhooks: usize,
+    seed: u64,
+    jira: &JiraServer,
+    options: &SoakOptions,
+) -> Scenario {
+    let plans = plan(issues, webhooks, seed);
+    let mut rng = XorShift(options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut draw = move || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut out = Scenario {
+        issues: Vec::with_capacity(issues),
+        late: Vec::new(),
+        expected: Vec::with_capacity(issues),
+        injected: Injected::default(),
+    };
+    for (i, events) in plans.iter().enumerate() {
+        let (bodies, exp) = payloads(i, events, jira);
+        let mut list: Vec<Delivery> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(n, body)| Delivery {
+                issue: i,
+                event: n,
+                id: format!("soak-{i}-{n}"),
+                body,
+            })
+            .collect();
+        let first = events
+            .iter()
+            .position(|e| matches!(e, Ev::Update(_) | Ev::Comment(_)));
+        if let Some(k) = first.filter(|_| options.out_of_order > 0.0) {
+            if draw() < options.out_of_order {
+                // [create, e1 .. ek, rest] -> [e1 .. ek, create, rest]
+                list[..=k].rotate_left(1);
+                out.injected.out_of_order_issues += 1;
+            }
+        }
+        out.issues.push(list);
+        out.expected.push(exp);
+    }
+    if options.late_retry > 0.0 {
+        for d in out.issues.iter().flatten() {
+            if draw() < options.late_retry {
+                out.late.push(d.clone());
+            }
+        }
+    }
+    out.injected.late_retries = out.late.len();
+    out
+}
+
 /// The soak's fault rates: 20 % 503, 10 % 429 with `Retry-After: 1`, 2 %
 /// answered after 3 s (beyond the soaks' 2 s call timeout).
 pub fn rates() -> Rates {
@@ -197,6 +315,7 @@ pub fn rates() -> Rates {
         rate_limited: 0.10,
         timeout: 0.02,
         timeout_ms: 3000,
+        ..Rates::default()
     }
 }
 
@@ -290,4 +409,225 @@ pub fn check(sn: &ServiceNowServer, expected: &[Expected]) -> Figures {
         compare("attachment", &k, &exp.files, &files, &mut f);
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::servicenow_server::{DEFAULT_PASSWORD, DEFAULT_USER};
+
+    /// Applies one delivery to ServiceNow the way a correct relay would:
+    /// the incident is found by correlation id or created by whatever
+    /// event comes first; a create never overwrites a newer summary.
+    /// `dedupe` holds the identifiers applied so far (`None`: no dedupe).
+    async fn apply(
+        sn: &ServiceNowServer,
+        jira_base: &str,
+        d: &Delivery,
+        dedupe: Option<&mut Vec<String>>,
+    ) {
+        if let Some(seen) = dedupe {
+            if seen.contains(&d.id) {
+                return;
+            }
+            seen.push(d.id.clone());
+        }
+        let c = reqwest::Client::new();
+        let base = sn.base_url();
+        let b = &d.body;
+        let k = b["issue"]["key"].as_str().unwrap().to_string();
+        let summary = b["issue"]["fields"]["summary"].as_str().unwrap();
+        let sys_id = match sn.find("incident", "correlation_id", &k) {
+            Some(r) => r["sys_id"].as_str().unwrap().to_string(),
+            None => {
+                let r: Value = c
+                    .post(format!("{base}/api/now/table/incident"))
+                    .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                    .json(&json!({"correlation_id": k,
+                        "short_description": format!("[{k}] {summary}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                r["result"]["sys_id"].as_str().unwrap().to_string()
+            }
+        };
+        let mut patch = serde_json::Map::new();
+        match b["webhookEvent"].as_str().unwrap() {
+            "jira:issue_updated" => {
+                let item = &b["changelog"]["items"][0];
+                let to = item["toString"].as_str().unwrap();
+                if item["field"] == "summary" {
+                    patch.insert("short_description".into(), json!(format!("[{k}] {to}")));
+                } else {
+                    let state = STATUSES.iter().find(|(n, _)| *n == to).unwrap().1;
+                    patch.insert("state".into(), json!(state));
+                }
+            }
+            "comment_created" => {
+                let text = b["comment"]["body"].as_str().unwrap();
+                patch.insert(
+                    "comments".into(),
+                    json!(format!("Soak User (Jira): {text}")),
+                );
+            }
+            "attachment_created" => {
+                let a = &b["attachment"];
+                let url = a["content"].as_str().unwrap();
+                assert!(url.starts_with(jira_base));
+                let r = c
+                    .post(format!("{base}/api/now/attachment/file"))
+                    .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                    .query(&[
+                        ("table_name", "incident"),
+                        ("table_sys_id", sys_id.as_str()),
+                        ("file_name", a["filename"].as_str().unwrap()),
+                    ])
+                    .header("Content-Type", "text/plain")
+                    .body("x")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+            _ => {}
+        }
+        if !patch.is_empty() {
+            let r = c
+                .patch(format!("{base}/api/now/table/incident/{sys_id}"))
+                .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                .json(&patch)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    }
+
+    fn is_create(d: &Delivery) -> bool {
+        d.body["webhookEvent"] == "jira:issue_created"
+    }
+
+    #[tokio::test]
+    async fn default_options_change_nothing() {
+        let (j1, j2) = (JiraServer::start().await, JiraServer::start().await);
+        let (bodies, expected) = scenario(20, 120, 9, &j1);
+        let s = scenario_with(20, 120, 9, &j2, &SoakOptions::default());
+        assert_eq!(s.injected, Injected::default());
+        assert!(s.late.is_empty());
+        assert_eq!(s.expected.len(), expected.len());
+        for (i, (want, got)) in bodies.iter().zip(&s.issues).enumerate() {
+            assert_eq!(want.len(), got.len());
+            for (n, (w, g)) in want.iter().zip(got).enumerate() {
+                assert_eq!((g.issue, g.event), (i, n));
+                assert_eq!(g.id, format!("soak-{i}-{n}"));
+                assert_eq!(
+                    w.to_string().replace(&j1.base_url(), "JIRA"),
+                    g.body.to_string().replace(&j2.base_url(), "JIRA")
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn late_creates_and_late_retries_are_checked_as_final_state() {
+        let jira = JiraServer::start().await;
+        let options = SoakOptions {
+            out_of_order: 0.5,
+            late_retry: 0.15,
+            seed: 4,
+        };
+        let s = scenario_with(12, 80, 21, &jira, &options);
+        assert!(s.injected.out_of_order_issues > 0, "{:?}", s.injected);
+        assert!(s.injected.late_retries > 0, "{:?}", s.injected);
+        assert_eq!(s.injected.late_retries, s.late.len());
+        let mut moved = 0;
+        for list in &s.issues {
+            let at = list.iter().position(is_create).unwrap();
+            assert_eq!(list[at].event, 0);
+            if at > 0 {
+                moved += 1;
+                // Up to the first update or comment came before the create.
+                let kinds: Vec<&str> = list[..at]
+                    .iter()
+                    .map(|d| d.body["webhookEvent"].as_str().unwrap())
+                    .collect();
+                let last = *kinds.last().unwrap();
+                assert!(
+                    last == "comment_created"
+                        || list[at - 1].body["changelog"]["items"][0]["field"] == "summary",
+                    "{kinds:?}"
+                );
+                assert!(list[..at - 1]
+                    .iter()
+                    .all(|d| d.body["webhookEvent"] != "comment_created"
+                        && d.body["changelog"]["items"][0]["field"] != "summary"));
+            }
+            let mut events: Vec<usize> = list.iter().map(|d| d.event).collect();
+            events.sort_unstable();
+            assert_eq!(events, (0..list.len()).collect::<Vec<_>>());
+        }
+        assert_eq!(moved, s.injected.out_of_order_issues);
+        for d in &s.late {
+            assert!(s.issues[d.issue].contains(d));
+        }
+        // Same seeds, same deliveries.
+        let again = scenario_with(12, 80, 21, &jira, &options);
+        assert_eq!(again.injected, s.injected);
+
+        // A relay that dedupes on the identifier and handles a late create
+        // gets a clean check.
+        let sn = ServiceNowServer::start().await;
+        let mut seen = Vec::new();
+        for d in s.issues.iter().flatten().chain(&s.late) {
+            apply(&sn, &jira.base_url(), d, Some(&mut seen)).await;
+        }
+        let f = check(&sn, &s.expected);
+        assert_eq!(
+            (f.lost, f.duplicates, f.out_of_order, f.wrong_fields),
+            (0, 0, 0, 0),
+            "{:?}",
+            f.problems
+        );
+        // One that applies the late retries again duplicates what they carry.
+        let sn = ServiceNowServer::start().await;
+        for d in s.issues.iter().flatten().chain(&s.late) {
+            apply(&sn, &jira.base_url(), d, None).await;
+        }
+        let f = check(&sn, &s.expected);
+        let repeated = s
+            .late
+            .iter()
+            .filter(|d| {
+                matches!(
+                    d.body["webhookEvent"].as_str(),
+                    Some("comment_created" | "attachment_created")
+                )
+            })
+            .count();
+        assert_eq!(f.duplicates, repeated, "{:?}", f.problems);
+        assert_eq!(f.lost, 0, "{:?}", f.problems);
+        // One that skips events for an issue it has not created yet loses
+        // them, and the check counts them.
+        let sn = ServiceNowServer::start().await;
+        let mut lost_events = 0;
+        for d in s.issues.iter().flatten() {
+            let exists = sn
+                .find("incident", "correlation_id", &key(d.issue))
+                .is_some();
+            if is_create(d) || exists {
+                apply(&sn, &jira.base_url(), d, None).await;
+            } else if matches!(
+                d.body["webhookEvent"].as_str(),
+                Some("comment_created" | "attachment_created")
+            ) {
+                lost_events += 1;
+            }
+        }
+        let f = check(&sn, &s.expected);
+        assert!(lost_events > 0);
+        assert_eq!(f.lost, lost_events, "{:?}", f.problems);
+    }
 }
