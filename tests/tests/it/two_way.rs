@@ -254,3 +254,107 @@ async fn jira_born_issue_round_trip() {
     )
     .await;
 }
+
+/// "Committed, answer lost" on every kind of write: the create of an
+/// incident, the comment on a Jira issue. Each is applied exactly once: the
+/// relay looks the write up before sending it again.
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_is_applied_once() {
+    use relay_tests::faults::{Fault, Match};
+    let Some(r) = Relay::start_with_config("config/relay.yaml", shipped).await else {
+        return;
+    };
+    r.jira.set_basic(
+        crate::worker_flow::JIRA_EMAIL,
+        crate::worker_flow::JIRA_TOKEN,
+    );
+    // Jira -> ServiceNow create: the incident is committed, the connection dropped.
+    r.sn.faults().push(
+        Match::method_path(http::Method::POST, "/api/now/table/incident"),
+        Fault::answer_dropped(),
+        1,
+    );
+    let key = r.jira.seed_issue(
+        "SUP",
+        json!({"summary": "Lost answer", "issuetype": {"name": "Incident"}, "priority": {"name": "Low"}}),
+    );
+    let id = r.jira.issue(&key).unwrap().id;
+    let who = json!({"accountId": "712020:agent", "displayName": "Ann Agent"});
+    let on_issue = json!({"id": id, "key": key, "fields": {"summary": "Lost answer", "priority": {"name": "Low"}}});
+    let created = json!({"webhookEvent": "jira:issue_created", "issue_event_type_name": "issue_created",
+        "user": who, "issue": on_issue});
+    assert_eq!(r.post("jira", &created, "lost-1").await, 202);
+    assert!(
+        r.pump().await >= 1,
+        "the lost answer goes back to the queue"
+    );
+    assert!(r.dead_letters().await.is_empty());
+    assert_eq!(r.sn.faults().count("answer_lost"), 1);
+    assert_eq!(r.sn.records("incident").len(), 1, "one incident, not two");
+    let inc = r.sn.find("incident", "correlation_id", &key).unwrap();
+    let number = text(&inc["number"]).to_owned();
+    assert_eq!(
+        text(&r.jira.issue(&key).unwrap().fields["customfield_10050"]),
+        number
+    );
+
+    // ServiceNow -> Jira comment: written, then the answer comes too late.
+    r.jira.faults().push(
+        Match::method_path(http::Method::POST, "/comment"),
+        Fault::answer_late(Duration::from_secs(15)),
+        1,
+    );
+    let commented = json!({"event": "incident.commented", "sys_id": inc["sys_id"], "number": number,
+        "short_description": "x", "state": "1", "priority": "4", "comments": "Answer me once",
+        "work_notes": "", "sys_updated_by": "beth.anglin", "sys_updated_on": "2026-12-04 11:00:00", "changes": []});
+    assert_eq!(r.post_sn(&commented).await, 202);
+    assert!(r.pump().await >= 1);
+    assert!(r.dead_letters().await.is_empty());
+    assert_eq!(r.jira.faults().count("answer_lost"), 1);
+    let comments = r.jira.comments(&key).unwrap();
+    assert_eq!(comments.len(), 1, "one comment, not two: {comments:?}");
+    assert!(comments[0].properties.contains_key("jira-relay"));
+    assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
+}
+
+/// Jira's retry of a delivery 80 minutes later — past any queue's
+/// deduplication window (SQS FIFO: 5 min), which is why the message is
+/// handed to the worker directly here — creates nothing new: `duplicate`.
+#[tokio::test]
+async fn a_jira_retry_80_minutes_later_is_a_duplicate() {
+    let Some(r) = Relay::start_with_config("config/relay.yaml", shipped).await else {
+        return;
+    };
+    let t0: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+    let clock = std::sync::Arc::new(shared::clock::FixedClock::new(t0));
+    let r = r.with_links(shared::links::Links::memory().with_clock(clock.clone()));
+    r.jira.set_basic(
+        crate::worker_flow::JIRA_EMAIL,
+        crate::worker_flow::JIRA_TOKEN,
+    );
+    let key = r.jira.seed_issue(
+        "SUP",
+        json!({"summary": "Retried", "issuetype": {"name": "Incident"}}),
+    );
+    let id = r.jira.issue(&key).unwrap().id;
+    let created = json!({"webhookEvent": "jira:issue_created", "issue_event_type_name": "issue_created",
+        "user": {"accountId": "712020:agent"}, "issue": {"id": id, "key": key, "fields": {"summary": "Retried"}}});
+    assert_eq!(r.post("jira", &created, "retry-80").await, 202);
+    let bodies = r.take_bodies().await;
+    assert_eq!(bodies.len(), 1);
+    let budget = shared::connector::Budget::from_now(Duration::from_secs(30));
+    let first = r.worker.process(&bodies[0], &budget).await;
+    assert_eq!(first.label(), "applied", "{first:?}");
+    assert_eq!(r.sn.records("incident").len(), 1);
+    // The incident is closed and archived meanwhile: a blind repeat would
+    // create a second one.
+    clock.set(t0 + jiff::SignedDuration::from_mins(80));
+    let again = r.worker.process(&bodies[0], &budget).await;
+    assert_eq!(again.label(), "duplicate", "{again:?}");
+    assert_eq!(r.sn.records("incident").len(), 1, "nothing created again");
+    // Past the 2 h memory the change is handled again (and found by lookup).
+    clock.set(t0 + jiff::SignedDuration::from_mins(130));
+    let late = r.worker.process(&bodies[0], &budget).await;
+    assert_eq!(late.label(), "applied", "{late:?}");
+    assert_eq!(r.sn.records("incident").len(), 1);
+}

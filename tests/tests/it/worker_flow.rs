@@ -130,7 +130,7 @@ pub(crate) struct Relay {
     queue_url: String,
     dlq_url: String,
     ingress: axum::Router,
-    worker: Worker,
+    pub(crate) worker: Worker,
     inbox: SqsInbox,
     prefix: String,
     /// What the worker was built from (the reconciler tests build theirs too).
@@ -158,6 +158,24 @@ impl Relay {
             ConnectorSettings::default(),
         )
         .await
+    }
+
+    /// The same relay with another link store.
+    pub(crate) fn with_links(self, links: shared::links::Links) -> Self {
+        Self {
+            worker: self.worker.with_links(links),
+            ..self
+        }
+    }
+
+    /// Receives and deletes every queued message; returns the bodies (for
+    /// tests that hand a message to the worker themselves).
+    pub(crate) async fn take_bodies(&self) -> Vec<String> {
+        relay_tests::drain(&self.sqs, &self.queue_url)
+            .await
+            .into_iter()
+            .map(|m| m.body)
+            .collect()
     }
 
     /// Creates a record in the ServiceNow contract server over its REST API
