@@ -30,7 +30,7 @@
 
 use super::{Entry, LinkBackend, LinkError};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -105,13 +105,27 @@ fn unavailable<E: ProvideErrorMetadata + std::error::Error + 'static>(
     op: &str,
     e: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> LinkError {
-    let detail = match (&e, e.code()) {
-        (_, Some(code)) => code.to_owned(),
-        (SdkError::TimeoutError(_), None) => "timed out".to_owned(),
-        (_, None) => DisplayErrorContext(&e).to_string(),
+    let detail = match &e {
+        _ if e.code().is_some() => e.code().unwrap_or_default().to_owned(),
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(d) if d.is_timeout() => "timed out".to_owned(),
+        SdkError::DispatchFailure(_) => format!("unreachable ({})", root_cause(&e)),
+        SdkError::ResponseError(_) => "unreadable response".to_owned(),
+        SdkError::ServiceError(s) => format!("HTTP {}", s.raw().status().as_u16()),
+        _ => root_cause(&e),
     };
     let detail: String = detail.chars().take(MAX_DETAIL).collect();
     LinkError::Unavailable(format!("DynamoDB {op}: {detail}"))
+}
+
+/// The innermost error's message (`Connection refused (os error 111)`),
+/// without the chain's request URLs and debug dumps.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 fn item_of(entry: &Entry) -> Item {
