@@ -29,6 +29,14 @@ script checks them, plus the project's own rules:
 - a Schedule event's expression is a valid EventBridge rate() or cron(); given as a
   parameter, the parameter has an AllowedPattern and its Default is valid; a function
   on a schedule has ReservedConcurrentExecutions 1 (a run must not overlap the last);
+- the link store: a function built from the `worker` binary has RELAY_LINKS_TABLE
+  set to `!Ref` a DynamoDB table of the template; that table is PAY_PER_REQUEST,
+  keyed pk (S, HASH) / sk (S, RANGE), has TTL enabled on the attribute the code uses
+  (TTL_ATTRIBUTE in shared/src/links/dynamo.rs), point-in-time recovery and SSE on,
+  and DeletionPolicy and UpdateReplacePolicy Retain; the worker's role allows exactly
+  dynamodb:GetItem, PutItem, DeleteItem and Query (no Scan), on that table's
+  `!GetAtt Table.Arn` only; no dynamodb: statement anywhere names a resource that is
+  not a table of the template;
 - every alarm sets TreatMissingData and AlarmActions; an alarm or dashboard metric
   in the relay's own namespace (the MetricsNamespace parameter) names a metric
   the relay emits (EMF_METRICS) with one of its dimension sets; the dashboard
@@ -47,6 +55,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import sys
 
@@ -64,9 +73,19 @@ METRICS_NAMESPACE_PARAM = "MetricsNamespace"
 STAR_RESOURCE_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords",
                          "xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries")
 # Services whose actions must be named one by one (no wildcards).
-NO_WILDCARD_SERVICES = ("sqs", "secretsmanager", "ssm")
+NO_WILDCARD_SERVICES = ("sqs", "secretsmanager", "ssm", "dynamodb")
 # An SSM parameter ARN under a literal path: `...:parameter/<level>/.../*` with `*` only last.
 SSM_SCOPED_RESOURCE = re.compile(r"^arn:[^:]+:ssm:[^:*]+:[^:*]+:parameter/[^*/]+(/[^*/]+)*(/\*)?$")
+# The link store (shared/src/links/dynamo.rs): the worker finds its table in this variable,
+# the table's keys, its TTL attribute (read from the code, see code_ttl_attribute) and the
+# only calls the worker makes on it.
+LINKS_TABLE_ENV = "RELAY_LINKS_TABLE"
+WORKER_BINARY = "worker"
+LINKS_KEYS = [("pk", "HASH"), ("sk", "RANGE")]
+LINKS_TTL_ATTRIBUTE = "expires_at"
+LINKS_ACTIONS = frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"})
+DYNAMO_SOURCE = "shared/src/links/dynamo.rs"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # EventBridge schedule expressions: rate(1 unit) / rate(N units), or cron() with six fields.
 SCHEDULE_EXPRESSION = re.compile(r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\)"
                                  r"|cron\(\S+ \S+ \S+ \S+ \S+ \S+\))$")
@@ -147,8 +166,23 @@ def text(value) -> str | None:
     return None
 
 
+def code_ttl_attribute(root: str = ROOT) -> str | None:
+    """The TTL attribute the DynamoDB adapter writes (`pub const TTL_ATTRIBUTE: &str = "...";`)."""
+    try:
+        with open(os.path.join(root, DYNAMO_SOURCE), encoding="utf-8") as handle:
+            found = re.search(r'^pub const TTL_ATTRIBUTE: &str = "([^"]+)";', handle.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
+def truthy(value) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
 class Checker:
-    def __init__(self, doc: dict):
+    def __init__(self, doc: dict, ttl_attribute: str = LINKS_TTL_ATTRIBUTE):
+        self.ttl_attribute = ttl_attribute
         self.params = doc.get("Parameters") or {}
         self.mappings = doc.get("Mappings") or {}
         self.resources = doc.get("Resources") or {}
@@ -454,6 +488,92 @@ class Checker:
                         self.problem(where, f"ssm: resource {arn or resource!r} is not a parameter path "
                                             "(arn:...:parameter/<path>/*)")
 
+    # --- the link store (DynamoDB) -----------------------------------------------
+
+    def is_table(self, logical_id) -> bool:
+        return (self.resources.get(logical_id) or {}).get("Type") == "AWS::DynamoDB::Table"
+
+    def role_statements(self, role: str):
+        prefix = f"{role}."
+        return [(where, st) for where, st in self.statements() if where.startswith(prefix)]
+
+    def check_links_table(self, table: str) -> None:
+        resource = self.resources[table]
+        props = resource.get("Properties") or {}
+        for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+            if resource.get(policy) != "Retain":
+                self.problem(table, f"{policy} is {resource.get(policy)!r}; the link store must be Retain "
+                                    "(its parked events exist nowhere else)")
+        if props.get("BillingMode") != "PAY_PER_REQUEST":
+            self.problem(table, f"BillingMode is {props.get('BillingMode')!r}; the link store is PAY_PER_REQUEST")
+        keys = [(k.get("AttributeName"), k.get("KeyType")) for k in props.get("KeySchema") or []
+                if isinstance(k, dict)]
+        types = {a.get("AttributeName"): a.get("AttributeType") for a in props.get("AttributeDefinitions") or []
+                 if isinstance(a, dict)}
+        if keys != LINKS_KEYS or any(types.get(name) != "S" for name, _ in LINKS_KEYS):
+            self.problem(table, f"KeySchema {keys} with types {types}; the code reads "
+                                f"{LINKS_KEYS} of type S (shared/src/links/dynamo.rs)")
+        ttl = props.get("TimeToLiveSpecification") or {}
+        if not truthy(ttl.get("Enabled")) or ttl.get("AttributeName") != self.ttl_attribute:
+            self.problem(table, f"TimeToLiveSpecification is {ttl or None}; it must be enabled on "
+                                f"{self.ttl_attribute!r}, the attribute the code writes")
+        pitr = props.get("PointInTimeRecoverySpecification") or {}
+        if not truthy(pitr.get("PointInTimeRecoveryEnabled")):
+            self.problem(table, "point-in-time recovery is off (PointInTimeRecoverySpecification)")
+        if not truthy((props.get("SSESpecification") or {}).get("SSEEnabled")):
+            self.problem(table, "SSESpecification.SSEEnabled is not true")
+
+    def check_links(self) -> None:
+        tables = set()
+        for fn, props in self.of_type("AWS::Serverless::Function"):
+            binary = ((self.resources[fn].get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+            variables = dict(((self.globals_fn.get("Environment") or {}).get("Variables") or {}))
+            variables.update((props.get("Environment") or {}).get("Variables") or {})
+            value = variables.get(LINKS_TABLE_ENV)
+            if value is None and binary != WORKER_BINARY:
+                continue
+            table = ref_target(value) if isinstance(value, dict) and "Ref" in value else None
+            if table is None or not self.is_table(table):
+                self.problem(fn, f"{LINKS_TABLE_ENV} is {value!r}, not !Ref a DynamoDB table of the template "
+                                 "(the worker would keep its links in memory)")
+                continue
+            tables.add(table)
+            role = ref_target(self.function_prop(fn, "Role"))
+            if role is None or (self.resources.get(role) or {}).get("Type") != "AWS::IAM::Role":
+                self.problem(fn, f"uses {table} without a Role of this template that grants it")
+                continue
+            actions: set[str] = set()
+            for where, statement in self.role_statements(role):
+                acts = statement.get("Action")
+                acts = [a for a in (acts if isinstance(acts, list) else [acts])
+                        if isinstance(a, str) and a.lower().startswith("dynamodb:")]
+                if not acts:
+                    continue
+                actions.update(acts)
+                resources = statement.get("Resource")
+                resources = resources if isinstance(resources, list) else [resources]
+                for resource in resources:
+                    att = resource.get("Fn::GetAtt") if isinstance(resource, dict) else None
+                    if ref_target(resource) != table or not isinstance(att, list) or att[1:] != ["Arn"]:
+                        self.problem(where, f"dynamodb: resource {text(resource) or resource!r} is not "
+                                            f"!GetAtt {table}.Arn (the link store only)")
+            if actions != LINKS_ACTIONS:
+                self.problem(role, f"grants {fn} the dynamodb: actions {sorted(actions)}; the link store needs "
+                                   f"exactly {sorted(LINKS_ACTIONS)}")
+        for table in sorted(tables):
+            self.check_links_table(table)
+        # Anywhere else: a dynamodb: statement names tables of this template, nothing wider.
+        for where, statement in self.statements():
+            acts = statement.get("Action")
+            acts = acts if isinstance(acts, list) else [acts]
+            if not any(isinstance(a, str) and a.lower().startswith("dynamodb:") for a in acts):
+                continue
+            resources = statement.get("Resource")
+            for resource in resources if isinstance(resources, list) else [resources]:
+                if resource != "*" and not self.is_table(ref_target(resource)):
+                    self.problem(where, f"dynamodb: resource {text(resource) or resource!r} is not a table "
+                                        "of this template (!GetAtt Table.Arn)")
+
     # --- schedules --------------------------------------------------------------
 
     def check_schedules(self) -> None:
@@ -551,17 +671,18 @@ class Checker:
         self.check_event_sources()
         self.check_observability()
         self.check_iam()
+        self.check_links()
         self.check_schedules()
         self.check_alarms()
         self.check_dashboards()
         return self.problems
 
 
-def check_text(source: str) -> list[str]:
+def check_text(source: str, ttl_attribute: str = LINKS_TTL_ATTRIBUTE) -> list[str]:
     doc = yaml.load(source, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     if not isinstance(doc, dict):
         raise ValueError("not a template (top level is not a mapping)")
-    return Checker(doc).run()
+    return Checker(doc, ttl_attribute).run()
 
 
 # --- self-test: each broken template must produce its message; the good one none ---
@@ -589,9 +710,11 @@ Resources:
   D: {Type: AWS::SQS::Queue, Properties: {FifoQueue: true}}
   W:
     Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: worker}}
     Properties:
       Timeout: 30
       Role: !GetAtt R.Arn
+      Environment: {Variables: {RELAY_LINKS_TABLE: !Ref T}}
       Events:
         Q:
           Type: SQS
@@ -635,7 +758,21 @@ Resources:
                 Action: [ssm:GetParameter, ssm:PutParameter]
                 Resource: !Sub "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/app/${Stage}/wm/*"
               - !If [C, {Effect: Allow, Action: secretsmanager:PutSecretValue, Resource: !Ref S}, !Ref AWS::NoValue]
+              - Effect: Allow
+                Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:Query]
+                Resource: !GetAtt T.Arn
   S: {Type: AWS::SecretsManager::Secret, Properties: {SecretString: '{}'}}
+  T:
+    Type: AWS::DynamoDB::Table
+    DeletionPolicy: Retain
+    UpdateReplacePolicy: Retain
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions: [{AttributeName: pk, AttributeType: S}, {AttributeName: sk, AttributeType: S}]
+      KeySchema: [{AttributeName: pk, KeyType: HASH}, {AttributeName: sk, KeyType: RANGE}]
+      TimeToLiveSpecification: {AttributeName: expires_at, Enabled: true}
+      PointInTimeRecoverySpecification: {PointInTimeRecoveryEnabled: true}
+      SSESpecification: {SSEEnabled: true}
   A:
     Type: AWS::CloudWatch::Alarm
     Properties:
@@ -710,6 +847,38 @@ _BAD = [
     ("Sweep.Events.T: 'cron(0/15 * * * *)' is not", _GOOD.replace("'cron(0/15 * * * ? *)'", "'cron(0/15 * * * *)'")),
     ("Sweep: runs on a schedule without ReservedConcurrentExecutions: 1",
      _GOOD.replace("ReservedConcurrentExecutions: 1", "ReservedConcurrentExecutions: 2")),
+    # the link store
+    ("T: BillingMode is 'PROVISIONED'", _GOOD.replace("BillingMode: PAY_PER_REQUEST", "BillingMode: PROVISIONED")),
+    ("T: TimeToLiveSpecification is {'AttributeName': 'ttl', 'Enabled': True}; it must be enabled on 'expires_at'",
+     _GOOD.replace("AttributeName: expires_at", "AttributeName: ttl")),
+    ("T: TimeToLiveSpecification is {'AttributeName': 'expires_at', 'Enabled': False}",
+     _GOOD.replace("AttributeName: expires_at, Enabled: true", "AttributeName: expires_at, Enabled: false")),
+    ("T: TimeToLiveSpecification is None", _GOOD.replace(
+        "      TimeToLiveSpecification: {AttributeName: expires_at, Enabled: true}\n", "")),
+    ("T: point-in-time recovery is off", _GOOD.replace("PointInTimeRecoveryEnabled: true",
+                                                       "PointInTimeRecoveryEnabled: false")),
+    ("T: SSESpecification.SSEEnabled is not true", _GOOD.replace("SSEEnabled: true", "SSEEnabled: false")),
+    ("T: DeletionPolicy is 'Delete'", _GOOD.replace("DeletionPolicy: Retain", "DeletionPolicy: Delete")),
+    ("T: UpdateReplacePolicy is None", _GOOD.replace("    UpdateReplacePolicy: Retain\n", "")),
+    ("T: KeySchema [('pk', 'HASH')]", _GOOD.replace(", {AttributeName: sk, KeyType: RANGE}]", "]")),
+    ("T: KeySchema [('pk', 'HASH'), ('sk', 'RANGE')] with types {'pk': 'S', 'sk': 'N'}",
+     _GOOD.replace("{AttributeName: sk, AttributeType: S}", "{AttributeName: sk, AttributeType: N}")),
+    ("W: RELAY_LINKS_TABLE is None, not !Ref a DynamoDB table",
+     _GOOD.replace("      Environment: {Variables: {RELAY_LINKS_TABLE: !Ref T}}\n", "")),
+    ("W: RELAY_LINKS_TABLE is {'Ref': 'S'}, not !Ref a DynamoDB table", _GOOD.replace("RELAY_LINKS_TABLE: !Ref T",
+                                                                                    "RELAY_LINKS_TABLE: !Ref S")),
+    ("R: grants W the dynamodb: actions ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', "
+     "'dynamodb:Query', 'dynamodb:Scan']", _GOOD.replace("dynamodb:Query]", "dynamodb:Query, dynamodb:Scan]")),
+    ("R: grants W the dynamodb: actions ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem']; the",
+     _GOOD.replace(", dynamodb:Query]", "]")),
+    ("wildcard action 'dynamodb:*'", _GOOD.replace("[dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem, "
+                                                   "dynamodb:Query]", "'dynamodb:*'")),
+    ("dynamodb: resource 'arn:aws:dynamodb:us-east-1:1:table/*' is not !GetAtt T.Arn",
+     _GOOD.replace("Resource: !GetAtt T.Arn", "Resource: 'arn:aws:dynamodb:us-east-1:1:table/*'")),
+    ("Resource '*' for ['dynamodb:GetItem'", _GOOD.replace("Resource: !GetAtt T.Arn", "Resource: '*'")),
+    ("dynamodb: resource 'arn:aws:dynamodb:*:*:table/other' is not a table of this template",
+     "Resources: {P: {Type: AWS::IAM::Policy, Properties: {PolicyDocument: {Statement: "
+     "[{Effect: Allow, Action: dynamodb:GetItem, Resource: 'arn:aws:dynamodb:*:*:table/other'}]}}}}"),
     # alarms and the dashboard
     ("A: metric 'DeadLetters' is not a metric the relay emits", _GOOD.replace("MetricName: DeadLettered",
                                                                               "MetricName: DeadLetters")),
@@ -737,9 +906,16 @@ def self_test() -> int:
         found = check_text(source)
         if not any(expected in line for line in found):
             failures.append(f"expected {expected!r}, got {found}")
+    # The TTL attribute comes from the code: a template that disagrees with it is wrong.
+    expected = "T: TimeToLiveSpecification is {'AttributeName': 'expires_at', 'Enabled': True}; it must be " \
+               "enabled on 'ttl'"
+    found = check_text(_GOOD, ttl_attribute="ttl")
+    if not any(expected in line for line in found):
+        failures.append(f"expected {expected!r}, got {found}")
+    cases = len(_BAD) + 2
     for line in failures:
         print(f"check_template self-test: FAIL {line}", file=sys.stderr)
-    print(f"check_template self-test: {len(_BAD) + 1 - len(failures)}/{len(_BAD) + 1} cases pass")
+    print(f"check_template self-test: {cases - len(failures)}/{cases} cases pass")
     return 1 if failures else 0
 
 
@@ -747,10 +923,14 @@ def main(argv: list[str]) -> int:
     if argv == ["--self-test"]:
         return self_test()
     status = 0
+    ttl_attribute = code_ttl_attribute()
+    if ttl_attribute is None:
+        print(f"check_template: cannot find `pub const TTL_ATTRIBUTE` in {DYNAMO_SOURCE}", file=sys.stderr)
+        return 2
     for path in argv or ["template.yaml"]:
         try:
             with open(path, encoding="utf-8") as handle:
-                problems = check_text(handle.read())
+                problems = check_text(handle.read(), ttl_attribute)
         except (OSError, yaml.YAMLError, ValueError) as err:
             print(f"check_template: {path}: cannot read: {err}", file=sys.stderr)
             return 2

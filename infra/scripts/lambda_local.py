@@ -7,15 +7,18 @@ watch` emulates the Lambda Runtime API and function URLs instead. This script:
 1. builds `ingress`, `worker`, `reconciler` and the `sandbox` (ServiceNow/Jira
    stand-ins),
 2. starts the sandbox and `cargo lambda watch` on 127.0.0.1, with the
-   functions' environment aimed at moto (SQS FIFO + DLQ, Secrets Manager) and
-   a config that is `examples/jira-to-servicenow.yaml` aimed at the sandbox,
+   functions' environment aimed at moto (SQS FIFO + DLQ, Secrets Manager, the
+   worker's link store: a DynamoDB table shaped like the template's
+   `LinksTable`) and a config that is `examples/jira-to-servicenow.yaml` aimed
+   at the sandbox,
 3. posts a real Jira fixture to the ingress through the function-URL
    emulation (`/lambda-url/ingress/webhooks/jira?token=…`) and expects 202,
 4. reads the message from moto's SQS with the real API and checks its
    FIFO group and dedup ids,
 5. invokes the worker through the Runtime API emulation with that message
    as a real SQS event and expects `{"batchItemFailures": []}`,
-6. checks the incident in the ServiceNow sandbox through its Table API,
+6. checks the incident in the ServiceNow sandbox through its Table API, and
+   that the worker started on the links table in moto's DynamoDB,
 7. makes an issue in the Jira sandbox without any webhook, invokes the
    reconciler through the Runtime API emulation once with `{"dry_run": true}`
    (reports it, enqueues nothing) and once with a scheduled event (enqueues
@@ -96,6 +99,7 @@ def main():
 
     aws = dict(endpoint_url=moto, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     sqs, sm, ssm = boto3.client("sqs", **aws), boto3.client("secretsmanager", **aws), boto3.client("ssm", **aws)
+    ddb = boto3.client("dynamodb", **aws)
 
     t0 = time.time()
     # Each binary is built the way `cargo lambda watch` runs it (`cargo run --bin NAME`,
@@ -120,6 +124,15 @@ def main():
         queue = sqs.create_queue(QueueName=f"{prefix}-events.fifo",
                                  Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"})["QueueUrl"]
         dlq = sqs.create_queue(QueueName=f"{prefix}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        # The worker's link store, keyed and with TTL as the template's LinksTable.
+        links_table = f"{prefix}-links"
+        ddb.create_table(TableName=links_table, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                               {"AttributeName": "sk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                    {"AttributeName": "sk", "KeyType": "RANGE"}])
+        ddb.update_time_to_live(TableName=links_table,
+                                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
         with open(os.path.join(ROOT, "examples", "jira-to-servicenow.yaml")) as f:
             config = (f.read().replace("https://example.service-now.com", urls["servicenow"])
                       .replace("https://example.atlassian.net", urls["jira"]).replace("relay/", f"{prefix}/"))
@@ -130,7 +143,7 @@ def main():
         port = free_port()
         watermarks = f"/jira-relay/{prefix}/reconcile"
         env = dict(os.environ, RELAY_CONFIG=config_path, RELAY_QUEUE_URL=queue, RELAY_DLQ_URL=dlq,
-                   RELAY_WATERMARK_PREFIX=watermarks,
+                   RELAY_WATERMARK_PREFIX=watermarks, RELAY_LINKS_TABLE=links_table,
                    RELAY_MAX_RECEIVE_COUNT="5", RELAY_STAGE="test", AWS_ENDPOINT_URL=moto, AWS_REGION="us-east-1",
                    AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
         global WATCH_LOG
@@ -197,6 +210,18 @@ def main():
         if status != 200 or len(result) != 1:
             fail(f"expected one incident for {key}, got {status} {result}")
         print(f"lambda-local: ServiceNow sandbox holds {result[0]['number']} for {key}: {result[0]['short_description']}")
+        # The worker runs on the DynamoDB link store, not the in-memory fallback: it says so
+        # at start (its only log line about the store), and whatever it stored has the
+        # table's shape.
+        worker_log = log_tail(log.name, lines=2000)
+        if '"link store: DynamoDB"' not in worker_log or "RELAY_LINKS_TABLE is not set" in worker_log:
+            fail(f"the worker did not start on the DynamoDB link store {links_table}\n--- {log.name} ---\n"
+                 f"{log_tail(log.name)}")
+        stored = ddb.scan(TableName=links_table, ConsistentRead=True)["Items"]
+        if any(set(i) - {"pk", "sk", "value", "expires_at"} for i in stored):
+            fail(f"unexpected attributes in {links_table}: {stored[:5]}")
+        print(f"lambda-local: worker link store DynamoDB {links_table}, {len(stored)} entries "
+              f"{sorted(i['pk']['S'].split('/')[0] for i in stored)}")
 
         # 7. The reconciler: an issue whose webhook never came, a hand-run dry run, then the
         #    scheduled sweep.

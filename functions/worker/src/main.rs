@@ -10,6 +10,15 @@
 //!   receive a retryable failure is dead-lettered with its reason)
 //! - `RELAY_CALL_TIMEOUT_MS` (default 10000), `RELAY_MAX_ATTACHMENT_BYTES`
 //!   (default 20 MiB), `RELAY_PARALLEL_GROUPS` (default 4)
+//! - `RELAY_LINKS_TABLE`: the link store's DynamoDB table (the template's
+//!   `LinksTable`; required when deployed). **Unset, the worker logs a loud
+//!   warning and keeps its links in memory**: record pairs, deliveries seen
+//!   and parked events then last only as long as one Lambda instance, and
+//!   concurrent instances do not share them (a local run can do without).
+//! - `RELAY_SEEN_TTL_SECONDS` (default 7200): how long a delivery is
+//!   recognised as seen (Jira retries for about 75 minutes);
+//!   `RELAY_PARK_SECONDS` (default 86400): how long an event waits for its
+//!   record before it is dead-lettered
 //! - plus whatever `${NAME}` the config interpolates.
 #![forbid(unsafe_code)]
 
@@ -17,6 +26,8 @@ use shared::config::Config;
 use shared::connector::rest::http_client;
 use shared::connector::ConnectorSettings;
 use shared::executor::Connectors;
+use shared::links::dynamo::DynamoBackend;
+use shared::links::{LinkSettings, Links, MemoryBackend};
 use shared::queue::SqsInbox;
 use shared::secrets::{AwsSecretStore, CachedSecretStore};
 use shared::worker::{BatchSettings, Worker};
@@ -31,6 +42,14 @@ fn env_num(name: &str) -> Result<Option<u64>, String> {
             .map(Some)
             .map_err(|_| format!("{name}=`{v}` is not a whole number")),
         _ => Ok(None),
+    }
+}
+
+/// A duration in whole seconds, at least one.
+fn env_secs(name: &str) -> Result<Option<Duration>, String> {
+    match env_num(name)? {
+        Some(0) => Err(format!("{name}=0: give at least 1 second")),
+        n => Ok(n.map(Duration::from_secs)),
     }
 }
 
@@ -70,10 +89,34 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if let Some(n) = env_num("RELAY_PARALLEL_GROUPS").map_err(fail)? {
         batch.parallel_groups = n.max(1) as usize;
     }
+    let mut link_settings = LinkSettings::default();
+    if let Some(d) = env_secs("RELAY_SEEN_TTL_SECONDS").map_err(fail)? {
+        link_settings.seen_for = d;
+    }
+    if let Some(d) = env_secs("RELAY_PARK_SECONDS").map_err(fail)? {
+        link_settings.park_for = d;
+    }
     let sdk = shared::aws::sdk_config(None).await;
+    let links = match std::env::var("RELAY_LINKS_TABLE") {
+        Ok(table) if !table.is_empty() => {
+            tracing::info!(table = %table, "link store: DynamoDB");
+            Links::new(
+                Arc::new(DynamoBackend::from_conf(&sdk, table)),
+                link_settings,
+            )
+        }
+        _ => {
+            tracing::warn!(
+                "RELAY_LINKS_TABLE is not set: the link store is IN MEMORY. Pairs, deliveries \
+                 seen and parked events are lost with this instance and not shared with the \
+                 others. Deployed, the template sets it to the LinksTable."
+            );
+            Links::new(Arc::new(MemoryBackend::default()), link_settings)
+        }
+    };
     let secrets = Arc::new(CachedSecretStore::new(AwsSecretStore::from_conf(&sdk)));
     let connectors = Connectors::from_config(&config, http_client(), secrets, connector);
-    let core = Worker::new(Arc::new(config), connectors, batch);
+    let core = Worker::new(Arc::new(config), connectors, batch).with_links(links);
     let inbox = SqsInbox::from_conf(&sdk, queue_url, dlq_url);
     let (core, inbox) = (&core, &inbox);
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {

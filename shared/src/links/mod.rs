@@ -31,6 +31,8 @@
 //! Expired entries read as absent whether or not the backend removed them
 //! yet (DynamoDB's TTL deletes within days, not seconds).
 
+#[cfg(feature = "aws")]
+pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod sqlite;
 
@@ -495,13 +497,15 @@ impl Links {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::FixedClock;
+/// The backend contract, for the adapters' tests in other crates (the
+/// DynamoDB one runs against an emulator from the integration tests).
+#[doc(hidden)]
+pub mod testing {
+    use super::{Entry, LinkBackend};
+    use std::sync::Arc;
 
     /// The behaviour every backend must have.
-    pub(crate) async fn backend_contract(b: Arc<dyn LinkBackend>) {
+    pub async fn backend_contract(b: Arc<dyn LinkBackend>) {
         let e = |pk: &str, sk: &str, v: &str, exp: Option<i64>| Entry {
             pk: pk.into(),
             sk: sk.into(),
@@ -545,6 +549,14 @@ mod tests {
         b.delete("p", "s/1").await.unwrap();
         assert_eq!(b.query("p", "s/", 10, 100).await.unwrap().len(), 1);
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+
+    pub(crate) use super::testing::backend_contract;
 
     #[tokio::test]
     async fn memory_backend_contract() {

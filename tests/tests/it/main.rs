@@ -12,6 +12,8 @@
 //! - `reconcile_lambda`: the reconciler Lambda's handler over moto and the
 //!   contract servers (a lost webhook healed by the scheduled sweep).
 //! - `reconcile_ssm`: the reconciler's watermark store on moto's SSM.
+//! - `links_dynamo`: the link store on moto's DynamoDB (contract, conditional
+//!   write, lazy TTL, the typed API with a moving clock, an unreachable store).
 //! - `oauth3lo`: Jira OAuth 2.0 (3LO) with rotating refresh tokens, written back.
 //! - `soak_sqs`: the fault-injection soak through moto SQS and the worker handler.
 //! - `secret_hygiene`: canary secrets through the main scenarios; none may
@@ -20,6 +22,7 @@
 
 mod bad_input;
 mod configs;
+mod links_dynamo;
 mod logcap;
 mod moto_checks;
 mod oauth3lo;
