@@ -8,6 +8,13 @@
 //! - the ServiceNow and Jira sandboxes answer 20 % of requests 503, 10 % 429
 //!   with `Retry-After: 1`, and 2 % only after 3 s (the relay's call timeout
 //!   is 2 s here, so those are real client-side timeouts);
+//! - 10 % of ServiceNow's writes are **committed and their answer lost**
+//!   (the connection cut, or the answer sent after 3 s): the relay must look
+//!   each one up rather than send it again;
+//! - Jira's side delivers out of order: for 20 % of the issues the first
+//!   update or comment arrives before the create (Jira re-posting a create
+//!   that got a 503), and 10 % of all deliveries are posted once more at the
+//!   end with the same identifier (Jira's late retries);
 //! - the relay is killed with SIGKILL at 40 % and restarted;
 //! - the ServiceNow password is rotated at 60 % (secrets file rewritten, then
 //!   the old password refused: one 401, the secret re-read, the call repeated);
@@ -29,9 +36,10 @@
 mod common;
 
 use common::{chmod, drained, free_port, relay, repo, Serve};
+use sandbox::faults::Rates;
 use sandbox::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
-use sandbox::soak::{check, rates, scenario};
+use sandbox::soak::{check, rates, scenario_with, SoakOptions};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -148,13 +156,36 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
         &visibility,
         "--call-timeout-secs",
         "2",
+        // The sandbox commits before it loses an answer, so a lookup sees the
+        // write at once; 1 s keeps the soak short (the default is 10 s).
+        "--settle-ms",
+        "1000",
     ];
     let mut serve = Serve::spawn_with(dir.path(), port, &args);
     serve.ready().await;
 
-    let (bodies, expected) = scenario(issues, webhooks, 0x50a4, &jira);
+    let options = SoakOptions {
+        out_of_order: 0.2,
+        late_retry: 0.1,
+        seed: 0x0dd,
+    };
+    let plan = scenario_with(issues, webhooks, 0x50a4, &jira, &options);
+    let (expected, injected_order) = (plan.expected, plan.injected);
+    let late = plan.late;
+    let bodies: Vec<Vec<(String, Value)>> = plan
+        .issues
+        .into_iter()
+        .map(|d| d.into_iter().map(|d| (d.id, d.body)).collect())
+        .collect();
     let rates = rates();
-    sn.faults().set_rates(rates.clone(), 7);
+    sn.faults().set_rates(
+        Rates {
+            answer_lost: 0.1,
+            answer_lost_late_ms: 3000,
+            ..rates.clone()
+        },
+        7,
+    );
     jira.faults().set_rates(rates, 11);
 
     // Jira's side: every issue's webhooks in order, 64 issues at a time.
@@ -162,7 +193,7 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     let client = reqwest::Client::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, issue) in bodies.into_iter().enumerate() {
+    for issue in bodies {
         let (client, base, sent, gate) = (
             client.clone(),
             serve.base.clone(),
@@ -171,8 +202,8 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
         );
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.unwrap();
-            for (n, body) in issue.iter().enumerate() {
-                deliver(&client, &base, body, &format!("soak-{i}-{n}"), &sent).await;
+            for (id, body) in &issue {
+                deliver(&client, &base, body, id, &sent).await;
             }
         });
     }
@@ -206,6 +237,10 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
         r.unwrap();
     }
     outage.await.unwrap();
+    // Jira's late retries: the same deliveries again, same identifiers.
+    for d in &late {
+        deliver(&client, &serve.base, &d.body, &d.id, &sent).await;
+    }
     let posted = started.elapsed();
     let stats = drained(&data, limit).await;
     let wall = started.elapsed();
@@ -213,14 +248,19 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     let (dead, dlq) = dead_letters(&data);
     let f = check(&sn, &expected);
     let injected = sn.faults().injected().len() + jira.faults().injected().len();
+    let answers_lost = sn.faults().count("answer_lost");
     let sn_requests = sn.requests().len();
     eprintln!(
         "soak: sent {webhooks} webhooks over {issues} issues ({} re-posted by the sender); \
          applied: {} issues checked; duplicates {}; lost {}; out of order {}; wrong fields {}; \
-         dead-lettered {dead}; faults injected {injected} (ServiceNow saw {sn_requests} requests); \
+         dead-lettered {dead}; faults injected {injected} (ServiceNow saw {sn_requests} requests), \
+         of them {answers_lost} answers lost after the commit; {} issues delivered out of order, \
+         {} late retries; \
          crash at {crashed_at} accepted; posting {:.1} s, wall {:.1} s; {}",
         sent.reposts.load(Ordering::Relaxed),
         expected.len(),
+        injected_order.out_of_order_issues,
+        injected_order.late_retries,
         f.duplicates,
         f.lost,
         f.out_of_order,
@@ -234,9 +274,14 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     }
     assert_eq!(
         sent.accepted.load(Ordering::Relaxed),
-        webhooks,
+        webhooks + late.len(),
         "every webhook accepted"
     );
+    assert!(
+        answers_lost > 0,
+        "no answer was lost: the fault did not run"
+    );
+    assert!(injected_order.out_of_order_issues > 0 && injected_order.late_retries > 0);
     // Anything not applied must be in the dead letters with its reason.
     assert!(
         f.lost <= dead,

@@ -219,7 +219,7 @@ pub struct Pair {
 /// An event kept until its record exists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parked {
-    /// The sort key (scope, arrival, id): what `unpark` takes.
+    /// The sort key (scope, arrival in µs, change id): what `unpark` takes.
     #[serde(skip)]
     pub slot: String,
     pub scope: Scope,
@@ -444,6 +444,9 @@ impl Links {
             return Ok(false);
         }
         let now = self.now_ms();
+        // Microseconds in the slot: events of one record are parked one
+        // after another, so their slots sort in arrival order.
+        let at_us = self.clock.now().as_microsecond();
         let p = Parked {
             slot: String::new(),
             scope: scope.clone(),
@@ -456,7 +459,7 @@ impl Links {
         let value = serde_json::to_string(&p).unwrap_or_default();
         let entry = Entry {
             pk: PARK.into(),
-            sk: format!("{prefix}{now:013}|{}", enc(change)),
+            sk: format!("{prefix}{at_us:016}|{}", enc(change)),
             value,
             // Kept a week past its deadline so the expiry pass can dead-letter it.
             expires_at: Some(self.until(self.settings.park_for + Duration::from_secs(7 * 86400))),

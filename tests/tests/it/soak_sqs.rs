@@ -7,6 +7,14 @@
 //!
 //! - 20 % 503, 10 % 429 with `Retry-After: 1`, 2 % answers after 3 s (the
 //!   connectors' call timeout is 2 s: real client-side timeouts);
+//! - 10 % of ServiceNow's writes committed with their answer lost (the
+//!   connection cut, or the answer after 3 s);
+//! - out of order: for 20 % of the issues the first update or comment is
+//!   delivered before the create, and 10 % of the deliveries are posted once
+//!   more at the end with the same identifier (Jira's late retries);
+//! - the worker instances share one link store, a DynamoDB table in moto,
+//!   as the deployed functions share `LinksTable`: parked events and the
+//!   memory of deliveries survive the instance that wrote them;
 //! - at 40 % the pollers are killed mid-batch and a new worker (a new Lambda
 //!   instance, empty caches) takes over. The dead pollers' messages come back
 //!   through an explicit visibility change to 0, standing in for the
@@ -33,7 +41,8 @@
 use relay_tests::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
 use relay_tests::{aws_endpoint, create_fifo_queue, sdk_config, unique};
-use sandbox::soak::{check, rates, scenario};
+use sandbox::faults::Rates;
+use sandbox::soak::{check, rates, scenario_with, SoakOptions};
 use serde_json::{json, Value};
 use shared::clock::SystemClock;
 use shared::config::Config;
@@ -314,6 +323,11 @@ async fn soak_through_sqs_and_the_worker_handler() {
         queue: Arc::new(SqsQueue::from_conf(&via_proxy, queue_url.clone())),
         clock: Arc::new(SystemClock),
     });
+    // The worker's link store: one table for every instance.
+    let links_table = relay_tests::create_links_table(&direct, &unique("links")).await;
+    let links_backend: Arc<dyn shared::links::LinkBackend> = Arc::new(
+        shared::links::dynamo::DynamoBackend::from_conf(&direct, &links_table),
+    );
     // A worker Lambda instance, as its main() builds one.
     let instance = || {
         let secrets = Arc::new(CachedSecretStore::new(AwsSecretStore::from_conf(&direct)));
@@ -338,7 +352,11 @@ async fn soak_through_sqs_and_the_worker_handler() {
                     max_receive_count: Some(10),
                     ..BatchSettings::default()
                 },
-            ),
+            )
+            .with_links(shared::links::Links::new(
+                links_backend.clone(),
+                shared::links::LinkSettings::default(),
+            )),
             inbox: SqsInbox::from_conf(&via_proxy, queue_url.clone(), dlq_url.clone()),
         })
     };
@@ -352,9 +370,27 @@ async fn soak_through_sqs_and_the_worker_handler() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut running = pollers(&aws, &instance(), &stop);
 
-    let (bodies, expected) = scenario(issues, webhooks, 0x5a5, &jira);
+    let options = SoakOptions {
+        out_of_order: 0.2,
+        late_retry: 0.1,
+        seed: 0x5a50,
+    };
+    let plan = scenario_with(issues, webhooks, 0x5a5, &jira, &options);
+    let (expected, injected_order, late) = (plan.expected, plan.injected, plan.late);
+    let bodies: Vec<Vec<(String, Value)>> = plan
+        .issues
+        .into_iter()
+        .map(|d| d.into_iter().map(|d| (d.id, d.body)).collect())
+        .collect();
     let rates = rates();
-    sn.faults().set_rates(rates.clone(), 17);
+    sn.faults().set_rates(
+        Rates {
+            answer_lost: 0.1,
+            answer_lost_late_ms: 3000,
+            ..rates.clone()
+        },
+        17,
+    );
     jira.faults().set_rates(rates, 19);
 
     // Jira's side: each issue in order, 64 issues at a time, re-posting the
@@ -363,7 +399,30 @@ async fn soak_through_sqs_and_the_worker_handler() {
     let reposts = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, issue) in bodies.into_iter().enumerate() {
+    let deliver = |ingress: axum::Router,
+                   accepted: Arc<AtomicUsize>,
+                   reposts: Arc<AtomicUsize>,
+                   id: String,
+                   body: Value| async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let req = http::Request::post(format!("/webhooks/jira?token={TOKEN}"))
+                .header("content-type", "application/json")
+                .header("x-atlassian-webhook-identifier", &id)
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap();
+            let status = ingress.clone().oneshot(req).await.unwrap().status();
+            if status.as_u16() == 202 {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            assert!(status.is_server_error(), "{id}: {status}");
+            assert!(Instant::now() < deadline, "{id}: never accepted");
+            reposts.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    for issue in bodies {
         let (ingress, accepted, reposts, gate) = (
             ingress.clone(),
             accepted.clone(),
@@ -372,24 +431,8 @@ async fn soak_through_sqs_and_the_worker_handler() {
         );
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.unwrap();
-            for (n, body) in issue.iter().enumerate() {
-                let deadline = Instant::now() + Duration::from_secs(120);
-                loop {
-                    let req = http::Request::post(format!("/webhooks/jira?token={TOKEN}"))
-                        .header("content-type", "application/json")
-                        .header("x-atlassian-webhook-identifier", format!("soak-{i}-{n}"))
-                        .body(axum::body::Body::from(body.to_string()))
-                        .unwrap();
-                    let status = ingress.clone().oneshot(req).await.unwrap().status();
-                    if status.as_u16() == 202 {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    assert!(status.is_server_error(), "soak-{i}-{n}: {status}");
-                    assert!(Instant::now() < deadline, "soak-{i}-{n}: never accepted");
-                    reposts.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
+            for (id, body) in issue {
+                deliver(ingress.clone(), accepted.clone(), reposts.clone(), id, body).await;
             }
         });
     }
@@ -447,6 +490,17 @@ async fn soak_through_sqs_and_the_worker_handler() {
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
+    // Jira's late retries: the same deliveries again, same identifiers.
+    for d in &late {
+        deliver(
+            ingress.clone(),
+            accepted.clone(),
+            reposts.clone(),
+            d.id.clone(),
+            d.body.clone(),
+        )
+        .await;
+    }
     let posted = started.elapsed();
     // Drained: empty twice in a row, a second apart.
     let drain_start = Instant::now();
@@ -469,12 +523,16 @@ async fn soak_through_sqs_and_the_worker_handler() {
     let dead = relay_tests::drain(&sqs_direct, &dlq_url).await;
     let f = check(&sn, &expected);
     let injected = sn.faults().injected().len() + jira.faults().injected().len();
+    let answers_lost = sn.faults().count("answer_lost");
     eprintln!(
         "soak (SQS + worker handler): sent {webhooks} webhooks over {issues} issues ({} re-posted); \
+         {answers_lost} answers lost after the commit, {} issues delivered out of order, {} late retries; \
          duplicates {}; lost {}; out of order {}; wrong fields {}; dead-lettered {}; \
          faults injected {injected}; invocations {}, failed batch items {}; \
          {} messages orphaned by the crash; posting {:.1} s, wall {:.1} s",
         reposts.load(Ordering::Relaxed),
+        injected_order.out_of_order_issues,
+        injected_order.late_retries,
         f.duplicates,
         f.lost,
         f.out_of_order,
@@ -510,4 +568,9 @@ async fn soak_through_sqs_and_the_worker_handler() {
     assert_eq!(f.out_of_order, 0, "{:?}", f.problems);
     assert_eq!(f.wrong_fields, 0, "{:?}", f.problems);
     assert!(injected > webhooks / 10, "faults were injected: {injected}");
+    assert!(
+        answers_lost > 0,
+        "no answer was lost: the fault did not run"
+    );
+    assert!(injected_order.out_of_order_issues > 0 && injected_order.late_retries > 0);
 }
