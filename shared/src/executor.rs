@@ -118,6 +118,7 @@ pub enum Outcome {
     },
     /// Parked by the worker (see [`Outcome::Waiting`]).
     Parked {
+        scope: Scope,
         reason: String,
     },
     /// This change was handled already (within the link store's memory of
@@ -176,7 +177,7 @@ impl Outcome {
             | Outcome::Retry { reason, .. }
             | Outcome::Dead { reason }
             | Outcome::Waiting { reason, .. }
-            | Outcome::Parked { reason }
+            | Outcome::Parked { reason, .. }
             | Outcome::Duplicate { reason } => Some(reason),
             _ => None,
         }
@@ -368,10 +369,16 @@ fn item_twin(step: &Step, conn: &Arc<dyn Connector>) -> bool {
 async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> RuleEnd {
     let rule = rp.rule.as_str();
     let mut results: HashMap<String, StepResult> = HashMap::new();
+    // What marks this rule's writes as coming from this change: the change
+    // id, and the element for rules that iterate (one comment per item).
+    let marker = match rp.item {
+        Some(i) => format!("{}#{i}", ex.change),
+        None => ex.change.to_owned(),
+    };
     let mut event = StepResult::default();
     event
         .vars
-        .insert("change".into(), Value::String(ex.change.to_owned()));
+        .insert("change".into(), Value::String(marker.clone()));
     results.insert("event".into(), event);
     // One uncertain-write marker per rule application.
     let what = format!("{}#{rule}#{}", ex.change, rp.item.unwrap_or(0));
@@ -423,9 +430,26 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
                 }
             }
         }
+        if step.id == "twin" {
+            if let Some(created) = &rp.twin {
+                match ex.links.item(conn.name(), created).await {
+                    Ok(Some(twin)) => {
+                        let mut r = StepResult {
+                            found: true,
+                            ..Default::default()
+                        };
+                        r.vars.insert("id".into(), Value::String(twin));
+                        results.insert(step.id.clone(), r);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => return RuleEnd::Stop(store_down(e)),
+                }
+            }
+        }
         let once = step_once(step);
         if once && item_twin(step, conn) {
-            match ex.links.item(conn.name(), ex.change).await {
+            match ex.links.item(conn.name(), &marker).await {
                 Ok(Some(twin)) => {
                     tracing::info!(rule, step = %step.id, twin = %twin, "already written (twin in the link store)");
                     let mut r = StepResult {
@@ -508,6 +532,9 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
             result.found = !lookup || step.extract.keys().all(|k| result.vars.contains_key(k));
         } else if lookup && reply.status == 404 {
             result.found = false;
+        } else if step.method == Method::Delete && reply.status == 404 && !from_store {
+            // Deleting what is gone already: done (a redelivered deletion).
+            result.found = true;
         } else if reply.status == 404 && from_store {
             // The store named a record the target no longer has: forget it
             // and look it up again on redelivery.
@@ -529,11 +556,7 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
         }
         if once && item_twin(step, conn) {
             if let Some(id) = result.vars.get("id") {
-                if let Err(e) = ex
-                    .links
-                    .pair_item(conn.name(), ex.change, &as_text(id))
-                    .await
-                {
+                if let Err(e) = ex.links.pair_item(conn.name(), &marker, &as_text(id)).await {
                     tracing::warn!(rule, error = %e, "could not store the written item's twin");
                 }
             }

@@ -63,6 +63,11 @@ pub struct RulePlan {
     /// record's key into the record the event came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pair_back: Option<PairBack>,
+    /// A comment edit or deletion: the change id the comment's twin was
+    /// created for (the link store's item key; the `twin` step finds it by
+    /// the comment property when the store does not know it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin: Option<String>,
 }
 
 /// The pairing written back into the record an event came from, after the

@@ -149,11 +149,13 @@ impl Worker {
 
     /// One message body (an encoded envelope) to an outcome.
     pub async fn process(&self, body: &str, budget: &Budget) -> Outcome {
-        self.process_inner(body, budget).await.0
+        self.process_inner(body, budget, false).await.0
     }
 
-    /// Decode → duplicate check → plan → execute → park or remember.
-    async fn process_inner(&self, body: &str, budget: &Budget) -> (Outcome, Meta) {
+    /// Decode → duplicate check → plan → (behind parked events of the same
+    /// record?) → execute → park or remember. `replaying`: the event comes
+    /// out of the park, in its turn.
+    async fn process_inner(&self, body: &str, budget: &Budget, replaying: bool) -> (Outcome, Meta) {
         let env = match Envelope::decode(body) {
             Ok(e) => e,
             Err(e) => {
@@ -217,6 +219,24 @@ impl Worker {
                 );
             }
         };
+        // Events of a record that has events parked (waiting for it, or for
+        // a replay that failed) queue up behind them: the record's order holds.
+        let behind = if replaying {
+            None
+        } else {
+            match self.parked_ahead(&plan).await {
+                Ok(b) => b,
+                Err(e) => {
+                    return (
+                        Outcome::Retry {
+                            reason: format!("link_store_unavailable: {e}"),
+                            after: None,
+                        },
+                        meta,
+                    )
+                }
+            }
+        };
         let exec = Exec {
             connectors: &self.connectors,
             links: &self.links,
@@ -224,11 +244,16 @@ impl Worker {
             max_attachment_bytes: self.settings.max_attachment_bytes,
             change: &change,
         };
-        let outcome = match execute(&plan, &exec).await {
+        let executed = match behind {
+            Some(w) => w,
+            None => execute(&plan, &exec).await,
+        };
+        let outcome = match executed {
             Outcome::Waiting { scope, reason } => {
                 match self.links.park(&scope, &change, body, &reason).await {
                     Ok(_) => Outcome::Parked {
                         reason: format!("parked until {scope} exists: {reason}"),
+                        scope,
                     },
                     Err(e) => Outcome::Retry {
                         reason: format!("link_store_unavailable: could not park: {e}; {reason}"),
@@ -249,27 +274,89 @@ impl Worker {
         (outcome, meta)
     }
 
-    /// Replays the events parked for `scopes` (their record exists now), in
-    /// the order they arrived.
-    async fn replay(&self, inbox: &dyn Inbox, scopes: &[crate::links::Scope], budget: &Budget) {
-        for scope in scopes {
-            let parked = match self.links.parked(scope).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, scope = %scope, "could not read parked events; the replay pass retries");
-                    continue;
-                }
+    /// `Waiting` if a rule of this plan waits for a record that has events
+    /// parked: the event must not overtake them.
+    async fn parked_ahead(
+        &self,
+        plan: &crate::plan::Plan,
+    ) -> Result<Option<Outcome>, crate::links::LinkError> {
+        for r in &plan.rules {
+            let waits = r
+                .steps
+                .iter()
+                .any(|s| s.on_empty == Some(crate::plan::OnEmpty::RetryLater));
+            let Some(scope) = r.link.as_ref().filter(|_| waits) else {
+                continue;
             };
-            for p in parked {
-                if !self.replay_one(inbox, p, budget).await {
-                    break; // keep the rest in order behind it
-                }
+            let ahead = self.links.parked(scope).await?;
+            if !ahead.is_empty() {
+                return Ok(Some(Outcome::Waiting {
+                    scope: scope.clone(),
+                    reason: format!(
+                        "in_order: behind {} parked event(s) of the same record (rule `{}`)",
+                        ahead.len(),
+                        r.rule
+                    ),
+                }));
             }
         }
+        Ok(None)
     }
 
-    /// One parked event: processed again; unparked unless it must wait
-    /// more. Returns whether it left the park.
+    /// Replays the events parked for `scopes` whose record exists, in the
+    /// order they arrived, one replayer per scope at a time (a lock in the
+    /// link store). A replay that must be retried stops its scope there:
+    /// what came after it stays parked behind it.
+    async fn replay(
+        &self,
+        inbox: &dyn Inbox,
+        scopes: &[crate::links::Scope],
+        budget: &Budget,
+    ) -> usize {
+        let mut replayed = 0;
+        for scope in scopes {
+            match self.links.record(scope).await {
+                Ok(Some(_)) => {}
+                _ => continue,
+            }
+            let lock = format!("replay/{}", scope.encoded());
+            match self.links.try_lock(&lock, Duration::from_secs(120)).await {
+                Ok(true) => {}
+                Ok(false) => continue, // another worker replays this record
+                Err(e) => {
+                    tracing::warn!(error = %e, scope = %scope, "could not lock the replay; the replay pass retries");
+                    continue;
+                }
+            }
+            // Re-read after each round: events parked meanwhile behind the
+            // ones replayed are next.
+            'rounds: for _ in 0..8 {
+                let parked = match self.links.parked(scope).await {
+                    Ok(p) if !p.is_empty() => p,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, scope = %scope, "could not read parked events; the replay pass retries");
+                        break;
+                    }
+                };
+                for p in parked {
+                    if budget.remaining() < self.settings.min_message_time
+                        || !self.replay_one(inbox, p, budget).await
+                    {
+                        break 'rounds;
+                    }
+                    replayed += 1;
+                }
+            }
+            if let Err(e) = self.links.unlock(&lock).await {
+                tracing::warn!(error = %e, "could not release the replay lock; it expires by itself");
+            }
+        }
+        replayed
+    }
+
+    /// One parked event, processed in its turn; unparked unless it must be
+    /// tried again. Returns whether it left the park.
     async fn replay_one(
         &self,
         inbox: &dyn Inbox,
@@ -285,13 +372,11 @@ impl Worker {
             receive_count: 1,
             receipt: None,
         };
-        let (outcome, meta) = self.process_inner(&p.body, budget).await;
+        let (outcome, meta) = self.process_inner(&p.body, budget, true).await;
         let done = match &outcome {
             Outcome::Retry { .. } => false,
-            // Parked again: under its new scope if another rule waits now.
-            Outcome::Parked { reason } => {
-                !reason.starts_with(&format!("parked until {} exists", p.scope))
-            }
+            // Waits for another record now: parked under that one.
+            Outcome::Parked { scope, .. } => *scope != p.scope,
             Outcome::Dead { reason } => inbox.dead_letter(&msg, reason).await.is_ok(),
             _ => true,
         };
@@ -304,25 +389,9 @@ impl Worker {
         done
     }
 
-    /// [`Worker::replay_parked`] at most every 30 s (each batch calls it;
-    /// an idle host calls it from its poll loop).
-    pub async fn maybe_replay_parked(&self, inbox: &dyn Inbox, budget: &Budget) {
-        {
-            let mut last = self.park_pass.lock().unwrap_or_else(|e| e.into_inner());
-            let now = tokio::time::Instant::now();
-            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(30)) {
-                return;
-            }
-            *last = Some(now);
-        }
-        let (replayed, dead) = self.replay_parked(inbox, budget).await;
-        if replayed + dead > 0 {
-            tracing::info!(replayed, dead_lettered = dead, "parked events");
-        }
-    }
-
     /// The park's upkeep, for hosts to call now and then: events whose
-    /// record has appeared meanwhile are replayed, events that waited past
+    /// record has appeared meanwhile (or whose replay failed before) are
+    /// replayed, events that waited past
     /// [`crate::links::LinkSettings::park_for`] go to the dead-letter queue
     /// with reason `never_correlated`. Returns (replayed, dead-lettered).
     pub async fn replay_parked(&self, inbox: &dyn Inbox, budget: &Budget) -> (usize, usize) {
@@ -334,12 +403,9 @@ impl Worker {
             }
         };
         let now = self.links.now_millis();
-        let (mut replayed, mut dead) = (0, 0);
-        let mut blocked: std::collections::HashSet<crate::links::Scope> = Default::default();
+        let mut dead = 0;
+        let mut scopes: Vec<crate::links::Scope> = Vec::new();
         for p in all {
-            if budget.remaining() < self.settings.min_message_time {
-                break;
-            }
             if p.until_ms <= now {
                 let msg = InMessage {
                     id: format!("parked:{}", p.change),
@@ -362,23 +428,29 @@ impl Worker {
                 }
                 continue;
             }
-            if blocked.contains(&p.scope) {
-                continue;
-            }
-            match self.links.record(&p.scope).await {
-                Ok(Some(_)) => {
-                    let scope = p.scope.clone();
-                    if self.replay_one(inbox, p, budget).await {
-                        replayed += 1;
-                    } else {
-                        blocked.insert(scope);
-                    }
-                }
-                Ok(None) => {}
-                Err(_) => break,
+            if !scopes.contains(&p.scope) {
+                scopes.push(p.scope);
             }
         }
+        let replayed = self.replay(inbox, &scopes, budget).await;
         (replayed, dead)
+    }
+
+    /// [`Worker::replay_parked`] at most every 30 s (each batch calls it;
+    /// an idle host calls it from its poll loop).
+    pub async fn maybe_replay_parked(&self, inbox: &dyn Inbox, budget: &Budget) {
+        {
+            let mut last = self.park_pass.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(30)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let (replayed, dead) = self.replay_parked(inbox, budget).await;
+        if replayed + dead > 0 {
+            tracing::info!(replayed, dead_lettered = dead, "parked events");
+        }
     }
 
     /// Processes a batch; see the module docs for the rules.
@@ -451,7 +523,7 @@ impl Worker {
     /// One message: process, then act on the outcome. Returns (handled, label).
     async fn handle(&self, inbox: &dyn Inbox, m: &InMessage, budget: &Budget) -> (bool, String) {
         let started = tokio::time::Instant::now();
-        let (outcome, meta) = self.process_inner(&m.body, budget).await;
+        let (outcome, meta) = self.process_inner(&m.body, budget, false).await;
         let last_receive = self
             .settings
             .max_receive_count
@@ -517,6 +589,12 @@ impl Worker {
             if !scopes.is_empty() {
                 self.replay(inbox, &scopes, budget).await;
             }
+        }
+        // Parked behind others of a record that exists: their replay failed
+        // before; try the line again now.
+        if let Outcome::Parked { scope, .. } = &outcome {
+            self.replay(inbox, std::slice::from_ref(scope), budget)
+                .await;
         }
         (handled, outcome.label().to_owned())
     }

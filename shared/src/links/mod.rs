@@ -421,6 +421,26 @@ impl Links {
         self.now_ms()
     }
 
+    // --- locks ------------------------------------------------------------------------
+
+    /// Takes the lock `name` for `ttl` (it expires by itself if the holder
+    /// dies); `false` if someone holds it.
+    pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, LinkError> {
+        let entry = Entry {
+            pk: format!("lock/{}", enc(name)),
+            sk: SINGLE.into(),
+            value: self.now_ms().to_string(),
+            expires_at: Some(self.until(ttl).max(self.now_s() + 1)),
+        };
+        self.backend.put_new(&entry, self.now_s()).await
+    }
+
+    pub async fn unlock(&self, name: &str) -> Result<(), LinkError> {
+        self.backend
+            .delete(&format!("lock/{}", enc(name)), SINGLE)
+            .await
+    }
+
     // --- parked events --------------------------------------------------------------
 
     /// Parks an event until `scope` is paired. `false` if this change is

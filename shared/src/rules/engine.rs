@@ -246,6 +246,7 @@ fn plan_rule(
         steps: Vec::new(),
         link: None,
         pair_back: None,
+        twin: None,
     };
     let mut fields: Vec<(String, Value)> = Vec::with_capacity(rule.map.len());
     for (target, m) in &rule.map {
@@ -298,7 +299,13 @@ fn plan_rule(
         ConnectionKind::Servicenow => {
             servicenow_steps(rule, conn, via, key.as_deref(), fields, not_found)
         }
-        ConnectionKind::Jira => jira_steps(rule, conn, via, key.as_deref(), fields, not_found),
+        ConnectionKind::Jira => {
+            let twin = comment_twin(rule, ctx);
+            if let Some((_, t)) = &twin {
+                rp.twin = Some(t.clone());
+            }
+            jira_steps(rule, conn, via, key.as_deref(), fields, not_found, twin)
+        }
         ConnectionKind::Http => http_steps(rule, ctx, fields),
     };
     match result {
@@ -730,6 +737,27 @@ fn jql_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// A Jira comment edit or deletion to carry to a Jira target: (`updated` |
+/// `deleted`, the change id its twin was created for).
+fn comment_twin(rule: &Rule, ctx: &Context<'_>) -> Option<(&'static str, String)> {
+    if rule.action != Action::Comment {
+        return None;
+    }
+    let what = match ctx.event.as_str()? {
+        "comment_updated" => "updated",
+        "comment_deleted" => "deleted",
+        _ => return None,
+    };
+    let id = |p: &str| {
+        Path::parse(p)
+            .ok()
+            .and_then(|p| ctx.get(&p).map(|v| as_text(v).into_owned()))
+            .filter(|s| !s.is_empty())
+    };
+    let (issue, comment) = (id("issue.id")?, id("comment.id")?);
+    Some((what, format!("issue:{issue}:comment:{comment}:created")))
+}
+
 fn jira_steps(
     rule: &Rule,
     conn: &Connection,
@@ -737,6 +765,7 @@ fn jira_steps(
     key: Option<&str>,
     mut fields: Vec<(String, Value)>,
     not_found: OnEmpty,
+    twin: Option<(&'static str, String)>,
 ) -> Result<Vec<Step>, Stop> {
     let api = conn.api.prefix();
     let corr = rule.correlate.as_ref().map(|c| c.field.as_str());
@@ -873,6 +902,36 @@ fn jira_steps(
                 json: nested(fields),
             };
             steps.push(put);
+        }
+        Action::Comment if twin.is_some() => {
+            // An edit or deletion follows the twin: from the link store, or
+            // found by the `jira-relay` property it was created with.
+            let r = need_ref()?;
+            let (what, created) = twin.unwrap_or_default();
+            let mut find = step("twin", Method::Get, format!("{api}/issue/{r}/comment"));
+            found(&mut find);
+            find.query = vec![
+                ("expand".into(), "properties".into()),
+                ("maxResults".into(), "100".into()),
+            ];
+            find.extract.insert(
+                "id".into(),
+                format!("comments[properties.0.value.change={created}].id"),
+            );
+            find.on_empty = Some(OnEmpty::Skip);
+            steps.push(find);
+            let path = format!("{api}/issue/{r}/comment/{{{{twin.id}}}}");
+            let mut s = if what == "deleted" {
+                step("delete_comment", Method::Delete, path)
+            } else {
+                let mut put = step("edit_comment", Method::Put, path);
+                put.body = Body::Json {
+                    json: nested(fields),
+                };
+                put
+            };
+            s.run_if = RunIf::Found("twin".into());
+            steps.push(s);
         }
         Action::Comment => {
             let r = need_ref()?;
