@@ -19,7 +19,8 @@
  *
  *   incident insert/update
  *     {event: "incident.created" | "incident.updated" | "incident.commented",
- *      sys_id, number, short_description, description, priority, state,
+ *      sys_id, number, correlation_id (the paired Jira key, once the relay wrote it
+ *      back; "" before), short_description, description, priority, state,
  *      close_code, close_notes,
  *      comments,      newest additional comment (text only) when this update added one, else ""
  *      work_notes,    newest work note (text only) when this update added one, else ""
@@ -150,6 +151,7 @@ var RelayPayload = (function () {
             event: event,
             sys_id: text(current.getUniqueValue()),
             number: value(current, 'number'),
+            correlation_id: value(current, 'correlation_id'),
             short_description: value(current, 'short_description'),
             description: value(current, 'description'),
             priority: value(current, 'priority'),
@@ -172,6 +174,7 @@ var RelayPayload = (function () {
             event: 'incident.attachment',
             sys_id: text(incident.getUniqueValue()),
             number: value(incident, 'number'),
+            correlation_id: value(incident, 'correlation_id'),
             short_description: value(incident, 'short_description'),
             state: value(incident, 'state'),
             sys_updated_by: value(attachment, 'sys_created_by'),

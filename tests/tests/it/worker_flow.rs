@@ -1192,3 +1192,118 @@ async fn a_dead_letter_queue_outage_loses_nothing() {
     );
     assert!(r.sn.requests().is_empty(), "nothing was applied");
 }
+
+#[tokio::test]
+async fn comment_edits_and_deletions_follow_their_twin_into_a_jira_target() {
+    let Some(r) = Relay::start("jira-to-jira").await else {
+        return;
+    };
+    let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    let mut comment = retarget(
+        fixture("mattermost__comment-created_cloud.json").unwrap(),
+        "KT-22",
+        "10509",
+    );
+    comment["issue"]["fields"]["project"] = json!({"key": "KT"});
+    comment["comment"]["id"] = json!("70001");
+    comment["comment"]["body"] = json!("first words");
+    assert_eq!(r.post_signed("jira-cloud", &created, "tw-1").await, 202);
+    assert_eq!(r.post_signed("jira-cloud", &comment, "tw-2").await, 202);
+    assert_eq!(r.pump().await, 0);
+    assert!(r.dead_letters().await.is_empty());
+    let copy = |r: &Relay| {
+        r.jira
+            .issues()
+            .into_iter()
+            .find(|i| i.key.starts_with("OPS-"))
+            .unwrap()
+    };
+    let key = copy(&r).key;
+    let comments = r.jira.comments(&key).unwrap();
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].body.to_string().contains("first words"));
+
+    // Edited in the source: the twin (known to the link store) is edited.
+    let mut edited = comment.clone();
+    edited["webhookEvent"] = json!("comment_updated");
+    edited["comment"]["body"] = json!("second thoughts");
+    assert_eq!(r.post_signed("jira-cloud", &edited, "tw-3").await, 202);
+    assert_eq!(r.pump().await, 0);
+    let comments = r.jira.comments(&key).unwrap();
+    assert_eq!(comments.len(), 1, "edited, not added: {comments:?}");
+    assert!(comments[0].body.to_string().contains("second thoughts"));
+
+    // Deleted in the source, with the link store lost meanwhile: the twin is
+    // found by the `jira-relay` property it was created with, and deleted.
+    let r = r.with_links(shared::links::Links::memory());
+    let mut deleted = comment.clone();
+    deleted["webhookEvent"] = json!("comment_deleted");
+    assert_eq!(r.post_signed("jira-cloud", &deleted, "tw-4").await, 202);
+    // A redelivery of the deletion is harmless.
+    assert_eq!(r.post_signed("jira-cloud", &deleted, "tw-5").await, 202);
+    assert_eq!(r.pump().await, 0);
+    assert!(r.dead_letters().await.is_empty());
+    assert!(r.jira.comments(&key).unwrap().is_empty());
+    let violations = r.jira.violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[tokio::test]
+async fn attachment_redirects_are_followed_only_within_the_allowed_hosts() {
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let issue = json!({"webhookEvent": "jira:issue_created", "issue_event_type_name": "issue_created",
+        "user": {"accountId": "5c76b994e1bcdf6294d0eb0f"},
+        "issue": {"id": "10000", "key": "BUG-15", "fields": {"summary": "Redirects", "priority": {"name": "High"}}}});
+    assert_eq!(r.post("jira", &issue, "rd-0").await, 202);
+    assert_eq!(r.pump().await, 0);
+    let attachment = |id: &str, name: &str, url: &str| {
+        let mut a = fixture("zulip__attachment-created_cloud.json").unwrap();
+        a["attachment"]["id"] = json!(id);
+        a["attachment"]["filename"] = json!(name);
+        a["attachment"]["content"] = json!(url);
+        a["attachment"]["size"] = json!(6);
+        a
+    };
+    // A redirect that stays under the Jira base URL is followed.
+    let url = r.jira.add_file("ok.txt", "text/plain", b"fine!\n".to_vec());
+    r.jira.set_content_redirect(Some(format!(
+        "{}/rest/api/3/attachment/content/{{id}}?redirect=false",
+        r.jira.base_url()
+    )));
+    assert_eq!(
+        r.post("jira", &attachment("20001", "ok.txt", &url), "rd-1")
+            .await,
+        202
+    );
+    assert_eq!(r.pump().await, 0);
+    assert!(r.dead_letters().await.is_empty());
+    assert_eq!(r.sn.attachments().len(), 1);
+    // A redirect to another host (here another port on loopback: another
+    // origin) is not followed: the credentials and the request stay home.
+    let url = r
+        .jira
+        .add_file("evil.txt", "text/plain", b"nope!\n".to_vec());
+    r.jira
+        .set_content_redirect(Some(format!("{}/steal/{{id}}", r.hook.url)));
+    assert_eq!(
+        r.post("jira", &attachment("20002", "evil.txt", &url), "rd-2")
+            .await,
+        202
+    );
+    r.pump().await;
+    let dead = r.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]
+            .0
+            .starts_with("attachment_redirect_not_allowed: 302"),
+        "{dead:?}"
+    );
+    assert!(
+        r.hook.seen.lock().unwrap().is_empty(),
+        "the other host got nothing"
+    );
+    assert_eq!(r.sn.attachments().len(), 1);
+}
