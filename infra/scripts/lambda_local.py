@@ -220,6 +220,11 @@ def main():
         stored = ddb.scan(TableName=links_table, ConsistentRead=True)["Items"]
         if any(set(i) - {"pk", "sk", "value", "expires_at"} for i in stored):
             fail(f"unexpected attributes in {links_table}: {stored[:5]}")
+        # The create left its pairing and the change's "seen" mark in the table.
+        kinds = {i["pk"]["S"].split("/")[0] for i in stored}
+        pair_pk = f"rec/servicenow/correlation_id/{key}"
+        if not {"rec", "seen"} <= kinds or not any(i["pk"]["S"] == pair_pk for i in stored):
+            fail(f"expected the pair {pair_pk} and a seen mark in {links_table}, got {sorted(kinds)}")
         print(f"lambda-local: worker link store DynamoDB {links_table}, {len(stored)} entries "
               f"{sorted(i['pk']['S'].split('/')[0] for i in stored)}")
 
