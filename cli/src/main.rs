@@ -482,8 +482,22 @@ fn run(cli: Cli) -> Result<(), String> {
             match command {
                 QueueCommand::Stats => {
                     let s = q.stats().await.map_err(|e| e.to_string())?;
+                    // Events parked in the link store (waiting for their record,
+                    // or in line behind one whose replay must be retried).
+                    let links = shared::links::Links::new(
+                        std::sync::Arc::new(
+                            shared::links::sqlite::SqliteBackend::open(&data_dir)
+                                .map_err(|e| e.to_string())?,
+                        ),
+                        shared::links::LinkSettings::default(),
+                    );
+                    let parked = links
+                        .all_parked(100_000)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .len();
                     emit(&format!(
-                        "visible {}  in_flight {}  delayed {}  dead {}  groups {}  oldest {}\n",
+                        "visible {}  in_flight {}  delayed {}  dead {}  groups {}  oldest {}  parked {parked}\n",
                         s.visible,
                         s.in_flight,
                         s.delayed,

@@ -298,3 +298,202 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     let status = serve.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "{status}");
 }
+
+/// The other target: ServiceNow incidents and their comments into Jira
+/// through `relay serve`, while Jira loses the answer of 15 % of its writes
+/// (the issue created, the comment added, then the connection cut or the
+/// answer after 3 s), its search lags 2 s behind every write (a lookup by the
+/// correlation field cannot see an issue created a moment ago), it answers
+/// 10 % 503 and 5 % 429; for 20 % of the incidents the first comment arrives
+/// before the create. Exactly one issue per incident, every comment once and
+/// in order. Size: `RELAY_SOAK_JIRA_INCIDENTS` (default 40, 4 comments each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soak_into_jira_with_lost_answers_and_search_lag() {
+    use sandbox::faults::Rates;
+    let incidents = std::env::var("RELAY_SOAK_JIRA_INCIDENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40usize);
+    const COMMENTS: usize = 4;
+    let started = Instant::now();
+    let sn = ServiceNowServer::start().await;
+    let jira = JiraServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(repo().join("examples/servicenow-to-jira.yaml"))
+        .unwrap()
+        .replace("https://example.service-now.com", &sn.base_url())
+        .replace("https://example.atlassian.net", &jira.base_url());
+    std::fs::write(dir.path().join("relay.yaml"), config).unwrap();
+    let secrets = format!(
+        "secrets:\n  relay/servicenow-sender:\n    username: snow.sender\n    password: sender-pw\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {DEFAULT_PASSWORD}\n  relay/jira:\n    email: {DEFAULT_EMAIL}\n    api_token: {DEFAULT_API_TOKEN}\n"
+    );
+    std::fs::write(dir.path().join("secrets.yaml"), secrets).unwrap();
+    chmod(&dir.path().join("secrets.yaml"), 0o600);
+    let data = dir.path().join("data");
+    let port = free_port();
+    // Settle 3 s: longer than the search lag, so a lost create is looked up
+    // only once the index could show it.
+    let args = [
+        "--workers",
+        "4",
+        "--visibility-timeout-secs",
+        "20",
+        "--call-timeout-secs",
+        "2",
+        "--settle-ms",
+        "3000",
+    ];
+    let mut serve = Serve::spawn_with(dir.path(), port, &args);
+    serve.ready().await;
+    jira.set_search_lag(Duration::from_secs(2));
+    jira.faults().set_rates(
+        Rates {
+            server_error: 0.10,
+            rate_limited: 0.05,
+            answer_lost: 0.15,
+            answer_lost_late_ms: 3000,
+            ..Rates::default()
+        },
+        23,
+    );
+
+    // Each incident's events, in order; some with the first comment first.
+    let mut plans = Vec::new();
+    let mut out_of_order = 0;
+    for i in 0..incidents {
+        let number = format!("INC{:07}", 9_000_000 + i);
+        let sys_id = format!("{:032x}", 0xabc0_0000u64 + i as u64);
+        let mut events = vec![json_event(&sys_id, &number, "incident.created", "")];
+        for c in 0..COMMENTS {
+            events.push(json_event(
+                &sys_id,
+                &number,
+                "incident.commented",
+                &format!("soak comment {i}.{c}"),
+            ));
+        }
+        if i % 5 == 2 {
+            events.swap(0, 1);
+            out_of_order += 1;
+        }
+        plans.push((number, events));
+    }
+    let client = reqwest::Client::new();
+    let sent = Arc::new(Sent::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, events) in plans.clone() {
+        let (client, base, sent) = (client.clone(), serve.base.clone(), sent.clone());
+        tasks.spawn(async move {
+            for body in events {
+                deliver_sn(&client, &base, &body, &sent).await;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let limit = Duration::from_secs(240);
+    let stats = drained(&data, limit).await;
+    let (dead, dlq) = dead_letters(&data);
+
+    let issues = jira.issues();
+    let (mut duplicates, mut lost, mut misordered) = (0, 0, 0);
+    for (number, _) in &plans {
+        let mine: Vec<_> = issues
+            .iter()
+            .filter(|i| i.fields["customfield_10050"] == number.as_str())
+            .collect();
+        if mine.len() != 1 {
+            if mine.is_empty() {
+                lost += 1;
+            } else {
+                duplicates += mine.len() - 1;
+            }
+            eprintln!("  {number}: {} issues", mine.len());
+            continue;
+        }
+        let texts: Vec<String> = jira
+            .comments(&mine[0].key)
+            .unwrap()
+            .iter()
+            .map(|c| c.body.to_string())
+            .collect();
+        let i: usize = number[3..].parse::<usize>().unwrap() - 9_000_000;
+        let order: Vec<usize> = texts
+            .iter()
+            .filter_map(|t| (0..COMMENTS).find(|c| t.contains(&format!("soak comment {i}.{c}\""))))
+            .collect();
+        for c in 0..COMMENTS {
+            match order.iter().filter(|&&x| x == c).count() {
+                0 => lost += 1,
+                1 => {}
+                n => duplicates += n - 1,
+            }
+        }
+        if order.windows(2).any(|w| w[0] > w[1]) {
+            misordered += 1;
+            eprintln!("  {number}: comments out of order {order:?}");
+        }
+    }
+    let answers_lost = jira.faults().count("answer_lost");
+    let violations = jira.violations();
+    eprintln!(
+        "soak into Jira: {incidents} incidents × (create + {COMMENTS} comments), {out_of_order} delivered \
+         out of order; Jira: {answers_lost} answers lost after the commit, {} faults in all, search lag 2 s; \
+         issues {}; duplicates {duplicates}; lost {lost}; out of order {misordered}; dead-lettered {dead}; \
+         re-posted {}; wall {:.1} s; {}",
+        jira.faults().injected().len(),
+        issues.len(),
+        sent.reposts.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        stats.trim()
+    );
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(dead, 0, "{dlq}");
+    assert_eq!(duplicates, 0);
+    assert_eq!(lost, 0);
+    assert_eq!(misordered, 0);
+    assert_eq!(issues.len(), incidents);
+    assert!(
+        answers_lost > 0,
+        "no answer was lost: the fault did not run"
+    );
+    assert!(out_of_order > 0);
+}
+
+fn json_event(sys_id: &str, number: &str, event: &str, comment: &str) -> Value {
+    serde_json::json!({"event": event, "sys_id": sys_id, "number": number,
+        "short_description": format!("soak incident {number}"), "description": "",
+        "priority": "3", "state": "1", "comments": comment, "work_notes": "",
+        "sys_updated_by": "beth.anglin", "sys_updated_on": "2026-12-04 10:00:00", "changes": []})
+}
+
+/// Posts a business-rule payload like ServiceNow's REST message: again after
+/// a 5xx or a refused connection, until accepted.
+async fn deliver_sn(client: &reqwest::Client, base: &str, body: &Value, sent: &Sent) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = client
+            .post(format!("{base}/webhooks/servicenow"))
+            .basic_auth("snow.sender", Some("sender-pw"))
+            .header("content-type", "application/json")
+            .timeout(Duration::from_secs(15))
+            .body(body.to_string())
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        match status {
+            202 => {
+                sent.accepted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            0 | 500..=599 => {
+                sent.reposts.fetch_add(1, Ordering::Relaxed);
+                assert!(Instant::now() < deadline, "not accepted within 120 s");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => panic!("refused with {other}"),
+        }
+    }
+}

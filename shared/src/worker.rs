@@ -78,6 +78,9 @@ pub struct BatchSettings {
     pub min_message_time: Duration,
     /// Files larger than this are not transferred.
     pub max_attachment_bytes: u64,
+    /// How often the park's upkeep runs ([`Worker::maybe_replay_parked`]):
+    /// events in line behind a replay that must be retried wait this long.
+    pub park_pass_every: Duration,
 }
 
 impl Default for BatchSettings {
@@ -87,6 +90,7 @@ impl Default for BatchSettings {
             parallel_groups: 4,
             min_message_time: Duration::from_secs(2),
             max_attachment_bytes: 20 * 1024 * 1024,
+            park_pass_every: Duration::from_secs(5),
         }
     }
 }
@@ -436,13 +440,14 @@ impl Worker {
         (replayed, dead)
     }
 
-    /// [`Worker::replay_parked`] at most every 30 s (each batch calls it;
-    /// an idle host calls it from its poll loop).
+    /// [`Worker::replay_parked`] at most every
+    /// [`BatchSettings::park_pass_every`] (each batch calls it; an idle host
+    /// calls it from its poll loop).
     pub async fn maybe_replay_parked(&self, inbox: &dyn Inbox, budget: &Budget) {
         {
             let mut last = self.park_pass.lock().unwrap_or_else(|e| e.into_inner());
             let now = tokio::time::Instant::now();
-            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(30)) {
+            if last.is_some_and(|t| now.duration_since(t) < self.settings.park_pass_every) {
                 return;
             }
             *last = Some(now);

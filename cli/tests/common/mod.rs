@@ -127,7 +127,10 @@ pub async fn drained(data: &Path, limit: Duration) -> String {
     loop {
         let (ok, out, err) = relay(&["queue", "stats", "--data-dir", data.to_str().unwrap()]);
         assert!(ok, "{err}");
-        if out.starts_with("visible 0  in_flight 0  delayed 0") {
+        // Drained: nothing queued, and nothing parked in the link store.
+        if out.starts_with("visible 0  in_flight 0  delayed 0")
+            && out.trim_end().ends_with("parked 0")
+        {
             return out;
         }
         assert!(start.elapsed() < limit, "queue not drained: {out}");

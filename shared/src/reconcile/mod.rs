@@ -509,6 +509,11 @@ struct IssueEvents {
     updated: (Value, Plan),
     comments: Vec<(String, Value, Plan)>,
     attachments: Vec<(String, Value, Plan)>,
+    /// Created by the integration user (the echo guard drops its create): an
+    /// issue born on the other side. Paired (`pair_back`), its comments and
+    /// attachments are compared; its fields are not (the other side owns
+    /// them), and no record is ever created for it.
+    echo_born: bool,
 }
 
 /// The paired record and what it holds.
@@ -745,7 +750,9 @@ impl Sweep<'_> {
             .flatten()
             .filter_map(|a| child("attachment_created", "attachment", a.clone()))
             .collect();
+        let echo_born = matches!(created_plan.decision, Decision::Filtered { .. });
         Some(IssueEvents {
+            echo_born,
             id,
             key,
             corr,
@@ -762,10 +769,8 @@ impl Sweep<'_> {
         for issue in issues {
             let comments = self.comments(issue, report).await?;
             match self.events(issue, comments) {
-                Some(ev) if !matches!(ev.created.1.decision, Decision::Filtered { .. }) => {
-                    work.push(ev)
-                }
-                _ => report.not_synced += 1,
+                Some(ev) => work.push(ev),
+                None => report.not_synced += 1,
             }
         }
         if work.is_empty() {
@@ -778,6 +783,11 @@ impl Sweep<'_> {
         self.record_details(&mut records, want_journal, want_files, report)
             .await?;
         for ev in &work {
+            // Born on the other side and not paired (yet): not ours to sync.
+            if ev.echo_born && !records.contains_key(&ev.corr) {
+                report.not_synced += 1;
+                continue;
+            }
             let (drift, send) = self.diff(ev, records.get(&ev.corr));
             report.drift.extend(drift);
             for (payload, event) in send {
@@ -1018,8 +1028,12 @@ impl Sweep<'_> {
         };
         let mut out = Vec::new();
         let mut send = Vec::new();
-        let diffs: Vec<FieldDiff> = self
-            .planned_fields(&ev.updated.1)
+        let planned = if ev.echo_born {
+            Vec::new()
+        } else {
+            self.planned_fields(&ev.updated.1)
+        };
+        let diffs: Vec<FieldDiff> = planned
             .into_iter()
             .filter_map(|(field, jira)| {
                 let target = record

@@ -333,3 +333,68 @@ async fn an_issue_too_large_to_queue_is_reported_and_the_sweep_goes_on() {
     assert!(keys.iter().all(|k| *k == small), "{keys:?}");
     assert!(!keys.contains(&big));
 }
+
+/// An issue born in ServiceNow (created in Jira by the integration user) and
+/// paired back (`correlation_id` on its incident): the sweep compares its
+/// Jira comments with the incident's journal, not its fields (ServiceNow
+/// owns them), and never reports it `missing`; one not paired yet is not
+/// the sweep's to sync.
+#[tokio::test]
+async fn an_issue_born_in_servicenow_is_compared_by_its_pairing() {
+    let b = bed(50).await;
+    let integration = json!({"accountId": "557058:relay-integration-user"});
+    let paired = b.jira.seed_issue(
+        "OPS",
+        json!({"summary": "VPN drops", "priority": {"name": "Medium"},
+               "issuetype": {"name": "Incident"}, "creator": integration}),
+    );
+    let unpaired = b.jira.seed_issue(
+        "OPS",
+        json!({"summary": "Not paired yet", "priority": {"name": "Medium"},
+               "issuetype": {"name": "Incident"}, "creator": integration}),
+    );
+    // The incident it came from, its key written back; its own title.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/now/table/incident", b.sn.base_url()))
+        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+        .json(
+            &json!({"short_description": "VPN drops every hour (from the service desk)",
+                      "correlation_id": paired, "impact": "2", "urgency": "2"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // A comment made in Jira whose webhook was lost.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/rest/api/3/issue/{paired}/comment",
+            b.jira.base_url()
+        ))
+        .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+        .json(
+            &json!({"body": {"type": "doc", "version": 1, "content": [{"type": "paragraph",
+            "content": [{"type": "text", "text": "Seen from the Jira side"}]}]}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let report = b
+        .reconciler
+        .sweep("jira", &opts("a"), &budget())
+        .await
+        .unwrap();
+    assert_eq!(report.drift.len(), 1, "{report:?}");
+    assert_eq!(report.drift[0].key, paired);
+    assert!(
+        matches!(report.drift[0].kind, DriftKind::Comment { .. }),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.not_synced, 1,
+        "{unpaired} is not ours yet: {report:?}"
+    );
+    assert_eq!(enqueued_keys(&b.queue), [paired.clone()]);
+    let _ = &b.config;
+}

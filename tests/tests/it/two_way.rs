@@ -320,14 +320,30 @@ async fn a_write_whose_answer_is_lost_is_applied_once() {
 /// Jira's retry of a delivery 80 minutes later — past any queue's
 /// deduplication window (SQS FIFO: 5 min), which is why the message is
 /// handed to the worker directly here — creates nothing new: `duplicate`.
-#[tokio::test]
-async fn a_jira_retry_80_minutes_later_is_a_duplicate() {
+/// Run on each host's link store: SQLite (`relay serve`) and DynamoDB (the
+/// worker Lambda, moto), read through a clock moved 80 minutes on.
+async fn retried_80_minutes_later(store: &str) {
     let Some(r) = Relay::start_with_config("config/relay.yaml", shipped).await else {
         return;
     };
     let t0: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
     let clock = std::sync::Arc::new(shared::clock::FixedClock::new(t0));
-    let r = r.with_links(shared::links::Links::memory().with_clock(clock.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let backend: std::sync::Arc<dyn shared::links::LinkBackend> = match store {
+        "sqlite" => {
+            std::sync::Arc::new(shared::links::sqlite::SqliteBackend::open(dir.path()).unwrap())
+        }
+        _ => {
+            let table =
+                relay_tests::create_links_table(&r.aws, &relay_tests::unique("links")).await;
+            std::sync::Arc::new(shared::links::dynamo::DynamoBackend::from_conf(
+                &r.aws, table,
+            ))
+        }
+    };
+    let links = shared::links::Links::new(backend, shared::links::LinkSettings::default())
+        .with_clock(clock.clone());
+    let r = r.with_links(links);
     r.jira.set_basic(
         crate::worker_flow::JIRA_EMAIL,
         crate::worker_flow::JIRA_TOKEN,
@@ -344,17 +360,25 @@ async fn a_jira_retry_80_minutes_later_is_a_duplicate() {
     assert_eq!(bodies.len(), 1);
     let budget = shared::connector::Budget::from_now(Duration::from_secs(30));
     let first = r.worker.process(&bodies[0], &budget).await;
-    assert_eq!(first.label(), "applied", "{first:?}");
+    assert_eq!(first.label(), "applied", "{store}: {first:?}");
     assert_eq!(r.sn.records("incident").len(), 1);
-    // The incident is closed and archived meanwhile: a blind repeat would
-    // create a second one.
     clock.set(t0 + jiff::SignedDuration::from_mins(80));
     let again = r.worker.process(&bodies[0], &budget).await;
-    assert_eq!(again.label(), "duplicate", "{again:?}");
+    assert_eq!(again.label(), "duplicate", "{store}: {again:?}");
     assert_eq!(r.sn.records("incident").len(), 1, "nothing created again");
     // Past the 2 h memory the change is handled again (and found by lookup).
     clock.set(t0 + jiff::SignedDuration::from_mins(130));
     let late = r.worker.process(&bodies[0], &budget).await;
-    assert_eq!(late.label(), "applied", "{late:?}");
+    assert_eq!(late.label(), "applied", "{store}: {late:?}");
     assert_eq!(r.sn.records("incident").len(), 1);
+}
+
+#[tokio::test]
+async fn a_jira_retry_80_minutes_later_is_a_duplicate_on_sqlite() {
+    retried_80_minutes_later("sqlite").await;
+}
+
+#[tokio::test]
+async fn a_jira_retry_80_minutes_later_is_a_duplicate_on_dynamodb() {
+    retried_80_minutes_later("dynamodb").await;
 }
