@@ -395,6 +395,6 @@ async fn an_issue_born_in_servicenow_is_compared_by_its_pairing() {
         report.not_synced, 1,
         "{unpaired} is not ours yet: {report:?}"
     );
-    assert_eq!(enqueued_keys(&b.queue), [paired.clone()]);
+    assert_eq!(enqueued_keys(&b.queue), vec![paired]);
     let _ = &b.config;
 }
