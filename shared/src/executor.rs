@@ -198,6 +198,18 @@ struct StepResult {
     vars: HashMap<String, Value>,
 }
 
+impl StepResult {
+    /// A step answered from the link store: found, with the twin's `id`.
+    fn found_id(id: String) -> Self {
+        let mut r = Self {
+            found: true,
+            ..Default::default()
+        };
+        r.vars.insert("id".into(), Value::String(id));
+        r
+    }
+}
+
 /// Why a rule stopped early.
 enum RuleEnd {
     Done {
@@ -434,12 +446,7 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
             if let Some(created) = &rp.twin {
                 match ex.links.item(conn.name(), created).await {
                     Ok(Some(twin)) => {
-                        let mut r = StepResult {
-                            found: true,
-                            ..Default::default()
-                        };
-                        r.vars.insert("id".into(), Value::String(twin));
-                        results.insert(step.id.clone(), r);
+                        results.insert(step.id.clone(), StepResult::found_id(twin));
                         continue;
                     }
                     Ok(None) => {}
@@ -452,12 +459,7 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
             match ex.links.item(conn.name(), &marker).await {
                 Ok(Some(twin)) => {
                     tracing::info!(rule, step = %step.id, twin = %twin, "already written (twin in the link store)");
-                    let mut r = StepResult {
-                        found: true,
-                        ..Default::default()
-                    };
-                    r.vars.insert("id".into(), Value::String(twin));
-                    results.insert(step.id.clone(), r);
+                    results.insert(step.id.clone(), StepResult::found_id(twin));
                     continue;
                 }
                 Ok(None) => {}

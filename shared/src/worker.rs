@@ -368,14 +368,7 @@ impl Worker {
         budget: &Budget,
     ) -> bool {
         let started = tokio::time::Instant::now();
-        let msg = InMessage {
-            id: format!("parked:{}", p.change),
-            group_id: None,
-            dedup_id: Some(p.change.clone()),
-            body: p.body.clone(),
-            receive_count: 1,
-            receipt: None,
-        };
+        let msg = parked_message(&p);
         let (outcome, meta) = self.process_inner(&p.body, budget, true).await;
         let done = match &outcome {
             Outcome::Retry { .. } => false,
@@ -411,14 +404,7 @@ impl Worker {
         let mut scopes: Vec<crate::links::Scope> = Vec::new();
         for p in all {
             if p.until_ms <= now {
-                let msg = InMessage {
-                    id: format!("parked:{}", p.change),
-                    group_id: None,
-                    dedup_id: Some(p.change.clone()),
-                    body: p.body.clone(),
-                    receive_count: 1,
-                    receipt: None,
-                };
+                let msg = parked_message(&p);
                 let reason = format!(
                     "never_correlated: no record for {} appeared within {} s; {}",
                     p.scope,
@@ -602,6 +588,19 @@ impl Worker {
                 .await;
         }
         (handled, outcome.label().to_owned())
+    }
+}
+
+/// A parked event as a message (it is in no queue: no receipt), for the
+/// log line and the dead-letter queue.
+fn parked_message(p: &crate::links::Parked) -> InMessage {
+    InMessage {
+        id: format!("parked:{}", p.change),
+        group_id: None,
+        dedup_id: Some(p.change.clone()),
+        body: p.body.clone(),
+        receive_count: 1,
+        receipt: None,
     }
 }
 
