@@ -11,10 +11,10 @@
 
 use serde_json::{json, Value};
 use shared::config::Config;
-use shared::connections::ConnectionKind;
-use shared::connector::rest::http_client;
-use shared::connector::{Budget, Call, CallBody, Connector, ConnectorSettings, RestConnector};
-use shared::plan::Method;
+use shared::outbound::connections::ConnectionKind;
+use shared::outbound::rest::http_client;
+use shared::outbound::{Budget, Call, CallBody, Connector, ConnectorSettings, RestConnector};
+use shared::rules::plan::Method;
 use shared::secrets::SecretStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,7 +178,7 @@ impl JiraAdmin {
     }
 }
 
-fn describe(r: &shared::secret::SecretRef) -> String {
+fn describe(r: &shared::secrets::secret::SecretRef) -> String {
     match &r.key {
         Some(k) => format!("{}#{k}", r.secret),
         None => r.secret.clone(),

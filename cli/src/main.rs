@@ -519,7 +519,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 c.rules.len()
             ))
         }
-        Command::Schema => emit(&shared::schema::config_schema_text()),
+        Command::Schema => emit(&shared::config::schema::config_schema_text()),
         Command::DryRun {
             config,
             endpoint,
@@ -702,7 +702,7 @@ fn init_logs() {
             .with_env_filter(filter)
             .try_init();
     } else {
-        shared::telemetry::init_json();
+        shared::support::telemetry::init_json();
     }
 }
 

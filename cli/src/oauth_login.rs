@@ -25,8 +25,8 @@
 
 use serde_json::Value;
 use shared::config::Config;
-use shared::connections::{AuthKind, ConnectionKind};
-use shared::secret::SecretRef;
+use shared::outbound::connections::{AuthKind, ConnectionKind};
+use shared::secrets::secret::SecretRef;
 use shared::secrets::SecretStore;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -180,7 +180,7 @@ pub async fn run(
 
     let code = wait_for_code(listener, state).await?;
 
-    let http = shared::connector::rest::http_client();
+    let http = shared::outbound::rest::http_client();
     let reply = http
         .post(&token_url)
         .timeout(Duration::from_secs(30))
@@ -347,7 +347,7 @@ pub async fn open_store(
     if secrets_manager {
         #[cfg(feature = "aws")]
         {
-            let conf = shared::aws::defaults().load().await;
+            let conf = shared::support::aws::defaults().load().await;
             return Ok(Arc::new(shared::secrets::AwsSecretStore::from_conf(&conf)));
         }
         #[cfg(not(feature = "aws"))]

@@ -5,16 +5,16 @@
 //! the embedded queue in `<data-dir>/queue.db`, where `relay serve`'s
 //! workers apply them.
 
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::{Budget, ConnectorSettings};
-use shared::executor::Connectors;
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::{Budget, ConnectorSettings};
 use shared::queue::Queue;
 use shared::reconcile::{
     parse_duration, DriftKind, Reconciler, SqliteStore, SweepOptions, SweepReport, SweepResult,
 };
 use shared::secrets::SecretStore;
+use shared::support::clock::SystemClock;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

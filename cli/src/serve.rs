@@ -13,18 +13,19 @@
 //! timeout even if the process died), then the process exits 0.
 
 use axum::response::IntoResponse;
-use shared::clock::SystemClock;
 use shared::config::{Config, SourceKind};
-use shared::connector::rest::http_client;
-use shared::connector::{Budget, ConnectorSettings};
-use shared::executor::Connectors;
-use shared::ingress::{app, IngressState};
+use shared::intake::router::{app, IngressState};
 use shared::links::{sqlite::SqliteBackend, LinkSettings, Links};
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::{Budget, ConnectorSettings};
 use shared::queue::{
     EmbeddedQueue, EmbeddedSettings, OutgoingMessage, Queue, QueueError, SendReceipt,
 };
+use shared::queue::{InMessage, Inbox};
 use shared::secrets::{CachedSecretStore, LocalSecretStore, SecretStore};
-use shared::worker::{BatchSettings, InMessage, Inbox, Worker};
+use shared::support::clock::SystemClock;
+use shared::worker::{BatchSettings, Worker};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ pub struct ServeOptions {
     pub visibility_timeout: Duration,
     /// The longest a single call to ServiceNow / Jira / HTTP may take.
     pub call_timeout: Duration,
-    /// [`shared::connector::Connector::settle`] for every connection (`None`: by kind).
+    /// [`shared::outbound::Connector::settle`] for every connection (`None`: by kind).
     pub settle: Option<Duration>,
     /// How long the link store (`<data-dir>/links.sqlite`) keeps what.
     pub links: LinkSettings,

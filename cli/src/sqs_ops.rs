@@ -45,7 +45,7 @@ fn sdk_err<E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'st
 
 impl Sqs {
     pub async fn new() -> Self {
-        let conf = shared::aws::defaults().load().await;
+        let conf = shared::support::aws::defaults().load().await;
         Self {
             client: Client::new(&conf),
         }
@@ -185,7 +185,10 @@ impl Sqs {
             } else {
                 &m.group
             })
-            .message_deduplication_id(shared::envelope::sqs_id(&format!("redrive:{}", m.id)));
+            .message_deduplication_id(shared::intake::envelope::sqs_id(&format!(
+                "redrive:{}",
+                m.id
+            )));
         for (k, v) in &m.attributes {
             if !k.starts_with("relay-") {
                 send = send.message_attributes(k, v.clone());

@@ -2,7 +2,7 @@
 //! SQS, with dead letters written the way the worker writes them.
 #![cfg(feature = "aws")]
 
-use shared::worker::{InMessage, Inbox};
+use shared::queue::{InMessage, Inbox};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay");
@@ -50,7 +50,7 @@ async fn dead_letters_on_sqs_are_listed_shown_and_redriven() {
         );
         return;
     };
-    let conf = shared::aws::defaults()
+    let conf = shared::support::aws::defaults()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test", "test", None, None, "t",

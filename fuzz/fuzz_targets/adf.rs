@@ -20,7 +20,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use shared::adf::{from_text, is_adf, to_text, to_wiki};
+use shared::rules::adf::{from_text, is_adf, to_text, to_wiki};
 
 /// The documented normal form of plain text after text → ADF → text.
 fn normalised(text: &str) -> String {

@@ -26,12 +26,12 @@ use hmac::{Hmac, Mac};
 use http::{HeaderValue, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
-use shared::clock::FixedClock;
 use shared::config::{Config, SourceKind};
-use shared::envelope::{read_meta, Envelope, MAX_DEPTH};
-use shared::ingress::{app, IngressState};
+use shared::intake::envelope::{read_meta, Envelope, MAX_DEPTH};
+use shared::intake::router::{app, IngressState};
 use shared::queue::MemoryQueue;
 use shared::secrets::LocalSecretStore;
+use shared::support::clock::FixedClock;
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 

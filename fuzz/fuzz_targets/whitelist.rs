@@ -12,8 +12,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use shared::config::SourceKind;
+use shared::rules::whitelist::{Op, Whitelist};
 use shared::rules::Context;
-use shared::whitelist::{Op, Whitelist};
 use std::sync::OnceLock;
 
 fn default_payload() -> &'static serde_json::Value {

@@ -33,33 +33,36 @@ fn bench(c: &mut Criterion) {
                 serde_json::from_slice(&raw).unwrap(),
             )
         })
-        .filter(|(_, v)| shared::adf::is_adf(v))
+        .filter(|(_, v)| shared::rules::adf::is_adf(v))
         .collect();
     docs.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(!docs.is_empty(), "no ADF document in {}", dir.display());
     let bytes: u64 = docs.iter().map(|(_, v)| v.to_string().len() as u64).sum();
-    let texts: Vec<String> = docs.iter().map(|(_, v)| shared::adf::to_text(v)).collect();
+    let texts: Vec<String> = docs
+        .iter()
+        .map(|(_, v)| shared::rules::adf::to_text(v))
+        .collect();
 
     let mut g = c.benchmark_group("adf");
     g.throughput(Throughput::Elements(docs.len() as u64));
     g.bench_function("to_text_all_fixtures", |b| {
         b.iter(|| {
             for (_, d) in &docs {
-                std::hint::black_box(shared::adf::to_text(std::hint::black_box(d)));
+                std::hint::black_box(shared::rules::adf::to_text(std::hint::black_box(d)));
             }
         })
     });
     g.bench_function("to_wiki_all_fixtures", |b| {
         b.iter(|| {
             for (_, d) in &docs {
-                std::hint::black_box(shared::adf::to_wiki(std::hint::black_box(d)));
+                std::hint::black_box(shared::rules::adf::to_wiki(std::hint::black_box(d)));
             }
         })
     });
     g.bench_function("from_text_all_fixtures", |b| {
         b.iter(|| {
             for t in &texts {
-                std::hint::black_box(shared::adf::from_text(std::hint::black_box(t)));
+                std::hint::black_box(shared::rules::adf::from_text(std::hint::black_box(t)));
             }
         })
     });
@@ -69,7 +72,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for r in &raw {
                 let v: serde_json::Value = serde_json::from_str(r).unwrap();
-                std::hint::black_box(shared::adf::to_text(&v));
+                std::hint::black_box(shared::rules::adf::to_text(&v));
             }
         })
     });

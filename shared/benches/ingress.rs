@@ -8,11 +8,11 @@
 use axum::body::Body;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::Request;
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::ingress::{app, IngressState};
+use shared::intake::router::{app, IngressState};
 use shared::queue::MemoryQueue;
 use shared::secrets::LocalSecretStore;
+use shared::support::clock::SystemClock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -129,7 +129,7 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::from_parameter(label),
             &message.body,
-            |b, body| b.iter(|| shared::envelope::Envelope::decode(body).unwrap()),
+            |b, body| b.iter(|| shared::intake::envelope::Envelope::decode(body).unwrap()),
         );
     }
     group.finish();

@@ -1,32 +1,26 @@
 //! jira-relay core.
 //!
-//! Everything that both hosts — the AWS Lambda functions and the one-machine
-//! `relay serve` — share: configuration, the queue envelope, webhook
-//! authentication, the ingress router, and the ports (queue, secret store,
-//! clock) with their adapters. Nothing here knows about Lambda.
+//! Everything both hosts share — the AWS Lambda functions and the one-machine
+//! `relay serve` — in folders named after the path a webhook takes:
+//!
+//! ```text
+//! intake → queue → worker → rules → outbound → (ServiceNow, Jira, …)
+//!                            ↕ links (pairs, seen deliveries, parked events)
+//! reconcile: Jira search → the same rules → queue
+//! ```
+//!
+//! `config` reads the one YAML file, `secrets` resolves what it names, and
+//! `support` holds the clock, time formats, metrics, logging and AWS defaults.
+//! Nothing here knows about Lambda. `docs/architecture.md` has the map.
 #![forbid(unsafe_code)]
 
-pub mod adf;
-pub mod auth;
-#[cfg(feature = "aws")]
-pub mod aws;
-pub mod clock;
 pub mod config;
-pub mod connections;
-pub mod connector;
-pub mod envelope;
-pub mod executor;
-pub mod ingress;
+pub mod intake;
 pub mod links;
-pub mod metrics;
-pub mod plan;
+pub mod outbound;
 pub mod queue;
 pub mod reconcile;
 pub mod rules;
-pub mod schema;
-pub mod secret;
 pub mod secrets;
-pub mod telemetry;
-pub mod timefmt;
-pub mod whitelist;
+pub mod support;
 pub mod worker;

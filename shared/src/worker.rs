@@ -24,48 +24,15 @@
 //!   (redelivered), not half done.
 
 use crate::config::Config;
-use crate::connector::Budget;
-use crate::envelope::Envelope;
-use crate::executor::{execute, Connectors, Exec, Outcome};
-use crate::queue::QueueError;
-use async_trait::async_trait;
+use crate::intake::envelope::Envelope;
+use crate::outbound::connector::Budget;
+use crate::outbound::executor::{execute, Connectors, Exec, Outcome};
+use crate::queue::port::{InMessage, Inbox};
+
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
-
-/// A received message, whatever the queue.
-#[derive(Clone, Debug)]
-pub struct InMessage {
-    pub id: String,
-    /// FIFO group; messages without one form their own group.
-    pub group_id: Option<String>,
-    pub dedup_id: Option<String>,
-    pub body: String,
-    /// 1 on first delivery.
-    pub receive_count: u32,
-    /// The queue's handle for visibility changes / deletion.
-    pub receipt: Option<String>,
-}
-
-/// What only the queue can do for the worker.
-#[async_trait]
-pub trait Inbox: Send + Sync {
-    /// Moves the message to the dead-letter queue with `reason`. After `Ok`
-    /// the message counts as handled (the host deletes / acknowledges it).
-    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError>;
-    /// Redelivers the message no earlier than `after`.
-    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError>;
-    /// The message is handled (applied, filtered, no rule, or dead-lettered):
-    /// a host that can acknowledge one message at once does it here, instead
-    /// of after the whole batch, so a crash later in the batch does not bring
-    /// it back to be applied a second time. The default leaves it to the host
-    /// (Lambda's event source mapping deletes after the invocation).
-    async fn handled(&self, msg: &InMessage) -> Result<(), QueueError> {
-        let _ = msg;
-        Ok(())
-    }
-}
 
 /// Batch behaviour.
 #[derive(Clone, Debug)]
@@ -100,7 +67,7 @@ pub struct Worker {
     config: Arc<Config>,
     connectors: Connectors,
     settings: BatchSettings,
-    links: crate::links::Links,
+    links: crate::links::store::Links,
     /// When the park's upkeep last ran (see [`Worker::maybe_replay_parked`]).
     park_pass: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
@@ -138,12 +105,12 @@ impl Worker {
     }
 
     /// The link store to use (default: in memory, kept by this process only).
-    pub fn with_links(mut self, links: crate::links::Links) -> Self {
+    pub fn with_links(mut self, links: crate::links::store::Links) -> Self {
         self.links = links;
         self
     }
 
-    pub fn links(&self) -> &crate::links::Links {
+    pub fn links(&self) -> &crate::links::store::Links {
         &self.links
     }
 
@@ -181,8 +148,8 @@ impl Worker {
             delivery_id: env.delivery_id.clone(),
             source_key: env.source_key.clone().unwrap_or_default(),
             origin: match env.origin {
-                crate::envelope::Origin::Webhook => "webhook",
-                crate::envelope::Origin::Reconcile => "reconcile",
+                crate::intake::envelope::Origin::Webhook => "webhook",
+                crate::intake::envelope::Origin::Reconcile => "reconcile",
             },
             change: change.clone(),
         };
@@ -208,7 +175,7 @@ impl Worker {
                 )
             }
         }
-        let plan = match crate::rules::plan_envelope(&self.config, &env) {
+        let plan = match crate::rules::engine::plan_envelope(&self.config, &env) {
             Ok(p) => p,
             Err(e) => {
                 let code = match e {
@@ -282,13 +249,13 @@ impl Worker {
     /// parked: the event must not overtake them.
     async fn parked_ahead(
         &self,
-        plan: &crate::plan::Plan,
-    ) -> Result<Option<Outcome>, crate::links::LinkError> {
+        plan: &crate::rules::plan::Plan,
+    ) -> Result<Option<Outcome>, crate::links::backend::LinkError> {
         for r in &plan.rules {
             let waits = r
                 .steps
                 .iter()
-                .any(|s| s.on_empty == Some(crate::plan::OnEmpty::RetryLater));
+                .any(|s| s.on_empty == Some(crate::rules::plan::OnEmpty::RetryLater));
             let Some(scope) = r.link.as_ref().filter(|_| waits) else {
                 continue;
             };
@@ -314,7 +281,7 @@ impl Worker {
     async fn replay(
         &self,
         inbox: &dyn Inbox,
-        scopes: &[crate::links::Scope],
+        scopes: &[crate::links::store::Scope],
         budget: &Budget,
     ) -> usize {
         let mut replayed = 0;
@@ -364,7 +331,7 @@ impl Worker {
     async fn replay_one(
         &self,
         inbox: &dyn Inbox,
-        p: crate::links::Parked,
+        p: crate::links::store::Parked,
         budget: &Budget,
     ) -> bool {
         let started = tokio::time::Instant::now();
@@ -401,7 +368,7 @@ impl Worker {
         };
         let now = self.links.now_millis();
         let mut dead = 0;
-        let mut scopes: Vec<crate::links::Scope> = Vec::new();
+        let mut scopes: Vec<crate::links::store::Scope> = Vec::new();
         for p in all {
             if p.until_ms <= now {
                 let msg = parked_message(&p);
@@ -573,7 +540,7 @@ impl Worker {
             "processed",
         );
         if let Outcome::Applied { applied, .. } = &outcome {
-            let scopes: Vec<crate::links::Scope> = applied
+            let scopes: Vec<crate::links::store::Scope> = applied
                 .iter()
                 .flat_map(|a| a.paired.iter().cloned())
                 .collect();
@@ -593,7 +560,7 @@ impl Worker {
 
 /// A parked event as a message (it is in no queue: no receipt), for the
 /// log line and the dead-letter queue.
-fn parked_message(p: &crate::links::Parked) -> InMessage {
+fn parked_message(p: &crate::links::store::Parked) -> InMessage {
     InMessage {
         id: format!("parked:{}", p.change),
         group_id: None,
@@ -657,9 +624,9 @@ fn log_delivery(
     );
 }
 
-/// EMF counts for one handled message (see [`crate::metrics`]).
+/// EMF counts for one handled message (see [`crate::support::metrics`]).
 fn record_metrics(outcome: &Outcome, dead_lettered: bool, took: Duration) {
-    use crate::metrics::{count, latency};
+    use crate::support::metrics::{count, latency};
     match outcome {
         Outcome::Applied { applied, .. } if applied.is_empty() => count("Skipped", &[]),
         Outcome::Applied { applied, .. } => {
@@ -688,39 +655,4 @@ fn record_metrics(outcome: &Outcome, dead_lettered: bool, took: Duration) {
         &[("Function", "worker")],
         took.as_secs_f64() * 1000.0,
     );
-}
-
-/// An [`Inbox`] that keeps dead letters and delays in memory (tests, and a
-/// model of what the real ones must do).
-#[derive(Default)]
-pub struct MemoryInbox {
-    pub dead: std::sync::Mutex<Vec<(InMessage, String)>>,
-    pub delays: std::sync::Mutex<Vec<(String, Duration)>>,
-    /// When set, dead-lettering fails (to test that nothing is lost).
-    pub fail_dead_letters: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl Inbox for MemoryInbox {
-    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError> {
-        if self
-            .fail_dead_letters
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Err(QueueError::Unavailable("dead-letter queue down".into()));
-        }
-        self.dead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((msg.clone(), reason.to_owned()));
-        Ok(())
-    }
-
-    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError> {
-        self.delays
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((msg.id.clone(), after));
-        Ok(())
-    }
 }

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 use shared::config::{Config, ConfigError, SourceKind};
-use shared::plan::{Decision, RuleStatus};
+use shared::rules::plan::{Decision, RuleStatus};
 use std::path::PathBuf;
 
 fn repo() -> PathBuf {
@@ -227,7 +227,10 @@ fn key_plans_say_what_they_should() {
     );
     let attach = &plan.rules[0].steps[2];
     assert_eq!(attach.path, "/api/now/attachment/file");
-    assert_eq!(attach.run_if, shared::plan::RunIf::NotFound("seen".into()));
+    assert_eq!(
+        attach.run_if,
+        shared::rules::plan::RunIf::NotFound("seen".into())
+    );
     let body = serde_json::to_value(&attach.body).unwrap();
     assert_eq!(body["via"], "jira-site");
     assert_eq!(
@@ -278,8 +281,8 @@ fn whitelist_drops_the_integration_users_echo() {
 fn adf_fixtures_convert_readably() {
     let Some(docs) = fixtures("adf") else { return };
     for (name, doc) in docs {
-        let text = shared::adf::to_text(&doc);
-        let wiki = shared::adf::to_wiki(&doc);
+        let text = shared::rules::adf::to_text(&doc);
+        let wiki = shared::rules::adf::to_wiki(&doc);
         assert!(!text.trim().is_empty() && !wiki.trim().is_empty(), "{name}");
         golden(&format!("adf/{name}.txt"), &(text + "\n"));
         golden(&format!("adf/{name}.wiki"), &(wiki + "\n"));
@@ -379,7 +382,7 @@ fn duplicate_rule_names_are_reported() {
 /// the schema, which editors would then flag as an error).
 #[test]
 fn schema_declares_every_key_the_examples_use() {
-    let schema = shared::schema::config_schema();
+    let schema = shared::config::schema::config_schema();
     let props = |v: &Value| -> Vec<String> {
         v["properties"]
             .as_object()

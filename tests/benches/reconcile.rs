@@ -15,14 +15,14 @@
 use sandbox::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
 use serde_json::json;
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::{Budget, ConnectorSettings};
-use shared::executor::Connectors;
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::{Budget, ConnectorSettings};
 use shared::queue::MemoryQueue;
 use shared::reconcile::{MemoryStore, Reconciler, SweepOptions};
 use shared::secrets::{env_name, LocalSecretStore};
+use shared::support::clock::SystemClock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

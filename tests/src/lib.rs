@@ -46,7 +46,7 @@ pub fn aws_endpoint() -> Option<String> {
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     use aws_config::Region;
     let creds = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "relay-tests");
-    shared::aws::defaults()
+    shared::support::aws::defaults()
         .region(Region::new("us-east-1"))
         .credentials_provider(creds)
         .endpoint_url(endpoint)

@@ -6,17 +6,17 @@
 //! interpolates (e.g. `RELAY_WEBHOOK_SECRET_ARN`).
 #![forbid(unsafe_code)]
 
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::ingress::{app, IngressState};
+use shared::intake::router::{app, IngressState};
 use shared::queue::SqsQueue;
 use shared::secrets::{AwsSecretStore, CachedSecretStore};
+use shared::support::clock::SystemClock;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init_json();
-    shared::metrics::install_from_env();
+    shared::support::telemetry::init_json();
+    shared::support::metrics::install_from_env();
     let config_path = std::env::var("RELAY_CONFIG").unwrap_or_else(|_| "/opt/relay.yaml".into());
     let config = Config::load(&config_path).inspect_err(|e| {
         tracing::error!(error = %e, "configuration is invalid; the ingress cannot start");
@@ -25,7 +25,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         tracing::error!("RELAY_QUEUE_URL is not set; the ingress cannot start");
         "RELAY_QUEUE_URL is not set"
     })?;
-    let sdk = shared::aws::sdk_config(None).await;
+    let sdk = shared::support::aws::sdk_config(None).await;
     let state = IngressState {
         config: Arc::new(config),
         secrets: Arc::new(CachedSecretStore::new(AwsSecretStore::from_conf(&sdk))),

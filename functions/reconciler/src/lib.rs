@@ -20,14 +20,14 @@
 use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::clock::Clock;
 use shared::config::Config;
-use shared::connector::Budget;
-use shared::executor::Connectors;
+use shared::outbound::executor::Connectors;
+use shared::outbound::Budget;
 use shared::queue::Queue;
 use shared::reconcile::{
     Reconciler, SweepError, SweepOptions, SweepReport, SweepResult, WatermarkStore,
 };
+use shared::support::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -14,14 +14,14 @@
 #![forbid(unsafe_code)]
 
 use reconciler::Deps;
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::ConnectorSettings;
-use shared::executor::Connectors;
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::rest::ConnectorSettings;
 use shared::queue::SqsQueue;
 use shared::reconcile::SsmStore;
 use shared::secrets::{AwsSecretStore, CachedSecretStore};
+use shared::support::clock::SystemClock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +31,8 @@ fn env(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init_json();
-    shared::metrics::install_from_env();
+    shared::support::telemetry::init_json();
+    shared::support::metrics::install_from_env();
     let fail = |e: String| {
         tracing::error!(error = %e, "the reconciler cannot start");
         e
@@ -50,7 +50,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .map_err(|_| fail(format!("RELAY_CALL_TIMEOUT_MS=`{v}` is not a whole number")))?;
         settings.call_timeout = Duration::from_millis(ms);
     }
-    let sdk = shared::aws::sdk_config(None).await;
+    let sdk = shared::support::aws::sdk_config(None).await;
     let clock = Arc::new(SystemClock);
     let store =
         SsmStore::from_conf(&sdk, prefix, clock.clone()).map_err(|e| fail(e.to_string()))?;

@@ -5,8 +5,9 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use shared::connector::Budget;
-use shared::worker::{InMessage, Inbox, Worker};
+use shared::outbound::Budget;
+use shared::queue::{InMessage, Inbox};
+use shared::worker::Worker;
 use std::time::Duration;
 
 /// Time kept free at the end of an invocation to return the batch response.

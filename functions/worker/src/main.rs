@@ -23,11 +23,11 @@
 #![forbid(unsafe_code)]
 
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::ConnectorSettings;
-use shared::executor::Connectors;
 use shared::links::dynamo::DynamoBackend;
 use shared::links::{LinkSettings, Links, MemoryBackend};
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::rest::ConnectorSettings;
 use shared::queue::SqsInbox;
 use shared::secrets::{AwsSecretStore, CachedSecretStore};
 use shared::worker::{BatchSettings, Worker};
@@ -62,8 +62,8 @@ fn required(name: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init_json();
-    shared::metrics::install_from_env();
+    shared::support::telemetry::init_json();
+    shared::support::metrics::install_from_env();
     let fail = |e: String| {
         tracing::error!(error = %e, "the worker cannot start");
         e
@@ -96,7 +96,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if let Some(d) = env_secs("RELAY_PARK_SECONDS").map_err(fail)? {
         link_settings.park_for = d;
     }
-    let sdk = shared::aws::sdk_config(None).await;
+    let sdk = shared::support::aws::sdk_config(None).await;
     let links = match std::env::var("RELAY_LINKS_TABLE") {
         Ok(table) if !table.is_empty() => {
             tracing::info!(table = %table, "link store: DynamoDB");

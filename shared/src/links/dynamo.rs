@@ -77,15 +77,15 @@ impl DynamoBackend {
     }
 
     /// A backend from a loaded AWS configuration (start it from
-    /// [`crate::aws::sdk_config`]: its timeouts bound every call).
+    /// [`crate::support::aws::sdk_config`]: its timeouts bound every call).
     pub fn from_conf(conf: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self::new(Client::new(conf), table)
     }
 
-    /// The standard AWS configuration ([`crate::aws::sdk_config`]: credential
+    /// The standard AWS configuration ([`crate::support::aws::sdk_config`]: credential
     /// chain, region, `AWS_ENDPOINT_URL`, short timeouts) and table `table`.
     pub async fn from_env(table: impl Into<String>) -> Self {
-        Self::from_conf(&crate::aws::sdk_config(None).await, table)
+        Self::from_conf(&crate::support::aws::sdk_config(None).await, table)
     }
 
     pub fn table(&self) -> &str {

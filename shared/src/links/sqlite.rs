@@ -150,7 +150,7 @@ mod tests {
     async fn sqlite_backend_contract_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let b = Arc::new(SqliteBackend::open(dir.path()).unwrap());
-        crate::links::tests::backend_contract(b.clone()).await;
+        crate::links::testing::backend_contract(b.clone()).await;
         drop(b);
         let b = SqliteBackend::open(dir.path()).unwrap();
         assert_eq!(b.get("a", "-", 100).await.unwrap().unwrap().value, "1");

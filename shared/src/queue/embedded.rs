@@ -59,8 +59,8 @@
 //!   `PRAGMA application_id`; a file of a newer schema (or another
 //!   application) is refused.
 
-use super::{OutgoingMessage, Queue, QueueError, SendReceipt};
-use crate::worker::{InMessage, Inbox};
+use super::port::{InMessage, Inbox};
+use super::port::{OutgoingMessage, Queue, QueueError, SendReceipt};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};

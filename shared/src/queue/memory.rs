@@ -2,7 +2,7 @@
 //! For tests, benchmarks and dry runs; it does not survive a restart — the
 //! durable embedded queue of `relay serve` is a separate adapter.
 
-use super::{OutgoingMessage, Queue, QueueError, SendReceipt};
+use super::port::{InMessage, Inbox, OutgoingMessage, Queue, QueueError, SendReceipt};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -78,5 +78,40 @@ impl Queue for MemoryQueue {
             message_id: id,
             duplicate: false,
         })
+    }
+}
+
+/// An [`Inbox`] that keeps dead letters and delays in memory (tests, and a
+/// model of what the real ones must do).
+#[derive(Default)]
+pub struct MemoryInbox {
+    pub dead: std::sync::Mutex<Vec<(InMessage, String)>>,
+    pub delays: std::sync::Mutex<Vec<(String, Duration)>>,
+    /// When set, dead-lettering fails (to test that nothing is lost).
+    pub fail_dead_letters: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Inbox for MemoryInbox {
+    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError> {
+        if self
+            .fail_dead_letters
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(QueueError::Unavailable("dead-letter queue down".into()));
+        }
+        self.dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((msg.clone(), reason.to_owned()));
+        Ok(())
+    }
+
+    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError> {
+        self.delays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((msg.id.clone(), after));
+        Ok(())
     }
 }

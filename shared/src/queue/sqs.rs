@@ -1,6 +1,6 @@
 //! SQS FIFO adapter for the queue port.
 
-use super::{OutgoingMessage, Queue, QueueError, SendReceipt};
+use super::port::{OutgoingMessage, Queue, QueueError, SendReceipt};
 use async_trait::async_trait;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::send_message::SendMessageError;
@@ -67,7 +67,7 @@ impl Queue for SqsQueue {
     }
 }
 
-/// The worker's [`crate::worker::Inbox`] on SQS: dead letters are sent to
+/// The worker's [`crate::queue::port::Inbox`] on SQS: dead letters are sent to
 /// the DLQ (same group, the original message id as dedup id, the reason and
 /// receive count as message attributes); delays are visibility changes on
 /// the source queue.
@@ -117,10 +117,10 @@ fn unavailable<E: ProvideErrorMetadata + std::error::Error + 'static>(
 }
 
 #[async_trait]
-impl crate::worker::Inbox for SqsInbox {
+impl crate::queue::port::Inbox for SqsInbox {
     async fn dead_letter(
         &self,
-        msg: &crate::worker::InMessage,
+        msg: &crate::queue::port::InMessage,
         reason: &str,
     ) -> Result<(), QueueError> {
         let reason: String = reason.chars().take(MAX_REASON).collect();
@@ -128,7 +128,7 @@ impl crate::worker::Inbox for SqsInbox {
             .send_message()
             .queue_url(&self.dlq_url)
             .message_group_id(msg.group_id.clone().unwrap_or_else(|| "dead".into()))
-            .message_deduplication_id(crate::envelope::sqs_id(&format!("dead:{}", msg.id)))
+            .message_deduplication_id(crate::intake::envelope::sqs_id(&format!("dead:{}", msg.id)))
             .message_body(&msg.body)
             .message_attributes("relay-dead-reason", attr(reason)?)
             .message_attributes("relay-source-message-id", attr(&msg.id)?)
@@ -141,7 +141,7 @@ impl crate::worker::Inbox for SqsInbox {
 
     async fn delay(
         &self,
-        msg: &crate::worker::InMessage,
+        msg: &crate::queue::port::InMessage,
         after: std::time::Duration,
     ) -> Result<(), QueueError> {
         let Some(receipt) = &msg.receipt else {

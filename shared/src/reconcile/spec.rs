@@ -1,9 +1,11 @@
 //! The `reconcile:` section of a Jira endpoint: which issues a sweep asks
 //! Jira for, how often, and which rule pairs an issue with its record.
 
-use crate::config::{problem, Problem, SourceKind};
-use crate::connections::{Connection, ConnectionKind};
-use crate::rules::{Action, Rule};
+use crate::config::model::SourceKind;
+use crate::config::problem::problem;
+use crate::config::problem::Problem;
+use crate::outbound::connections::{Connection, ConnectionKind};
+use crate::rules::model::{Action, Rule};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::time::Duration;

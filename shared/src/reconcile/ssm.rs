@@ -35,8 +35,8 @@
 //! (`AccessDeniedException`, `ThrottlingException`, …), never a request or
 //! a credential.
 
-use super::{StoreError, Watermark, WatermarkStore};
-use crate::clock::Clock;
+use super::store::{StoreError, Watermark, WatermarkStore};
+use crate::support::clock::Clock;
 use async_trait::async_trait;
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::operation::get_parameter::GetParameterError;
@@ -244,7 +244,7 @@ impl WatermarkStore for SsmStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::Progress;
+    use crate::reconcile::store::Progress;
 
     #[test]
     fn prefixes() {

@@ -5,17 +5,20 @@
 //! `iterate` rules once per array element — each matched rule planned into
 //! requests for its connection; `stop: true` on a matched rule ends the walk.
 //! Nothing here does I/O: lookups the worker must do are planned as steps
-//! whose results later steps reference by placeholder (see [`crate::plan`]).
+//! whose results later steps reference by placeholder (see [`crate::rules::plan`]).
 
+use super::context::Context;
+use super::model::{Action, Condition, Mapping, Rule, Source};
 use super::path::{as_text, Path, Segment};
-use super::{Action, Condition, Context, Mapping, Rule, Source};
-use crate::config::{Config, Endpoint, SourceKind};
-use crate::connections::{Connection, ConnectionKind, JiraApi};
-use crate::envelope::Envelope;
-use crate::links::{Pair, Scope};
-use crate::plan::{
+use crate::config::model::{Endpoint, SourceKind};
+use crate::config::Config;
+use crate::intake::envelope::Envelope;
+use crate::links::store::{Pair, Scope};
+use crate::outbound::connections::{Connection, ConnectionKind, JiraApi};
+use crate::rules::plan::{
     Body, Decision, Method, OnEmpty, PairBack, Plan, RulePlan, RuleStatus, RunIf, Step,
 };
+use crate::support::url::encode_segment;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -336,7 +339,7 @@ fn plan_rule(
 /// `PATCH` of the record's field (and `correlation_display`), Jira `PUT` of
 /// the issue's field plus the `jira-relay` issue property.
 fn pair_back_plan(
-    pb: &crate::rules::PairBackRule,
+    pb: &crate::rules::model::PairBackRule,
     back: &Connection,
     source: SourceKind,
     ctx: &Context<'_>,
@@ -431,12 +434,14 @@ fn convert_text(conn: &Connection, target: &str, v: Value) -> Value {
             other => other,
         },
         ConnectionKind::Jira if rich && conn.api == JiraApi::V3 => match v {
-            Value::String(s) => crate::adf::from_text(&s),
+            Value::String(s) => crate::rules::adf::from_text(&s),
             other => other,
         },
-        ConnectionKind::Jira if crate::adf::is_adf(&v) => Value::String(crate::adf::to_wiki(&v)),
-        ConnectionKind::Servicenow if crate::adf::is_adf(&v) => {
-            Value::String(crate::adf::to_text(&v))
+        ConnectionKind::Jira if crate::rules::adf::is_adf(&v) => {
+            Value::String(crate::rules::adf::to_wiki(&v))
+        }
+        ConnectionKind::Servicenow if crate::rules::adf::is_adf(&v) => {
+            Value::String(crate::rules::adf::to_text(&v))
         }
         _ => v,
     }
@@ -489,7 +494,7 @@ fn download(
     };
     // A URL elsewhere would send the connection's credentials there: the
     // event is dead with a reason (the worker checks again before fetching).
-    if !crate::connector::url_is_under(&url, &via.base_url) {
+    if !crate::support::url::url_is_under(&url, &via.base_url) {
         return Err(format!(
             "attachment_url_not_allowed: `{url}` is not under {} (connection `{}`); not fetched",
             via.base_url, via.name
@@ -718,19 +723,6 @@ fn nested(fields: Vec<(String, Value)>) -> Value {
         set_nested(&mut root, &t, v);
     }
     Value::Object(root)
-}
-
-/// Percent-encodes one path segment.
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn jql_string(s: &str) -> String {
@@ -1134,7 +1126,7 @@ rules:
             "jira",
             SourceKind::Jira,
             body,
-            &crate::envelope::DeliveryHeaders::default(),
+            &crate::intake::envelope::DeliveryHeaders::default(),
             jiff::Timestamp::UNIX_EPOCH,
         )
         .unwrap();
@@ -1219,11 +1211,5 @@ rules:
                 ),
             ]
         );
-    }
-
-    #[test]
-    fn segments_are_encoded() {
-        assert_eq!(encode_segment("SUP-1"), "SUP-1");
-        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
     }
 }

@@ -6,8 +6,8 @@
 //! is exactly one hole keeps the value's JSON type (so `{{ comment.body | adf }}`
 //! yields an ADF object, not a string); anything else renders to a string.
 
+use super::context::Context;
 use super::path::{as_text, Path};
-use super::Context;
 use serde_json::Value;
 
 /// The filters a template may use, for messages.
@@ -192,18 +192,18 @@ pub fn apply(mut v: Value, filters: &[Filter]) -> Result<Value, String> {
             }
             _ if v.is_null() => Value::Null,
             Filter::Text => match &v {
-                x if crate::adf::is_adf(x) => Value::String(crate::adf::to_text(x)),
+                x if crate::rules::adf::is_adf(x) => Value::String(crate::rules::adf::to_text(x)),
                 x => Value::String(as_text(x).into_owned()),
             },
             Filter::Wiki => match &v {
-                x if crate::adf::is_adf(x) => Value::String(crate::adf::to_wiki(x)),
+                x if crate::rules::adf::is_adf(x) => Value::String(crate::rules::adf::to_wiki(x)),
                 x => Value::String(as_text(x).into_owned()),
             },
             Filter::Adf => {
-                if crate::adf::is_adf(&v) {
+                if crate::rules::adf::is_adf(&v) {
                     v
                 } else {
-                    crate::adf::from_text(&as_text(&v))
+                    crate::rules::adf::from_text(&as_text(&v))
                 }
             }
             Filter::Upper => Value::String(as_text(&v).to_uppercase()),
@@ -220,15 +220,15 @@ pub fn apply(mut v: Value, filters: &[Filter]) -> Result<Value, String> {
                     Value::String(cut)
                 }
             }
-            Filter::Date => {
-                Value::String(crate::timefmt::to_rfc3339(crate::timefmt::parse_value(&v)?))
-            }
-            Filter::ServicenowDate => Value::String(crate::timefmt::to_servicenow(
-                crate::timefmt::parse_value(&v)?,
+            Filter::Date => Value::String(crate::support::timefmt::to_rfc3339(
+                crate::support::timefmt::parse_value(&v)?,
             )),
-            Filter::JiraDate => {
-                Value::String(crate::timefmt::to_jira(crate::timefmt::parse_value(&v)?))
-            }
+            Filter::ServicenowDate => Value::String(crate::support::timefmt::to_servicenow(
+                crate::support::timefmt::parse_value(&v)?,
+            )),
+            Filter::JiraDate => Value::String(crate::support::timefmt::to_jira(
+                crate::support::timefmt::parse_value(&v)?,
+            )),
             Filter::Json => Value::String(v.to_string()),
             Filter::Join(sep) => match &v {
                 Value::Array(items) => Value::String(
@@ -251,7 +251,7 @@ pub fn apply(mut v: Value, filters: &[Filter]) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceKind;
+    use crate::config::model::SourceKind;
     use serde_json::json;
 
     #[test]

@@ -1,5 +1,5 @@
 //! AWS Secrets Manager adapter: reads `AWSCURRENT` and `AWSPREVIOUS` of a
-//! secret. Wrap it in [`super::CachedSecretStore`]; every fetch is two calls.
+//! secret. Wrap it in [`super::cache::CachedSecretStore`]; every fetch is two calls.
 //!
 //! Write-back ([`SecretStore::put`]): read `AWSCURRENT` (value and
 //! `VersionId`), replace the key in its JSON, check that the version read is
@@ -9,9 +9,9 @@
 //! a best-effort compare-and-swap: a writer that puts between our check and
 //! our put is overwritten. The window is one round trip (tens of ms); the
 //! OAuth refresher that uses this also re-reads and retries on
-//! `invalid_grant` (see [`crate::connector::oauth3lo`]), which covers it.
+//! `invalid_grant` (see [`crate::outbound::oauth3lo`]), which covers it.
 
-use super::{SecretError, SecretStore, SecretValue, SecretVersions};
+use super::store::{SecretError, SecretStore, SecretValue, SecretVersions};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;

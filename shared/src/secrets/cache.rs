@@ -10,7 +10,7 @@
 //! callers bound it). `put` writes through and then reloads the entry from
 //! the store, so the next read sees the written value and its new version.
 
-use super::{SecretError, SecretStore, SecretVersions};
+use super::store::{SecretError, SecretStore, SecretVersions};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -151,7 +151,7 @@ impl<S: SecretStore> SecretStore for CachedSecretStore<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::SecretValue;
+    use crate::secrets::store::SecretValue;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct Counting {

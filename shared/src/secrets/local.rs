@@ -29,7 +29,7 @@
 //! are not serialised (one machine runs one `relay serve`). Secrets set by
 //! `RELAY_SECRET_*` variables cannot be written.
 
-use super::{SecretError, SecretStore, SecretValue, SecretVersions};
+use super::store::{SecretError, SecretStore, SecretValue, SecretVersions};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -390,7 +390,7 @@ impl SecretStore for LocalSecretStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::SecretRef;
+    use crate::secrets::secret::SecretRef;
 
     #[test]
     fn parse_errors_do_not_echo_the_file() {

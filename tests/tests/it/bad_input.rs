@@ -23,16 +23,17 @@ use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT
 use relay_tests::{fixtures_dir, sign};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::{Budget, ConnectorSettings};
-use shared::executor::Connectors;
-use shared::ingress::{app, IngressState};
+use shared::intake::router::{app, IngressState};
 use shared::links::{Entry, LinkBackend, LinkError, LinkSettings, Links, Pair, Scope};
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::{Budget, ConnectorSettings};
 use shared::queue::MemoryQueue;
+use shared::queue::{InMessage, MemoryInbox};
 use shared::secrets::{LocalSecretStore, SecretError, SecretStore, SecretVersions};
-use shared::worker::{BatchReport, BatchSettings, InMessage, MemoryInbox, Worker};
+use shared::support::clock::SystemClock;
+use shared::worker::{BatchReport, BatchSettings, Worker};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -427,8 +428,8 @@ fn ingress_case(id: &str) -> Case {
             c.body = body_of_len(LIMIT + 1);
             c.chunked = true;
         }
-        "nested-too-deep" => c.body = nested(shared::envelope::MAX_DEPTH + 1).into_bytes(),
-        "nested-at-limit" => c.body = nested(shared::envelope::MAX_DEPTH).into_bytes(),
+        "nested-too-deep" => c.body = nested(shared::intake::envelope::MAX_DEPTH + 1).into_bytes(),
+        "nested-at-limit" => c.body = nested(shared::intake::envelope::MAX_DEPTH).into_bytes(),
         "huge-string" => c.body = body_of_len(LIMIT),
         "invalid-utf8" => {
             c.body = br#"{"webhookEvent":"jira:issue_created","x":"caf"#.to_vec();

@@ -9,9 +9,9 @@
 //! counts items before the `FilterExpression`, as on AWS.
 
 use relay_tests::{aws_endpoint, dead_port, sdk_config, unique};
-use shared::clock::FixedClock;
 use shared::links::dynamo::{DynamoBackend, PK, SK, TTL_ATTRIBUTE, VALUE};
 use shared::links::{Entry, LinkBackend, LinkError, LinkSettings, Links, Pair, Scope};
+use shared::support::clock::FixedClock;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -284,7 +284,7 @@ async fn unreachable_store_is_unavailable_promptly() {
     const KEY_ID: &str = "AKIACANARYLINKS00001";
     const SECRET: &str = "canary-links-secret-0f3a9c";
     let creds = aws_sdk_dynamodb::config::Credentials::new(KEY_ID, SECRET, None, None, "test");
-    let conf = shared::aws::defaults()
+    let conf = shared::support::aws::defaults()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(creds)
         .endpoint_url(format!("http://127.0.0.1:{}", dead_port()))

@@ -7,17 +7,18 @@ use relay_tests::jira_server::{JiraServer, CLOUD_ID, DEFAULT_CLIENT_ID, DEFAULT_
 use relay_tests::servicenow_server::ServiceNowServer;
 use relay_tests::{aws_endpoint, sdk_config, unique};
 use serde_json::{json, Value};
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::RestConnector;
-use shared::connector::{Budget, Call, CallBody, CallError, Connector, ConnectorSettings};
-use shared::ingress::{app, IngressState};
-use shared::plan::Method;
+use shared::intake::router::{app, IngressState};
+use shared::outbound::rest::http_client;
+use shared::outbound::rest::RestConnector;
+use shared::outbound::{Budget, Call, CallBody, CallError, Connector, ConnectorSettings};
 use shared::queue::MemoryQueue;
-use shared::secret::SecretRef;
+use shared::queue::{InMessage, MemoryInbox};
+use shared::rules::plan::Method;
+use shared::secrets::secret::SecretRef;
 use shared::secrets::{AwsSecretStore, CachedSecretStore, LocalSecretStore, SecretStore};
-use shared::worker::{BatchSettings, InMessage, MemoryInbox, Worker};
+use shared::support::clock::SystemClock;
+use shared::worker::{BatchSettings, Worker};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -312,7 +313,7 @@ async fn two_workers_share_one_secret_without_invalid_grant() {
             set.spawn(async move { c.call(&call, &budget).await });
         }
         while let Some(r) = set.join_next().await {
-            let r: Result<shared::connector::Reply, CallError> = r.unwrap();
+            let r: Result<shared::outbound::Reply, CallError> = r.unwrap();
             assert_eq!(r.expect("no call fails").status, 200);
         }
     }
@@ -354,7 +355,7 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
         queue: queue.clone(),
         clock: Arc::new(SystemClock),
     });
-    let connectors = shared::executor::Connectors::from_config(
+    let connectors = shared::outbound::executor::Connectors::from_config(
         &config,
         http_client(),
         store,

@@ -8,17 +8,17 @@ use relay_tests::faults::{Fault, Match};
 use relay_tests::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
 use serde_json::{json, Value};
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::{Budget, ConnectorSettings};
-use shared::envelope::Envelope;
-use shared::executor::Connectors;
+use shared::intake::envelope::Envelope;
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::{Budget, ConnectorSettings};
 use shared::queue::{MemoryQueue, OutgoingMessage, Queue};
 use shared::reconcile::{
     DriftKind, MemoryStore, Reconciler, SweepError, SweepOptions, WatermarkStore,
 };
 use shared::secrets::{env_name, LocalSecretStore};
+use shared::support::clock::SystemClock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -252,7 +252,8 @@ async fn a_webhook_and_a_sweep_for_the_same_change_are_one_message() {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert!(v.is_object());
         // The same route the ingress takes: header fields read from the body.
-        let meta = shared::envelope::read_meta(shared::config::SourceKind::Jira, &body).unwrap();
+        let meta =
+            shared::intake::envelope::read_meta(shared::config::SourceKind::Jira, &body).unwrap();
         assert_eq!(
             meta.change_id.as_deref(),
             Some(&*format!("issue:{}:created", issue.id))

@@ -10,9 +10,9 @@ use reconciler::{handle, Deps};
 use relay_tests::jira_server::{DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use relay_tests::{drain, unique};
 use serde_json::{json, Value};
-use shared::clock::SystemClock;
 use shared::queue::SqsQueue;
 use shared::reconcile::SsmStore;
+use shared::support::clock::SystemClock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +20,11 @@ fn deps(r: &Relay, prefix: &str) -> Deps {
     let clock = Arc::new(SystemClock);
     Deps {
         config: r.config.clone(),
-        connectors: shared::executor::Connectors::from_config(
+        connectors: shared::outbound::executor::Connectors::from_config(
             &r.config,
-            shared::connector::rest::http_client(),
+            shared::outbound::rest::http_client(),
             r.secrets.clone(),
-            shared::connector::ConnectorSettings::default(),
+            shared::outbound::rest::ConnectorSettings::default(),
         ),
         queue: Arc::new(SqsQueue::from_conf(&r.aws, r.queue_url())),
         store: Arc::new(SsmStore::from_conf(&r.aws, prefix, clock.clone()).unwrap()),

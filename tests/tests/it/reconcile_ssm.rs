@@ -3,8 +3,8 @@
 //! what the parameter holds, and the errors.
 
 use relay_tests::{aws_endpoint, dead_port, sdk_config, unique};
-use shared::clock::FixedClock;
 use shared::reconcile::{Progress, SsmStore, Watermark, WatermarkStore};
+use shared::support::clock::FixedClock;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -5,11 +5,11 @@ use crate::{call, config, HMAC_KEY, TOKEN, TOKEN_OLD};
 use axum::body::Body;
 use http::{Request, StatusCode};
 use relay_tests::{fixture_files, sign};
-use shared::clock::FixedClock;
-use shared::envelope::Envelope;
-use shared::ingress::{app, IngressState};
+use shared::intake::envelope::Envelope;
+use shared::intake::router::{app, IngressState};
 use shared::queue::MemoryQueue;
 use shared::secrets::LocalSecretStore;
+use shared::support::clock::FixedClock;
 use std::sync::Arc;
 
 fn secrets() -> LocalSecretStore {
@@ -123,7 +123,11 @@ async fn every_real_jira_payload_is_accepted_and_enveloped() {
             _ => None,
         };
         let want = format!("jira:{}", change.unwrap_or_else(|| format!("delivery-{i}")));
-        assert_eq!(msg.dedup_id, shared::envelope::sqs_id(&want), "{name}");
+        assert_eq!(
+            msg.dedup_id,
+            shared::intake::envelope::sqs_id(&want),
+            "{name}"
+        );
         assert_eq!(
             env.source_key.as_deref(),
             payload["issue"]["key"].as_str(),

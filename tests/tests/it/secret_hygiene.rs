@@ -26,16 +26,17 @@ use relay_tests::jira_server::{JiraServer, DEFAULT_CLIENT_ID, DEFAULT_EMAIL};
 use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_USER};
 use relay_tests::{fixtures_dir, sign};
 use serde_json::{json, Value};
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::{Budget, ConnectorSettings, RestConnector};
-use shared::executor::Connectors;
-use shared::ingress::{app, IngressState};
+use shared::intake::router::{app, IngressState};
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::{Budget, ConnectorSettings, RestConnector};
 use shared::queue::MemoryQueue;
-use shared::secret::SecretRef;
+use shared::queue::{InMessage, MemoryInbox};
+use shared::secrets::secret::SecretRef;
 use shared::secrets::{CachedSecretStore, LocalSecretStore, SecretStore};
-use shared::worker::{BatchReport, BatchSettings, InMessage, MemoryInbox, Worker};
+use shared::support::clock::SystemClock;
+use shared::worker::{BatchReport, BatchSettings, Worker};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -192,7 +193,7 @@ impl Rig {
         seen.add("batch report (Debug)", format!("{report:?}"));
         for m in &msgs {
             seen.add("queued message (Debug)", format!("{m:?}"));
-            if let Ok(env) = shared::envelope::Envelope::decode(&m.body) {
+            if let Ok(env) = shared::intake::envelope::Envelope::decode(&m.body) {
                 seen.add("envelope (Debug)", format!("{env:?}"));
             }
         }

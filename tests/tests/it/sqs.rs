@@ -4,11 +4,11 @@
 
 use crate::{config, HMAC_KEY, TOKEN};
 use relay_tests::{aws_endpoint, create_fifo_queue, dead_port, drain, sdk_config, sign, unique};
-use shared::clock::SystemClock;
-use shared::envelope::Envelope;
-use shared::ingress::{app, IngressState};
+use shared::intake::envelope::Envelope;
+use shared::intake::router::{app, IngressState};
 use shared::queue::SqsQueue;
 use shared::secrets::AwsSecretStore;
+use shared::support::clock::SystemClock;
 use std::sync::Arc;
 
 struct Bed {

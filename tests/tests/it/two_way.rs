@@ -327,7 +327,7 @@ async fn retried_80_minutes_later(store: &str) {
         return;
     };
     let t0: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
-    let clock = std::sync::Arc::new(shared::clock::FixedClock::new(t0));
+    let clock = std::sync::Arc::new(shared::support::clock::FixedClock::new(t0));
     let dir = tempfile::tempdir().unwrap();
     let backend: std::sync::Arc<dyn shared::links::LinkBackend> = match store {
         "sqlite" => {
@@ -358,7 +358,7 @@ async fn retried_80_minutes_later(store: &str) {
     assert_eq!(r.post("jira", &created, "retry-80").await, 202);
     let bodies = r.take_bodies().await;
     assert_eq!(bodies.len(), 1);
-    let budget = shared::connector::Budget::from_now(Duration::from_secs(30));
+    let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
     let first = r.worker.process(&bodies[0], &budget).await;
     assert_eq!(first.label(), "applied", "{store}: {first:?}");
     assert_eq!(r.sn.records("incident").len(), 1);

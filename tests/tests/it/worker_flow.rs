@@ -15,14 +15,14 @@ use relay_tests::jira_server::JiraServer;
 use relay_tests::servicenow_server::ServiceNowServer;
 use relay_tests::{aws_endpoint, create_fifo_queue, fixtures_dir, sdk_config, unique};
 use serde_json::{json, Value};
-use shared::clock::SystemClock;
 use shared::config::Config;
-use shared::connector::rest::http_client;
-use shared::connector::ConnectorSettings;
-use shared::executor::Connectors;
-use shared::ingress::{app, IngressState};
+use shared::intake::router::{app, IngressState};
+use shared::outbound::executor::Connectors;
+use shared::outbound::rest::http_client;
+use shared::outbound::rest::ConnectorSettings;
 use shared::queue::{SqsInbox, SqsQueue};
 use shared::secrets::{AwsSecretStore, CachedSecretStore};
+use shared::support::clock::SystemClock;
 use shared::worker::{BatchSettings, Worker};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -732,7 +732,7 @@ async fn permanent_failures_go_to_the_dlq_with_their_reason_after_one_receive() 
         "{dead:?}"
     );
     // The body is the original envelope, ready for a redrive.
-    assert!(shared::envelope::Envelope::decode(&dead[0].1).is_ok());
+    assert!(shared::intake::envelope::Envelope::decode(&dead[0].1).is_ok());
     assert_eq!(r.incidents(), 0);
 }
 
@@ -745,7 +745,7 @@ async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason
     // queue group moves on at once), and dead-lettered `never_correlated`
     // when no record appeared within the park time.
     let t0: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
-    let clock = Arc::new(shared::clock::FixedClock::new(t0));
+    let clock = Arc::new(shared::support::clock::FixedClock::new(t0));
     let links = shared::links::Links::memory().with_clock(clock.clone());
     let r = Relay {
         worker: r.worker.with_links(links),
@@ -756,7 +756,7 @@ async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason
     assert_eq!(r.pump().await, 0, "parked, not retried");
     assert!(r.dead_letters().await.is_empty());
     assert_eq!(r.worker.links().all_parked(10).await.unwrap().len(), 1);
-    let budget = shared::connector::Budget::from_now(Duration::from_secs(30));
+    let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
     // Within the park time nothing happens.
     clock.set(t0 + jiff::SignedDuration::from_hours(23));
     assert_eq!(r.worker.replay_parked(&r.inbox, &budget).await, (0, 0));
@@ -765,7 +765,7 @@ async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason
     let dead = r.dead_letters().await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].0.starts_with("never_correlated: "), "{dead:?}");
-    assert!(shared::envelope::Envelope::decode(&dead[0].1).is_ok());
+    assert!(shared::intake::envelope::Envelope::decode(&dead[0].1).is_ok());
     assert!(r.worker.links().all_parked(10).await.unwrap().is_empty());
 }
 
@@ -1083,7 +1083,7 @@ async fn jira_events_to_a_generic_http_api() {
 }
 
 /// Receives what is visible as worker messages (without invoking anything).
-async fn receive(r: &Relay) -> Vec<shared::worker::InMessage> {
+async fn receive(r: &Relay) -> Vec<shared::queue::port::InMessage> {
     use aws_sdk_sqs::types::MessageSystemAttributeName as S;
     let out = r
         .sqs
@@ -1099,7 +1099,7 @@ async fn receive(r: &Relay) -> Vec<shared::worker::InMessage> {
         .into_iter()
         .map(|m| {
             let attrs = m.attributes.unwrap_or_default();
-            shared::worker::InMessage {
+            shared::queue::port::InMessage {
                 id: m.message_id.unwrap(),
                 group_id: attrs.get(&S::MessageGroupId).cloned(),
                 dedup_id: attrs.get(&S::MessageDeduplicationId).cloned(),
@@ -1116,14 +1116,14 @@ async fn no_message_or_call_outlives_the_invocation_deadline() {
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
-    let inbox = shared::worker::MemoryInbox::default();
+    let inbox = shared::queue::memory::MemoryInbox::default();
     let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
     assert_eq!(r.post("jira", &created, "dl-1").await, 202);
     let msgs = receive(&r).await;
     assert_eq!(msgs.len(), 1);
 
     // Less than `min_message_time` left: the message is not started.
-    let budget = shared::connector::Budget::from_now(Duration::from_millis(1500));
+    let budget = shared::outbound::Budget::from_now(Duration::from_millis(1500));
     let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
     assert_eq!(report.failed, vec![msgs[0].id.clone()]);
     assert_eq!(report.outcomes[0].1, "deadline");
@@ -1137,7 +1137,7 @@ async fn no_message_or_call_outlives_the_invocation_deadline() {
         1,
     );
     let started = std::time::Instant::now();
-    let budget = shared::connector::Budget::from_now(Duration::from_millis(3000));
+    let budget = shared::outbound::Budget::from_now(Duration::from_millis(3000));
     let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
     let took = started.elapsed();
     assert_eq!(report.outcomes[0].1, "retry");
@@ -1164,14 +1164,14 @@ async fn a_dead_letter_queue_outage_loses_nothing() {
     else {
         return;
     };
-    let inbox = shared::worker::MemoryInbox::default();
+    let inbox = shared::queue::memory::MemoryInbox::default();
     inbox
         .fail_dead_letters
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
     assert_eq!(r.post("jira", &created, "dlq-down").await, 202);
     let msgs = receive(&r).await;
-    let budget = shared::connector::Budget::from_now(Duration::from_secs(30));
+    let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
     let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
     // Dead, but the DLQ refused it: reported failed so the queue keeps it.
     assert_eq!(report.outcomes[0].1, "dead");

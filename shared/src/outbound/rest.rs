@@ -9,10 +9,11 @@
 //! attachment content through a redirect to its media host).
 
 use super::auth::{Auth, TokenRequest};
-use super::{limits, Budget, Call, CallBody, CallError, Connector, Download, Reply};
-use crate::connections::{Connection, ConnectionKind};
-use crate::plan::Method;
-use crate::secrets::SecretStore;
+use super::connector::{describe, Budget, Call, CallBody, CallError, Connector, Download, Reply};
+use super::limits;
+use crate::outbound::connections::{Connection, ConnectionKind};
+use crate::rules::plan::Method;
+use crate::secrets::store::SecretStore;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use http::HeaderValue;
@@ -143,7 +144,7 @@ const JIRA_MEDIA_HOSTS: &[&str] = &["api.media.atlassian.com"];
 /// connection's base URL, or (Jira) over https to Jira Cloud's media host.
 /// Every hop is checked, so a chain cannot leave through a second redirect.
 pub fn redirect_allowed(next: &url::Url, base_url: &str, kind: ConnectionKind) -> bool {
-    if super::url_is_under(next.as_str(), base_url) {
+    if crate::support::url::url_is_under(next.as_str(), base_url) {
         return true;
     }
     kind == ConnectionKind::Jira
@@ -180,30 +181,6 @@ fn download_client(base_url: &str, kind: ConnectionKind) -> reqwest::Client {
 }
 
 /// A short, secret-free description of a transport error.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "the body could not be transferred"
-    } else if e.is_redirect() {
-        "too many redirects"
-    } else {
-        "request failed"
-    };
-    match e.url() {
-        // The path only: a query may carry values we should not log.
-        Some(u) => format!(
-            "{what} ({}://{}{})",
-            u.scheme(),
-            u.host_str().unwrap_or(""),
-            u.path()
-        ),
-        None => what.to_owned(),
-    }
-}
-
 fn method(m: Method) -> reqwest::Method {
     match m {
         Method::Get => reqwest::Method::GET,
@@ -542,7 +519,7 @@ impl Connector for RestConnector {
     fn settle(&self) -> Duration {
         self.settings
             .settle
-            .unwrap_or_else(|| super::default_settle(self.conn.kind))
+            .unwrap_or_else(|| super::connector::default_settle(self.conn.kind))
     }
 
     async fn call(&self, call: &Call, budget: &Budget) -> Result<Reply, CallError> {
@@ -558,7 +535,7 @@ impl Connector for RestConnector {
         })?;
         let json = serde_json::from_slice(&body).ok();
         let error = (!(200..300).contains(&status)).then(|| self.dialect.error_summary(&body));
-        crate::metrics::latency(
+        crate::support::metrics::latency(
             "ConnectorLatency",
             &[("Connection", &self.conn.name)],
             started.elapsed().as_secs_f64() * 1000.0,
@@ -586,7 +563,7 @@ impl Connector for RestConnector {
         max_bytes: u64,
         budget: &Budget,
     ) -> Result<Download, CallError> {
-        if !super::url_is_under(url, &self.conn.base_url) {
+        if !crate::support::url::url_is_under(url, &self.conn.base_url) {
             return Err(CallError::permanent(format!(
                 "attachment_url_not_allowed: `{url}` is not under {} (connection `{}`)",
                 self.conn.base_url, self.conn.name

@@ -5,8 +5,9 @@
 //! credentials by [`SecretRef`] plus the auth kind. The calls themselves live
 //! in the worker; this module is the typed config and its checks.
 
-use crate::config::{problem, Problem};
-use crate::secret::SecretRef;
+use crate::config::problem::problem;
+use crate::config::problem::Problem;
+use crate::secrets::secret::SecretRef;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -245,7 +246,7 @@ pub(crate) fn check_connections(
         let c = spanned.value;
         let at = |f: &str| format!("connections[{i}].{f}");
         let name = c.name.value.clone();
-        if !crate::config::is_valid_endpoint_name(&name) {
+        if !crate::config::model::is_valid_endpoint_name(&name) {
             problems.push(problem(
                 &c.name,
                 at("name"),

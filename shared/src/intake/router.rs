@@ -8,12 +8,12 @@
 //! the reason goes to the log. Unknown endpoint (404) and bad credentials
 //! (401) answer the same body after the same work.
 
-use crate::auth::{self, AuthError, Credentials};
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::envelope::{DeliveryHeaders, Envelope};
-use crate::queue::{Queue, QueueError};
-use crate::secrets::SecretStore;
+use crate::intake::auth::{self, AuthError, Credentials};
+use crate::intake::envelope::{DeliveryHeaders, Envelope};
+use crate::queue::port::{OutgoingMessage, Queue, QueueError};
+use crate::secrets::store::SecretStore;
+use crate::support::clock::Clock;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -92,11 +92,11 @@ fn error_response(status: StatusCode) -> Response {
 /// Logs a refusal with its reason and answers the fixed message.
 fn reject(endpoint: &str, status: StatusCode, reason: &str, started: Instant) -> Response {
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    crate::metrics::count("Rejected", &[("Reason", reason)]);
+    crate::support::metrics::count("Rejected", &[("Reason", reason)]);
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND) {
-        crate::metrics::count("AuthRejected", &[]);
+        crate::support::metrics::count("AuthRejected", &[]);
     }
-    crate::metrics::latency("HandlerLatency", &[("Function", "ingress")], duration_ms);
+    crate::support::metrics::latency("HandlerLatency", &[("Function", "ingress")], duration_ms);
     if status.is_server_error() {
         tracing::error!(
             endpoint,
@@ -170,7 +170,7 @@ async fn receive(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    crate::metrics::count("Received", &[]);
+    crate::support::metrics::count("Received", &[]);
     let limit = st.config.limits.max_body_bytes;
     // A name that does not decode (not UTF-8) names no endpoint: it is
     // answered like any unknown one.
@@ -260,11 +260,15 @@ async fn receive(
             Err(e) => return reject(&endpoint.name, StatusCode::BAD_REQUEST, e.reason(), started),
         };
 
-    match st.queue.send(envelope.message()).await {
+    match st.queue.send(OutgoingMessage::of(&envelope)).await {
         Ok(receipt) => {
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            crate::metrics::count("Enqueued", &[]);
-            crate::metrics::latency("HandlerLatency", &[("Function", "ingress")], duration_ms);
+            crate::support::metrics::count("Enqueued", &[]);
+            crate::support::metrics::latency(
+                "HandlerLatency",
+                &[("Function", "ingress")],
+                duration_ms,
+            );
             // A delivery seen within the dedup window (Jira's retry) is
             // answered 202 like the first, but nothing new was queued.
             let (outcome, reason) = if receipt.duplicate {

@@ -38,7 +38,7 @@
 //!   holds yet another token, workers are still racing: the call goes back to
 //!   the queue (`oauth_refresh_contended`), not to the dead letters. The write itself is a compare-and-swap against the version that
 //!   was read (strict for the local file within a process, best-effort for
-//!   Secrets Manager: see [`crate::secrets::AwsSecretStore`]); a conflict
+//!   Secrets Manager: see [`crate::secrets::aws::AwsSecretStore`]); a conflict
 //!   after a *successful* refresh means another writer stored a token
 //!   concurrently (an operator's new login, or a token endpoint with a reuse
 //!   grace period) — both are valid, ours was just issued, so it is written
@@ -57,10 +57,10 @@
 //!   the template alarms on. The fix is `relay jira oauth login`, then a
 //!   redrive.
 
-use super::{Budget, CallError};
-use crate::connections::ConnectionAuth;
-use crate::secret::{Secret, SecretRef};
-use crate::secrets::{SecretError, SecretStore};
+use super::connector::{Budget, CallError};
+use crate::outbound::connections::ConnectionAuth;
+use crate::secrets::secret::{Secret, SecretRef};
+use crate::secrets::store::{SecretError, SecretStore};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -144,8 +144,10 @@ impl Oauth3lo {
         let v = secrets
             .fetch(&r.secret)
             .await
-            .map_err(super::auth::secret_error)?;
-        Ok(v.resolve(r).map_err(super::auth::secret_error)?.current)
+            .map_err(super::connector::secret_error)?;
+        Ok(v.resolve(r)
+            .map_err(super::connector::secret_error)?
+            .current)
     }
 
     /// Writes a rotated refresh token back: CAS against `version`, and on a
@@ -208,10 +210,10 @@ impl Oauth3lo {
         let versions = secrets
             .fetch_latest(&rref.secret)
             .await
-            .map_err(super::auth::secret_error)?;
+            .map_err(super::connector::secret_error)?;
         let mut used = versions
             .resolve(&rref)
-            .map_err(super::auth::secret_error)?
+            .map_err(super::connector::secret_error)?
             .current;
         let mut version = versions.version.clone();
         if st.refused.as_ref() == Some(&used) {
@@ -276,8 +278,11 @@ impl Oauth3lo {
             let v = secrets
                 .fetch_latest(&rref.secret)
                 .await
-                .map_err(super::auth::secret_error)?;
-            let t = v.resolve(rref).map_err(super::auth::secret_error)?.current;
+                .map_err(super::connector::secret_error)?;
+            let t = v
+                .resolve(rref)
+                .map_err(super::connector::secret_error)?
+                .current;
             if t != *refused || waited || budget.remaining() < WRITE_GRACE * 2 {
                 return Ok((t, v.version.clone()));
             }
@@ -321,7 +326,7 @@ impl Oauth3lo {
             .map_err(|e| {
                 Refused::Other(CallError::retry(format!(
                     "oauth_unreachable: {}",
-                    super::rest::describe(&e)
+                    super::connector::describe(&e)
                 )))
             })?;
         let status = resp.status().as_u16();
@@ -356,7 +361,7 @@ pub fn is_invalid_grant(status: u16, body: &[u8]) -> bool {
 fn consent_required(r: &SecretRef) -> CallError {
     // The template's alarm on this metric names the fix; the dead letter
     // carries the same reason.
-    crate::metrics::count("OAuthConsentRequired", &[]);
+    crate::support::metrics::count("OAuthConsentRequired", &[]);
     tracing::error!(
         secret_id = %r.secret,
         reason = "oauth_consent_required",

@@ -7,9 +7,9 @@
 //! attacker nothing about which part was wrong. An [`Authenticated`] value can
 //! only be made here: it is the one thing the ingress may enqueue.
 
-use crate::config::{Endpoint, Require, SourceKind};
-use crate::secret::{Secret, SecretRef};
-use crate::secrets::{Resolved, SecretError, SecretStore};
+use crate::config::model::{Endpoint, Require, SourceKind};
+use crate::secrets::secret::{Secret, SecretRef};
+use crate::secrets::store::{Resolved, SecretError, SecretStore};
 use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -304,8 +304,8 @@ pub fn equivalent_work(c: &Credentials<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BasicAuth, EndpointAuth, Stage};
-    use crate::secrets::LocalSecretStore;
+    use crate::config::model::{BasicAuth, EndpointAuth, Stage};
+    use crate::secrets::local::LocalSecretStore;
     use http::HeaderValue;
 
     fn store() -> LocalSecretStore {

@@ -1,7 +1,7 @@
 //! Executes a [`Plan`]: the planned requests, in order, through the
 //! connectors, with the lookups' results filled into later steps.
 //!
-//! Semantics (see [`crate::plan`]): rules run in plan order and the steps of
+//! Semantics (see [`crate::rules::plan`]): rules run in plan order and the steps of
 //! a rule in order; a step runs only if its `run_if` holds; a lookup that
 //! answers 404 or whose `extract` finds nothing is "not found", and its
 //! `on_empty` decides: go on (create), skip the rule, or retry the event
@@ -17,16 +17,16 @@
 //! made, so an event is never half applied because of its own mapping.
 
 use crate::config::Config;
-use crate::connector::{
-    Budget, Call, CallBody, CallError, Connector, ConnectorSettings, FileSource, RestConnector,
-};
-use crate::links::{LinkError, Links, Pair, Scope};
-use crate::plan::{
+use crate::links::backend::LinkError;
+use crate::links::store::{Links, Pair, Scope};
+use crate::outbound::connector::{Budget, Call, CallBody, CallError, Connector, FileSource};
+use crate::outbound::rest::{ConnectorSettings, RestConnector};
+use crate::rules::model::Action;
+use crate::rules::path::{as_text, Path};
+use crate::rules::plan::{
     Body, Decision, Method, OnEmpty, PairBack, Plan, RulePlan, RuleStatus, RunIf, Step,
 };
-use crate::rules::path::{as_text, Path};
-use crate::rules::Action;
-use crate::secrets::SecretStore;
+use crate::secrets::store::SecretStore;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -374,7 +374,7 @@ fn result_from_pair(step: &Step, pair: &Pair) -> StepResult {
 /// Writes whose twins the store keeps (Jira comments and uploads): the
 /// redelivered event finds the twin instead of writing again.
 fn item_twin(step: &Step, conn: &Arc<dyn Connector>) -> bool {
-    conn.kind() == crate::connections::ConnectionKind::Jira
+    conn.kind() == crate::outbound::connections::ConnectionKind::Jira
         && matches!(step.id.as_str(), "comment" | "attach")
 }
 
@@ -720,7 +720,7 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// The outcome of a 4xx (or a 3xx that was not followed) from the target.
-fn rejected(reply: &crate::connector::Reply, conn: &str, call: &Call) -> Outcome {
+fn rejected(reply: &crate::outbound::connector::Reply, conn: &str, call: &Call) -> Outcome {
     let summary = reply.error.as_deref().unwrap_or("");
     let what = format!(
         "{} from {conn} on {:?} {}: {summary}",
@@ -751,7 +751,7 @@ fn fill(
 ) -> Result<Call, String> {
     let lookup = |name: &str| -> Result<&Value, String> { lookup_var(results, name) };
     let path = substitute(&step.path, &|n| {
-        lookup(n).map(|v| crate::rules::engine::encode_segment(&as_text(v)))
+        lookup(n).map(|v| crate::support::url::encode_segment(&as_text(v)))
     })?;
     let text = |s: &str| substitute(s, &|n| lookup(n).map(|v| as_text(v).into_owned()));
     let query = step

@@ -12,11 +12,11 @@
 //!
 //! A missing attribute fails `=` and `IN` and passes `!=`: a comment event
 //! without a top-level `user` is not "from" the excluded user. Use `actor.id`
-//! (resolved across event kinds, see [`crate::rules::Context`]) to catch the
+//! (resolved across event kinds, see [`crate::rules::model::Context`]) to catch the
 //! integration user everywhere.
 
+use crate::rules::context::Context;
 use crate::rules::path::{as_text, Path};
-use crate::rules::Context;
 use serde::Deserialize;
 use std::fmt;
 
@@ -268,13 +268,13 @@ pub enum WhitelistSpec {
 pub struct ClauseSpec {
     pub path: String,
     #[serde(default)]
-    pub equals: Option<crate::rules::Scalar>,
+    pub equals: Option<crate::rules::model::Scalar>,
     #[serde(default)]
-    pub not_equals: Option<crate::rules::Scalar>,
+    pub not_equals: Option<crate::rules::model::Scalar>,
     #[serde(default, rename = "in")]
-    pub in_: Option<Vec<crate::rules::Scalar>>,
+    pub in_: Option<Vec<crate::rules::model::Scalar>>,
     #[serde(default)]
-    pub not_in: Option<Vec<crate::rules::Scalar>>,
+    pub not_in: Option<Vec<crate::rules::model::Scalar>>,
 }
 
 impl WhitelistSpec {
@@ -295,7 +295,7 @@ impl WhitelistSpec {
                             c.path
                         ));
                     }
-                    let text = |v: &crate::rules::Scalar| v.0.clone();
+                    let text = |v: &crate::rules::model::Scalar| v.0.clone();
                     if let Some(v) = &c.equals {
                         clauses.push(Clause {
                             path,

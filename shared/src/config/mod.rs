@@ -6,21 +6,20 @@
 //! with `serde-saphyr` (every parse error carries the field path and the line),
 //! then semantic checks over the parsed tree, which keep the YAML line of each
 //! checked item so they can point at it too. Secrets never appear in the file:
-//! it names them by [`SecretRef`].
+//! it names them by [`crate::secrets::secret::SecretRef`].
 
-use crate::secret::SecretRef;
-use serde::{Deserialize, Serialize};
+pub use model::*;
+pub use problem::Problem;
+use problem::{parse_problem, problem, render_problems};
+use serde::Deserialize;
 use serde_saphyr::Spanned;
-use std::collections::HashSet;
-use std::fmt;
-use std::path::{Path, PathBuf};
 
-/// Default for `limits.max_body_bytes`: a webhook of this size still fits SQS's
-/// classic 256 KiB message limit once wrapped in the envelope.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 250_000;
-/// Upper bound for `limits.max_body_bytes`: SQS's 1 MiB maximum less room for the
-/// envelope header and message attributes.
-pub const MAX_BODY_BYTES_CEILING: usize = 1_048_576 - 8_192;
+pub mod model;
+pub mod problem;
+pub mod schema;
+use std::collections::HashSet;
+
+use std::path::{Path, PathBuf};
 
 /// The typed, validated configuration.
 #[derive(Clone, Debug)]
@@ -29,145 +28,18 @@ pub struct Config {
     pub limits: Limits,
     pub endpoints: Vec<Endpoint>,
     /// Outbound systems the rules write to.
-    pub connections: Vec<crate::connections::Connection>,
+    pub connections: Vec<crate::outbound::connections::Connection>,
     /// Ordered routing and mapping rules.
-    pub rules: Vec<crate::rules::Rule>,
+    pub rules: Vec<crate::rules::model::Rule>,
     /// Per-endpoint whitelists by endpoint name (`endpoints[].whitelist`);
     /// kept here so that `Endpoint` stays a plain auth/routing record.
-    pub whitelists: std::collections::BTreeMap<String, crate::whitelist::Whitelist>,
+    pub whitelists: std::collections::BTreeMap<String, crate::rules::whitelist::Whitelist>,
     /// Reconciliation sweeps by endpoint name (`endpoints[].reconcile`).
-    pub reconcile: std::collections::BTreeMap<String, crate::reconcile::ReconcileSpec>,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Largest accepted webhook body in bytes; larger ones get 413.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-        }
-    }
-}
-
-fn default_max_body() -> usize {
-    DEFAULT_MAX_BODY_BYTES
-}
-
-/// An inbound webhook endpoint: `POST /webhooks/{name}`.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    pub name: String,
-    pub kind: SourceKind,
-    pub stage: Stage,
-    pub auth: EndpointAuth,
-}
-
-/// Which system calls an endpoint; decides how its payloads are read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    Jira,
-    Servicenow,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Jira => "jira",
-            SourceKind::Servicenow => "servicenow",
-        }
-    }
-}
-
-/// Jira and ServiceNow integrations keep test and production apart by URL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Test,
-    Prod,
-}
-
-/// How a caller proves who it is. Every configured method is checked; with
-/// `require: any` one passing method is enough (useful while moving a sender
-/// from one method to another).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointAuth {
-    /// Shared token in the `?token=` query parameter (Jira admin webhooks cannot
-    /// send headers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<SecretRef>,
-    /// HMAC-SHA256 key for `X-Hub-Signature: sha256=<hex>` over the raw body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hmac: Option<SecretRef>,
-    /// `Authorization: Basic` (ServiceNow REST messages).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basic: Option<BasicAuth>,
-    /// `Authorization: Bearer <token>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bearer: Option<SecretRef>,
-    #[serde(default)]
-    pub require: Require,
-}
-
-impl EndpointAuth {
-    /// Number of configured methods.
-    pub fn method_count(&self) -> usize {
-        usize::from(self.token.is_some())
-            + usize::from(self.hmac.is_some())
-            + usize::from(self.basic.is_some())
-            + usize::from(self.bearer.is_some())
-    }
-
-    /// Every secret this endpoint reads.
-    pub fn secret_refs(&self) -> Vec<&SecretRef> {
-        let mut refs = Vec::new();
-        refs.extend(self.token.as_ref());
-        refs.extend(self.hmac.as_ref());
-        if let Some(b) = &self.basic {
-            refs.push(&b.username);
-            refs.push(&b.password);
-        }
-        refs.extend(self.bearer.as_ref());
-        refs
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: SecretRef,
-    pub password: SecretRef,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Require {
-    #[default]
-    All,
-    Any,
+    pub reconcile: std::collections::BTreeMap<String, crate::reconcile::spec::ReconcileSpec>,
 }
 
 // ---------------------------------------------------------------------------
 // Errors
-
-/// One thing wrong with a configuration file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub line: Option<u64>,
-    pub column: Option<u64>,
-    /// Path of the field, e.g. `endpoints[1].auth.token`.
-    pub field: String,
-    pub message: String,
-    /// What would fix it, when we can say.
-    pub fix: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -194,43 +66,6 @@ impl ConfigError {
     }
 }
 
-fn render_problems(file: &Path, problems: &[Problem]) -> String {
-    let mut out = String::new();
-    for (i, p) in problems.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&file.display().to_string());
-        if let Some(line) = p.line {
-            out.push_str(&format!(":{line}"));
-            if let Some(col) = p.column {
-                out.push_str(&format!(":{col}"));
-            }
-        }
-        out.push_str(": ");
-        if !p.field.is_empty() {
-            out.push_str(&p.field);
-            out.push_str(": ");
-        }
-        out.push_str(&p.message);
-        if let Some(fix) = &p.fix {
-            out.push_str(" (fix: ");
-            out.push_str(fix);
-            out.push(')');
-        }
-    }
-    out
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&render_problems(
-            Path::new("config"),
-            std::slice::from_ref(self),
-        ))
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Raw (as written) form, with YAML positions for the semantic checks
 
@@ -242,9 +77,9 @@ struct RawConfig {
     limits: Option<Spanned<Limits>>,
     endpoints: Spanned<Vec<RawEndpoint>>,
     #[serde(default)]
-    connections: Vec<Spanned<crate::connections::ConnectionSpec>>,
+    connections: Vec<Spanned<crate::outbound::connections::ConnectionSpec>>,
     #[serde(default)]
-    rules: Vec<Spanned<crate::rules::RuleSpec>>,
+    rules: Vec<Spanned<crate::rules::model::RuleSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -255,7 +90,7 @@ struct RawEndpoint {
     stage: Stage,
     auth: Spanned<EndpointAuth>,
     #[serde(default)]
-    whitelist: Option<Spanned<crate::whitelist::WhitelistSpec>>,
+    whitelist: Option<Spanned<crate::rules::whitelist::WhitelistSpec>>,
     #[serde(default)]
     reconcile: Option<Spanned<crate::reconcile::spec::ReconcileYaml>>,
 }
@@ -302,206 +137,18 @@ impl Config {
     }
 
     /// The whitelist of an endpoint, if it has one.
-    pub fn whitelist(&self, endpoint: &str) -> Option<&crate::whitelist::Whitelist> {
+    pub fn whitelist(&self, endpoint: &str) -> Option<&crate::rules::whitelist::Whitelist> {
         self.whitelists.get(endpoint)
     }
 
     /// The outbound connection with this name.
-    pub fn connection(&self, name: &str) -> Option<&crate::connections::Connection> {
+    pub fn connection(&self, name: &str) -> Option<&crate::outbound::connections::Connection> {
         self.connections.iter().find(|c| c.name == name)
     }
 }
 
 /// Turns a serde-saphyr error about `text` into a [`Problem`] that also names
 /// the field at the error's position.
-fn parse_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
-    let (line, column) = match error.location() {
-        Some(l) if l.line() > 0 => (Some(l.line()), Some(l.column())),
-        _ => (None, None),
-    };
-    // The message without the snippet and without the position, which the
-    // problem carries in its own fields (`unknown variant … at line 4, column 11`).
-    let rendered = error.without_snippet().to_string();
-    let mut message = rendered.lines().next().unwrap_or_default().trim();
-    message = message.strip_prefix("error: ").unwrap_or(message);
-    if let (Some(l), Some(c)) = (line, column) {
-        message = message
-            .strip_prefix(&format!("line {l} column {c}: "))
-            .unwrap_or(message);
-        message = message
-            .strip_suffix(&format!(" at line {l}, column {c}"))
-            .unwrap_or(message);
-    }
-    let message = message.to_owned();
-    let field = match (line, column) {
-        (Some(l), Some(c)) => path_at(text, l, c, message.starts_with("missing field")),
-        _ => String::new(),
-    };
-    let fix = if message.contains("unknown field") {
-        Some("remove or rename the field; `relay schema` lists the allowed ones".to_owned())
-    } else if message.contains("missing field") {
-        Some("add the field".to_owned())
-    } else if message.contains("unknown variant") {
-        Some("use one of the listed values".to_owned())
-    } else {
-        None
-    };
-    Problem {
-        line,
-        column,
-        field,
-        message,
-        fix,
-    }
-}
-
-/// The field path (`endpoints[1].kind`) of the innermost YAML node at `line`,
-/// `column` (1-based, as serde-saphyr reports them) of `text`; empty when no
-/// node is there. With `of_mapping`, a position on a mapping key names the
-/// mapping (serde reports a missing field at the last key it read).
-///
-/// Parse errors are located by line and column only. Rather than track the path
-/// while deserializing (a second, wrapped copy of every `Deserialize` impl of
-/// the config: the largest single item in the Lambda binaries), the path is
-/// recovered afterwards from the YAML events, on the error path alone.
-pub(crate) fn path_at(text: &str, line: u64, column: u64, of_mapping: bool) -> String {
-    use granit_parser::{Event, Marker, Parser};
-    type Pos = (usize, usize);
-    /// An open collection: its path, where it starts, and where its next child goes.
-    struct Frame {
-        path: String,
-        start: Pos,
-        next: Next,
-    }
-    enum Next {
-        /// In a mapping: the key just read (its value comes next), or none.
-        Map(Option<String>),
-        /// In a sequence: the index of the next item.
-        Seq(usize),
-    }
-    /// Where a node stands: its path, and for a mapping key the mapping's path.
-    fn place(stack: &mut [Frame], key_text: Option<&str>) -> (String, Option<String>) {
-        let Some(Frame { path, next, .. }) = stack.last_mut() else {
-            return (String::new(), None);
-        };
-        let join = |key: &str| {
-            if path.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{path}.{key}")
-            }
-        };
-        match next {
-            Next::Seq(i) => {
-                *i += 1;
-                (format!("{path}[{}]", *i - 1), None)
-            }
-            Next::Map(key) => match key.take() {
-                Some(k) => (join(&k), None),
-                None => {
-                    let k = key_text.unwrap_or("?");
-                    *key = Some(k.to_owned());
-                    (join(k), Some(path.clone()))
-                }
-            },
-        }
-    }
-    let pos: Pos = (line as usize, column as usize);
-    // granit-parser counts lines from 1 and columns from 0.
-    let at = |m: Marker| (m.line(), m.col() + 1);
-    // The innermost node containing `pos` so far: depth, path, mapping of a key.
-    let mut best: Option<(usize, String, Option<String>)> = None;
-    let mut consider =
-        |start: Pos, end: Pos, depth: usize, path: String, key_of: Option<String>| {
-            if start <= pos && pos <= end && best.as_ref().is_none_or(|(d, ..)| depth >= *d) {
-                best = Some((depth, path, key_of));
-            }
-        };
-    let mut stack: Vec<Frame> = Vec::new();
-    for event in Parser::new_from_str(text) {
-        let Ok((event, span)) = event else { break };
-        let depth = stack.len();
-        match event {
-            Event::Scalar(value, ..) => {
-                let (path, key_of) = place(&mut stack, Some(&value));
-                consider(at(span.start), at(span.end), depth, path, key_of);
-            }
-            Event::Alias(..) => {
-                let (path, key_of) = place(&mut stack, None);
-                consider(at(span.start), at(span.end), depth, path, key_of);
-            }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                let (path, _) = place(&mut stack, None);
-                let next = match event {
-                    Event::MappingStart(..) => Next::Map(None),
-                    _ => Next::Seq(0),
-                };
-                stack.push(Frame {
-                    path,
-                    start: at(span.start),
-                    next,
-                });
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                let Some(frame) = stack.pop() else { break };
-                consider(frame.start, at(span.end), stack.len(), frame.path, None);
-            }
-            _ => {}
-        }
-    }
-    // Collections a syntax error left open reach to the end of the text.
-    while let Some(frame) = stack.pop() {
-        consider(
-            frame.start,
-            (usize::MAX, usize::MAX),
-            stack.len(),
-            frame.path,
-            None,
-        );
-    }
-    match best {
-        Some((_, _, Some(mapping))) if of_mapping => mapping,
-        Some((_, path, _)) => path,
-        None => String::new(),
-    }
-}
-
-fn at<T>(s: &Spanned<T>) -> (Option<u64>, Option<u64>) {
-    let line = s.referenced.line();
-    if line == 0 {
-        (None, None)
-    } else {
-        (Some(line), Some(s.referenced.column()))
-    }
-}
-
-pub(crate) fn problem<T>(
-    span: &Spanned<T>,
-    field: impl Into<String>,
-    message: impl Into<String>,
-    fix: &str,
-) -> Problem {
-    let (line, column) = at(span);
-    Problem {
-        line,
-        column,
-        field: field.into(),
-        message: message.into(),
-        fix: (!fix.is_empty()).then(|| fix.to_owned()),
-    }
-}
-
-/// True for a valid endpoint name: a lowercase URL path segment.
-pub fn is_valid_endpoint_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 64
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
-}
-
 fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     if raw.version.value != 1 {
         problems.push(problem(
@@ -582,8 +229,8 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             auth: ep.auth.value,
         });
     }
-    let connections = crate::connections::check_connections(raw.connections, problems);
-    let rules = crate::rules::check_rules(raw.rules, &endpoints, &connections, problems);
+    let connections = crate::outbound::connections::check_connections(raw.connections, problems);
+    let rules = crate::rules::model::check_rules(raw.rules, &endpoints, &connections, problems);
     let mut reconcile = std::collections::BTreeMap::new();
     for (i, name, kind, raw) in sweeps {
         let spec =
@@ -825,7 +472,8 @@ endpoints:
 }
 #[cfg(test)]
 mod path_tests {
-    use super::{parse_problem, path_at, RawConfig};
+    use super::problem::{parse_problem, path_at};
+    use super::RawConfig;
 
     fn field_of(yaml: &str) -> (String, Option<u64>, String) {
         let e = serde_saphyr::from_str::<RawConfig>(yaml)

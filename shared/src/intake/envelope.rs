@@ -9,7 +9,7 @@
 //! events without `issue`, logger-wrapped bodies, fields of unexpected types);
 //! the payload itself is carried byte for byte.
 
-use crate::config::SourceKind;
+use crate::config::model::SourceKind;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -181,7 +181,7 @@ impl Envelope {
     /// Builds the envelope of an authenticated webhook: the only way a webhook
     /// reaches the queue.
     pub fn from_webhook(
-        webhook: &crate::auth::Authenticated,
+        webhook: &crate::intake::auth::Authenticated,
         headers: &DeliveryHeaders,
         received_at: jiff::Timestamp,
     ) -> Result<Self, PayloadError> {
@@ -286,22 +286,6 @@ impl Envelope {
     pub fn dedup_id(&self) -> String {
         let id = self.change_id.as_deref().unwrap_or(&self.delivery_id);
         sqs_id(&format!("{}:{}", self.endpoint, id))
-    }
-
-    /// The queue message that carries this envelope: its FIFO group, its
-    /// deduplication id, and the `event` / `endpoint` attributes. The intake
-    /// and the reconciliation sweep both send this, so a webhook and a sweep
-    /// for one change are the same message to the queue.
-    pub fn message(&self) -> crate::queue::OutgoingMessage {
-        crate::queue::OutgoingMessage {
-            group_id: self.group_id(),
-            dedup_id: self.dedup_id(),
-            body: self.encode(),
-            attributes: vec![
-                ("event", self.event.clone()),
-                ("endpoint", self.endpoint.clone()),
-            ],
-        }
     }
 }
 

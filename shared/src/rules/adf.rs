@@ -233,7 +233,7 @@ fn inline_text(nodes: &[Value], out: &mut String) {
                 out.push(']');
             }
             "date" => {
-                let ts = attr(n, "timestamp").map(crate::timefmt::parse_value);
+                let ts = attr(n, "timestamp").map(crate::support::timefmt::parse_value);
                 match ts {
                     Some(Ok(ts)) => out.push_str(&ts.strftime("%Y-%m-%d").to_string()),
                     _ => out.push_str("(date)"),

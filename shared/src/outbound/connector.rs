@@ -11,7 +11,7 @@
 //!   `auth.atlassian.com`) and generic HTTP (JSON in, JSON out).
 //! - [`auth`]: Basic (e-mail + API token, user + password), Bearer (PAT),
 //!   OAuth 2.0 client credentials with the token cached until shortly before
-//!   expiry. Credentials come from the [`crate::secrets::SecretStore`]; after a
+//!   expiry. Credentials come from the [`crate::secrets::store::SecretStore`]; after a
 //!   401 the secret is re-read once (rotation) and the call repeated once.
 //! - [`oauth3lo`]: Atlassian OAuth 2.0 authorization code (3LO): access tokens
 //!   by refresh, each rotated refresh token written back to the secret store
@@ -24,20 +24,14 @@
 //! still follow it. Whatever does not fit is handed back to the queue as
 //! [`CallError::Retry`] with the wait the target asked for.
 
-pub mod auth;
-pub mod limits;
-pub mod oauth3lo;
-pub mod rest;
-
-use crate::connections::ConnectionKind;
-use crate::plan::Method;
+use crate::outbound::connections::ConnectionKind;
+use crate::rules::model::Method;
+use crate::secrets::store::SecretError;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-pub use rest::{ConnectorSettings, RestConnector};
 
 /// [`Connector::settle`] by kind: Jira's JQL index lags (seconds, at times
 /// more), ServiceNow's lookups see committed records.
@@ -242,92 +236,46 @@ pub trait Connector: Send + Sync {
     ) -> Result<Download, CallError>;
 }
 
-/// Whether `url` lies under `base` (same scheme, host and port; path under
-/// the base path; no dot segments, credentials or backslashes to play
-/// tricks with).
-pub fn url_is_under(url: &str, base: &str) -> bool {
-    let (Ok(u), Ok(b)) = (url::Url::parse(url), url::Url::parse(base)) else {
-        return false;
+/// A transport error in words for logs and reasons: what failed and where
+/// (scheme, host and path only).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the body could not be transferred"
+    } else if e.is_redirect() {
+        "too many redirects"
+    } else {
+        "request failed"
     };
-    if url.contains('\\') || !u.username().is_empty() || u.password().is_some() {
-        return false;
+    match e.url() {
+        // The path only: a query may carry values we should not log.
+        Some(u) => format!(
+            "{what} ({}://{}{})",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.path()
+        ),
+        None => what.to_owned(),
     }
-    // `Url::parse` resolves dot segments; a raw `..` or encoded one is refused.
-    let raw_path = url.split(['?', '#']).next().unwrap_or("");
-    let lowered = raw_path.to_ascii_lowercase();
-    if raw_path.contains("/../")
-        || raw_path.ends_with("/..")
-        || lowered.contains("%2e%2e")
-        || lowered.contains("%2f")
-    {
-        return false;
-    }
-    if u.scheme() != b.scheme()
-        || u.host_str() != b.host_str()
-        || u.port_or_known_default() != b.port_or_known_default()
-    {
-        return false;
-    }
-    let base_path = b.path().trim_end_matches('/');
-    let path = u.path();
-    path.len() > base_path.len() && path.starts_with(base_path) && {
-        let rest = &path[base_path.len()..];
-        rest.starts_with('/') && rest.len() > 1
+}
+
+/// A secret that could not be read, as a call error: retryable while the
+/// store is unavailable or busy, permanent otherwise.
+pub(crate) fn secret_error(e: SecretError) -> CallError {
+    match e {
+        SecretError::Unavailable { .. } | SecretError::Conflict { .. } => {
+            CallError::retry(format!("{}: {e}", e.reason()))
+        }
+        _ => CallError::permanent(format!("{}: {e}", e.reason())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_under_the_base() {
-        let base = "https://example.atlassian.net";
-        assert!(url_is_under(
-            "https://example.atlassian.net/secure/attachment/1/a.png",
-            base
-        ));
-        assert!(url_is_under(
-            "https://example.atlassian.net/rest/api/3/attachment/content/10000",
-            base
-        ));
-        for bad in [
-            "https://evil.example/secure/attachment/1/a.png",
-            "https://example.atlassian.net.evil.example/x",
-            "https://example.atlassian.net@evil.example/x",
-            "https://user:pw@example.atlassian.net/x",
-            "http://example.atlassian.net/x",
-            "https://example.atlassian.net:8443/x",
-            "https://example.atlassian.net/../x",
-            "https://example.atlassian.net/a/%2e%2e/x",
-            "https://example.atlassian.net\\@evil.example/",
-            "https://example.atlassian.net",
-            "not a url",
-        ] {
-            assert!(!url_is_under(bad, base), "{bad}");
-        }
-        let prefixed = "https://api.atlassian.com/ex/jira/abc";
-        assert!(url_is_under(
-            "https://api.atlassian.com/ex/jira/abc/rest/api/3/attachment/content/1",
-            prefixed
-        ));
-        assert!(!url_is_under(
-            "https://api.atlassian.com/ex/jira/abcdef/rest",
-            prefixed
-        ));
-        assert!(!url_is_under(
-            "https://api.atlassian.com/ex/jira/other/rest",
-            prefixed
-        ));
-        assert!(url_is_under(
-            "http://127.0.0.1:8080/f/1",
-            "http://127.0.0.1:8080"
-        ));
-        assert!(!url_is_under(
-            "http://127.0.0.1:8081/f/1",
-            "http://127.0.0.1:8080"
-        ));
-    }
 
     #[test]
     fn budget_refuses_calls_that_cannot_finish() {

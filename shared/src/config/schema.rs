@@ -225,7 +225,7 @@ pub fn config_schema() -> Value {
             "limits": {
                 "type": "object",
                 "additionalProperties": false,
-                "properties": { "max_body_bytes": { "type": "integer", "minimum": 1024, "maximum": crate::config::MAX_BODY_BYTES_CEILING } }
+                "properties": { "max_body_bytes": { "type": "integer", "minimum": 1024, "maximum": crate::config::model::MAX_BODY_BYTES_CEILING } }
             },
             "endpoints": { "type": "array", "minItems": 1, "items": endpoint },
             "connections": { "type": "array", "items": connection },

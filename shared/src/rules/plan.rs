@@ -13,6 +13,7 @@
 //! happens next. The rules of one plan, and the steps of one rule, run in
 //! order: a later rule may rely on an earlier one (e.g. a re-key).
 
+pub use super::model::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub enum Decision {
 pub struct RulePlan {
     pub rule: String,
     pub connection: String,
-    pub action: crate::rules::Action,
+    pub action: crate::rules::model::Action,
     /// Index of the element, for rules with `iterate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
@@ -58,7 +59,7 @@ pub struct RulePlan {
     /// asked first, the target's correlation field (the `lookup` step) when
     /// the store does not know it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<crate::links::Scope>,
+    pub link: Option<crate::links::store::Scope>,
     /// Create/upsert rules with `pair_back`: the writes that put the new
     /// record's key into the record the event came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,7 +81,7 @@ pub struct PairBack {
     /// The field there that the other direction's rules correlate by.
     pub field: String,
     /// The source record (from the event).
-    pub source: crate::links::Pair,
+    pub source: crate::links::store::Pair,
     pub steps: Vec<Step>,
 }
 
@@ -96,17 +97,6 @@ pub enum RuleStatus {
     RetryLater { reason: String },
     /// The mapping failed; permanent for this event (DLQ with this reason).
     Error { message: String },
-}
-
-/// HTTP method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Method {
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
 }
 
 /// One outbound request.

@@ -1,7 +1,7 @@
 //! Outbound credentials: the `Authorization` header for one connection.
 //!
 //! Values are read from the secret store on each use (the store caches them;
-//! see [`crate::secrets::CachedSecretStore`]) and never kept in a form that
+//! see [`crate::secrets::cache::CachedSecretStore`]) and never kept in a form that
 //! can be printed: the header value is marked sensitive, and errors name the
 //! secret id and key, never the value.
 //!
@@ -15,10 +15,10 @@
 //! OAuth 2.0 authorization code (3LO, rotating refresh tokens): see
 //! [`super::oauth3lo`].
 
-use super::{Budget, CallError};
-use crate::connections::{AuthKind, ConnectionAuth};
-use crate::secret::{Secret, SecretRef};
-use crate::secrets::{SecretError, SecretStore};
+use super::connector::{secret_error, Budget, CallError};
+use crate::outbound::connections::{AuthKind, ConnectionAuth};
+use crate::secrets::secret::{Secret, SecretRef};
+use crate::secrets::store::SecretStore;
 use base64::Engine as _;
 use http::HeaderValue;
 use std::time::Duration;
@@ -53,15 +53,6 @@ impl std::fmt::Debug for Auth {
         f.debug_struct("Auth")
             .field("kind", &self.config.kind)
             .finish_non_exhaustive()
-    }
-}
-
-pub(super) fn secret_error(e: SecretError) -> CallError {
-    match e {
-        SecretError::Unavailable { .. } | SecretError::Conflict { .. } => {
-            CallError::retry(format!("{}: {e}", e.reason()))
-        }
-        _ => CallError::permanent(format!("{}: {e}", e.reason())),
     }
 }
 
@@ -207,7 +198,10 @@ impl Auth {
             .send()
             .await
             .map_err(|e| {
-                CallError::retry(format!("oauth_unreachable: {}", super::rest::describe(&e)))
+                CallError::retry(format!(
+                    "oauth_unreachable: {}",
+                    super::connector::describe(&e)
+                ))
             })?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {

@@ -1,0 +1,15 @@
+//! Writing into the paired systems: the configured connections, the connector
+//! port and its REST adapter, outbound authentication (basic, bearer, OAuth
+//! client credentials, OAuth 2.0 3LO), rate limits, and the executor that runs
+//! a plan's steps against them.
+
+pub mod auth;
+pub mod connections;
+pub mod connector;
+pub mod executor;
+pub mod limits;
+pub mod oauth3lo;
+pub mod rest;
+
+pub use connector::*;
+pub use rest::{ConnectorSettings, RestConnector};

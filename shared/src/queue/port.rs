@@ -1,0 +1,95 @@
+//! The queue port: where an authenticated webhook goes to wait for the worker.
+//!
+//! Semantics are SQS FIFO's: messages of one group are delivered in order,
+//! groups in parallel, and a message whose deduplication id was seen within the
+//! dedup window is accepted but not enqueued again. Adapters: SQS (feature
+//! `aws`) and an in-memory one with the same send semantics.
+
+use crate::intake::envelope::Envelope;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// A message ready to be sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub group_id: String,
+    pub dedup_id: String,
+    pub body: String,
+    /// String message attributes (`event`, `endpoint`, …).
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+impl OutgoingMessage {
+    /// The queue message that carries this envelope: its FIFO group, its
+    /// deduplication id, and the `event` / `endpoint` attributes. The intake
+    /// and the reconciliation sweep both send this, so a webhook and a sweep
+    /// for one change are the same message to the queue.
+    pub fn of(envelope: &Envelope) -> Self {
+        Self {
+            group_id: envelope.group_id(),
+            dedup_id: envelope.dedup_id(),
+            body: envelope.encode(),
+            attributes: vec![
+                ("event", envelope.event.clone()),
+                ("endpoint", envelope.endpoint.clone()),
+            ],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendReceipt {
+    pub message_id: String,
+    /// The deduplication id was already sent within the window: nothing was
+    /// enqueued (the id is the first message's). Known to the embedded and
+    /// in-memory queues; SQS does not say, so its adapter answers `false`.
+    pub duplicate: bool,
+}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue could not take the message now; the sender should retry.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    /// The queue will never take this message (e.g. characters SQS refuses).
+    #[error("queue refused the message: {0}")]
+    Rejected(String),
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, message: OutgoingMessage) -> Result<SendReceipt, QueueError>;
+}
+
+/// A received message, whatever the queue.
+#[derive(Clone, Debug)]
+pub struct InMessage {
+    pub id: String,
+    /// FIFO group; messages without one form their own group.
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub body: String,
+    /// 1 on first delivery.
+    pub receive_count: u32,
+    /// The queue's handle for visibility changes / deletion.
+    pub receipt: Option<String>,
+}
+
+/// What only the queue can do for the worker.
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// Moves the message to the dead-letter queue with `reason`. After `Ok`
+    /// the message counts as handled (the host deletes / acknowledges it).
+    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError>;
+    /// Redelivers the message no earlier than `after`.
+    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError>;
+    /// The message is handled (applied, filtered, no rule, or dead-lettered):
+    /// a host that can acknowledge one message at once does it here, instead
+    /// of after the whole batch, so a crash later in the batch does not bring
+    /// it back to be applied a second time. The default leaves it to the host
+    /// (Lambda's event source mapping deletes after the invocation).
+    async fn handled(&self, msg: &InMessage) -> Result<(), QueueError> {
+        let _ = msg;
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! What every layer uses and that knows nothing of webhooks: the clock port,
+//! time formats, URL helpers, metrics, log set-up and the AWS SDK defaults.
+
+#[cfg(feature = "aws")]
+pub mod aws;
+pub mod clock;
+pub mod metrics;
+pub mod telemetry;
+pub mod timefmt;
+pub mod url;
