@@ -43,8 +43,6 @@ pub struct BatchSettings {
     pub parallel_groups: usize,
     /// A message is not started with less time than this left.
     pub min_message_time: Duration,
-    /// Files larger than this are not transferred.
-    pub max_attachment_bytes: u64,
     /// How often the park's upkeep runs ([`Worker::maybe_replay_parked`]):
     /// events in line behind a replay that must be retried wait this long.
     pub park_pass_every: Duration,
@@ -56,7 +54,6 @@ impl Default for BatchSettings {
             max_receive_count: None,
             parallel_groups: 4,
             min_message_time: Duration::from_secs(2),
-            max_attachment_bytes: 20 * 1024 * 1024,
             park_pass_every: Duration::from_secs(5),
         }
     }
@@ -212,7 +209,6 @@ impl Worker {
             connectors: &self.connectors,
             links: &self.links,
             budget,
-            max_attachment_bytes: self.settings.max_attachment_bytes,
             change: &change,
         };
         let executed = match behind {

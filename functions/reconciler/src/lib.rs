@@ -150,7 +150,7 @@ pub async fn handle(
     let input = input(&event.payload).inspect_err(|e| {
         tracing::error!(request_id = %request_id, error = %e, "reconcile run refused");
     })?;
-    let budget = Budget::until_unix_ms(event.context.deadline, RESERVE);
+    let budget = Budget::until_unix_ms(event.context.deadline, deps.clock.now(), RESERVE);
     let mut reconciler = Reconciler::new(
         deps.config.clone(),
         deps.connectors.clone(),

@@ -31,8 +31,8 @@ pub fn in_message(m: &SqsMessage) -> InMessage {
 
 /// The invocation deadline (epoch milliseconds) as a budget
 /// ([`Budget::until_unix_ms`]).
-pub fn budget(deadline_ms: u64) -> Budget {
-    Budget::until_unix_ms(deadline_ms, RESERVE)
+pub fn budget(deadline_ms: u64, now: jiff::Timestamp) -> Budget {
+    Budget::until_unix_ms(deadline_ms, now, RESERVE)
 }
 
 pub async fn handle(
@@ -41,7 +41,7 @@ pub async fn handle(
     event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse {
     let messages: Vec<InMessage> = event.payload.records.iter().map(in_message).collect();
-    let budget = budget(event.context.deadline);
+    let budget = budget(event.context.deadline, worker.links().clock().now());
     tracing::debug!(
         records = messages.len(),
         deadline_ms = event.context.deadline,
@@ -71,15 +71,18 @@ mod tests {
     async fn deadlines_absolute_and_relative() {
         let in_10s = SystemTime::now() + Duration::from_secs(10);
         let ms = in_10s.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        let left = budget(ms).remaining();
+        let left = budget(ms, jiff::Timestamp::now()).remaining();
         assert!(
             left > Duration::from_secs(9) && left <= Duration::from_secs(10),
             "{left:?}"
         );
         // cargo lambda watch: a duration.
-        let left = budget(600_000).remaining();
+        let left = budget(600_000, jiff::Timestamp::now()).remaining();
         assert!(left > Duration::from_secs(590), "{left:?}");
         // Already past.
-        assert_eq!(budget(ms - 60_000).remaining(), Duration::ZERO);
+        assert_eq!(
+            budget(ms - 60_000, jiff::Timestamp::now()).remaining(),
+            Duration::ZERO
+        );
     }
 }

@@ -314,6 +314,11 @@ impl Links {
         self.now_ms()
     }
 
+    /// The store's clock (the worker's: tests move it).
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
     // --- locks ------------------------------------------------------------------------
 
     /// Takes the lock `name` for `ttl` (it expires by itself if the holder

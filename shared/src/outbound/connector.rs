@@ -177,15 +177,12 @@ impl Budget {
     /// 10^12 (2001-09-09) is not an epoch time but a duration: `cargo lambda
     /// watch` (1.9) sends its timeout, e.g. `600000`, in the
     /// `Lambda-Runtime-Deadline-Ms` header instead of an absolute time.
-    pub fn until_unix_ms(deadline_ms: u64, reserve: Duration) -> Self {
+    pub fn until_unix_ms(deadline_ms: u64, now: jiff::Timestamp, reserve: Duration) -> Self {
         const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
         let left = if deadline_ms < EPOCH_MS_FLOOR {
             Duration::from_millis(deadline_ms)
         } else {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64;
+            let now_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
             Duration::from_millis(deadline_ms.saturating_sub(now_ms))
         };
         Self::new(Instant::now() + left, reserve)

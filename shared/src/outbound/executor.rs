@@ -227,8 +227,6 @@ pub struct Exec<'a> {
     /// Pairs, uncertain writes and item twins (see [`crate::links`]).
     pub links: &'a Links,
     pub budget: &'a Budget,
-    /// Caps a single transferred file.
-    pub max_attachment_bytes: u64,
     /// The change the event stands for (its deduplication id): marks the
     /// writes it makes, so a repeat can recognise them.
     pub change: &'a str,

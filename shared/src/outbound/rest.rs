@@ -14,6 +14,7 @@ use super::limits;
 use crate::outbound::connections::{Connection, ConnectionKind};
 use crate::rules::plan::Method;
 use crate::secrets::store::SecretStore;
+use crate::support::clock::{Clock, SystemClock};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use http::HeaderValue;
@@ -109,6 +110,8 @@ pub struct ConnectorSettings {
     /// [`Connector::settle`] for every connection; `None`: by kind
     /// ([`super::default_settle`]).
     pub settle: Option<Duration>,
+    /// Wall time, for `Retry-After` dates and rate-limit resets.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for ConnectorSettings {
@@ -120,6 +123,7 @@ impl Default for ConnectorSettings {
             max_wait: Duration::from_secs(10),
             max_attachment_bytes: 20 * 1024 * 1024,
             settle: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -397,7 +401,7 @@ impl RestConnector {
                     // not run twice (a 500 from a failing business rule, a
                     // gateway's 502/504) may have come after the commit.
                     let unsure = once && !matches!(status, 429 | 503);
-                    let rl = limits::read(resp.headers(), jiff::Timestamp::now());
+                    let rl = limits::read(resp.headers(), self.settings.clock.now());
                     let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
                     let summary = self.dialect.error_summary(&body);
                     let reason = match status {

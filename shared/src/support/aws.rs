@@ -12,7 +12,8 @@
 //! from `aws_config::defaults` alone has no HTTP client and fails its first call.
 
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+pub use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> jiff::Timestamp;
 }
 
