@@ -3,5 +3,6 @@
 //! passes is enqueued and answered 202.
 
 pub mod auth;
+pub mod body;
 pub mod envelope;
 pub mod router;

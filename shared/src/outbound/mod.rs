@@ -7,6 +7,7 @@ pub mod auth;
 pub mod connections;
 pub mod connector;
 pub mod executor;
+pub mod fill;
 pub mod limits;
 pub mod oauth3lo;
 pub mod rest;
