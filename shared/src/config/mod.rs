@@ -79,7 +79,7 @@ struct RawConfig {
     #[serde(default)]
     connections: Vec<Spanned<crate::outbound::connections::ConnectionSpec>>,
     #[serde(default)]
-    rules: Vec<Spanned<crate::rules::model::RuleSpec>>,
+    rules: Vec<Spanned<crate::rules::check::RuleSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -230,7 +230,7 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         });
     }
     let connections = crate::outbound::connections::check_connections(raw.connections, problems);
-    let rules = crate::rules::model::check_rules(raw.rules, &endpoints, &connections, problems);
+    let rules = crate::rules::check::check_rules(raw.rules, &endpoints, &connections, problems);
     let mut reconcile = std::collections::BTreeMap::new();
     for (i, name, kind, raw) in sweeps {
         let spec =

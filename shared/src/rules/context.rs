@@ -82,3 +82,26 @@ pub fn resolve_actor(payload: &Value, kind: SourceKind) -> Value {
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn actor_is_resolved_across_events() {
+        let cloud_comment = json!({"comment": {"author": {"accountId": "A1"}, "updateAuthor": {"accountId": "A2", "displayName": "Two"}}});
+        let a = resolve_actor(&cloud_comment, SourceKind::Jira);
+        assert_eq!(a["id"], "A2");
+        let server = json!({"user": {"name": "admin", "key": "JIRAUSER1"}});
+        assert_eq!(resolve_actor(&server, SourceKind::Jira)["id"], "JIRAUSER1");
+        let wl = json!({"worklog": {"author": {"accountId": "W"}}});
+        assert_eq!(resolve_actor(&wl, SourceKind::Jira)["id"], "W");
+        let sn = json!({"sys_updated_by": "relay.integration"});
+        assert_eq!(
+            resolve_actor(&sn, SourceKind::Servicenow)["id"],
+            "relay.integration"
+        );
+        assert_eq!(resolve_actor(&json!({}), SourceKind::Jira), json!({}));
+    }
+}

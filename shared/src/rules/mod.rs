@@ -3,6 +3,8 @@
 //! of calls.
 
 pub mod adf;
+pub mod calls;
+pub mod check;
 pub mod context;
 pub mod engine;
 pub mod model;

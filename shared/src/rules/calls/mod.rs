@@ -1,0 +1,6 @@
+//! The calls a planned rule makes, per target kind.
+
+pub mod common;
+pub mod http;
+pub mod jira;
+pub mod servicenow;
