@@ -9,8 +9,8 @@
 //! events without `issue`, logger-wrapped bodies, fields of unexpected types);
 //! the payload itself is carried byte for byte.
 
-use super::body::{clip, nests_deeper_than, read_meta};
-pub use super::body::{Actor, PayloadError, WebhookMeta, MAX_DEPTH};
+use super::body::{clip, nests_deeper_than};
+pub use super::body::{read_meta, Actor, PayloadError, WebhookMeta, MAX_DEPTH};
 use crate::config::model::SourceKind;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};

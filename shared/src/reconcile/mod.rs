@@ -3,6 +3,7 @@
 //! enqueues what is missing ([`sweep`]); its spec ([`spec`]) and the watermark
 //! store port ([`store`]) with SQLite and SSM adapters.
 
+mod compare;
 pub mod spec;
 #[cfg(feature = "embedded")]
 pub mod sqlite;
