@@ -157,6 +157,18 @@ pub fn open_secrets(file: Option<&Path>) -> Result<LocalSecretStore, String> {
     }
 }
 
+/// Opens (creating the folder and the file if needed) the queue of the data
+/// directory: `<data-dir>/queue.db`, shared by `relay serve` and `relay reconcile`.
+pub fn open_data_queue(
+    data_dir: &Path,
+    settings: EmbeddedSettings,
+) -> Result<EmbeddedQueue, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    EmbeddedQueue::open(&data_dir.join("queue.db"), settings)
+        .map_err(|e| format!("cannot open the queue in {}: {e}", data_dir.display()))
+}
+
 /// Starts intake and workers; returns once the listener is bound.
 pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     let config = Arc::new(Config::load(&opts.config).map_err(|e| e.to_string())?);
@@ -165,17 +177,14 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     )?));
     // Every secret the config names must resolve now, not at the first webhook.
     check_secrets(&config, &*secrets).await?;
-    std::fs::create_dir_all(&opts.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
-    let queue = EmbeddedQueue::open(
-        &opts.data_dir.join("queue.db"),
+    let queue = open_data_queue(
+        &opts.data_dir,
         EmbeddedSettings {
             visibility_timeout: opts.visibility_timeout,
             max_receive_count: opts.max_receives,
             ..EmbeddedSettings::default()
         },
-    )
-    .map_err(|e| format!("cannot open the queue in {}: {e}", opts.data_dir.display()))?;
+    )?;
     let wake = Arc::new(Notify::new());
     let draining = Arc::new(AtomicBool::new(false));
     let router = app(IngressState {
