@@ -2,9 +2,10 @@
 //!
 //! The same ingress router as the Lambda (HTTP intake → authenticate →
 //! envelope) writes into the embedded durable queue (SQLite, SQS FIFO
-//! semantics; see `shared::queue::EmbeddedQueue`), and worker loops run the
-//! same worker core as the Lambda on it: per-group order, groups in
-//! parallel, retries with growing delays, dead letters with their reason.
+//! semantics; see `shared::queue::EmbeddedQueue`), and the poll loops of
+//! `shared::queue::poller` run the same worker core as the Lambda on it:
+//! per-group order, groups in parallel, retries with growing delays, dead
+//! letters with their reason. This file composes them.
 //!
 //! Shutdown (SIGINT / SIGTERM): intake answers 503 with `Retry-After` at
 //! once (Jira retries), the worker loops take no new batch, in-flight batches
@@ -19,25 +20,20 @@ use shared::links::{sqlite::SqliteBackend, LinkSettings, Links};
 use shared::outbound::executor::Connectors;
 use shared::outbound::rest::http_client;
 use shared::outbound::{Budget, ConnectorSettings};
-use shared::queue::{
-    EmbeddedQueue, EmbeddedSettings, OutgoingMessage, Queue, QueueError, SendReceipt,
-};
-use shared::queue::{InMessage, Inbox};
+use shared::queue::poller::{BatchHandler, Poller};
+use shared::queue::{EmbeddedQueue, EmbeddedSettings, InMessage, Inbox};
 use shared::secrets::{CachedSecretStore, LocalSecretStore, SecretStore};
 use shared::support::clock::SystemClock;
 use shared::worker::{BatchSettings, Worker};
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 /// How long in-flight batches get to finish on shutdown.
 pub const DRAIN: Duration = Duration::from_secs(20);
-/// Messages per receive.
-const BATCH: usize = 10;
 
 /// What `relay serve` is given.
 #[derive(Clone, Debug)]
@@ -88,64 +84,27 @@ pub struct Running {
     stop: watch::Sender<bool>,
     draining: Arc<AtomicBool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    poller: Poller<EmbeddedQueue>,
     server: tokio::task::JoinHandle<()>,
     server_stop: Arc<Notify>,
 }
 
-/// The queue as the ingress sees it: sends wake the worker loops.
-struct Waking {
-    queue: EmbeddedQueue,
-    wake: Arc<Notify>,
-}
+/// The worker as the poll loops see it.
+struct WorkerHandler(Arc<Worker>);
 
 #[async_trait::async_trait]
-impl Queue for Waking {
-    async fn send(&self, m: OutgoingMessage) -> Result<SendReceipt, QueueError> {
-        let r = self.queue.send(m).await?;
-        self.wake.notify_waiters();
-        Ok(r)
-    }
-}
-
-/// The worker's inbox for one batch: dead letters go to the queue's dead
-/// table at once; a handled message is deleted at once (not after the whole
-/// batch: a crash meanwhile would bring it back and apply it twice); asked-for
-/// delays are remembered and applied on release.
-struct BatchInbox<'a> {
-    queue: &'a EmbeddedQueue,
-    delays: Mutex<HashMap<String, Duration>>,
-    /// Messages deleted by [`Inbox::handled`].
-    settled: Mutex<HashSet<String>>,
-}
-
-#[async_trait::async_trait]
-impl Inbox for BatchInbox<'_> {
-    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError> {
-        self.queue.dead_letter(msg, reason).await
+impl BatchHandler for WorkerHandler {
+    async fn handle(&self, inbox: &dyn Inbox, msgs: &[InMessage], within: Duration) -> Vec<String> {
+        let budget = Budget::from_now(within);
+        self.0.run_batch(inbox, msgs, &budget).await.failed
     }
 
-    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError> {
-        self.delays
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(msg.id.clone(), after);
-        Ok(())
+    /// The park's upkeep (replays, expiry).
+    async fn idle(&self, queue: &dyn Inbox) {
+        self.0
+            .maybe_replay_parked(queue, &Budget::from_now(Duration::from_secs(20)))
+            .await;
     }
-
-    async fn handled(&self, msg: &InMessage) -> Result<(), QueueError> {
-        if let Some(receipt) = &msg.receipt {
-            self.queue.delete(receipt).await?;
-            lock(&self.settled).insert(msg.id.clone());
-        }
-        Ok(())
-    }
-}
-
-/// Redelivery delay after the `n`-th failed receive: 1 s, 2 s, 4 s … 5 min.
-pub fn retry_delay(receive_count: u32) -> Duration {
-    Duration::from_secs(1u64 << receive_count.saturating_sub(1).min(8))
-        .min(Duration::from_secs(300))
 }
 
 /// Opens the secrets: the file (refused unless `chmod 600`) overlaid by
@@ -157,6 +116,18 @@ pub fn open_secrets(file: Option<&Path>) -> Result<LocalSecretStore, String> {
     }
 }
 
+/// Opens (creating the folder and the file if needed) the queue of the data
+/// directory: `<data-dir>/queue.db`, shared by `relay serve` and `relay reconcile`.
+pub fn open_data_queue(
+    data_dir: &Path,
+    settings: EmbeddedSettings,
+) -> Result<EmbeddedQueue, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    EmbeddedQueue::open(&data_dir.join("queue.db"), settings)
+        .map_err(|e| format!("cannot open the queue in {}: {e}", data_dir.display()))
+}
+
 /// Starts intake and workers; returns once the listener is bound.
 pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     let config = Arc::new(Config::load(&opts.config).map_err(|e| e.to_string())?);
@@ -165,26 +136,20 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     )?));
     // Every secret the config names must resolve now, not at the first webhook.
     check_secrets(&config, &*secrets).await?;
-    std::fs::create_dir_all(&opts.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
-    let queue = EmbeddedQueue::open(
-        &opts.data_dir.join("queue.db"),
+    let queue = open_data_queue(
+        &opts.data_dir,
         EmbeddedSettings {
             visibility_timeout: opts.visibility_timeout,
             max_receive_count: opts.max_receives,
             ..EmbeddedSettings::default()
         },
-    )
-    .map_err(|e| format!("cannot open the queue in {}: {e}", opts.data_dir.display()))?;
-    let wake = Arc::new(Notify::new());
+    )?;
+    let poller = Poller::new(queue.clone());
     let draining = Arc::new(AtomicBool::new(false));
     let router = app(IngressState {
         config: config.clone(),
         secrets: secrets.clone(),
-        queue: Arc::new(Waking {
-            queue: queue.clone(),
-            wake: wake.clone(),
-        }),
+        queue: Arc::new(poller.sender()),
         clock: Arc::new(SystemClock),
     })
     .layer(axum::middleware::from_fn_with_state(
@@ -234,17 +199,13 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
         .with_links(links),
     );
     let (stop, _) = watch::channel(false);
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let sweeper = if config.reconcile.is_empty() {
         None
     } else {
         let reconciler = crate::reconcile::reconciler(
             config.clone(),
             secrets.clone(),
-            Arc::new(Waking {
-                queue: queue.clone(),
-                wake: wake.clone(),
-            }),
+            Arc::new(poller.sender()),
             &opts.data_dir,
             opts.call_timeout,
         )?;
@@ -258,17 +219,9 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
             stop.subscribe(),
         )))
     };
+    let handler: Arc<dyn BatchHandler> = Arc::new(WorkerHandler(worker));
     let workers = (0..opts.workers.max(1))
-        .map(|_| {
-            tokio::spawn(worker_loop(
-                worker.clone(),
-                queue.clone(),
-                wake.clone(),
-                stop.subscribe(),
-                in_flight.clone(),
-                opts.visibility_timeout,
-            ))
-        })
+        .map(|_| poller.spawn(handler.clone(), stop.subscribe()))
         .collect();
     Ok(Running {
         addr,
@@ -278,7 +231,7 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
         stop,
         draining,
         workers,
-        in_flight,
+        poller,
         server,
         server_stop,
     })
@@ -332,105 +285,6 @@ async fn refuse_when_draining(
     next.run(req).await
 }
 
-async fn worker_loop(
-    worker: Arc<Worker>,
-    queue: EmbeddedQueue,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-    in_flight: Arc<Mutex<HashSet<String>>>,
-    visibility: Duration,
-) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        // Register for a wake-up before looking, so a send in between is not missed.
-        let notified = wake.notified();
-        let msgs = match queue.receive(BATCH).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the queue; retrying in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if msgs.is_empty() {
-            // Idle: the park's upkeep (replays, expiry) has time now.
-            worker
-                .maybe_replay_parked(&queue, &Budget::from_now(Duration::from_secs(20)))
-                .await;
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        let received = tokio::time::Instant::now();
-        let receipts: Vec<String> = msgs.iter().filter_map(|m| m.receipt.clone()).collect();
-        lock(&in_flight).extend(receipts.iter().cloned());
-        let inbox = BatchInbox {
-            queue: &queue,
-            delays: Mutex::new(HashMap::new()),
-            settled: Mutex::new(HashSet::new()),
-        };
-        // Finish well inside the visibility timeout, so no other loop gets the
-        // same message while this one still works on it.
-        let budget = Budget::from_now(visibility.saturating_sub(Duration::from_secs(5)));
-        let report = worker.run_batch(&inbox, &msgs, &budget).await;
-        let delays = inbox.delays.into_inner().unwrap_or_else(|e| e.into_inner());
-        let settled = inbox
-            .settled
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
-        // The receipts stay ours until the visibility timeout runs out.
-        let settle_by = received + visibility.saturating_sub(Duration::from_secs(1));
-        for m in &msgs {
-            let Some(receipt) = &m.receipt else { continue };
-            if settled.contains(&m.id) {
-                continue;
-            }
-            let failed = report.failed.contains(&m.id);
-            let delay = delays
-                .get(&m.id)
-                .copied()
-                .unwrap_or_else(|| retry_delay(m.receive_count));
-            // An applied message that is not deleted comes back and is
-            // applied again (a second comment), so a queue error here is
-            // retried for as long as the receipt is ours.
-            let mut pause = Duration::from_millis(100);
-            loop {
-                let done = if failed {
-                    queue.release(receipt, delay).await.map(|_| ())
-                } else {
-                    // Dead letters were moved already; this is then a no-op.
-                    queue.delete(receipt).await.map(|_| ())
-                };
-                match done {
-                    Ok(()) => break,
-                    Err(e) if tokio::time::Instant::now() + pause < settle_by => {
-                        tracing::warn!(message_id = %m.id, error = %e, "cannot update the queue; retrying");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(2));
-                    }
-                    Err(e) => {
-                        tracing::error!(message_id = %m.id, error = %e, "cannot update the queue (the message comes back after the visibility timeout)");
-                        break;
-                    }
-                }
-            }
-        }
-        let mut set = lock(&in_flight);
-        for r in &receipts {
-            set.remove(r);
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Running {
     /// Stops: intake 503, workers drain (up to `drain`), in-flight released,
     /// HTTP closed.
@@ -454,15 +308,9 @@ impl Running {
                 abort.abort();
             }
         }
-        let left: Vec<String> = lock(&self.in_flight).drain().collect();
-        for r in &left {
-            let _ = self.queue.release(r, Duration::ZERO).await;
-        }
-        if !left.is_empty() {
-            tracing::warn!(
-                released = left.len(),
-                "released unfinished messages back to the queue"
-            );
+        let released = self.poller.release_in_flight().await;
+        if released > 0 {
+            tracing::warn!(released, "released unfinished messages back to the queue");
         }
         self.server_stop.notify_waiters();
         let _ = self.server.await;
@@ -594,14 +442,5 @@ mod tests {
         // Health still answers (the process is alive, just not taking work).
         let r = router.oneshot(call("/health", "GET")).await.unwrap();
         assert_eq!(r.status(), 200);
-    }
-
-    #[test]
-    fn retry_delays_grow_and_cap() {
-        assert_eq!(retry_delay(1), Duration::from_secs(1));
-        assert_eq!(retry_delay(2), Duration::from_secs(2));
-        assert_eq!(retry_delay(5), Duration::from_secs(16));
-        assert_eq!(retry_delay(30), Duration::from_secs(256));
-        assert_eq!(retry_delay(0), Duration::from_secs(1));
     }
 }

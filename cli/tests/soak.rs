@@ -77,17 +77,14 @@ struct Sent {
     reposts: AtomicUsize,
 }
 
-/// Posts like Jira: the same delivery again after a 5xx or a refused
-/// connection, until accepted. Any other answer fails the test.
-async fn deliver(client: &reqwest::Client, base: &str, body: &Value, delivery: &str, sent: &Sent) {
+/// Posts like Jira (or a ServiceNow business rule with retries): the same
+/// request again after a 5xx or a refused connection, until accepted. Any
+/// other answer fails the test. `what` names the delivery in failures.
+async fn post(request: impl Fn() -> reqwest::RequestBuilder, what: &str, sent: &Sent) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let status = client
-            .post(format!("{base}/webhooks/jira?token={TOKEN}"))
-            .header("content-type", "application/json")
-            .header("x-atlassian-webhook-identifier", delivery)
+        let status = request()
             .timeout(Duration::from_secs(15))
-            .body(body.to_string())
             .send()
             .await
             .map(|r| r.status().as_u16())
@@ -101,13 +98,25 @@ async fn deliver(client: &reqwest::Client, base: &str, body: &Value, delivery: &
                 sent.reposts.fetch_add(1, Ordering::Relaxed);
                 assert!(
                     Instant::now() < deadline,
-                    "{delivery}: not accepted within 120 s"
+                    "{what}: not accepted within 120 s"
                 );
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            other => panic!("{delivery}: refused with {other}"),
+            other => panic!("{what}: refused with {other}"),
         }
     }
+}
+
+/// A Jira webhook delivery, with its identifier.
+async fn deliver(client: &reqwest::Client, base: &str, body: &Value, delivery: &str, sent: &Sent) {
+    let request = || {
+        client
+            .post(format!("{base}/webhooks/jira?token={TOKEN}"))
+            .header("content-type", "application/json")
+            .header("x-atlassian-webhook-identifier", delivery)
+            .body(body.to_string())
+    };
+    post(request, delivery, sent).await;
 }
 
 async fn wait_until(sent: &Sent, n: usize, limit: Duration) {
@@ -470,30 +479,14 @@ fn json_event(sys_id: &str, number: &str, event: &str, comment: &str) -> Value {
 
 /// Posts a business-rule payload like ServiceNow's REST message: again after
 /// a 5xx or a refused connection, until accepted.
+/// A ServiceNow business rule's post.
 async fn deliver_sn(client: &reqwest::Client, base: &str, body: &Value, sent: &Sent) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let status = client
+    let request = || {
+        client
             .post(format!("{base}/webhooks/servicenow"))
             .basic_auth("snow.sender", Some("sender-pw"))
             .header("content-type", "application/json")
-            .timeout(Duration::from_secs(15))
             .body(body.to_string())
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        match status {
-            202 => {
-                sent.accepted.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            0 | 500..=599 => {
-                sent.reposts.fetch_add(1, Ordering::Relaxed);
-                assert!(Instant::now() < deadline, "not accepted within 120 s");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            other => panic!("refused with {other}"),
-        }
-    }
+    };
+    post(request, "servicenow post", sent).await;
 }

@@ -3,7 +3,9 @@
 //! Semantics are SQS FIFO's: messages of one group are delivered in order,
 //! groups in parallel, and a message whose deduplication id was seen within the
 //! dedup window is accepted but not enqueued again. Adapters: SQS (feature
-//! `aws`) and an in-memory one with the same send semantics.
+//! `aws`), the embedded queue (feature `embedded`) and an in-memory one with
+//! the same send semantics. [`Queue`] is the sending side, [`Inbox`] what the
+//! worker asks of the queue, [`Receiver`] what a polling host does with it.
 
 use crate::intake::envelope::Envelope;
 use async_trait::async_trait;
@@ -92,4 +94,25 @@ pub trait Inbox: Send + Sync {
         let _ = msg;
         Ok(())
     }
+}
+
+/// The receiving side, for a host that polls the queue itself (`relay
+/// serve`'s loops over the embedded queue, see [`super::poller`]; on AWS,
+/// Lambda's event source mapping does this part). A receipt names one
+/// delivery of a message; a stale one (the message was received again,
+/// released, delayed, dead-lettered or deleted since) changes nothing.
+#[async_trait]
+pub trait Receiver: Inbox {
+    /// Up to `max` messages, each hidden from other receivers for
+    /// [`Receiver::visibility_timeout`] and holding a fresh receipt.
+    async fn receive(&self, max: usize) -> Result<Vec<InMessage>, QueueError>;
+    /// Acknowledges (deletes) the message holding `receipt`. `Ok(false)`
+    /// when the receipt is stale: nothing changes then.
+    async fn delete(&self, receipt: &str) -> Result<bool, QueueError>;
+    /// Negative acknowledgement: the message holding `receipt` becomes
+    /// visible again after `delay` (`ZERO` = now), keeping its place in its
+    /// group. `Ok(false)` when the receipt is stale.
+    async fn release(&self, receipt: &str, delay: Duration) -> Result<bool, QueueError>;
+    /// How long a received message stays hidden before it is delivered again.
+    fn visibility_timeout(&self) -> Duration;
 }

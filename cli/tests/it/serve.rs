@@ -2,12 +2,10 @@
 //! process, talking to the ServiceNow sandbox started by the test, on
 //! 127.0.0.1. Bounded in count and time.
 
+use crate::common::{chmod, drained, free_port, relay, repo, Serve, BIN};
 use sandbox::faults::{Fault, Match};
 use sandbox::servicenow_server::ServiceNowServer;
 use serde_json::{json, Value};
-mod common;
-
-use common::{chmod, drained, free_port, relay, repo, Serve, BIN};
 use std::process::Command;
 use std::time::Duration;
 

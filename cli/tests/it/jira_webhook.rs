@@ -1,26 +1,11 @@
 //! `relay jira webhook register|list|delete` against the Jira sandbox's
 //! admin webhook API, as an operator runs it.
 
+use crate::common::{relay, repo};
 use sandbox::jira_server::JiraServer;
-use std::path::PathBuf;
-use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_relay");
 const TOKEN: &str = "wh-token-8c21f0";
 const HMAC: &str = "wh-hmac-3e9a77";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn relay(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_list_and_delete_the_admin_webhook() {

@@ -3,11 +3,10 @@
 //! test plays the browser (the sandbox's consent hands out a code, then the
 //! redirect to the callback), and the refresh token lands in the secrets file.
 
+use crate::common::BIN;
 use sandbox::jira_server::{JiraServer, CLOUD_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_relay");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_stores_the_refresh_token_and_prints_the_cloud_id() {

@@ -7,6 +7,7 @@
 //! stderr, in an intake error body, or in the `relay dlq` output. The scan
 //! proves it can fail: the secrets file itself is found dirty.
 
+use crate::common::{free_port, repo, BIN};
 use sandbox::canary::{new_base, Scanner};
 use sandbox::faults::{Fault, Match};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_USER};
@@ -14,20 +15,6 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_relay");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_secrets(path: &Path, text: &str, mode: u32) {
     use std::os::unix::fs::PermissionsExt;

@@ -22,9 +22,7 @@
 //! Every Jira request is checked against the OpenAPI spec by the contract
 //! server (skipped loudly where `../shared/fixtures` is missing).
 
-mod common;
-
-use common::{chmod, drained, free_port, relay, repo, Serve};
+use crate::common::{chmod, drained, free_port, relay, repo, Serve};
 use sandbox::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
 use serde_json::{json, Value};

@@ -1,11 +1,8 @@
 //! The `relay` binary end to end: exit codes, the shipped schema, dry-run output.
 
+use crate::common::repo;
 use std::path::PathBuf;
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn relay(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_relay"))

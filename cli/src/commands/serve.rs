@@ -1,0 +1,65 @@
+//! `relay serve`: the whole relay on this machine until SIGINT / SIGTERM.
+
+use super::runtime;
+use crate::serve::{self, ServeOptions};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Where the queue database lives.
+    #[arg(long, default_value = ".relay")]
+    data_dir: PathBuf,
+    /// Local secrets file (chmod 600); `RELAY_SECRET_<ID>` variables override it.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// Worker loops (each handles up to 10 issues at a time).
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Receives before a message goes to the dead-letter table.
+    #[arg(long, default_value_t = 10)]
+    max_receives: u32,
+    /// Seconds a received message stays invisible; after a crash, unfinished
+    /// messages come back after this long.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(10..=43200))]
+    visibility_timeout_secs: u64,
+    /// Seconds one call to ServiceNow / Jira / an HTTP target may take before it
+    /// counts as failed (and is retried).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    call_timeout_secs: u64,
+    /// Milliseconds a write may take to become visible to a lookup (Jira's
+    /// search index lags): a create whose answer was lost is not sent again
+    /// before this has passed and a lookup still finds nothing. Default:
+    /// 30000 for Jira connections, 10000 for the others.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    settle_ms: Option<u64>,
+    /// Hours a handled change is remembered, so a late retry of it (Jira
+    /// retries for about 75 minutes) is recognised as a duplicate.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=720))]
+    remember_hours: u64,
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let mut opts = ServeOptions::new(a.config, a.listen, a.data_dir);
+    opts.settle = a.settle_ms.map(Duration::from_millis);
+    opts.links.seen_for = Duration::from_secs(a.remember_hours * 3600);
+    opts.call_timeout = Duration::from_secs(a.call_timeout_secs);
+    opts.secrets = a.secrets;
+    opts.workers = a.workers;
+    opts.max_receives = a.max_receives;
+    opts.visibility_timeout = Duration::from_secs(a.visibility_timeout_secs);
+    crate::logs::init();
+    runtime()?.block_on(async {
+        let running = serve::start(&opts).await?;
+        eprint!("{}", running.banner());
+        serve::signal().await;
+        tracing::info!("shutting down: intake closed, draining in-flight messages");
+        running.shutdown(serve::DRAIN).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,247 @@
+//! The receiving side: FIFO heads of distinct groups, receipts,
+//! acknowledgement, release, delay and dead-lettering.
+
+use super::base::{count, ms, now_ms, token, Fail};
+use super::store::EmbeddedQueue;
+use crate::queue::port::{InMessage, Inbox, QueueError, Receiver};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[async_trait]
+impl Receiver for EmbeddedQueue {
+    /// Up to `max` messages: the visible heads of distinct groups, oldest
+    /// first. Each gets `receive_count + 1`, a fresh receipt and is hidden for
+    /// the visibility timeout. Messages over the receive budget are moved to
+    /// the dead-letter table on the way (and their group's next message may be
+    /// handed out in their place).
+    async fn receive(&self, max: usize) -> Result<Vec<InMessage>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.call(move |conn, settings| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout,
+            // and a visibility counted from before it would end early (two
+            // loops working on one message).
+            let now = now_ms();
+            let hidden_until = now.saturating_add(ms(settings.visibility_timeout));
+            let mut out = Vec::new();
+            let mut taken: HashSet<String> = HashSet::new();
+            loop {
+                let limit = i64::try_from(max + taken.len()).unwrap_or(i64::MAX);
+                let heads = {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT m.seq, m.id, m.group_id, m.dedup_id, m.body, m.receive_count
+                           FROM messages m
+                          WHERE m.seq IN (SELECT MIN(seq) FROM messages GROUP BY group_id)
+                            AND m.visible_at <= ?1
+                          ORDER BY m.seq
+                          LIMIT ?2",
+                    )?;
+                    let rows = stmt.query_map(params![now, limit], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    })?;
+                    rows.collect::<Result<Vec<_>, _>>()?
+                };
+                let mut dead_any = false;
+                for (seq, id, group_id, dedup_id, body, received) in heads {
+                    if out.len() == max {
+                        break;
+                    }
+                    if taken.contains(&group_id) {
+                        continue;
+                    }
+                    let received = count(received);
+                    if settings.max_receive_count > 0 && received >= settings.max_receive_count {
+                        let reason =
+                            format!("max_receive_count: received {received} times without success");
+                        move_to_dead(&tx, seq, &reason, now)?;
+                        dead_any = true;
+                        continue;
+                    }
+                    let receipt = token();
+                    tx.prepare_cached(
+                        "UPDATE messages
+                            SET receive_count = receive_count + 1, receipt = ?2, visible_at = ?3
+                          WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, receipt, hidden_until])?;
+                    taken.insert(group_id.clone());
+                    out.push(InMessage {
+                        id,
+                        group_id: Some(group_id),
+                        dedup_id: Some(dedup_id),
+                        body,
+                        receive_count: received.saturating_add(1),
+                        receipt: Some(receipt),
+                    });
+                }
+                // A dead letter may have unblocked its group's next message.
+                if !dead_any || out.len() == max {
+                    break;
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Acknowledges (deletes) the message holding `receipt`. `Ok(false)` when
+    /// the receipt is stale (the message was received again, released,
+    /// delayed, dead-lettered or deleted since): nothing changes then.
+    async fn delete(&self, receipt: &str) -> Result<bool, QueueError> {
+        let receipt = receipt.to_owned();
+        self.call(move |conn, _| {
+            let n = conn
+                .prepare_cached("DELETE FROM messages WHERE receipt = ?1")?
+                .execute([&receipt])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Negative acknowledgement: the message holding `receipt` becomes
+    /// visible again after `delay` (`ZERO` = now), keeping its place at the
+    /// head of its group. `Ok(false)` when the receipt is stale.
+    async fn release(&self, receipt: &str, delay: Duration) -> Result<bool, QueueError> {
+        let receipt = receipt.to_owned();
+        self.call(move |conn, _| Ok(release_tx(conn, &receipt, delay)? == 1))
+            .await
+    }
+
+    fn visibility_timeout(&self) -> Duration {
+        self.settings().visibility_timeout
+    }
+}
+
+/// Moves the message `seq` to the dead table (same transaction).
+pub(super) fn move_to_dead(
+    tx: &rusqlite::Transaction<'_>,
+    seq: i64,
+    reason: &str,
+    now: i64,
+) -> Result<(), Fail> {
+    tx.prepare_cached(
+        "INSERT INTO dead (id, group_id, dedup_id, body, attributes, reason,
+                           receive_count, enqueued_at, dead_at)
+         SELECT id, group_id, dedup_id, body, attributes, ?2, receive_count, enqueued_at, ?3
+           FROM messages WHERE seq = ?1",
+    )?
+    .execute(params![seq, reason, now])?;
+    tx.prepare_cached("DELETE FROM messages WHERE seq = ?1")?
+        .execute([seq])?;
+    Ok(())
+}
+
+fn release_tx(conn: &Connection, receipt: &str, delay: Duration) -> Result<usize, Fail> {
+    let visible_at = now_ms().saturating_add(ms(delay));
+    Ok(conn
+        .prepare_cached("UPDATE messages SET receipt = NULL, visible_at = ?2 WHERE receipt = ?1")?
+        .execute(params![receipt, visible_at])?)
+}
+
+#[async_trait]
+impl Inbox for EmbeddedQueue {
+    /// Moves the message holding `msg.receipt` to the dead table with
+    /// `reason`, atomically (one transaction: insert dead row, delete from
+    /// the queue). Idempotent: a message already dead-lettered answers `Ok`.
+    /// A stale receipt (the message is with another receiver) is refused, so
+    /// the caller does not count it handled.
+    async fn dead_letter(&self, msg: &InMessage, reason: &str) -> Result<(), QueueError> {
+        let Some(receipt) = msg.receipt.clone() else {
+            // A message that is not in the queue (an event the worker parked
+            // in the link store and gives up on): written to the dead table
+            // directly, once.
+            let m = msg.clone();
+            let reason = reason.to_owned();
+            return self
+                .call(move |conn, _| {
+                    let now = now_ms();
+                    let queued: bool = conn
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1)")?
+                        .query_row([&m.id], |r| r.get(0))?;
+                    if queued {
+                        return Err(Fail(QueueError::Rejected(format!(
+                            "message {} is queued; dead_letter needs its receipt",
+                            m.id
+                        ))));
+                    }
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO dead (id, group_id, dedup_id, body, reason,
+                                                     receive_count, enqueued_at, dead_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    )?
+                    .execute(params![
+                        m.id,
+                        m.group_id.clone().unwrap_or_else(|| "dead".into()),
+                        m.dedup_id.clone().unwrap_or_else(|| m.id.clone()),
+                        m.body,
+                        reason,
+                        m.receive_count,
+                        now
+                    ])?;
+                    Ok(())
+                })
+                .await;
+        };
+        let id = msg.id.clone();
+        let reason = reason.to_owned();
+        self.call(move |conn, _| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
+            let now = now_ms();
+            let seq: Option<i64> = tx
+                .prepare_cached("SELECT seq FROM messages WHERE receipt = ?1")?
+                .query_row([&receipt], |r| r.get(0))
+                .optional()?;
+            match seq {
+                Some(seq) => move_to_dead(&tx, seq, &reason, now)?,
+                None => {
+                    let dead: bool = tx
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM dead WHERE id = ?1)")?
+                        .query_row([&id], |r| r.get(0))?;
+                    let queued: bool = tx
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1)")?
+                        .query_row([&id], |r| r.get(0))?;
+                    if !dead || queued {
+                        return Err(Fail(QueueError::Rejected(format!(
+                            "message {id}: the receipt is stale (received again since, or gone)"
+                        ))));
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Hides the message holding `msg.receipt` until now + `after`; the
+    /// receipt ends (a later `release`/`delete` with it is a no-op, so the
+    /// host's nack cannot shorten the wait). A stale receipt is refused.
+    async fn delay(&self, msg: &InMessage, after: Duration) -> Result<(), QueueError> {
+        let Some(receipt) = msg.receipt.clone() else {
+            return Err(QueueError::Rejected(
+                "delay needs the message's receipt".into(),
+            ));
+        };
+        let id = msg.id.clone();
+        self.call(move |conn, _| match release_tx(conn, &receipt, after)? {
+            1 => Ok(()),
+            _ => Err(Fail(QueueError::Rejected(format!(
+                "message {id}: the receipt is stale (received again since, or gone)"
+            )))),
+        })
+        .await
+    }
+}

@@ -1,0 +1,115 @@
+//! The queue handle: one SQLite connection behind a mutex, used on the
+//! blocking pool; opening a file.
+
+use super::base::{unavailable, Fail};
+use super::schema::migrate;
+use crate::queue::port::QueueError;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a call waits for another process holding the write lock (e.g.
+/// `relay queue …` inspecting the file while `relay serve` runs).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Queue behaviour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbeddedSettings {
+    /// How long a received message stays hidden without an ack (default 60 s).
+    pub visibility_timeout: Duration,
+    /// How long a deduplication id is remembered (default 5 min, like SQS).
+    pub dedup_window: Duration,
+    /// Receives allowed before the queue dead-letters a message itself
+    /// (default 5). `0` disables the automatic dead-lettering.
+    pub max_receive_count: u32,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(60),
+            dedup_window: crate::queue::memory::DEDUP_WINDOW,
+            max_receive_count: 5,
+        }
+    }
+}
+
+/// The durable queue. Cheap to clone (shared connection).
+#[derive(Clone)]
+pub struct EmbeddedQueue {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) conn: Mutex<Connection>,
+    pub(super) settings: EmbeddedSettings,
+    pub(super) path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedQueue")
+            .field("path", &self.inner.path)
+            .field("settings", &self.inner.settings)
+            .finish()
+    }
+}
+
+impl EmbeddedQueue {
+    /// Opens (creating if needed: directory, file, schema) the queue at `path`.
+    /// Refuses a file written by a newer schema or by another application.
+    pub fn open(path: &Path, settings: EmbeddedSettings) -> Result<Self, QueueError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable(format_args!("cannot create {}: {e}", dir.display())))?;
+        }
+        let at = |e: rusqlite::Error| unavailable(format_args!("{}: {e}", path.display()));
+        let mut conn = Connection::open(path).map_err(at)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(at)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(at)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(unavailable(format_args!(
+                "{}: the file system does not support WAL mode (journal_mode={mode})",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(at)?;
+        migrate(&mut conn, path)?;
+        let q = Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                settings,
+                path: path.to_path_buf(),
+            }),
+        };
+        Ok(q)
+    }
+
+    /// The file this queue lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn settings(&self) -> &EmbeddedSettings {
+        &self.inner.settings
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub(super) async fn call<T, F>(&self, f: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &EmbeddedSettings) -> Result<T, Fail> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn, &inner.settings).map_err(|Fail(e)| e)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}

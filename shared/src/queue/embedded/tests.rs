@@ -1,0 +1,607 @@
+//! The embedded queue's tests (the test names keep the module path
+//! `queue::embedded::tests::…`, which the kill -9 test relies on).
+
+use super::*;
+use crate::queue::port::{InMessage, Inbox, OutgoingMessage, Queue, QueueError, Receiver};
+use rusqlite::{params, Connection};
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn msg(group: &str, dedup: &str, body: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        group_id: group.into(),
+        dedup_id: dedup.into(),
+        body: body.into(),
+        attributes: vec![("event", "jira:issue_updated".into())],
+    }
+}
+
+fn settings() -> EmbeddedSettings {
+    EmbeddedSettings::default()
+}
+
+fn open(dir: &tempfile::TempDir, s: EmbeddedSettings) -> EmbeddedQueue {
+    EmbeddedQueue::open(&dir.path().join("q").join("queue.db"), s).expect("open")
+}
+
+fn sql_count(q: &EmbeddedQueue, sql: &str) -> i64 {
+    let conn = q.inner.conn.lock().unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+async fn drain_all(q: &EmbeddedQueue) -> Vec<InMessage> {
+    let mut all = Vec::new();
+    loop {
+        let got = q.receive(10).await.unwrap();
+        if got.is_empty() {
+            return all;
+        }
+        for m in &got {
+            assert!(q.delete(m.receipt.as_deref().unwrap()).await.unwrap());
+        }
+        all.extend(got);
+    }
+}
+
+#[tokio::test]
+async fn fifo_within_a_group_across_many_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    for i in 0..50 {
+        q.send(msg("g", &format!("d{i}"), &i.to_string()))
+            .await
+            .unwrap();
+    }
+    let mut bodies = Vec::new();
+    loop {
+        let got = q.receive(10).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        assert_eq!(got.len(), 1, "one group: one message at a time");
+        // Until acked, nothing else of the group comes.
+        assert!(q.receive(10).await.unwrap().is_empty());
+        let m = &got[0];
+        assert_eq!(m.receive_count, 1);
+        assert_eq!(m.group_id.as_deref(), Some("g"));
+        bodies.push(m.body.clone());
+        assert!(q.delete(m.receipt.as_deref().unwrap()).await.unwrap());
+    }
+    let want: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    assert_eq!(bodies, want);
+}
+
+#[tokio::test]
+async fn groups_in_parallel_oldest_first_one_in_flight_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    // a1 b1 c1 a2 b2 c2 a3 …
+    for i in 0..3 {
+        for g in ["a", "b", "c"] {
+            q.send(msg(g, &format!("{g}{i}"), &format!("{g}{i}")))
+                .await
+                .unwrap();
+        }
+    }
+    let first = q.receive(10).await.unwrap();
+    let bodies: Vec<_> = first.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["a0", "b0", "c0"]);
+    assert!(q.receive(10).await.unwrap().is_empty(), "all groups busy");
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.in_flight, s.visible, s.groups), (3, 6, 3));
+    // Ack b only: b's next comes, a and c stay blocked.
+    assert!(q
+        .delete(first[1].receipt.as_deref().unwrap())
+        .await
+        .unwrap());
+    let next = q.receive(10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].body, "b1");
+    // max limits the batch; oldest heads first.
+    for m in first.iter().filter(|m| m.body != "b0").chain(&next) {
+        q.delete(m.receipt.as_deref().unwrap()).await.unwrap();
+    }
+    let two = q.receive(2).await.unwrap();
+    let bodies: Vec<_> = two.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["a1", "c1"]);
+}
+
+#[tokio::test]
+async fn dedup_within_window_and_new_send_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(
+        &dir,
+        EmbeddedSettings {
+            dedup_window: Duration::from_millis(150),
+            ..settings()
+        },
+    );
+    let a = q.send(msg("g", "same", "first")).await.unwrap();
+    let b = q.send(msg("g", "same", "second")).await.unwrap();
+    assert_eq!(
+        a.message_id, b.message_id,
+        "a duplicate answers the original id"
+    );
+    assert!(!a.duplicate && b.duplicate);
+    assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM messages"), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = q.send(msg("g", "same", "third")).await.unwrap();
+    assert_ne!(a.message_id, c.message_id);
+    assert!(!c.duplicate);
+    assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM messages"), 2);
+    // The expired entry was pruned: only the new one remains.
+    assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM dedup"), 1);
+    // Acking does not reopen the window.
+    let got = drain_all(&q).await;
+    assert_eq!(got.len(), 2);
+    let again = q.send(msg("g", "same", "x")).await.unwrap();
+    assert_eq!(again.message_id, c.message_id);
+    assert!(again.duplicate);
+    // Invalid messages are refused.
+    assert!(matches!(
+        q.send(msg("", "d", "x")).await,
+        Err(QueueError::Rejected(_))
+    ));
+}
+
+#[tokio::test]
+async fn visibility_timeout_redelivers_and_stale_receipts_are_noops() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(
+        &dir,
+        EmbeddedSettings {
+            visibility_timeout: Duration::from_millis(80),
+            ..settings()
+        },
+    );
+    q.send(msg("g", "d1", "one")).await.unwrap();
+    q.send(msg("g", "d2", "two")).await.unwrap();
+    let first = q.receive(10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(q.receive(10).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let again = q.receive(10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(again[0].body, "one", "the head again, not the next one");
+    assert_eq!(again[0].receive_count, 2);
+    assert_ne!(again[0].receipt, first[0].receipt);
+    // The old receipt is stale now.
+    let old = first[0].receipt.as_deref().unwrap();
+    assert!(!q.delete(old).await.unwrap());
+    assert!(!q.release(old, Duration::ZERO).await.unwrap());
+    assert!(q
+        .delete(again[0].receipt.as_deref().unwrap())
+        .await
+        .unwrap());
+    let next = q.receive(10).await.unwrap();
+    assert_eq!(next[0].body, "two");
+    // release(0) makes it visible at once, same place.
+    assert!(q
+        .release(next[0].receipt.as_deref().unwrap(), Duration::ZERO)
+        .await
+        .unwrap());
+    let back = q.receive(10).await.unwrap();
+    assert_eq!((back[0].body.as_str(), back[0].receive_count), ("two", 2));
+}
+
+#[tokio::test]
+async fn receive_count_exhausted_moves_to_dead_and_receive_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(
+        &dir,
+        EmbeddedSettings {
+            max_receive_count: 3,
+            ..settings()
+        },
+    );
+    q.send(msg("g", "d1", "poison")).await.unwrap();
+    q.send(msg("g", "d2", "next")).await.unwrap();
+    for n in 1..=3 {
+        let got = q.receive(10).await.unwrap();
+        assert_eq!((got[0].body.as_str(), got[0].receive_count), ("poison", n));
+        q.release(got[0].receipt.as_deref().unwrap(), Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    // 4th receive: poison is dead-lettered, and "next" is handed out.
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].body.as_str(), got[0].receive_count), ("next", 1));
+    let dead = q.dead_list(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "poison");
+    assert_eq!(dead[0].group_id, "g");
+    assert_eq!(dead[0].dedup_id, "d1");
+    assert_eq!(dead[0].receive_count, 3);
+    assert_eq!(
+        dead[0].reason,
+        "max_receive_count: received 3 times without success"
+    );
+    assert!(dead[0].dead_at >= dead[0].enqueued_at);
+    assert_eq!(q.stats().await.unwrap().dead, 1);
+}
+
+#[tokio::test]
+async fn dead_letter_moves_atomically_with_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    q.send(msg("g", "d1", "bad")).await.unwrap();
+    q.send(msg("g", "d2", "good")).await.unwrap();
+    let got = q.receive(1).await.unwrap();
+    let m = &got[0];
+    q.dead_letter(m, "bad_envelope: expected value")
+        .await
+        .unwrap();
+    // Idempotent: the same call again is fine.
+    q.dead_letter(m, "bad_envelope: expected value")
+        .await
+        .unwrap();
+    let dead = q.dead_get(&m.id).await.unwrap().expect("dead row");
+    assert_eq!(dead.reason, "bad_envelope: expected value");
+    assert_eq!(dead.body, "bad");
+    assert_eq!(dead.receive_count, 1);
+    assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM messages"), 1);
+    assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM dead"), 1);
+    // The host's ack afterwards is a harmless no-op.
+    assert!(!q.delete(m.receipt.as_deref().unwrap()).await.unwrap());
+    // The group moves on.
+    let good = q.receive(1).await.unwrap();
+    assert_eq!(good[0].body, "good");
+    // A stale or missing receipt is refused (the caller must not count it handled).
+    let mut stale = m.clone();
+    stale.id = "other".into();
+    assert!(matches!(
+        q.dead_letter(&stale, "x").await,
+        Err(QueueError::Rejected(_))
+    ));
+    // Without a receipt: refused for a queued message, written once for
+    // one that is not in the queue (a parked event given up on).
+    let mut queued = m.clone();
+    queued.receipt = None;
+    queued.id = good[0].id.clone();
+    assert!(q.dead_letter(&queued, "x").await.is_err());
+    stale.receipt = None;
+    stale.id = "parked:issue:1:changelog:2".into();
+    q.dead_letter(&stale, "never_correlated: x").await.unwrap();
+    q.dead_letter(&stale, "never_correlated: x").await.unwrap();
+    assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM dead"), 2);
+    assert!(q.dead_get("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn delay_hides_for_the_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    q.send(msg("g", "d1", "later")).await.unwrap();
+    q.send(msg("h", "d2", "other")).await.unwrap();
+    let got = q.receive(1).await.unwrap();
+    assert_eq!(got[0].body, "later");
+    q.delay(&got[0], Duration::from_millis(150)).await.unwrap();
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.delayed, s.in_flight, s.visible), (1, 0, 1));
+    // The host's nack with the old receipt cannot shorten the wait.
+    assert!(!q
+        .release(got[0].receipt.as_deref().unwrap(), Duration::ZERO)
+        .await
+        .unwrap());
+    assert!(q.delay(&got[0], Duration::ZERO).await.is_err(), "stale");
+    let now = q.receive(10).await.unwrap();
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].body, "other");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let later = q.receive(10).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(
+        (later[0].body.as_str(), later[0].receive_count),
+        ("later", 2)
+    );
+}
+
+#[tokio::test]
+async fn redrive_one_and_all_to_the_end_of_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    for i in 0..3 {
+        q.send(msg("g", &format!("d{i}"), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let m = q.receive(1).await.unwrap().remove(0);
+        q.dead_letter(&m, "nope").await.unwrap();
+        ids.push(m.id);
+    }
+    assert_eq!(
+        q.dead_list(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.body.as_str())
+            .collect::<Vec<_>>(),
+        ["m2", "m1", "m0"],
+        "newest first"
+    );
+    assert_eq!(q.dead_list(1).await.unwrap().len(), 1);
+    q.send(msg("g", "d9", "m9")).await.unwrap();
+    assert_eq!(q.redrive(Some(&ids[1])).await.unwrap(), 1);
+    assert_eq!(q.redrive(Some("unknown")).await.unwrap(), 0);
+    // Dedup bypassed: its dedup id is still in the window, yet it is back.
+    let m9 = q.receive(1).await.unwrap().remove(0);
+    assert_eq!(m9.body, "m9");
+    q.delete(m9.receipt.as_deref().unwrap()).await.unwrap();
+    let m1 = q.receive(1).await.unwrap().remove(0);
+    assert_eq!((m1.body.as_str(), m1.receive_count), ("m1", 1));
+    assert_eq!(m1.id, ids[1], "same message id");
+    q.delete(m1.receipt.as_deref().unwrap()).await.unwrap();
+    assert_eq!(q.redrive(None).await.unwrap(), 2);
+    assert_eq!(q.stats().await.unwrap().dead, 0);
+    let rest: Vec<_> = drain_all(&q).await.into_iter().map(|m| m.body).collect();
+    assert_eq!(rest, ["m0", "m2"], "oldest dead first");
+}
+
+#[tokio::test]
+async fn stats_count_every_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    assert_eq!(q.stats().await.unwrap(), QueueStats::default());
+    for (g, d) in [("a", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("d", "5")] {
+        q.send(msg(g, d, d)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let got = q.receive(3).await.unwrap(); // a1 b3 c4 in flight
+    q.release(got[1].receipt.as_deref().unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap(); // b3 delayed
+    q.dead_letter(&got[2], "x").await.unwrap(); // c4 dead
+    let s = q.stats().await.unwrap();
+    assert_eq!(s.visible, 2, "a2 (blocked) and d5");
+    assert_eq!(s.in_flight, 1);
+    assert_eq!(s.delayed, 1);
+    assert_eq!(s.dead, 1);
+    assert_eq!(s.groups, 3);
+    let age = s.oldest_age.expect("age");
+    assert!(age >= Duration::from_millis(20) && age < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn refuses_newer_schema_and_foreign_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    {
+        let q = EmbeddedQueue::open(&path, settings()).unwrap();
+        assert_eq!(q.path(), path);
+        q.send(msg("g", "d", "kept")).await.unwrap();
+        let conn = q.inner.conn.lock().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let err = EmbeddedQueue::open(&path, settings()).unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .unwrap();
+    }
+    let q = EmbeddedQueue::open(&path, settings()).unwrap();
+    assert_eq!(q.receive(1).await.unwrap()[0].body, "kept");
+
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let err = EmbeddedQueue::open(&other, settings()).unwrap_err();
+    assert!(err.to_string().contains("something else"), "{err}");
+}
+
+/// Drop without any shutdown: the object is leaked (no close, no
+/// checkpoint), and the file is reopened from scratch.
+#[tokio::test]
+async fn crash_without_shutdown_keeps_every_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let s = EmbeddedSettings {
+        visibility_timeout: Duration::from_millis(100),
+        ..settings()
+    };
+    let q = EmbeddedQueue::open(&path, s.clone()).unwrap();
+    for i in 0..100 {
+        q.send(msg(
+            &format!("g{}", i % 10),
+            &format!("d{i}"),
+            &i.to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    let in_flight = q.receive(10).await.unwrap();
+    assert_eq!(in_flight.len(), 10);
+    std::mem::forget(q);
+
+    let q = EmbeddedQueue::open(&path, s).unwrap();
+    let st = q.stats().await.unwrap();
+    assert_eq!((st.in_flight, st.visible), (10, 90));
+    assert!(q.receive(10).await.unwrap().is_empty(), "still in flight");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let all = drain_all(&q).await;
+    let mut bodies: Vec<u32> = all.iter().map(|m| m.body.parse().unwrap()).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, (0..100).collect::<Vec<_>>());
+    let redelivered: HashSet<_> = in_flight.iter().map(|m| m.id.clone()).collect();
+    for m in &all {
+        let want = if redelivered.contains(&m.id) { 2 } else { 1 };
+        assert_eq!(m.receive_count, want);
+    }
+}
+
+const CHILD_ENV: &str = "RELAY_EMBEDDED_QUEUE_CHILD";
+
+/// Child mode of `kill9_child_process_loses_nothing` (a no-op otherwise):
+/// sends until killed, printing each committed index.
+#[tokio::test]
+async fn kill9_child_mode() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let q = EmbeddedQueue::open(Path::new(&path), settings()).unwrap();
+    let started = Instant::now();
+    let mut out = std::io::stdout().lock();
+    // Bounded even if the parent never kills us.
+    for i in 0..100_000u32 {
+        if started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        q.send(msg(
+            &format!("g{}", i % 7),
+            &format!("d{i}"),
+            &i.to_string(),
+        ))
+        .await
+        .unwrap();
+        writeln!(out, "committed {i}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn kill9_child_process_loses_nothing() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "queue::embedded::tests::kill9_child_mode",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reported = Vec::new();
+    let mut killed = false;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        // libtest may print `test … ... ` on the same line before the
+        // child's first line, so look for the marker anywhere.
+        if let Some(i) = line.split("committed ").nth(1) {
+            reported.push(i.trim().parse::<u32>().unwrap());
+        }
+        if reported.len() >= 200 && !killed {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+        }
+    }
+    child.wait().unwrap();
+    assert!(
+        killed && reported.len() >= 200,
+        "child reported {reported:?}"
+    );
+
+    let q = EmbeddedQueue::open(&path, settings()).unwrap();
+    let conn = q.inner.conn.lock().unwrap();
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let mut stmt = conn
+        .prepare("SELECT body, COUNT(*) FROM messages GROUP BY body")
+        .unwrap();
+    let counts: std::collections::HashMap<u32, i64> = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap()
+        .map(|r| {
+            let (b, n) = r.unwrap();
+            (b.parse().unwrap(), n)
+        })
+        .collect();
+    assert!(counts.values().all(|&n| n == 1), "a duplicate: {counts:?}");
+    for i in &reported {
+        assert_eq!(counts.get(i), Some(&1), "committed {i} is missing");
+    }
+    // At most the one send in progress at the kill is there unreported.
+    let unreported: Vec<&u32> = counts.keys().filter(|i| !reported.contains(i)).collect();
+    assert!(
+        unreported.len() <= 1,
+        "{} committed, {} reported; unreported: {unreported:?}; last reported: {:?}",
+        counts.len(),
+        reported.len(),
+        reported.iter().rev().take(3).collect::<Vec<_>>()
+    );
+}
+
+/// Receive latency over a large backlog (ignored: a measurement, ~2 s).
+/// `cargo test -p shared --features embedded --lib queue::embedded::tests::backlog -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let n = 50_000;
+    {
+        let mut conn = q.inner.conn.lock().unwrap();
+        let tx = conn.transaction().unwrap();
+        for i in 0..n {
+            // Half in one big group, half over 1000 groups.
+            let g = if i % 2 == 0 {
+                "big".to_owned()
+            } else {
+                format!("g{}", i % 1000)
+            };
+            tx.execute(
+                "INSERT INTO messages (id, group_id, dedup_id, body, enqueued_at, visible_at)
+                 VALUES (?1, ?2, ?1, '{}', 0, 0)",
+                params![format!("m{i}"), g],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let t = Instant::now();
+    let rounds = 20;
+    for _ in 0..rounds {
+        let got = q.receive(10).await.unwrap();
+        assert_eq!(got.len(), 10);
+        for m in &got {
+            q.delete(m.receipt.as_deref().unwrap()).await.unwrap();
+        }
+    }
+    println!(
+        "backlog {n}: receive(10)+10 deletes {:?} per round",
+        t.elapsed() / rounds
+    );
+}
+
+/// `cargo test -p shared --features embedded --lib queue::embedded::tests::throughput -- --nocapture`
+#[tokio::test]
+async fn throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let n = 1000;
+    let t = Instant::now();
+    for i in 0..n {
+        q.send(msg(&format!("g{}", i % 100), &format!("d{i}"), "{\"k\":1}"))
+            .await
+            .unwrap();
+    }
+    let send = t.elapsed();
+    let t = Instant::now();
+    let got = drain_all(&q).await;
+    let drain = t.elapsed();
+    assert_eq!(got.len(), n);
+    println!(
+        "embedded queue (synchronous=FULL): send {n} in {send:?} = {:.0}/s; \
+         receive(10)+delete {n} in {drain:?} = {:.0}/s",
+        n as f64 / send.as_secs_f64(),
+        n as f64 / drain.as_secs_f64()
+    );
+}
