@@ -126,14 +126,7 @@ impl Worker {
     async fn process_inner(&self, body: &str, budget: &Budget, replaying: bool) -> (Outcome, Meta) {
         let env = match Envelope::decode(body) {
             Ok(e) => e,
-            Err(e) => {
-                return (
-                    Outcome::Dead {
-                        reason: format!("bad_envelope: {e}"),
-                    },
-                    Meta::default(),
-                )
-            }
+            Err(e) => return (Outcome::from_error(&e), Meta::default()),
         };
         let change = env
             .change_id
@@ -162,30 +155,11 @@ impl Worker {
                 )
             }
             Ok(false) => {}
-            Err(e) => {
-                return (
-                    Outcome::Retry {
-                        reason: format!("link_store_unavailable: {e}"),
-                        after: None,
-                    },
-                    meta,
-                )
-            }
+            Err(e) => return (Outcome::from_error(&e), meta),
         }
         let plan = match crate::rules::engine::plan_envelope(&self.config, &env) {
             Ok(p) => p,
-            Err(e) => {
-                let code = match e {
-                    crate::rules::PlanError::UnknownEndpoint(_) => "config_error",
-                    _ => "bad_payload",
-                };
-                return (
-                    Outcome::Dead {
-                        reason: format!("{code}: {e}"),
-                    },
-                    meta,
-                );
-            }
+            Err(e) => return (Outcome::from_error(&e), meta),
         };
         // Events of a record that has events parked (waiting for it, or for
         // a replay that failed) queue up behind them: the record's order holds.
@@ -194,15 +168,7 @@ impl Worker {
         } else {
             match self.parked_ahead(&plan).await {
                 Ok(b) => b,
-                Err(e) => {
-                    return (
-                        Outcome::Retry {
-                            reason: format!("link_store_unavailable: {e}"),
-                            after: None,
-                        },
-                        meta,
-                    )
-                }
+                Err(e) => return (Outcome::from_error(&e), meta),
             }
         };
         let exec = Exec {

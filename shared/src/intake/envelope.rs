@@ -95,6 +95,15 @@ pub enum EnvelopeError {
     UnsupportedVersion(String),
 }
 
+impl crate::support::error::Classified for EnvelopeError {
+    fn class(&self) -> crate::support::error::Class {
+        crate::support::error::Class::Permanent
+    }
+    fn code(&self) -> &'static str {
+        "bad_envelope"
+    }
+}
+
 /// Delivery facts from the HTTP request, not the body.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryHeaders {

@@ -16,6 +16,14 @@ pub enum LinkError {
     Corrupt(String),
 }
 
+impl crate::support::error::Classified for LinkError {
+    fn class(&self) -> crate::support::error::Class {
+        crate::support::error::Class::Retryable
+    }
+    fn code(&self) -> &'static str {
+        "link_store_unavailable"
+    }
+}
 /// One stored entry. `expires_at` is in Unix seconds (DynamoDB's TTL unit).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {

@@ -27,6 +27,7 @@
 use crate::outbound::connections::ConnectionKind;
 use crate::rules::model::Method;
 use crate::secrets::store::SecretError;
+use crate::support::error::{Class, Classified};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
@@ -130,7 +131,31 @@ pub enum CallError {
     Permanent { reason: String },
 }
 
+impl crate::support::error::Classified for CallError {
+    fn class(&self) -> crate::support::error::Class {
+        match self {
+            CallError::Retry { .. } => crate::support::error::Class::Retryable,
+            CallError::Permanent { .. } => crate::support::error::Class::Permanent,
+        }
+    }
+    /// The code the reason starts with (`rate_limited`, `target_rejected`, …).
+    fn code(&self) -> &'static str {
+        "call_failed"
+    }
+    fn reason_line(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl CallError {
+    /// Any layer's error as a call error: retryable stays retryable.
+    pub fn from_classified(e: &dyn Classified) -> Self {
+        match e.class() {
+            Class::Retryable => CallError::retry(e.reason_line()),
+            Class::Permanent => CallError::permanent(e.reason_line()),
+        }
+    }
+
     pub fn retry(reason: impl Into<String>) -> Self {
         CallError::Retry {
             reason: reason.into(),
@@ -262,12 +287,7 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
 /// A secret that could not be read, as a call error: retryable while the
 /// store is unavailable or busy, permanent otherwise.
 pub(crate) fn secret_error(e: SecretError) -> CallError {
-    match e {
-        SecretError::Unavailable { .. } | SecretError::Conflict { .. } => {
-            CallError::retry(format!("{}: {e}", e.reason()))
-        }
-        _ => CallError::permanent(format!("{}: {e}", e.reason())),
-    }
+    CallError::from_classified(&e)
 }
 
 #[cfg(test)]

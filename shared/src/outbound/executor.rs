@@ -184,6 +184,20 @@ impl Outcome {
         }
     }
 
+    /// Any layer's error: back to the queue when retrying can help, to the
+    /// dead-letter queue with `<code>: <message>` when it cannot.
+    pub fn from_error(e: &dyn crate::support::error::Classified) -> Self {
+        match e.class() {
+            crate::support::error::Class::Retryable => Outcome::Retry {
+                reason: e.reason_line(),
+                after: None,
+            },
+            crate::support::error::Class::Permanent => Outcome::Dead {
+                reason: e.reason_line(),
+            },
+        }
+    }
+
     fn from_call(e: CallError) -> Self {
         match e {
             CallError::Retry { reason, after } => Outcome::Retry { reason, after },
@@ -215,10 +229,7 @@ pub struct Exec<'a> {
 }
 
 fn store_down(e: LinkError) -> Outcome {
-    Outcome::Retry {
-        reason: format!("link_store_unavailable: {e}"),
-        after: None,
-    }
+    Outcome::from_error(&e)
 }
 
 /// Runs a plan.

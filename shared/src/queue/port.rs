@@ -58,6 +58,21 @@ pub enum QueueError {
     Rejected(String),
 }
 
+impl crate::support::error::Classified for QueueError {
+    fn class(&self) -> crate::support::error::Class {
+        match self {
+            QueueError::Unavailable(_) => crate::support::error::Class::Retryable,
+            QueueError::Rejected(_) => crate::support::error::Class::Permanent,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            QueueError::Unavailable(_) => "queue_unavailable",
+            QueueError::Rejected(_) => "queue_rejected",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, message: OutgoingMessage) -> Result<SendReceipt, QueueError>;

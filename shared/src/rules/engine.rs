@@ -34,6 +34,18 @@ pub enum PlanError {
     BadJson(String),
 }
 
+impl crate::support::error::Classified for PlanError {
+    fn class(&self) -> crate::support::error::Class {
+        crate::support::error::Class::Permanent
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            PlanError::UnknownEndpoint(_) => "config_error",
+            _ => "bad_payload",
+        }
+    }
+}
+
 /// Plans a queued envelope (the worker's entry point).
 pub fn plan_envelope(config: &Config, env: &Envelope) -> Result<Plan, PlanError> {
     let payload: Value =

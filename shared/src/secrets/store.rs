@@ -189,6 +189,22 @@ impl SecretError {
     }
 }
 
+impl crate::support::error::Classified for SecretError {
+    /// A store that is down or busy may answer later; a secret or key that
+    /// does not exist, or cannot be written, will not appear by waiting.
+    fn class(&self) -> crate::support::error::Class {
+        match self {
+            SecretError::Unavailable { .. } | SecretError::Conflict { .. } => {
+                crate::support::error::Class::Retryable
+            }
+            _ => crate::support::error::Class::Permanent,
+        }
+    }
+    fn code(&self) -> &'static str {
+        self.reason()
+    }
+}
+
 /// The port. Implementations must be cheap to call repeatedly: wrap a remote
 /// store in [`CachedSecretStore`].
 #[async_trait]

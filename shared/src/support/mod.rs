@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod clock;
+pub mod error;
 pub mod metrics;
 pub mod telemetry;
 pub mod timefmt;
