@@ -8,17 +8,14 @@
 //! through the raw API — as on AWS until its TTL sweep comes by. `Limit`
 //! counts items before the `FilterExpression`, as on AWS.
 
-use relay_tests::{aws_endpoint, dead_port, sdk_config, unique};
+use relay_tests::{aws_endpoint, create_links_table, dead_port, sdk_config, unique};
 use shared::links::dynamo::{DynamoBackend, PK, SK, TTL_ATTRIBUTE, VALUE};
 use shared::links::{Entry, LinkBackend, LinkError, LinkSettings, Links, Pair, Scope};
 use shared::support::clock::FixedClock;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 struct Bed {
     ddb: aws_sdk_dynamodb::Client,
@@ -31,43 +28,7 @@ async fn bed() -> Option<Bed> {
     let moto = aws_endpoint()?;
     let conf = sdk_config(&moto).await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
-    let table = unique("links");
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    ddb.create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr(PK))
-        .attribute_definitions(attr(SK))
-        .key_schema(key(PK, KeyType::Hash))
-        .key_schema(key(SK, KeyType::Range))
-        .send()
-        .await
-        .expect("create the links table in moto");
-    ddb.update_time_to_live()
-        .table_name(&table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name(TTL_ATTRIBUTE)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("enable TTL in moto");
+    let table = create_links_table(&conf, &unique("links")).await;
     let backend = Arc::new(DynamoBackend::from_conf(&conf, &table));
     Some(Bed {
         ddb,
