@@ -7,6 +7,65 @@
 // tests reach them through these re-exports.
 pub use sandbox::{canary, faults, fixtures_dir, jira_server, missing, openapi, servicenow_server};
 
+pub mod event_source;
+
+use std::path::PathBuf;
+
+/// A path in the repository (relative to the workspace root).
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+}
+
+/// A config file under `tests/configs/`, its `${NAME}`s filled in from
+/// `vars` (any other `${…}` is an error).
+pub fn test_config(name: &str, vars: &[(&str, &str)]) -> shared::config::Config {
+    let path = repo_path("tests/configs").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    shared::config::Config::from_yaml(&text, name, |var| {
+        vars.iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A shipped example (`examples/<name>.yaml`) with its placeholder ServiceNow
+/// and Jira base URLs pointed at the contract servers.
+pub fn example_yaml(name: &str, sn_base: &str, jira_base: &str) -> String {
+    std::fs::read_to_string(repo_path(&format!("examples/{name}.yaml")))
+        .unwrap()
+        .replace("https://example.service-now.com", sn_base)
+        .replace("https://example.atlassian.net", jira_base)
+}
+
+/// A webhook as Jira posts it: a JSON body and its delivery identifier.
+pub fn jira_webhook(
+    path: &str,
+    body: impl Into<axum::body::Body>,
+    delivery: &str,
+) -> http::Request<axum::body::Body> {
+    http::Request::post(path)
+        .header("content-type", "application/json")
+        .header("x-atlassian-webhook-identifier", delivery)
+        .body(body.into())
+        .unwrap()
+}
+
+/// Sends `req` through `router` in-process; returns the status.
+pub async fn status_of(router: &axum::Router, req: http::Request<axum::body::Body>) -> u16 {
+    use tower::ServiceExt;
+    router
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("the router never errors")
+        .status()
+        .as_u16()
+}
+
 /// All `*.json` files of a fixtures sub-folder, sorted, with their contents.
 pub fn fixture_files(sub: &str) -> Option<Vec<(String, Vec<u8>)>> {
     let dir = fixtures_dir()?.join(sub);
