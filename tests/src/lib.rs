@@ -41,6 +41,24 @@ pub fn example_yaml(name: &str, sn_base: &str, jira_base: &str) -> String {
         .replace("https://example.atlassian.net", jira_base)
 }
 
+/// Replaces the `auth:` block of connection `name` (under `connections:`)
+/// in a config's YAML with `auth`; the block runs to the next blank line or
+/// the end of the file.
+pub fn set_auth(yaml: &str, name: &str, auth: &str) -> String {
+    let conns = yaml
+        .find("\nconnections:\n")
+        .expect("a connections section");
+    let start = conns
+        + yaml[conns..]
+            .find(&format!("- name: {name}\n"))
+            .unwrap_or_else(|| panic!("no connection {name}"));
+    let auth_at = start + yaml[start..].find("    auth:\n").unwrap();
+    let end = yaml[auth_at + 10..]
+        .find("\n\n")
+        .map_or(yaml.len(), |e| auth_at + 10 + e);
+    format!("{}{auth}{}", &yaml[..auth_at], &yaml[end..])
+}
+
 /// A webhook as Jira posts it: a JSON body and its delivery identifier.
 pub fn jira_webhook(
     path: &str,

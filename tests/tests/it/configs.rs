@@ -1,13 +1,7 @@
 //! The configurations shipped in the repository load and validate.
 
+use relay_tests::repo_path as repo;
 use shared::config::{Config, SourceKind};
-use std::path::PathBuf;
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-}
 
 /// `RELAY_*` variables the template sets on the functions (`NAME: value` lines).
 fn template_variables() -> Vec<String> {

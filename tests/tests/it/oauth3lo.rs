@@ -86,28 +86,12 @@ pub(crate) fn config(
     secret: &str,
     cloud: &str,
 ) -> Arc<Config> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let yaml = std::fs::read_to_string(repo.join("examples/servicenow-to-jira.yaml")).unwrap();
-    let yaml = yaml
-        .replace(
-            "https://example.atlassian.net",
-            &format!("{}/ex/jira/{cloud}", jira.base_url()),
-        )
-        .replace("https://example.service-now.com", &sn.base_url());
-    // Replace the jira connection's auth block.
-    let start = yaml
-        .find("- name: jira\n    kind: jira\n")
-        .expect("jira connection");
-    let auth_at = start + yaml[start..].find("    auth:\n").unwrap();
-    let end = yaml[auth_at + 10..]
-        .find("\n\n")
-        .map_or(yaml.len(), |e| auth_at + 10 + e);
-    let yaml = format!(
-        "{}{}{}",
-        &yaml[..auth_at],
-        auth_yaml(secret, jira),
-        &yaml[end..]
+    let yaml = relay_tests::example_yaml(
+        "servicenow-to-jira",
+        &sn.base_url(),
+        &format!("{}/ex/jira/{cloud}", jira.base_url()),
     );
+    let yaml = relay_tests::set_auth(&yaml, "jira", &auth_yaml(secret, jira));
     Arc::new(Config::from_yaml(&yaml, "oauth3lo.yaml", |_| None).unwrap_or_else(|e| panic!("{e}")))
 }
 
@@ -364,9 +348,10 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
     let worker = Worker::new(config, connectors, BatchSettings::default());
 
     jira.revoke_consent();
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let event =
-        std::fs::read(repo.join("shared/tests/events/servicenow-incident-created.json")).unwrap();
+    let event = std::fs::read(relay_tests::repo_path(
+        "shared/tests/events/servicenow-incident-created.json",
+    ))
+    .unwrap();
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(SENDER);
     let req = http::Request::post("/webhooks/servicenow")

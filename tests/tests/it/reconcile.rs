@@ -19,7 +19,6 @@ use shared::reconcile::{
 };
 use shared::secrets::{env_name, LocalSecretStore};
 use shared::support::clock::SystemClock;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,16 +37,11 @@ async fn bed(page_size: u32) -> Bed {
 
 async fn bed_with(page_size: u32, edit: impl Fn(String) -> String) -> Bed {
     let (sn, jira) = (ServiceNowServer::start().await, JiraServer::start().await);
-    let yaml = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/jira-to-servicenow.yaml"),
-    )
-    .unwrap()
-    .replace("https://example.service-now.com", &sn.base_url())
-    .replace("https://example.atlassian.net", &jira.base_url())
-    .replace(
-        "jql: project = SUP",
-        &format!("jql: project = OPS\n      page_size: {page_size}"),
-    );
+    let yaml = relay_tests::example_yaml("jira-to-servicenow", &sn.base_url(), &jira.base_url())
+        .replace(
+            "jql: project = SUP",
+            &format!("jql: project = OPS\n      page_size: {page_size}"),
+        );
     let config = Arc::new(Config::from_yaml(&edit(yaml), "relay.yaml", |_| None).unwrap());
     let secrets = Arc::new(LocalSecretStore::with_env([
         (

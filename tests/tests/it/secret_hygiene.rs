@@ -16,7 +16,6 @@
 //! `relay serve` process is checked in `cli/tests/secret_hygiene.rs`.
 
 use crate::logcap::Captured;
-use crate::worker_flow::set_auth;
 use axum::body::Body;
 use base64::Engine as _;
 use http::Request;
@@ -24,6 +23,7 @@ use relay_tests::canary::{new_base as canary_base, Scanner};
 use relay_tests::faults::{Fault, Match};
 use relay_tests::jira_server::{JiraServer, DEFAULT_CLIENT_ID, DEFAULT_EMAIL};
 use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_USER};
+use relay_tests::set_auth;
 use relay_tests::{fixtures_dir, sign};
 use serde_json::{json, Value};
 use shared::config::Config;
@@ -37,14 +37,10 @@ use shared::secrets::secret::SecretRef;
 use shared::secrets::{CachedSecretStore, LocalSecretStore, SecretStore};
 use shared::support::clock::SystemClock;
 use shared::worker::{BatchReport, BatchSettings, Worker};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::ServiceExt;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Everything the test looked at, by where it came from.
 #[derive(Default)]
@@ -170,11 +166,7 @@ impl Rig {
     }
 
     async fn post(&self, seen: &mut Seen, path: &str, body: &Value, delivery: &str) -> u16 {
-        let req = Request::post(path)
-            .header("content-type", "application/json")
-            .header("x-atlassian-webhook-identifier", delivery)
-            .body(Body::from(body.to_string()))
-            .unwrap();
+        let req = relay_tests::jira_webhook(path, body.to_string(), delivery);
         self.send(seen, req).await
     }
 
@@ -269,10 +261,7 @@ async fn basic_and_rotation(c: &str, seen: &mut Seen) {
         )
     };
     write_secrets(&path, &file(&pw));
-    let yaml = std::fs::read_to_string(repo().join("examples/jira-to-servicenow.yaml"))
-        .unwrap()
-        .replace("https://example.service-now.com", &sn.base_url())
-        .replace("https://example.atlassian.net", &jira.base_url());
+    let yaml = relay_tests::example_yaml("jira-to-servicenow", &sn.base_url(), &jira.base_url());
     let config = Arc::new(Config::from_yaml(&yaml, "hygiene.yaml", |_| None).unwrap());
     let rig = Rig::new(config, &path, Some(1));
     let hook = format!("/webhooks/jira?token={token}");
@@ -423,10 +412,7 @@ async fn servicenow_oauth(c: &str, seen: &mut Seen) {
         )
     };
     write_secrets(&path, &file(&secret));
-    let yaml = std::fs::read_to_string(repo().join("examples/jira-to-servicenow.yaml"))
-        .unwrap()
-        .replace("https://example.service-now.com", &sn.base_url())
-        .replace("https://example.atlassian.net", &jira.base_url());
+    let yaml = relay_tests::example_yaml("jira-to-servicenow", &sn.base_url(), &jira.base_url());
     let yaml = set_auth(
         &yaml,
         "servicenow",
@@ -490,8 +476,10 @@ async fn jira_three_legged(c: &str, seen: &mut Seen) {
     let config = crate::oauth3lo::config(&jira, &sn, "relay/jira", &cloud);
     let rig = Rig::new(config, &path, None);
     let event: Value = serde_json::from_slice(
-        &std::fs::read(repo().join("shared/tests/events/servicenow-incident-created.json"))
-            .unwrap(),
+        &std::fs::read(relay_tests::repo_path(
+            "shared/tests/events/servicenow-incident-created.json",
+        ))
+        .unwrap(),
     )
     .unwrap();
     let basic = |pw: &str| {

@@ -17,7 +17,7 @@ const NUMBER: &str = "INC0010042";
 const LOG: &[u8] = b"09:41:07 vpn-gw-2 tunnel reset (DPD timeout)\n";
 
 fn infra() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/servicenow")
+    relay_tests::repo_path("infra/servicenow")
 }
 
 /// `node --version`, or `None` after a loud skip (a failure under `CI=true`).

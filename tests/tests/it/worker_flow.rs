@@ -23,7 +23,7 @@ use axum::response::IntoResponse;
 use relay_tests::faults::{Fault, Match};
 use relay_tests::jira_server::JiraServer;
 use relay_tests::servicenow_server::ServiceNowServer;
-use relay_tests::{aws_endpoint, create_fifo_queue, fixtures_dir, sdk_config, unique};
+use relay_tests::{aws_endpoint, create_fifo_queue, fixtures_dir, sdk_config, set_auth, unique};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
@@ -428,18 +428,6 @@ impl Relay {
 
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
-}
-
-/// Replaces the `auth:` block of connection `name` with `auth`.
-pub(crate) fn set_auth(yaml: &str, name: &str, auth: &str) -> String {
-    let start = yaml
-        .find(&format!("- name: {name}\n"))
-        .unwrap_or_else(|| panic!("no connection {name}"));
-    let auth_at = start + yaml[start..].find("    auth:\n").unwrap();
-    let end = yaml[auth_at + 10..]
-        .find("\n\n")
-        .map_or(yaml.len(), |e| auth_at + 10 + e);
-    format!("{}{auth}{}", &yaml[..auth_at], &yaml[end..])
 }
 
 /// Receives what is visible as worker messages (without invoking anything).
