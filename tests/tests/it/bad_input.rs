@@ -183,12 +183,15 @@ fn render(rows: &[Row]) -> String {
 
 #[test]
 fn doc_agrees_with_the_table() {
+    // given the table, rendered
     let rendered = render(&table());
+    // when the document is read (rewritten first under RELAY_BLESS)
     let path = relay_tests::repo_path(DOC);
     if std::env::var_os("RELAY_BLESS").is_some() {
         std::fs::write(&path, &rendered).unwrap();
     }
     let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    // then it is the rendering
     assert!(
         doc == rendered,
         "{DOC} does not match {TABLE}; regenerate it with \

@@ -1,4 +1,7 @@
-//! Integration tests: one binary, a module per flow.
+//! Integration tests: one binary, a module per flow. Inside a test,
+//! `// given`, `// when` and `// then` comments mark its phases (`// and`
+//! continues the one before); a test may go through several when/then
+//! rounds.
 //! - `bad_input`: the bad-input matrix (`tests/data/bad-input.yaml`, rendered
 //!   to `docs/bad-input.md`) over the intake and the worker.
 //! - `router`: the ingress router in-process (oneshot) over every real fixture

@@ -160,6 +160,7 @@ async fn servers() -> (JiraServer, ServiceNowServer) {
 
 #[tokio::test]
 async fn first_login_then_refresh_rotates_and_persists_the_refresh_token() {
+    // given a first login and its refresh token in a secrets file
     let (jira, sn) = servers().await;
     let (first, cloud) = login(&jira).await;
     assert_eq!(cloud, CLOUD_ID);
@@ -171,7 +172,9 @@ async fn first_login_then_refresh_rotates_and_persists_the_refresh_token() {
     let key = jira.seed_issue("OPS", json!({"summary": "3LO"}));
     let budget = Budget::from_now(Duration::from_secs(30));
 
+    // when the first call is made
     let reply = c.call(&get_issue(&key), &budget).await.unwrap();
+    // then
     assert_eq!(reply.status, 200, "{:?}", reply.error);
     // Refreshed once, through the gateway path; the new token was stored
     // and the old one is dead.
@@ -188,29 +191,36 @@ async fn first_login_then_refresh_rotates_and_persists_the_refresh_token() {
         .path
         .starts_with(&format!("/ex/jira/{CLOUD_ID}/rest/api/3/issue/"))));
 
+    // when
     // Cached: no second refresh while the token is valid.
     c.call(&get_issue(&key), &budget).await.unwrap();
+    // then no second refresh
     assert_eq!(jira.oauth_refreshes(), 1);
 
+    // when
     // The target refuses the access token (expired early): refresh again,
     // with the rotated token read back.
     jira.expire_tokens();
     let reply = c.call(&get_issue(&key), &budget).await.unwrap();
+    // then
     assert_eq!(reply.status, 200);
     assert_eq!(jira.oauth_refreshes(), 2);
     assert_eq!(
         stored_refresh_token(&*store).await,
         jira.valid_refresh_tokens()[0]
     );
+    // when
     // A new process (fresh cache) carries on from the stored token.
     let other = connector(&config, process_store(&path));
     other.call(&get_issue(&key), &budget).await.unwrap();
+    // then
     assert_eq!(jira.oauth_refreshes(), 3);
     assert!(jira.violations().is_empty(), "{:?}", jira.violations());
 }
 
 #[tokio::test]
 async fn rotation_is_persisted_in_secrets_manager() {
+    // given a refresh token in Secrets Manager
     let Some(moto) = aws_endpoint() else {
         return;
     };
@@ -235,9 +245,11 @@ async fn rotation_is_persisted_in_secrets_manager() {
     let c = connector(&config, store.clone());
     let key = jira.seed_issue("OPS", json!({"summary": "3LO on AWS"}));
     let budget = Budget::from_now(Duration::from_secs(30));
+    // when the token is refreshed twice
     assert_eq!(c.call(&get_issue(&key), &budget).await.unwrap().status, 200);
     jira.expire_tokens();
     assert_eq!(c.call(&get_issue(&key), &budget).await.unwrap().status, 200);
+    // then each rotation is stored, other keys kept
     assert_eq!(jira.oauth_refreshes(), 2);
 
     let read = |stage: &'static str| {
@@ -264,16 +276,19 @@ async fn rotation_is_persisted_in_secrets_manager() {
     let previous = read("AWSPREVIOUS").await;
     assert_ne!(previous["refresh_token"], current["refresh_token"]);
 
+    // when
     // A stale expected version is refused (compare-and-swap).
     let err = store
         .put(&id, "refresh_token", "x", Some("not-the-current-version"))
         .await
         .unwrap_err();
+    // then
     assert_eq!(err.reason(), "secret_version_conflict");
 }
 
 #[tokio::test]
 async fn two_workers_share_one_secret_without_invalid_grant() {
+    // given two workers over one secrets file
     let (jira, sn) = servers().await;
     // Short-lived access tokens: cached for 1 s (half of 2 s).
     jira.set_oauth_client(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, 2);
@@ -302,18 +317,22 @@ async fn two_workers_share_one_secret_without_invalid_grant() {
         }
     }
 
+    // when
     // A refreshes first; B still holds the used-up token in its cache, gets
     // invalid_grant, re-reads the secret and succeeds with A's rotation.
     burst(&a, &key, &budget, 10).await;
     burst(&b, &key, &budget, 10).await;
+    // then
     assert_eq!(a.oauth_tokens_fetched(), 1, "one refresh per process");
     assert_eq!(b.oauth_tokens_fetched(), 1, "one refresh per process");
     assert_eq!(jira.oauth_refreshes(), 2);
 
+    // when
     // After expiry, both at once.
     for round in 1..=2u64 {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         tokio::join!(burst(&a, &key, &budget, 10), burst(&b, &key, &budget, 10));
+        // then
         assert_eq!(a.oauth_tokens_fetched(), 1 + round);
         assert_eq!(b.oauth_tokens_fetched(), 1 + round);
     }
@@ -326,6 +345,7 @@ async fn two_workers_share_one_secret_without_invalid_grant() {
 
 #[tokio::test]
 async fn revoked_consent_dead_letters_with_oauth_consent_required() {
+    // given a worker on 3LO
     let (jira, sn) = servers().await;
     let (first, cloud) = login(&jira).await;
     let dir = tempfile::tempdir().unwrap();
@@ -347,6 +367,7 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
     );
     let worker = Worker::new(config, connectors, BatchSettings::default());
 
+    // when the user revokes consent and two incidents arrive
     jira.revoke_consent();
     let event = std::fs::read(relay_tests::repo_path(
         "shared/tests/events/servicenow-incident-created.json",
@@ -405,6 +426,7 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
             &Budget::from_now(Duration::from_secs(30)),
         )
         .await;
+    // then both are dead-lettered, and the token endpoint asked once
     assert!(
         report.failed.is_empty(),
         "dead-lettered, not retried: {report:?}"
@@ -481,6 +503,7 @@ impl SecretStore for Lagging {
 
 #[tokio::test]
 async fn a_worker_that_lost_the_race_rereads_the_secret_and_retries_once() {
+    // given two workers, B's first read of the secret stale
     let (jira, sn) = servers().await;
     let (first, cloud) = login(&jira).await;
     let dir = tempfile::tempdir().unwrap();
@@ -498,9 +521,11 @@ async fn a_worker_that_lost_the_race_rereads_the_secret_and_retries_once() {
     );
     let key = jira.seed_issue("OPS", json!({"summary": "race"}));
     let budget = Budget::from_now(Duration::from_secs(30));
+    // when A refreshes, then B calls
     assert_eq!(a.call(&get_issue(&key), &budget).await.unwrap().status, 200);
     // B starts from the token A just used up: invalid_grant, re-read, retry.
     assert_eq!(b.call(&get_issue(&key), &budget).await.unwrap().status, 200);
+    // then
     assert_eq!(b.oauth_tokens_fetched(), 1);
     assert_eq!(jira.oauth_refreshes(), 2);
     let token_posts = jira

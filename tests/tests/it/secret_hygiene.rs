@@ -520,6 +520,7 @@ async fn jira_three_legged(c: &str, seen: &mut Seen) {
 
 #[tokio::test]
 async fn no_secret_reaches_logs_error_bodies_debug_dead_letters_or_panics() {
+    // given canary secrets, a TRACE capture and a panic recorder
     if fixtures_dir().is_none() {
         return;
     }
@@ -528,9 +529,11 @@ async fn no_secret_reaches_logs_error_bodies_debug_dead_letters_or_panics() {
     let scanner = Scanner::new(&c);
     let (cap, _guard) = Captured::start("trace");
     let mut seen = Seen::default();
+    // when the main scenarios run with them
     basic_and_rotation(&c, &mut seen).await;
     servicenow_oauth(&c, &mut seen).await;
     jira_three_legged(&c, &mut seen).await;
+    // then the capture saw them
     let logs = cap.text();
     assert!(
         logs.lines().count() > 100,
@@ -544,6 +547,7 @@ async fn no_secret_reaches_logs_error_bodies_debug_dead_letters_or_panics() {
     for p in &panic_messages {
         seen.add("panic message", p.clone());
     }
+    // and no canary reached a log line, an answer, a dead letter or a panic
     let leaks = seen.leaks(&scanner);
     assert!(
         leaks.is_empty(),
@@ -561,12 +565,14 @@ async fn no_secret_reaches_logs_error_bodies_debug_dead_letters_or_panics() {
 /// The checks can fail: a canary planted in each kind of place is found.
 #[tokio::test]
 async fn the_scanner_finds_canaries_planted_on_purpose() {
+    // given a canary and the same capture and collection
     let c = canary_base();
     let scanner = Scanner::new(&c);
     // Through the same capture and collection as the real test.
     let panics = record_panics();
     let (cap, guard) = Captured::start("trace");
     tracing::trace!(target: "shared::planted", token = %format!("{c}-token"), "planted");
+    // when it is planted in a log line, a panic and a dead letter
     let planted_panic = tokio::spawn({
         let c = c.clone();
         async move { panic!("planted {c}") }
@@ -581,6 +587,7 @@ async fn the_scanner_finds_canaries_planted_on_purpose() {
     for p in panics.lock().unwrap().iter() {
         seen.add("panic message", p.clone());
     }
+    // then each is found, and nothing else
     seen.add("dead letter reason", format!("target_rejected: {c}"));
     seen.add("clean", "nothing here");
     let leaks = seen.leaks(&scanner);

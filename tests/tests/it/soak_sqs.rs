@@ -213,6 +213,7 @@ fn pollers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_through_sqs_and_the_worker_handler() {
+    // given moto behind a switchable proxy, the contract servers with their fault rates, the ingress and 4 pollers
     let Some(moto) = aws_endpoint() else { return };
     let webhooks: usize = std::env::var("RELAY_SOAK_SQS_WEBHOOKS")
         .ok()
@@ -340,6 +341,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     );
     jira.faults().set_rates(rates, 19);
 
+    // when
     // Jira's side: each issue in order, 64 issues at a time, re-posting the
     // same delivery after a 5xx.
     let sender = Arc::new(Sender::default());
@@ -357,7 +359,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     let limit = Duration::from_secs(120 + webhooks as u64 / 3);
     let until = |n: usize| sender.wait_until(n, limit);
 
-    // 40 %: the instance dies mid-batch; a fresh one takes over.
+    // and 40 %: the instance dies mid-batch; a fresh one takes over.
     until(webhooks * 4 / 10).await;
     for p in running.drain(..) {
         p.abort();
@@ -380,7 +382,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     }
     running = pollers(&aws, &instance(), &stop);
 
-    // 60 %: rotate the ServiceNow password (Secrets Manager first).
+    // and 60 %: rotate the ServiceNow password (Secrets Manager first).
     until(webhooks * 6 / 10).await;
     sm.put_secret_value()
         .secret_id(format!("{prefix}/servicenow"))
@@ -390,7 +392,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
         .unwrap();
     sn.set_basic(DEFAULT_USER, ROTATED);
 
-    // 75 %: SQS unreachable for 5 s.
+    // and 75 %: SQS unreachable for 5 s.
     until(webhooks * 3 / 4).await;
     proxy.down.send_replace(true);
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -399,7 +401,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
-    // Jira's late retries: the same deliveries again, same identifiers.
+    // and jira's late retries: the same deliveries again, same identifiers.
     for d in &late {
         sender
             .deliver(&d.id, || post(&ingress, &d.id, &d.body))
@@ -424,6 +426,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     }
     let wall = started.elapsed();
 
+    // then
     let dead = relay_tests::drain(&sqs_direct, &dlq_url).await;
     let f = check(&sn, &expected);
     let injected = sn.faults().injected().len() + jira.faults().injected().len();
@@ -451,6 +454,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     for p in f.problems.iter().take(20) {
         eprintln!("  {p}");
     }
+    // and nothing was lost, duplicated, out of order or wrong
     let reasons: Vec<&String> = dead
         .iter()
         .filter_map(|d| d.attributes.get("relay-dead-reason"))

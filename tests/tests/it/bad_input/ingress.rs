@@ -310,6 +310,7 @@ fn check_ingress(
 
 #[tokio::test]
 async fn ingress_rows() {
+    // given the table's ingress rows and a log capture
     let rows: Vec<Row> = table()
         .into_iter()
         .filter(|r| r.stage == Stage::Ingress)
@@ -319,6 +320,7 @@ async fn ingress_rows() {
     let mut failures = Vec::new();
     for row in &rows {
         let case = ingress_case(&row.id);
+        // when each row is sent in-process and over a socket
         for mode in ["oneshot", "socket"] {
             cap.clear();
             let queue = Arc::new(MemoryQueue::new());
@@ -353,6 +355,7 @@ async fn ingress_rows() {
             if let Some(s) = server {
                 s.abort();
             }
+            // then its answers, log line and queue match the row
             if answers.len() == case.sends {
                 for f in check_ingress(row, &answers, &queue, &cap) {
                     failures.push(format!("{} ({mode}): {f}", row.id));
@@ -360,6 +363,7 @@ async fn ingress_rows() {
             }
         }
     }
+    // and no row failed
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

@@ -457,6 +457,7 @@ impl LinkBackend for DownLinks {
 
 #[tokio::test]
 async fn worker_rows() {
+    // given the table's worker rows and a log capture
     if fixtures_dir().is_none() {
         return;
     }
@@ -467,11 +468,14 @@ async fn worker_rows() {
     assert!(rows.len() >= 20, "{} worker rows", rows.len());
     let (cap, _guard) = Captured::start("info");
     let mut failures = Vec::new();
+    // when each row is posted through the intake and run by the worker
     for row in &rows {
+        // then its outcome, log line and fate match the row (worker_row)
         for f in worker_row(row, &cap).await {
             failures.push(format!("{}: {f}", row.id));
         }
     }
+    // and no row failed
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

@@ -5,6 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn attachments_from_other_hosts_and_oversized_files_are_dead() {
+    // given a 1 KiB attachment limit and an issue
     let Some(r) = Relay::start_with(
         "jira-to-servicenow",
         |y, _| y,
@@ -22,8 +23,9 @@ async fn attachments_from_other_hosts_and_oversized_files_are_dead() {
         "user": {"accountId": "5c76b994e1bcdf6294d0eb0f"},
         "issue": {"id": "10000", "key": "BUG-15", "fields": {"summary": "New bug with hook", "priority": {"name": "High"}}}});
     assert_eq!(r.post("jira", &issue, "att-0").await, 202);
-    // The fixture's own URL is on another site.
+    // when an attachment from another site (the fixture's own URL)
     assert_eq!(r.post("jira", &created, "att-1").await, 202);
+    // and one too large are posted
     let mut big = created.clone();
     // Another attachment (its own id: the same id is the same change, deduplicated).
     big["attachment"]["id"] = json!("10001");
@@ -33,6 +35,7 @@ async fn attachments_from_other_hosts_and_oversized_files_are_dead() {
             .add_file("big.bin", "application/octet-stream", vec![7u8; 4096]));
     assert_eq!(r.post("jira", &big, "att-2").await, 202);
     r.pump().await;
+    // then both are dead letters with their reasons
     let dead = r.dead_letters().await;
     let reasons: Vec<&str> = dead.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
@@ -49,6 +52,7 @@ async fn attachments_from_other_hosts_and_oversized_files_are_dead() {
 
 #[tokio::test]
 async fn attachments_are_copied_to_jira_as_multipart() {
+    // given an issue and its attachment on the Jira source
     let Some(r) = Relay::start("jira-to-jira").await else {
         return;
     };
@@ -67,9 +71,11 @@ async fn attachments_are_copied_to_jira_as_multipart() {
     // The example's whitelist admits listed projects only; this fixture's
     // issue carries no project, so it would be filtered (as it should).
     attachment["issue"]["fields"]["project"] = json!({"key": "KT"});
+    // when
     assert_eq!(r.post_signed("jira-cloud", &created, "ja-1").await, 202);
     assert_eq!(r.post_signed("jira-cloud", &attachment, "ja-2").await, 202);
     assert_eq!(r.pump().await, 0);
+    // then
     assert!(r.dead_letters().await.is_empty());
     let violations = r.jira.violations();
     assert!(violations.is_empty(), "{violations:?}");
@@ -98,6 +104,7 @@ async fn attachments_are_copied_to_jira_as_multipart() {
 
 #[tokio::test]
 async fn attachment_redirects_are_followed_only_within_the_allowed_hosts() {
+    // given an issue
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
@@ -114,7 +121,7 @@ async fn attachment_redirects_are_followed_only_within_the_allowed_hosts() {
         a["attachment"]["size"] = json!(6);
         a
     };
-    // A redirect that stays under the Jira base URL is followed.
+    // when an attachment's download redirects under the Jira base URL
     let url = r.jira.add_file("ok.txt", "text/plain", b"fine!\n".to_vec());
     r.jira.set_content_redirect(Some(format!(
         "{}/rest/api/3/attachment/content/{{id}}?redirect=false",
@@ -126,10 +133,11 @@ async fn attachment_redirects_are_followed_only_within_the_allowed_hosts() {
         202
     );
     assert_eq!(r.pump().await, 0);
+    // then it is followed
     assert!(r.dead_letters().await.is_empty());
     assert_eq!(r.sn.attachments().len(), 1);
-    // A redirect to another host (here another port on loopback: another
-    // origin) is not followed: the credentials and the request stay home.
+    // when it redirects to another host (here another port on loopback:
+    // another origin)
     let url = r
         .jira
         .add_file("evil.txt", "text/plain", b"nope!\n".to_vec());
@@ -141,6 +149,7 @@ async fn attachment_redirects_are_followed_only_within_the_allowed_hosts() {
         202
     );
     r.pump().await;
+    // then it is not followed: the credentials and the request stay home
     let dead = r.dead_letters().await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(

@@ -5,26 +5,31 @@ use super::*;
 
 #[tokio::test]
 async fn a_rotated_password_is_reread_after_a_401() {
+    // given an incident created with the first password
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
     let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
     assert_eq!(r.post("jira", &created, "rot-1").await, 202);
     r.pump().await;
-    // Rotation: ServiceNow and the secret change; the worker's cached copy is stale.
+    // when the password is rotated: ServiceNow and the secret change; the
+    // worker's cached copy is stale
     r.rotate_servicenow_password("snow-password-2").await;
+    // and an update follows
     let status = retarget(
         fixture("mattermost__jira-issue-updated-status_cloud.json").unwrap(),
         "REL-23",
         "10022",
     );
     assert_eq!(r.post("jira", &status, "rot-2").await, 202);
+    // then the worker re-reads it after the 401 and applies the update
     assert_eq!(r.pump().await, 0);
     assert_eq!(text(&r.incident("REL-23")["state"]), "6");
 }
 
 #[tokio::test]
 async fn servicenow_oauth_tokens_are_cached_and_renewed_after_a_401() {
+    // given ServiceNow over OAuth client credentials
     let Some(r) = Relay::start_with(
         "jira-to-servicenow",
         |y, s| {
@@ -44,6 +49,7 @@ async fn servicenow_oauth_tokens_are_cached_and_renewed_after_a_401() {
     else {
         return;
     };
+    // when a create and a comment are applied
     let (key, id) = ("KT-22", "10509");
     let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
     let comment = retarget(
@@ -54,8 +60,9 @@ async fn servicenow_oauth_tokens_are_cached_and_renewed_after_a_401() {
     assert_eq!(r.post("jira", &created, "o-1").await, 202);
     assert_eq!(r.post("jira", &comment, "o-2").await, 202);
     assert_eq!(r.pump().await, 0);
+    // then one token served every call
     assert_eq!(r.sn.oauth_tokens_issued(), 1, "one token for every call");
-    // The token is revoked early: the 401 brings a new one, the event still applies.
+    // when the token is revoked early
     r.sn.expire_tokens();
     let status = retarget(
         fixture("mattermost__jira-issue-updated-status_cloud.json").unwrap(),
@@ -64,6 +71,7 @@ async fn servicenow_oauth_tokens_are_cached_and_renewed_after_a_401() {
     );
     assert_eq!(r.post("jira", &status, "o-3").await, 202);
     assert_eq!(r.pump().await, 0);
+    // then the 401 brings a new one and the event still applies
     assert_eq!(r.sn.oauth_tokens_issued(), 2);
     assert_eq!(text(&r.incident(key)["state"]), "6");
     assert!(r
@@ -76,6 +84,7 @@ async fn servicenow_oauth_tokens_are_cached_and_renewed_after_a_401() {
 
 #[tokio::test]
 async fn jira_oauth_client_credentials() {
+    // given Jira over OAuth client credentials
     let Some(r) = Relay::start_with(
         "servicenow-to-jira",
         |y, s| {
@@ -95,6 +104,7 @@ async fn jira_oauth_client_credentials() {
     else {
         return;
     };
+    // when
     for name in [
         "servicenow-incident-created.json",
         "servicenow-incident-commented.json",
@@ -102,6 +112,7 @@ async fn jira_oauth_client_credentials() {
         assert_eq!(r.post_sn(&sn_event(name)).await, 202);
     }
     assert_eq!(r.pump().await, 0);
+    // then
     assert_eq!(r.jira.oauth_tokens_issued(), 1);
     assert_eq!(r.jira.issues()[0].comments.len(), 1);
 }

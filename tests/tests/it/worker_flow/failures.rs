@@ -6,6 +6,7 @@ use super::*;
 
 #[tokio::test]
 async fn rate_limits_and_outages_are_retried_and_applied() {
+    // given a 429, a 502 and a timeout on ServiceNow's incident table
     let settings = ConnectorSettings {
         call_timeout: Duration::from_secs(1),
         ..ConnectorSettings::default()
@@ -29,9 +30,11 @@ async fn rate_limits_and_outages_are_retried_and_applied() {
         Fault::Timeout(Duration::from_secs(3)),
         1,
     );
+    // when a create is posted and the queue drained
     let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
     assert_eq!(r.post("jira", &created, "rl-1").await, 202);
     r.pump().await;
+    // then
     assert_eq!(r.incidents(), 1);
     assert_eq!(f.injected().len(), 3);
     assert!(r.dead_letters().await.is_empty());
@@ -39,6 +42,7 @@ async fn rate_limits_and_outages_are_retried_and_applied() {
 
 #[tokio::test]
 async fn permanent_failures_go_to_the_dlq_with_their_reason_after_one_receive() {
+    // given ServiceNow refusing the create (400)
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
@@ -55,9 +59,11 @@ async fn permanent_failures_go_to_the_dlq_with_their_reason_after_one_receive() 
         },
         1,
     );
+    // when
     let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
     assert_eq!(r.post("jira", &created, "dead-1").await, 202);
     assert_eq!(r.pump().await, 0, "a dead letter is not a batch failure");
+    // then
     let dead = r.dead_letters().await;
     assert_eq!(dead.len(), 1);
     assert!(
@@ -74,6 +80,7 @@ async fn permanent_failures_go_to_the_dlq_with_their_reason_after_one_receive() 
 
 #[tokio::test]
 async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason() {
+    // given
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
@@ -87,17 +94,21 @@ async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason
         worker: r.worker.with_links(links),
         ..r
     };
+    // when the update is posted and the queue drained
     let status = fixture("jira-to-matrix__jira-issue-updated-status.json").unwrap();
     assert_eq!(r.post("jira", &status, "wait-1").await, 202);
+    // then it is parked, not retried
     assert_eq!(r.pump().await, 0, "parked, not retried");
     assert!(r.dead_letters().await.is_empty());
     assert_eq!(r.worker.links().all_parked(10).await.unwrap().len(), 1);
+    // when the park time passes
     let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
     // Within the park time nothing happens.
     clock.set(t0 + jiff::SignedDuration::from_hours(23));
     assert_eq!(r.worker.replay_parked(&r.inbox, &budget).await, (0, 0));
     clock.set(t0 + jiff::SignedDuration::from_hours(25));
     assert_eq!(r.worker.replay_parked(&r.inbox, &budget).await, (0, 1));
+    // then
     let dead = r.dead_letters().await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].0.starts_with("never_correlated: "), "{dead:?}");
@@ -107,6 +118,7 @@ async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason
 
 #[tokio::test]
 async fn no_message_or_call_outlives_the_invocation_deadline() {
+    // given a queued create
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
@@ -116,13 +128,16 @@ async fn no_message_or_call_outlives_the_invocation_deadline() {
     let msgs = receive(&r).await;
     assert_eq!(msgs.len(), 1);
 
+    // when
     // Less than `min_message_time` left: the message is not started.
     let budget = shared::outbound::Budget::from_now(Duration::from_millis(1500));
     let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    // then
     assert_eq!(report.failed, vec![msgs[0].id.clone()]);
     assert_eq!(report.outcomes[0].1, "deadline");
     assert!(r.sn.requests().is_empty(), "no call was made");
 
+    // when
     // Enough to start, but the target hangs: the call is cut at the deadline
     // and the message handed back, well before the hung call would end.
     r.sn.faults().push(
@@ -134,6 +149,7 @@ async fn no_message_or_call_outlives_the_invocation_deadline() {
     let budget = shared::outbound::Budget::from_now(Duration::from_millis(3000));
     let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
     let took = started.elapsed();
+    // then
     assert_eq!(report.outcomes[0].1, "retry");
     assert!(took < Duration::from_millis(3500), "{took:?}");
     assert_eq!(r.incidents(), 0);
@@ -142,7 +158,7 @@ async fn no_message_or_call_outlives_the_invocation_deadline() {
 
 #[tokio::test]
 async fn a_dead_letter_queue_outage_loses_nothing() {
-    // A mapping that cannot work for this event: a required field it lacks.
+    // given a mapping that cannot work for this event: a required field it lacks
     let Some(r) = Relay::start_with(
         "jira-to-servicenow",
         |y, _| {
@@ -158,6 +174,7 @@ async fn a_dead_letter_queue_outage_loses_nothing() {
     else {
         return;
     };
+    // and a dead-letter queue that refuses
     let inbox = shared::queue::memory::MemoryInbox::default();
     inbox
         .fail_dead_letters
@@ -166,15 +183,17 @@ async fn a_dead_letter_queue_outage_loses_nothing() {
     assert_eq!(r.post("jira", &created, "dlq-down").await, 202);
     let msgs = receive(&r).await;
     let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
+    // when
     let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
-    // Dead, but the DLQ refused it: reported failed so the queue keeps it.
+    // then dead, but the DLQ refused it: reported failed so the queue keeps it
     assert_eq!(report.outcomes[0].1, "dead");
     assert_eq!(report.failed, vec![msgs[0].id.clone()]);
-    // With the DLQ back it lands there, with its reason.
+    // when the DLQ is back
     inbox
         .fail_dead_letters
         .store(false, std::sync::atomic::Ordering::Relaxed);
     let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    // then it lands there, with its reason
     assert!(report.failed.is_empty());
     let dead = inbox.dead.lock().unwrap();
     assert_eq!(dead.len(), 1);

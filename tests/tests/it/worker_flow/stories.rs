@@ -5,6 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn jira_story_becomes_one_incident_with_state_comment_and_attachment() {
+    // given a Jira story: create, status change, comment, attachment
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
@@ -32,6 +33,7 @@ async fn jira_story_becomes_one_incident_with_state_comment_and_attachment() {
     );
     attachment["attachment"]["content"] = json!(url);
 
+    // when it is posted and the queue drained
     for (i, p) in [&created, &status, &comment, &attachment]
         .iter()
         .enumerate()
@@ -40,6 +42,7 @@ async fn jira_story_becomes_one_incident_with_state_comment_and_attachment() {
     }
     assert_eq!(r.pump().await, 0, "nothing should fail");
 
+    // then one incident holds all of it
     assert_eq!(r.incidents(), 1);
     let inc = r.incident(key);
     assert_eq!(text(&inc["correlation_display"]), "jira-relay");
@@ -68,16 +71,19 @@ async fn jira_story_becomes_one_incident_with_state_comment_and_attachment() {
 
 #[tokio::test]
 async fn servicenow_incidents_become_jira_issues_with_adf_comments_and_transitions() {
+    // given ServiceNow's create, comment and resolve events
     let Some(r) = Relay::start("servicenow-to-jira").await else {
         return;
     };
     let created = sn_event("servicenow-incident-created.json");
     let commented = sn_event("servicenow-incident-commented.json");
     let resolved = sn_event("servicenow-incident-resolved.json");
+    // when they are posted and the queue drained
     for p in [&created, &commented, &resolved] {
         assert_eq!(r.post_sn(p).await, 202);
     }
     assert_eq!(r.pump().await, 0);
+    // then one Jira issue holds all of it
     assert!(r.dead_letters().await.is_empty());
     let violations = r.jira.violations();
     assert!(violations.is_empty(), "{violations:?}");
@@ -104,10 +110,12 @@ async fn servicenow_incidents_become_jira_issues_with_adf_comments_and_transitio
 
 #[tokio::test]
 async fn jira_cloud_to_jira_dc_over_v2_with_a_pat() {
+    // given a create delivered twice, the second after the dedup window
     let Some(r) = Relay::start("jira-to-jira").await else {
         return;
     };
     let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
+    // when both are posted (HMAC) and the queue drained
     assert_eq!(r.post_signed("jira-cloud", &created, "j2j-1").await, 202);
     // A second delivery of the same change after the dedup window: the
     // upsert finds the copy by its label and updates it.
@@ -116,6 +124,7 @@ async fn jira_cloud_to_jira_dc_over_v2_with_a_pat() {
         202
     );
     assert_eq!(r.pump().await, 0);
+    // then one copy over v2, updated in place
     let violations = r.jira.violations();
     assert!(violations.is_empty(), "{violations:?}");
     assert!(r.dead_letters().await.is_empty());
@@ -133,6 +142,7 @@ async fn jira_cloud_to_jira_dc_over_v2_with_a_pat() {
 
 #[tokio::test]
 async fn comment_edits_and_deletions_follow_their_twin_into_a_jira_target() {
+    // given an issue and a comment copied into the Jira target
     let Some(r) = Relay::start("jira-to-jira").await else {
         return;
     };
@@ -149,6 +159,7 @@ async fn comment_edits_and_deletions_follow_their_twin_into_a_jira_target() {
     assert_eq!(r.post_signed("jira-cloud", &comment, "tw-2").await, 202);
     assert_eq!(r.pump().await, 0);
     assert!(r.dead_letters().await.is_empty());
+    // then the comment has its twin
     let copy = |r: &Relay| {
         r.jira
             .issues()
@@ -161,18 +172,20 @@ async fn comment_edits_and_deletions_follow_their_twin_into_a_jira_target() {
     assert_eq!(comments.len(), 1);
     assert!(comments[0].body.to_string().contains("first words"));
 
-    // Edited in the source: the twin (known to the link store) is edited.
+    // when the comment is edited in the source
+    // (the twin is known to the link store)
     let mut edited = comment.clone();
     edited["webhookEvent"] = json!("comment_updated");
     edited["comment"]["body"] = json!("second thoughts");
     assert_eq!(r.post_signed("jira-cloud", &edited, "tw-3").await, 202);
     assert_eq!(r.pump().await, 0);
+    // then the twin is edited, not added
     let comments = r.jira.comments(&key).unwrap();
     assert_eq!(comments.len(), 1, "edited, not added: {comments:?}");
     assert!(comments[0].body.to_string().contains("second thoughts"));
 
-    // Deleted in the source, with the link store lost meanwhile: the twin is
-    // found by the `jira-relay` property it was created with, and deleted.
+    // when it is deleted in the source (twice), with the link store lost
+    // meanwhile
     let r = r.with_links(shared::links::Links::memory());
     let mut deleted = comment.clone();
     deleted["webhookEvent"] = json!("comment_deleted");
@@ -180,6 +193,8 @@ async fn comment_edits_and_deletions_follow_their_twin_into_a_jira_target() {
     // A redelivery of the deletion is harmless.
     assert_eq!(r.post_signed("jira-cloud", &deleted, "tw-5").await, 202);
     assert_eq!(r.pump().await, 0);
+    // then the twin is found by the `jira-relay` property it was created
+    // with, and deleted
     assert!(r.dead_letters().await.is_empty());
     assert!(r.jira.comments(&key).unwrap().is_empty());
     let violations = r.jira.violations();
@@ -188,14 +203,17 @@ async fn comment_edits_and_deletions_follow_their_twin_into_a_jira_target() {
 
 #[tokio::test]
 async fn jira_events_to_a_generic_http_api() {
+    // given the jira-to-http example
     let Some(r) = Relay::start("jira-to-http").await else {
         return;
     };
+    // when a create and a delete are posted and the queue drained
     let created = fixture("mattermost__jira-issue-created_cloud.json").unwrap();
     let deleted = fixture("mattermost__jira-issue-deleted_cloud.json").unwrap();
     assert_eq!(r.post("jira", &created, "h-1").await, 202);
     assert_eq!(r.post("jira", &deleted, "h-2").await, 202);
     assert_eq!(r.pump().await, 0);
+    // then the API saw one POST and one DELETE
     let seen = r.hook.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
     let post = seen.iter().find(|s| s.0 == "POST").unwrap();
