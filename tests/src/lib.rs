@@ -59,6 +59,28 @@ pub fn set_auth(yaml: &str, name: &str, auth: &str) -> String {
     format!("{}{auth}{}", &yaml[..auth_at], &yaml[end..])
 }
 
+/// What a `MemoryQueue` holds from message `from` (0-based) on, as the
+/// worker receives it on its `receive_count`th receive.
+pub fn queued(
+    queue: &shared::queue::MemoryQueue,
+    from: usize,
+    receive_count: u32,
+) -> Vec<shared::queue::InMessage> {
+    queue
+        .messages()
+        .into_iter()
+        .skip(from)
+        .map(|(id, m)| shared::queue::InMessage {
+            id,
+            group_id: Some(m.group_id),
+            dedup_id: Some(m.dedup_id),
+            body: m.body,
+            receive_count,
+            receipt: None,
+        })
+        .collect()
+}
+
 /// A webhook as Jira posts it: a JSON body and its delivery identifier.
 pub fn jira_webhook(
     path: &str,
@@ -68,6 +90,22 @@ pub fn jira_webhook(
     http::Request::post(path)
         .header("content-type", "application/json")
         .header("x-atlassian-webhook-identifier", delivery)
+        .body(body.into())
+        .unwrap()
+}
+
+/// An event as the ServiceNow business rule posts it: a JSON body, Basic
+/// auth as `user_pass` (`user:password`).
+pub fn servicenow_event(
+    path: &str,
+    body: impl Into<axum::body::Body>,
+    user_pass: &str,
+) -> http::Request<axum::body::Body> {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(user_pass);
+    http::Request::post(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Basic {basic}"))
         .body(body.into())
         .unwrap()
 }

@@ -5,15 +5,15 @@
 
 use relay_tests::jira_server::{JiraServer, CLOUD_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use relay_tests::servicenow_server::ServiceNowServer;
-use relay_tests::{aws_endpoint, sdk_config, unique};
+use relay_tests::{aws_endpoint, sdk_config, servicenow_event, status_of, unique};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
 use shared::outbound::rest::http_client;
 use shared::outbound::rest::RestConnector;
 use shared::outbound::{Budget, Call, CallBody, CallError, Connector, ConnectorSettings};
+use shared::queue::MemoryInbox;
 use shared::queue::MemoryQueue;
-use shared::queue::{InMessage, MemoryInbox};
 use shared::rules::plan::Method;
 use shared::secrets::secret::SecretRef;
 use shared::secrets::{AwsSecretStore, CachedSecretStore, LocalSecretStore, SecretStore};
@@ -22,7 +22,6 @@ use shared::worker::{BatchSettings, Worker};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tower::ServiceExt;
 
 const REDIRECT: &str = "http://127.0.0.1:8765/callback";
 const SENDER: &str = "snow.sender:sender-pw";
@@ -373,21 +372,8 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
         "shared/tests/events/servicenow-incident-created.json",
     ))
     .unwrap();
-    use base64::Engine as _;
-    let basic = base64::engine::general_purpose::STANDARD.encode(SENDER);
-    let req = http::Request::post("/webhooks/servicenow")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Basic {basic}"))
-        .body(axum::body::Body::from(event.clone()))
-        .unwrap();
-    let status = ingress
-        .clone()
-        .oneshot(req)
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
-    assert_eq!(status, 202);
+    let req = servicenow_event("/webhooks/servicenow", event.clone(), SENDER);
+    assert_eq!(status_of(&ingress, req).await, 202);
     // A second incident: consent is still gone, and the token endpoint must
     // not be asked again (no storm of refused refreshes).
     let second = String::from_utf8(event.clone())
@@ -398,25 +384,9 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
             "9d385017c611228701d22104cc95c372",
         );
     assert_ne!(second.as_bytes(), &event[..], "the sample names INC0010019");
-    let req = http::Request::post("/webhooks/servicenow")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Basic {basic}"))
-        .body(axum::body::Body::from(second))
-        .unwrap();
-    let status = ingress.oneshot(req).await.unwrap().status().as_u16();
-    assert_eq!(status, 202);
-    let messages: Vec<InMessage> = queue
-        .messages()
-        .into_iter()
-        .map(|(id, m)| InMessage {
-            id,
-            group_id: Some(m.group_id),
-            dedup_id: Some(m.dedup_id),
-            body: m.body,
-            receive_count: 1,
-            receipt: None,
-        })
-        .collect();
+    let req = servicenow_event("/webhooks/servicenow", second, SENDER);
+    assert_eq!(status_of(&ingress, req).await, 202);
+    let messages = relay_tests::queued(&queue, 0, 1);
     assert_eq!(messages.len(), 2);
     let inbox = MemoryInbox::default();
     let report = worker

@@ -31,8 +31,8 @@ use shared::intake::router::{app, IngressState};
 use shared::outbound::executor::Connectors;
 use shared::outbound::rest::http_client;
 use shared::outbound::{Budget, ConnectorSettings, RestConnector};
+use shared::queue::MemoryInbox;
 use shared::queue::MemoryQueue;
-use shared::queue::{InMessage, MemoryInbox};
 use shared::secrets::secret::SecretRef;
 use shared::secrets::{CachedSecretStore, LocalSecretStore, SecretStore};
 use shared::support::clock::SystemClock;
@@ -84,22 +84,6 @@ fn write_secrets(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn messages(queue: &MemoryQueue, from: usize, receive_count: u32) -> Vec<InMessage> {
-    queue
-        .messages()
-        .into_iter()
-        .skip(from)
-        .map(|(id, m)| InMessage {
-            id,
-            group_id: Some(m.group_id),
-            dedup_id: Some(m.dedup_id),
-            body: m.body,
-            receive_count,
-            receipt: None,
-        })
-        .collect()
 }
 
 /// A relay over a secrets file: the intake, a worker, and what they left.
@@ -173,7 +157,7 @@ impl Rig {
     /// Runs what was queued since the last call, as receive `receive_count`.
     async fn work(&self, seen: &mut Seen, receive_count: u32) -> BatchReport {
         let from = std::mem::replace(&mut *self.taken.lock().unwrap(), self.queue.len());
-        let msgs = messages(&self.queue, from, receive_count);
+        let msgs = relay_tests::queued(&self.queue, from, receive_count);
         let report = self
             .worker
             .run_batch(

@@ -349,13 +349,11 @@ impl Relay {
 
     /// Posts a ServiceNow sender event (Basic auth).
     pub(crate) async fn post_sn(&self, payload: &Value) -> u16 {
-        use base64::Engine as _;
-        let basic = base64::engine::general_purpose::STANDARD.encode("snow.sender:sender-pw");
-        let req = http::Request::post("/webhooks/servicenow")
-            .header("content-type", "application/json")
-            .header("authorization", format!("Basic {basic}"))
-            .body(axum::body::Body::from(payload.to_string()))
-            .unwrap();
+        let req = relay_tests::servicenow_event(
+            "/webhooks/servicenow",
+            payload.to_string(),
+            "snow.sender:sender-pw",
+        );
         relay_tests::status_of(&self.ingress, req).await
     }
 

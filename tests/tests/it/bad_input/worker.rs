@@ -283,15 +283,7 @@ impl WorkerRig {
 
     /// The queued message `n` (0-based) as the worker receives it.
     fn message(&self, n: usize, receive_count: u32) -> InMessage {
-        let (id, m) = self.queue.messages()[n].clone();
-        InMessage {
-            id,
-            group_id: Some(m.group_id),
-            dedup_id: Some(m.dedup_id),
-            body: m.body,
-            receive_count,
-            receipt: None,
-        }
+        relay_tests::queued(&self.queue, n, receive_count).remove(0)
     }
 }
 
