@@ -142,6 +142,34 @@ pub fn fixture_files(sub: &str) -> Option<Vec<(String, Vec<u8>)>> {
     )
 }
 
+/// A fixture's JSON (`rel` under the fixtures folder); `None` without the
+/// fixtures.
+pub fn fixture_json(rel: &str) -> Option<serde_json::Value> {
+    let path = fixtures_dir()?.join(rel);
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    Some(serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// One of the real Jira webhooks (`jira-webhooks/<name>` in the fixtures).
+pub fn jira_fixture(name: &str) -> Option<serde_json::Value> {
+    fixture_json(&format!("jira-webhooks/{name}"))
+}
+
+/// Points a Jira payload at another issue (the fixtures describe different
+/// issues; a story needs one).
+pub fn retarget(mut v: serde_json::Value, key: &str, id: &str) -> serde_json::Value {
+    v["issue"]["key"] = serde_json::json!(key);
+    v["issue"]["id"] = serde_json::json!(id);
+    v
+}
+
+/// A JSON string's text (`""` for anything else), as ServiceNow records
+/// hold every value.
+pub fn text(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
 /// The moto endpoint the test command started (`RELAY_TEST_AWS_ENDPOINT`).
 pub fn aws_endpoint() -> Option<String> {
     match std::env::var("RELAY_TEST_AWS_ENDPOINT") {

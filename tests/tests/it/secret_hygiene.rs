@@ -23,8 +23,8 @@ use relay_tests::canary::{new_base as canary_base, Scanner};
 use relay_tests::faults::{Fault, Match};
 use relay_tests::jira_server::{JiraServer, DEFAULT_CLIENT_ID, DEFAULT_EMAIL};
 use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_USER};
-use relay_tests::set_auth;
 use relay_tests::{fixtures_dir, sign};
+use relay_tests::{retarget, set_auth};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
@@ -217,14 +217,7 @@ impl Rig {
 }
 
 fn fixture(name: &str) -> Value {
-    let text = std::fs::read(fixtures_dir().unwrap().join("jira-webhooks").join(name)).unwrap();
-    serde_json::from_slice(&text).unwrap()
-}
-
-fn retarget(mut v: Value, key: &str, id: &str) -> Value {
-    v["issue"]["key"] = json!(key);
-    v["issue"]["id"] = json!(id);
-    v
+    relay_tests::jira_fixture(name).expect("checked at the start")
 }
 
 /// Jira → ServiceNow with Basic, attachments from Jira with an API token,

@@ -8,6 +8,7 @@
 //! nothing moves: no echo.
 
 use crate::worker_flow::{Relay, Servers};
+use relay_tests::text;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -39,10 +40,6 @@ fn shipped(yaml: String, s: &Servers) -> String {
     ]
     .iter()
     .fold(yaml, |y, (from, to)| y.replace(from, to))
-}
-
-fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
 }
 
 /// What the relay's writes look like, counted.

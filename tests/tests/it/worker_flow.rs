@@ -21,9 +21,12 @@ mod stories;
 
 use axum::response::IntoResponse;
 use relay_tests::faults::{Fault, Match};
+use relay_tests::jira_fixture as fixture;
 use relay_tests::jira_server::JiraServer;
 use relay_tests::servicenow_server::ServiceNowServer;
-use relay_tests::{aws_endpoint, create_fifo_queue, fixtures_dir, sdk_config, set_auth, unique};
+use relay_tests::{
+    aws_endpoint, create_fifo_queue, fixtures_dir, retarget, sdk_config, set_auth, text, unique,
+};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
@@ -51,24 +54,10 @@ const DC_PAT: &str = "dc-pat-5e1f";
 const HOOK_TOKEN: &str = "hook-token-c3a9";
 const MAX_RECEIVES: u32 = 5;
 
-fn fixture(name: &str) -> Option<Value> {
-    let dir = fixtures_dir()?;
-    let text = std::fs::read(dir.join("jira-webhooks").join(name)).unwrap();
-    Some(serde_json::from_slice(&text).unwrap())
-}
-
 /// Our own ServiceNow sender events (shared/tests/events).
 fn sn_event(name: &str) -> Value {
     let text = std::fs::read(relay_tests::repo_path("shared/tests/events").join(name)).unwrap();
     serde_json::from_slice(&text).unwrap()
-}
-
-/// Points a fixture at another issue (the fixtures describe different issues;
-/// a story needs one).
-fn retarget(mut v: Value, key: &str, id: &str) -> Value {
-    v["issue"]["key"] = json!(key);
-    v["issue"]["id"] = json!(id);
-    v
 }
 
 /// What a config edit may need to know.
@@ -422,10 +411,6 @@ impl Relay {
             .await
             .unwrap();
     }
-}
-
-fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
 }
 
 /// Receives what is visible as worker messages (without invoking anything).

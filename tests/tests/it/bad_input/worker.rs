@@ -7,7 +7,7 @@ use crate::logcap::Captured;
 use async_trait::async_trait;
 use relay_tests::jira_server::JiraServer;
 use relay_tests::servicenow_server::ServiceNowServer;
-use relay_tests::{example_yaml, fixtures_dir, jira_webhook, status_of};
+use relay_tests::{example_yaml, fixtures_dir, jira_webhook, retarget, status_of};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
@@ -23,20 +23,12 @@ use shared::worker::{BatchReport, BatchSettings, Worker};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn fixture(name: &str) -> Value {
-    let dir = fixtures_dir().expect("checked at the start");
-    let text = std::fs::read(dir.join(name)).unwrap();
-    serde_json::from_slice(&text).unwrap()
+fn fixture(rel: &str) -> Value {
+    relay_tests::fixture_json(rel).expect("checked at the start")
 }
 
 fn webhook(name: &str) -> Value {
-    fixture(&format!("jira-webhooks/{name}"))
-}
-
-fn retarget(mut v: Value, key: &str, id: &str) -> Value {
-    v["issue"]["key"] = json!(key);
-    v["issue"]["id"] = json!(id);
-    v
+    relay_tests::jira_fixture(name).expect("checked at the start")
 }
 
 /// What goes on the queue for a worker row.
