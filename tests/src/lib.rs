@@ -1,5 +1,8 @@
-//! Test support for jira-relay: finding the shared fixtures, reaching the AWS
-//! emulator (moto) that the test command starts, and small HTTP helpers.
+//! Test support for jira-relay: finding the shared fixtures, the test
+//! configs (`tests/configs/`) and the shipped examples aimed at the contract
+//! servers, reaching the AWS emulator (moto) that the test command starts,
+//! Lambda's SQS event source played against it ([`event_source`]), and small
+//! HTTP helpers (a webhook as Jira or ServiceNow posts it).
 //! Test-only: no product binary links this crate.
 #![forbid(unsafe_code)]
 
