@@ -320,11 +320,33 @@ impl Faults {
     }
 }
 
+/// Serves one request under the faults, for every route of a server: a
+/// fault drawn for it ([`Faults::take_request`]; `is_write` says whether
+/// [`Fault::AnswerLost`] may hit it) answers instead of the server, in its
+/// `flavor`; otherwise `dispatch` answers, and a successful write taken as
+/// answer lost loses its answer ([`finish`]).
+pub(crate) async fn serve_request(
+    faults: &Faults,
+    flavor: Flavor,
+    parts: &http::request::Parts,
+    path: &str,
+    is_write: bool,
+    dispatch: impl FnOnce() -> Response,
+) -> Response {
+    let taken = match faults.take_request(&parts.method, path, is_write) {
+        Some(Taken::Now(f)) => return respond(f, flavor).await,
+        other => other,
+    };
+    let conn = conn_tag(parts);
+    let resp = dispatch();
+    finish(faults, taken, &parts.method, path, conn.as_ref(), resp).await
+}
+
 /// Handles the outcome of one request: `taken` is what
 /// [`Faults::take_request`] gave for it (if anything), `resp` the handler's
 /// answer. A successful write taken as [`Taken::AfterWrite`] loses its
 /// answer here; anything else is answered as is.
-pub(crate) async fn finish(
+async fn finish(
     faults: &Faults,
     taken: Option<Taken>,
     method: &Method,
@@ -482,8 +504,8 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Cutt
 }
 
 /// Serves `app` on `listener` (spawned on the current runtime), with
-/// connections a handler can cut: the handler finds its [`ConnTag`] with
-/// [`conn_tag`].
+/// connections a handler can cut: [`serve_request`] finds the request's
+/// [`ConnTag`] ([`conn_tag`]).
 pub(crate) fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
     let svc = app.into_make_service_with_connect_info::<ConnTag>();
     tokio::spawn(async move {
@@ -492,7 +514,7 @@ pub(crate) fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
 }
 
 /// The connection a request came on (see [`serve`]).
-pub(crate) fn conn_tag(parts: &http::request::Parts) -> Option<ConnTag> {
+fn conn_tag(parts: &http::request::Parts) -> Option<ConnTag> {
     parts
         .extensions
         .get::<axum::extract::ConnectInfo<ConnTag>>()
@@ -500,7 +522,7 @@ pub(crate) fn conn_tag(parts: &http::request::Parts) -> Option<ConnTag> {
 }
 
 /// The response for a fault, in the server's conventions.
-pub(crate) async fn respond(fault: Fault, flavor: Flavor) -> Response {
+async fn respond(fault: Fault, flavor: Flavor) -> Response {
     match fault {
         // `take` never hands out `Pass` (nor `AnswerLost`, which is applied
         // by `finish`); a direct call gets a plain 500.

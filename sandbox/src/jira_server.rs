@@ -31,7 +31,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::{
     self, credentials, empty_response, jira_time, json_response, lock, parse_query, percent_encode,
-    unauthorized, Credentials, Faults, Flavor, Recorded, Taken, XorShift,
+    unauthorized, Credentials, Faults, Flavor, Recorded, XorShift,
 };
 
 /// Default Basic credentials (email, API token).
@@ -897,16 +897,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Some(rest) if rest.starts_with('/') => rest.to_string(),
         _ => path,
     };
-    let taken = match sh
-        .faults
-        .take_request(&parts.method, &path, is_write(&parts.method, &path))
-    {
-        Some(Taken::Now(f)) => return faults::respond(f, Flavor::Jira).await,
-        other => other,
-    };
-    let conn = faults::conn_tag(&parts);
-    let resp = dispatch(&sh, &parts, &bytes, &path);
-    faults::finish(&sh.faults, taken, &parts.method, &path, conn.as_ref(), resp).await
+    let write = is_write(&parts.method, &path);
+    faults::serve_request(&sh.faults, Flavor::Jira, &parts, &path, write, || {
+        dispatch(&sh, &parts, &bytes, &path)
+    })
+    .await
 }
 
 /// The writes a [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::{
     self, credentials, empty_response, error_response, json_response, lock, parse_query, snow_time,
-    unauthorized, Credentials, Faults, Flavor, Recorded, Taken, XorShift,
+    unauthorized, Credentials, Faults, Flavor, Recorded, XorShift,
 };
 
 /// Default Basic credentials.
@@ -709,13 +709,13 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let query = parse_query(parts.uri.query());
 
     if path == "/oauth_token.do" {
-        if let Some(Taken::Now(f)) = sh.faults.take_request(&parts.method, &path, false) {
-            return faults::respond(f, Flavor::ServiceNow).await;
-        }
-        if parts.method != Method::POST {
-            return sn_error(405, "Method not allowed", "");
-        }
-        return oauth(&sh, &parts.headers, &bytes);
+        return faults::serve_request(&sh.faults, Flavor::ServiceNow, &parts, &path, false, || {
+            if parts.method != Method::POST {
+                return sn_error(405, "Method not allowed", "");
+            }
+            oauth(&sh, &parts.headers, &bytes)
+        })
+        .await;
     }
 
     let user = {
@@ -739,16 +739,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let Some(user) = user else {
         return unauthorized(Flavor::ServiceNow);
     };
-    let taken = match sh
-        .faults
-        .take_request(&parts.method, &path, is_write(&parts.method, &path))
-    {
-        Some(Taken::Now(f)) => return faults::respond(f, Flavor::ServiceNow).await,
-        other => other,
-    };
-    let conn = faults::conn_tag(&parts);
-    let resp = dispatch(&sh, &parts, &bytes, &path, &query, &user);
-    faults::finish(&sh.faults, taken, &parts.method, &path, conn.as_ref(), resp).await
+    let write = is_write(&parts.method, &path);
+    faults::serve_request(&sh.faults, Flavor::ServiceNow, &parts, &path, write, || {
+        dispatch(&sh, &parts, &bytes, &path, &query, &user)
+    })
+    .await
 }
 
 /// The writes a [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)

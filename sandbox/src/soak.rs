@@ -17,6 +17,9 @@ use crate::faults::Rates;
 use crate::jira_server::JiraServer;
 use crate::servicenow_server::ServiceNowServer;
 use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 const USER: &str = "712020:soak-user";
 pub const STATUSES: &[(&str, &str)] = &[
@@ -195,6 +198,63 @@ pub fn scenario(
         .enumerate()
         .map(|(i, events)| payloads(i, events, jira))
         .unzip()
+}
+
+/// Posting like Jira: the deliveries accepted so far and the re-posts it
+/// took, shared by the tasks that post.
+#[derive(Debug, Default)]
+pub struct Sender {
+    pub accepted: AtomicUsize,
+    pub reposts: AtomicUsize,
+}
+
+impl Sender {
+    /// Posts `delivery` like Jira: `post` sends it once and gives the
+    /// status (0: no answer, the connection refused or cut); after a 5xx or
+    /// no answer it is posted again 250 ms later, until accepted (202).
+    /// Not accepted within 120 s, or any other answer, fails the test.
+    pub async fn deliver<F, Fut>(&self, delivery: &str, mut post: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = u16>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match post().await {
+                202 => {
+                    self.accepted.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                0 | 500..=599 => {
+                    self.reposts.fetch_add(1, Ordering::Relaxed);
+                    assert!(
+                        Instant::now() < deadline,
+                        "{delivery}: not accepted within 120 s"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => panic!("{delivery}: refused with {other}"),
+            }
+        }
+    }
+
+    /// Waits until `n` deliveries were accepted; fails after `limit`
+    /// ("posting stalled").
+    pub async fn wait_until(&self, n: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.accepted.load(Ordering::Relaxed) < n {
+            assert!(start.elapsed() < limit, "posting stalled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    pub fn reposts(&self) -> usize {
+        self.reposts.load(Ordering::Relaxed)
+    }
 }
 
 /// Options of [`scenario_with`]. `SoakOptions::default()` injects nothing:

@@ -23,18 +23,11 @@ use shared::queue::MemoryQueue;
 use shared::reconcile::{MemoryStore, Reconciler, SweepOptions};
 use shared::secrets::{env_name, LocalSecretStore};
 use shared::support::clock::SystemClock;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn config(sn: &str, jira: &str, page: u32) -> Arc<Config> {
-    let yaml = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/jira-to-servicenow.yaml"),
-    )
-    .unwrap()
-    .replace("https://example.service-now.com", sn)
-    .replace("https://example.atlassian.net", jira)
-    .replace(
+    let yaml = relay_tests::example_yaml("jira-to-servicenow", sn, jira).replace(
         "jql: project = SUP",
         &format!("jql: project = BEN\n      page_size: {page}"),
     );

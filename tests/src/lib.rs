@@ -1,11 +1,129 @@
-//! Test support for jira-relay: finding the shared fixtures, reaching the AWS
-//! emulator (moto) that the test command starts, and small HTTP helpers.
+//! Test support for jira-relay: finding the shared fixtures, the test
+//! configs (`tests/configs/`) and the shipped examples aimed at the contract
+//! servers, reaching the AWS emulator (moto) that the test command starts,
+//! Lambda's SQS event source played against it ([`event_source`]), and small
+//! HTTP helpers (a webhook as Jira or ServiceNow posts it).
 //! Test-only: no product binary links this crate.
 #![forbid(unsafe_code)]
 
 // The contract servers live in the `sandbox` crate (the demo runs them too);
 // tests reach them through these re-exports.
 pub use sandbox::{canary, faults, fixtures_dir, jira_server, missing, openapi, servicenow_server};
+
+pub mod event_source;
+
+use std::path::PathBuf;
+
+/// A path in the repository (relative to the workspace root).
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+}
+
+/// A config file under `tests/configs/`, its `${NAME}`s filled in from
+/// `vars` (any other `${…}` is an error).
+pub fn test_config(name: &str, vars: &[(&str, &str)]) -> shared::config::Config {
+    let path = repo_path("tests/configs").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    shared::config::Config::from_yaml(&text, name, |var| {
+        vars.iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A shipped example (`examples/<name>.yaml`) with its placeholder ServiceNow
+/// and Jira base URLs pointed at the contract servers.
+pub fn example_yaml(name: &str, sn_base: &str, jira_base: &str) -> String {
+    std::fs::read_to_string(repo_path(&format!("examples/{name}.yaml")))
+        .unwrap()
+        .replace("https://example.service-now.com", sn_base)
+        .replace("https://example.atlassian.net", jira_base)
+}
+
+/// Replaces the `auth:` block of connection `name` (under `connections:`)
+/// in a config's YAML with `auth`; the block runs to the next blank line or
+/// the end of the file.
+pub fn set_auth(yaml: &str, name: &str, auth: &str) -> String {
+    let conns = yaml
+        .find("\nconnections:\n")
+        .expect("a connections section");
+    let start = conns
+        + yaml[conns..]
+            .find(&format!("- name: {name}\n"))
+            .unwrap_or_else(|| panic!("no connection {name}"));
+    let auth_at = start + yaml[start..].find("    auth:\n").unwrap();
+    let end = yaml[auth_at + 10..]
+        .find("\n\n")
+        .map_or(yaml.len(), |e| auth_at + 10 + e);
+    format!("{}{auth}{}", &yaml[..auth_at], &yaml[end..])
+}
+
+/// What a `MemoryQueue` holds from message `from` (0-based) on, as the
+/// worker receives it on its `receive_count`th receive.
+pub fn queued(
+    queue: &shared::queue::MemoryQueue,
+    from: usize,
+    receive_count: u32,
+) -> Vec<shared::queue::InMessage> {
+    queue
+        .messages()
+        .into_iter()
+        .skip(from)
+        .map(|(id, m)| shared::queue::InMessage {
+            id,
+            group_id: Some(m.group_id),
+            dedup_id: Some(m.dedup_id),
+            body: m.body,
+            receive_count,
+            receipt: None,
+        })
+        .collect()
+}
+
+/// A webhook as Jira posts it: a JSON body and its delivery identifier.
+pub fn jira_webhook(
+    path: &str,
+    body: impl Into<axum::body::Body>,
+    delivery: &str,
+) -> http::Request<axum::body::Body> {
+    http::Request::post(path)
+        .header("content-type", "application/json")
+        .header("x-atlassian-webhook-identifier", delivery)
+        .body(body.into())
+        .unwrap()
+}
+
+/// An event as the ServiceNow business rule posts it: a JSON body, Basic
+/// auth as `user_pass` (`user:password`).
+pub fn servicenow_event(
+    path: &str,
+    body: impl Into<axum::body::Body>,
+    user_pass: &str,
+) -> http::Request<axum::body::Body> {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(user_pass);
+    http::Request::post(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Basic {basic}"))
+        .body(body.into())
+        .unwrap()
+}
+
+/// Sends `req` through `router` in-process; returns the status.
+pub async fn status_of(router: &axum::Router, req: http::Request<axum::body::Body>) -> u16 {
+    use tower::ServiceExt;
+    router
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("the router never errors")
+        .status()
+        .as_u16()
+}
 
 /// All `*.json` files of a fixtures sub-folder, sorted, with their contents.
 pub fn fixture_files(sub: &str) -> Option<Vec<(String, Vec<u8>)>> {
@@ -25,6 +143,34 @@ pub fn fixture_files(sub: &str) -> Option<Vec<(String, Vec<u8>)>> {
             })
             .collect(),
     )
+}
+
+/// A fixture's JSON (`rel` under the fixtures folder); `None` without the
+/// fixtures.
+pub fn fixture_json(rel: &str) -> Option<serde_json::Value> {
+    let path = fixtures_dir()?.join(rel);
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    Some(serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// One of the real Jira webhooks (`jira-webhooks/<name>` in the fixtures).
+pub fn jira_fixture(name: &str) -> Option<serde_json::Value> {
+    fixture_json(&format!("jira-webhooks/{name}"))
+}
+
+/// Points a Jira payload at another issue (the fixtures describe different
+/// issues; a story needs one).
+pub fn retarget(mut v: serde_json::Value, key: &str, id: &str) -> serde_json::Value {
+    v["issue"]["key"] = serde_json::json!(key);
+    v["issue"]["id"] = serde_json::json!(id);
+    v
+}
+
+/// A JSON string's text (`""` for anything else), as ServiceNow records
+/// hold every value.
+pub fn text(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_default()
 }
 
 /// The moto endpoint the test command started (`RELAY_TEST_AWS_ENDPOINT`).

@@ -1,13 +1,7 @@
 //! The configurations shipped in the repository load and validate.
 
+use relay_tests::repo_path as repo;
 use shared::config::{Config, SourceKind};
-use std::path::PathBuf;
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-}
 
 /// `RELAY_*` variables the template sets on the functions (`NAME: value` lines).
 fn template_variables() -> Vec<String> {
@@ -29,6 +23,7 @@ fn template_variables() -> Vec<String> {
 
 #[test]
 fn deployed_config_loads_with_the_template_environment() {
+    // given the deployed config and the variables the template sets
     let path = repo("config/relay.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let set = template_variables();
@@ -38,6 +33,7 @@ fn deployed_config_loads_with_the_template_environment() {
         .filter(|l| !l.trim_start().starts_with('#'))
         .collect::<Vec<_>>()
         .join("\n");
+    // then every variable it uses is set by the template
     let used: Vec<&str> = code
         .split("${")
         .skip(1)
@@ -49,6 +45,7 @@ fn deployed_config_loads_with_the_template_environment() {
             "config/relay.yaml uses ${{{name}}}, which template.yaml does not set"
         );
     }
+    // when it loads with the template's environment
     let env = |name: &str| match name {
         "RELAY_PAYLOAD_LIMIT_BYTES" => Some("250000".to_owned()),
         "RELAY_STAGE" => Some("prod".to_owned()),
@@ -63,6 +60,7 @@ fn deployed_config_loads_with_the_template_environment() {
         _ => None,
     };
     let config = Config::from_yaml(&text, &path, env).unwrap_or_else(|e| panic!("{e}"));
+    // then
     let jira = config.endpoint("jira").unwrap();
     assert_eq!(jira.kind, SourceKind::Jira);
     assert!(jira
@@ -81,16 +79,21 @@ fn deployed_config_loads_with_the_template_environment() {
     assert_eq!(config.limits.max_body_bytes, 250_000);
 
     // Without the template's environment the error names the variable and line.
+    // when it loads without it
     let err = Config::from_yaml(&text, &path, |_| None)
         .unwrap_err()
         .to_string();
+    // then the error names the variable and line
     assert!(err.contains("RELAY_PAYLOAD_LIMIT_BYTES"), "{err}");
     assert!(err.contains("config/relay.yaml:"), "{err}");
 }
 
 #[test]
 fn local_example_config_loads() {
+    // given the local example config
+    // when it is loaded
     let config = Config::load(repo("examples/relay.local.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    // then
     assert_eq!(config.endpoints.len(), 2);
 }
 
@@ -98,12 +101,15 @@ fn local_example_config_loads() {
 async fn example_secrets_file_serves_the_example_config() {
     use shared::secrets::{LocalSecretStore, SecretStore};
     use std::os::unix::fs::PermissionsExt;
+    // given the example secrets file (mode 600)
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("secrets.yaml");
     std::fs::copy(repo("examples/secrets.example.yaml"), &file).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let store = LocalSecretStore::open_with_env(&file, []).unwrap();
+    // when the example config's secrets are resolved from it
     let config = Config::load(repo("examples/relay.local.yaml")).unwrap();
+    // then each resolves
     for ep in &config.endpoints {
         for r in ep.auth.secret_refs() {
             store

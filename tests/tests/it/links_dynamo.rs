@@ -8,17 +8,14 @@
 //! through the raw API — as on AWS until its TTL sweep comes by. `Limit`
 //! counts items before the `FilterExpression`, as on AWS.
 
-use relay_tests::{aws_endpoint, dead_port, sdk_config, unique};
+use relay_tests::{aws_endpoint, create_links_table, dead_port, sdk_config, unique};
 use shared::links::dynamo::{DynamoBackend, PK, SK, TTL_ATTRIBUTE, VALUE};
 use shared::links::{Entry, LinkBackend, LinkError, LinkSettings, Links, Pair, Scope};
 use shared::support::clock::FixedClock;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 struct Bed {
     ddb: aws_sdk_dynamodb::Client,
@@ -31,43 +28,7 @@ async fn bed() -> Option<Bed> {
     let moto = aws_endpoint()?;
     let conf = sdk_config(&moto).await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
-    let table = unique("links");
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    ddb.create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr(PK))
-        .attribute_definitions(attr(SK))
-        .key_schema(key(PK, KeyType::Hash))
-        .key_schema(key(SK, KeyType::Range))
-        .send()
-        .await
-        .expect("create the links table in moto");
-    ddb.update_time_to_live()
-        .table_name(&table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name(TTL_ATTRIBUTE)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("enable TTL in moto");
+    let table = create_links_table(&conf, &unique("links")).await;
     let backend = Arc::new(DynamoBackend::from_conf(&conf, &table));
     Some(Bed {
         ddb,
@@ -111,16 +72,21 @@ fn at(s: &str) -> jiff::Timestamp {
 
 #[tokio::test]
 async fn backend_contract_on_dynamodb() {
+    // given a table shaped like LinksTable
     let Some(bed) = bed().await else { return };
+    // then the backend names it
     assert_eq!(bed.backend.table(), bed.table);
+    // when the shared backend contract runs on it; then it holds
     shared::links::testing::backend_contract(bed.backend.clone()).await;
 }
 
 #[tokio::test]
 async fn put_new_is_a_conditional_write_and_ttl_is_lazy() {
+    // given
     let Some(bed) = bed().await else { return };
     let b = &bed.backend;
     let now = 1_800_000_000;
+    // when put_new writes twice
     assert!(b
         .put_new(&entry("u", "-", "first", Some(now + 60)), now)
         .await
@@ -129,7 +95,9 @@ async fn put_new_is_a_conditional_write_and_ttl_is_lazy() {
         .put_new(&entry("u", "-", "second", Some(now + 60)), now)
         .await
         .unwrap());
+    // then the first stays
     assert_eq!(b.get("u", "-", now).await.unwrap().unwrap().value, "first");
+    // and the table holds the four attributes, expiry as a number
     // What the table holds: the four attributes, expiry as a number.
     let item = bed.raw("u", "-").await.unwrap();
     assert_eq!(item.len(), 4, "{item:?}");
@@ -139,9 +107,11 @@ async fn put_new_is_a_conditional_write_and_ttl_is_lazy() {
         AttributeValue::N((now + 60).to_string())
     );
 
+    // when
     // Expired by the caller's clock: reads absent although the item is still
     // there (moto never runs TTL; AWS takes up to days), and put_new takes its place.
     let later = now + 60;
+    // then
     assert_eq!(b.get("u", "-", later).await.unwrap(), None);
     assert!(bed.raw("u", "-").await.is_some(), "TTL deletes lazily");
     assert!(b
@@ -152,13 +122,16 @@ async fn put_new_is_a_conditional_write_and_ttl_is_lazy() {
         b.get("u", "-", later).await.unwrap().unwrap().value,
         "third"
     );
+    // when
     // An entry without expiry is never replaced by put_new, at any time.
+    // then
     assert!(!b
         .put_new(&entry("u", "-", "fourth", None), i64::MAX)
         .await
         .unwrap());
     assert!(!bed.raw("u", "-").await.unwrap().contains_key(TTL_ATTRIBUTE));
 
+    // when
     // Query pages past expired items: DynamoDB's Limit counts them before the filter.
     for i in 0..5 {
         b.put(&entry("q", &format!("a/{i}"), "dead", Some(now - 1)))
@@ -173,6 +146,7 @@ async fn put_new_is_a_conditional_write_and_ttl_is_lazy() {
     b.put(&entry("q", "b/0", "other prefix", None))
         .await
         .unwrap();
+    // then
     let got = b.query("q", "a/", 2, now).await.unwrap();
     assert_eq!(
         got.iter().map(|e| e.sk.as_str()).collect::<Vec<_>>(),
@@ -186,11 +160,13 @@ async fn put_new_is_a_conditional_write_and_ttl_is_lazy() {
 
 #[tokio::test]
 async fn links_end_to_end_on_dynamodb() {
+    // given Links over the table with a moving clock
     let Some(bed) = bed().await else { return };
     let t0 = at("2026-12-04T10:00:00Z");
     let clock = Arc::new(FixedClock::new(t0));
     let links = Links::new(bed.backend.clone(), LinkSettings::default()).with_clock(clock.clone());
 
+    // when
     // Record pairs, without prefix bleed between keys.
     let s = Scope::new("servicenow", "correlation_id", "SUP/1 x");
     let other = Scope::new("servicenow", "correlation_id", "SUP/1");
@@ -200,9 +176,11 @@ async fn links_end_to_end_on_dynamodb() {
         key: Some("INC0010001".into()),
     };
     links.pair(&s, &p).await.unwrap();
+    // then
     assert_eq!(links.record(&s).await.unwrap(), Some(p));
     assert_eq!(links.record(&other).await.unwrap(), None);
 
+    // when
     // A delivery seen is still seen 80 minutes later (a Jira retry past any
     // queue's deduplication window), and forgotten after 2 h.
     assert!(!links.seen("issue:10001:created").await.unwrap());
@@ -210,6 +188,7 @@ async fn links_end_to_end_on_dynamodb() {
         .mark_seen("issue:10001:created", "applied")
         .await
         .unwrap();
+    // then
     clock.set(t0 + jiff::SignedDuration::from_mins(80));
     assert!(
         links.seen("issue:10001:created").await.unwrap(),
@@ -222,6 +201,7 @@ async fn links_end_to_end_on_dynamodb() {
     );
     clock.set(t0);
 
+    // when
     // Parked events: a redelivery is not parked twice; oldest first; unpark.
     assert!(links.park(&s, "c1", "{b1}", "no record").await.unwrap());
     assert!(
@@ -231,6 +211,7 @@ async fn links_end_to_end_on_dynamodb() {
     clock.set(t0 + jiff::SignedDuration::from_secs(1));
     assert!(links.park(&s, "c2", "{b2}", "no record").await.unwrap());
     assert!(links.park(&other, "c3", "{b3}", "no record").await.unwrap());
+    // then
     let got = links.parked(&s).await.unwrap();
     assert_eq!(
         got.iter().map(|p| p.change.as_str()).collect::<Vec<_>>(),
@@ -243,19 +224,23 @@ async fn links_end_to_end_on_dynamodb() {
     assert_eq!(links.all_parked(10).await.unwrap().len(), 2);
     assert_eq!(links.all_parked(1).await.unwrap().len(), 1);
 
+    // when
     // Uncertain writes: the oldest send is kept (the conditional write).
     assert_eq!(links.uncertain_since("create:SUP-1").await.unwrap(), None);
     let first = links.mark_uncertain("create:SUP-1").await.unwrap();
     clock.set(t0 + jiff::SignedDuration::from_secs(30));
+    // then
     assert_eq!(links.mark_uncertain("create:SUP-1").await.unwrap(), first);
     links.clear_uncertain("create:SUP-1").await.unwrap();
     assert_eq!(links.uncertain_since("create:SUP-1").await.unwrap(), None);
 
+    // when
     // Item pairs.
     links
         .pair_item("jira", "issue:10001:comment:10500", "10200")
         .await
         .unwrap();
+    // then
     assert_eq!(
         links
             .item("jira", "issue:10001:comment:10500")
@@ -268,10 +253,13 @@ async fn links_end_to_end_on_dynamodb() {
 
 #[tokio::test]
 async fn missing_table_is_unavailable() {
+    // given
     let Some(bed) = bed().await else { return };
     let conf = sdk_config(&aws_endpoint().unwrap()).await;
+    // when the table does not exist
     let gone = DynamoBackend::from_conf(&conf, format!("{}-absent", bed.table));
     let err = gone.get("a", "-", 0).await.unwrap_err();
+    // then
     assert!(
         matches!(&err, LinkError::Unavailable(m) if m == "DynamoDB GetItem: ResourceNotFoundException"),
         "{err}"
@@ -280,6 +268,7 @@ async fn missing_table_is_unavailable() {
 
 #[tokio::test]
 async fn unreachable_store_is_unavailable_promptly() {
+    // given
     // Canary credentials: no error may carry them.
     const KEY_ID: &str = "AKIACANARYLINKS00001";
     const SECRET: &str = "canary-links-secret-0f3a9c";
@@ -299,6 +288,7 @@ async fn unreachable_store_is_unavailable_promptly() {
         .await;
     let b = DynamoBackend::from_conf(&conf, "links");
     let e = entry("a", "-", "v", None);
+    // when
     // A port that accepts and never answers: the timeouts end the call.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hung = DynamoBackend::from_conf(
@@ -311,6 +301,7 @@ async fn unreachable_store_is_unavailable_promptly() {
     let started = Instant::now();
     let err = hung.get("a", "-", 0).await.unwrap_err();
     let took = started.elapsed();
+    // then the timeouts end the call
     assert!(
         matches!(&err, LinkError::Unavailable(m) if m == "DynamoDB GetItem: timed out"),
         "{err}"
@@ -318,6 +309,7 @@ async fn unreachable_store_is_unavailable_promptly() {
     assert!(took < Duration::from_secs(8), "took {took:?} ({err})");
     drop(silent);
 
+    // when the port is closed
     let started = Instant::now();
     let errors = [
         ("GetItem", b.get("a", "-", 0).await.map(|_| ())),
@@ -327,6 +319,7 @@ async fn unreachable_store_is_unavailable_promptly() {
         ("Query", b.query("a", "", 10, 0).await.map(|_| ())),
     ];
     let took = started.elapsed();
+    // then each call is unavailable, short, and carries no credential
     for (op, result) in errors {
         let err = result.unwrap_err();
         let LinkError::Unavailable(msg) = &err else {
@@ -345,8 +338,10 @@ async fn unreachable_store_is_unavailable_promptly() {
     // Five calls to a closed loopback port, retries included: well under the
     // operation timeouts, nothing hangs.
     assert!(took < Duration::from_secs(20), "took {took:?}");
+    // when
     // The real Links API turns it into the same retryable error.
     let links = Links::new(Arc::new(b), LinkSettings::default());
+    // then the same retryable error
     assert!(matches!(
         links.seen("x").await,
         Err(LinkError::Unavailable(_))

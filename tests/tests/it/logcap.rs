@@ -84,11 +84,14 @@ impl Captured {
 
 #[tokio::test]
 async fn capture_sees_this_threads_lines_only() {
+    // given a capture on this thread
     let (cap, _guard) = Captured::start("info");
+    // when lines are logged here, on another thread and below the level
     tracing::info!(reason = "seen_here", "a line");
     std::thread::spawn(|| tracing::info!(reason = "other_thread", "elsewhere"))
         .join()
         .unwrap();
+    // then only this thread's lines at the level are seen
     assert!(cap.has("reason", "seen_here"));
     assert!(!cap.has("reason", "other_thread"));
     assert!(!cap.has("reason", "never_logged"));

@@ -1,4 +1,7 @@
-//! Integration tests: one binary, a module per flow.
+//! Integration tests: one binary, a module per flow. Inside a test,
+//! `// given`, `// when` and `// then` comments mark its phases (`// and`
+//! continues the one before); a test may go through several when/then
+//! rounds.
 //! - `bad_input`: the bad-input matrix (`tests/data/bad-input.yaml`, rendered
 //!   to `docs/bad-input.md`) over the intake and the worker.
 //! - `router`: the ingress router in-process (oneshot) over every real fixture
@@ -46,38 +49,17 @@ pub const TOKEN: &str = "tok-current-7f3a";
 pub const TOKEN_OLD: &str = "tok-previous-19c2";
 pub const HMAC_KEY: &str = "hmac-current-5b1e";
 
-/// A config with a Jira endpoint (token or HMAC) and a ServiceNow endpoint
-/// (Basic), all reading secret `relay/webhook` / `relay/snow` resolved by
-/// `secret_id`.
+/// `tests/configs/intake.yaml`: a Jira endpoint (token or HMAC), a strict
+/// one (both) and a ServiceNow endpoint (Basic), all reading secret
+/// `webhook_secret` (`relay/webhook`, or a unique id in the emulator).
 pub fn config(webhook_secret: &str, limit: usize) -> Config {
-    let yaml = format!(
-        "version: 1
-limits:
-  max_body_bytes: {limit}
-endpoints:
-  - name: jira
-    kind: jira
-    stage: test
-    auth:
-      token: {webhook_secret}#token
-      hmac: {webhook_secret}#hmac
-      require: any
-  - name: jira-strict
-    kind: jira
-    stage: prod
-    auth:
-      token: {webhook_secret}#token
-      hmac: {webhook_secret}#hmac
-  - name: snow
-    kind: servicenow
-    stage: test
-    auth:
-      basic:
-        username: {webhook_secret}#sn_user
-        password: {webhook_secret}#sn_pass
-"
-    );
-    Config::from_yaml(&yaml, "test.yaml", |_| None).expect("test config is valid")
+    relay_tests::test_config(
+        "intake.yaml",
+        &[
+            ("WEBHOOK_SECRET", webhook_secret),
+            ("MAX_BODY_BYTES", &limit.to_string()),
+        ],
+    )
 }
 
 /// Sends one request through the router, returning status, headers and JSON

@@ -7,9 +7,11 @@ use relay_tests::{aws_endpoint, create_fifo_queue, drain, sdk_config, unique};
 
 #[tokio::test]
 async fn fifo_dedup_is_honoured() {
+    // given a FIFO queue
     let Some(moto) = aws_endpoint() else { return };
     let sqs = aws_sdk_sqs::Client::new(&sdk_config(&moto).await);
     let url = create_fifo_queue(&sqs, &unique("dedup")).await;
+    // when two messages share a dedup id and a third does not
     for body in ["first", "second"] {
         sqs.send_message()
             .queue_url(&url)
@@ -28,6 +30,7 @@ async fn fifo_dedup_is_honoured() {
         .send()
         .await
         .unwrap();
+    // then the repeat is dropped
     let bodies: Vec<_> = drain(&sqs, &url)
         .await
         .into_iter()
@@ -38,6 +41,7 @@ async fn fifo_dedup_is_honoured() {
 
 #[tokio::test]
 async fn awsprevious_follows_rotation() {
+    // given a secret
     let Some(moto) = aws_endpoint() else { return };
     let sm = aws_sdk_secretsmanager::Client::new(&sdk_config(&moto).await);
     let id = unique("rot");
@@ -53,12 +57,14 @@ async fn awsprevious_follows_rotation() {
                 .map(|o| o.secret_string.unwrap())
         }
     };
+    // when it is created and rotated twice
     sm.create_secret()
         .name(&id)
         .secret_string("v1")
         .send()
         .await
         .unwrap();
+    // then AWSPREVIOUS follows the rotation
     assert!(
         get("AWSPREVIOUS").await.is_err(),
         "no previous version before the first rotation"
@@ -85,6 +91,7 @@ async fn ssm_put_overwrite_and_get() {
     use aws_sdk_ssm::operation::get_parameter::GetParameterError;
     use aws_sdk_ssm::operation::put_parameter::PutParameterError;
     use aws_sdk_ssm::types::{ParameterTier, ParameterType};
+    // given a parameter name
     let Some(moto) = aws_endpoint() else { return };
     let ssm = aws_sdk_ssm::Client::new(&sdk_config(&moto).await);
     let name = format!("/relay-tests/{}/jira", unique("ssm"));
@@ -104,7 +111,9 @@ async fn ssm_put_overwrite_and_get() {
             .overwrite(overwrite)
             .send()
     };
+    // when it is read before any put
     let missing = get().await.unwrap_err();
+    // then not found
     assert!(
         matches!(
             missing.as_service_error(),
@@ -112,6 +121,8 @@ async fn ssm_put_overwrite_and_get() {
         ),
         "{missing:?}"
     );
+    // when it is put, put again with overwrite, and put without;
+    // then versions count up and the refused put changes nothing
     assert_eq!(put("v1", true).await.unwrap().version, 1);
     let p = get().await.unwrap();
     assert_eq!((p.value.as_deref(), p.version), (Some("v1"), 1));

@@ -5,15 +5,15 @@
 
 use relay_tests::jira_server::{JiraServer, CLOUD_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use relay_tests::servicenow_server::ServiceNowServer;
-use relay_tests::{aws_endpoint, sdk_config, unique};
+use relay_tests::{aws_endpoint, sdk_config, servicenow_event, status_of, unique};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
 use shared::outbound::rest::http_client;
 use shared::outbound::rest::RestConnector;
 use shared::outbound::{Budget, Call, CallBody, CallError, Connector, ConnectorSettings};
+use shared::queue::MemoryInbox;
 use shared::queue::MemoryQueue;
-use shared::queue::{InMessage, MemoryInbox};
 use shared::rules::plan::Method;
 use shared::secrets::secret::SecretRef;
 use shared::secrets::{AwsSecretStore, CachedSecretStore, LocalSecretStore, SecretStore};
@@ -22,7 +22,6 @@ use shared::worker::{BatchSettings, Worker};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tower::ServiceExt;
 
 const REDIRECT: &str = "http://127.0.0.1:8765/callback";
 const SENDER: &str = "snow.sender:sender-pw";
@@ -86,28 +85,12 @@ pub(crate) fn config(
     secret: &str,
     cloud: &str,
 ) -> Arc<Config> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let yaml = std::fs::read_to_string(repo.join("examples/servicenow-to-jira.yaml")).unwrap();
-    let yaml = yaml
-        .replace(
-            "https://example.atlassian.net",
-            &format!("{}/ex/jira/{cloud}", jira.base_url()),
-        )
-        .replace("https://example.service-now.com", &sn.base_url());
-    // Replace the jira connection's auth block.
-    let start = yaml
-        .find("- name: jira\n    kind: jira\n")
-        .expect("jira connection");
-    let auth_at = start + yaml[start..].find("    auth:\n").unwrap();
-    let end = yaml[auth_at + 10..]
-        .find("\n\n")
-        .map_or(yaml.len(), |e| auth_at + 10 + e);
-    let yaml = format!(
-        "{}{}{}",
-        &yaml[..auth_at],
-        auth_yaml(secret, jira),
-        &yaml[end..]
+    let yaml = relay_tests::example_yaml(
+        "servicenow-to-jira",
+        &sn.base_url(),
+        &format!("{}/ex/jira/{cloud}", jira.base_url()),
     );
+    let yaml = relay_tests::set_auth(&yaml, "jira", &auth_yaml(secret, jira));
     Arc::new(Config::from_yaml(&yaml, "oauth3lo.yaml", |_| None).unwrap_or_else(|e| panic!("{e}")))
 }
 
@@ -176,6 +159,7 @@ async fn servers() -> (JiraServer, ServiceNowServer) {
 
 #[tokio::test]
 async fn first_login_then_refresh_rotates_and_persists_the_refresh_token() {
+    // given a first login and its refresh token in a secrets file
     let (jira, sn) = servers().await;
     let (first, cloud) = login(&jira).await;
     assert_eq!(cloud, CLOUD_ID);
@@ -187,7 +171,9 @@ async fn first_login_then_refresh_rotates_and_persists_the_refresh_token() {
     let key = jira.seed_issue("OPS", json!({"summary": "3LO"}));
     let budget = Budget::from_now(Duration::from_secs(30));
 
+    // when the first call is made
     let reply = c.call(&get_issue(&key), &budget).await.unwrap();
+    // then
     assert_eq!(reply.status, 200, "{:?}", reply.error);
     // Refreshed once, through the gateway path; the new token was stored
     // and the old one is dead.
@@ -204,29 +190,36 @@ async fn first_login_then_refresh_rotates_and_persists_the_refresh_token() {
         .path
         .starts_with(&format!("/ex/jira/{CLOUD_ID}/rest/api/3/issue/"))));
 
+    // when
     // Cached: no second refresh while the token is valid.
     c.call(&get_issue(&key), &budget).await.unwrap();
+    // then no second refresh
     assert_eq!(jira.oauth_refreshes(), 1);
 
+    // when
     // The target refuses the access token (expired early): refresh again,
     // with the rotated token read back.
     jira.expire_tokens();
     let reply = c.call(&get_issue(&key), &budget).await.unwrap();
+    // then
     assert_eq!(reply.status, 200);
     assert_eq!(jira.oauth_refreshes(), 2);
     assert_eq!(
         stored_refresh_token(&*store).await,
         jira.valid_refresh_tokens()[0]
     );
+    // when
     // A new process (fresh cache) carries on from the stored token.
     let other = connector(&config, process_store(&path));
     other.call(&get_issue(&key), &budget).await.unwrap();
+    // then
     assert_eq!(jira.oauth_refreshes(), 3);
     assert!(jira.violations().is_empty(), "{:?}", jira.violations());
 }
 
 #[tokio::test]
 async fn rotation_is_persisted_in_secrets_manager() {
+    // given a refresh token in Secrets Manager
     let Some(moto) = aws_endpoint() else {
         return;
     };
@@ -251,9 +244,11 @@ async fn rotation_is_persisted_in_secrets_manager() {
     let c = connector(&config, store.clone());
     let key = jira.seed_issue("OPS", json!({"summary": "3LO on AWS"}));
     let budget = Budget::from_now(Duration::from_secs(30));
+    // when the token is refreshed twice
     assert_eq!(c.call(&get_issue(&key), &budget).await.unwrap().status, 200);
     jira.expire_tokens();
     assert_eq!(c.call(&get_issue(&key), &budget).await.unwrap().status, 200);
+    // then each rotation is stored, other keys kept
     assert_eq!(jira.oauth_refreshes(), 2);
 
     let read = |stage: &'static str| {
@@ -280,16 +275,19 @@ async fn rotation_is_persisted_in_secrets_manager() {
     let previous = read("AWSPREVIOUS").await;
     assert_ne!(previous["refresh_token"], current["refresh_token"]);
 
+    // when
     // A stale expected version is refused (compare-and-swap).
     let err = store
         .put(&id, "refresh_token", "x", Some("not-the-current-version"))
         .await
         .unwrap_err();
+    // then
     assert_eq!(err.reason(), "secret_version_conflict");
 }
 
 #[tokio::test]
 async fn two_workers_share_one_secret_without_invalid_grant() {
+    // given two workers over one secrets file
     let (jira, sn) = servers().await;
     // Short-lived access tokens: cached for 1 s (half of 2 s).
     jira.set_oauth_client(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, 2);
@@ -318,18 +316,22 @@ async fn two_workers_share_one_secret_without_invalid_grant() {
         }
     }
 
+    // when
     // A refreshes first; B still holds the used-up token in its cache, gets
     // invalid_grant, re-reads the secret and succeeds with A's rotation.
     burst(&a, &key, &budget, 10).await;
     burst(&b, &key, &budget, 10).await;
+    // then
     assert_eq!(a.oauth_tokens_fetched(), 1, "one refresh per process");
     assert_eq!(b.oauth_tokens_fetched(), 1, "one refresh per process");
     assert_eq!(jira.oauth_refreshes(), 2);
 
+    // when
     // After expiry, both at once.
     for round in 1..=2u64 {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         tokio::join!(burst(&a, &key, &budget, 10), burst(&b, &key, &budget, 10));
+        // then
         assert_eq!(a.oauth_tokens_fetched(), 1 + round);
         assert_eq!(b.oauth_tokens_fetched(), 1 + round);
     }
@@ -342,6 +344,7 @@ async fn two_workers_share_one_secret_without_invalid_grant() {
 
 #[tokio::test]
 async fn revoked_consent_dead_letters_with_oauth_consent_required() {
+    // given a worker on 3LO
     let (jira, sn) = servers().await;
     let (first, cloud) = login(&jira).await;
     let dir = tempfile::tempdir().unwrap();
@@ -363,25 +366,14 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
     );
     let worker = Worker::new(config, connectors, BatchSettings::default());
 
+    // when the user revokes consent and two incidents arrive
     jira.revoke_consent();
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let event =
-        std::fs::read(repo.join("shared/tests/events/servicenow-incident-created.json")).unwrap();
-    use base64::Engine as _;
-    let basic = base64::engine::general_purpose::STANDARD.encode(SENDER);
-    let req = http::Request::post("/webhooks/servicenow")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Basic {basic}"))
-        .body(axum::body::Body::from(event.clone()))
-        .unwrap();
-    let status = ingress
-        .clone()
-        .oneshot(req)
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
-    assert_eq!(status, 202);
+    let event = std::fs::read(relay_tests::repo_path(
+        "shared/tests/events/servicenow-incident-created.json",
+    ))
+    .unwrap();
+    let req = servicenow_event("/webhooks/servicenow", event.clone(), SENDER);
+    assert_eq!(status_of(&ingress, req).await, 202);
     // A second incident: consent is still gone, and the token endpoint must
     // not be asked again (no storm of refused refreshes).
     let second = String::from_utf8(event.clone())
@@ -392,25 +384,9 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
             "9d385017c611228701d22104cc95c372",
         );
     assert_ne!(second.as_bytes(), &event[..], "the sample names INC0010019");
-    let req = http::Request::post("/webhooks/servicenow")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Basic {basic}"))
-        .body(axum::body::Body::from(second))
-        .unwrap();
-    let status = ingress.oneshot(req).await.unwrap().status().as_u16();
-    assert_eq!(status, 202);
-    let messages: Vec<InMessage> = queue
-        .messages()
-        .into_iter()
-        .map(|(id, m)| InMessage {
-            id,
-            group_id: Some(m.group_id),
-            dedup_id: Some(m.dedup_id),
-            body: m.body,
-            receive_count: 1,
-            receipt: None,
-        })
-        .collect();
+    let req = servicenow_event("/webhooks/servicenow", second, SENDER);
+    assert_eq!(status_of(&ingress, req).await, 202);
+    let messages = relay_tests::queued(&queue, 0, 1);
     assert_eq!(messages.len(), 2);
     let inbox = MemoryInbox::default();
     let report = worker
@@ -420,6 +396,7 @@ async fn revoked_consent_dead_letters_with_oauth_consent_required() {
             &Budget::from_now(Duration::from_secs(30)),
         )
         .await;
+    // then both are dead-lettered, and the token endpoint asked once
     assert!(
         report.failed.is_empty(),
         "dead-lettered, not retried: {report:?}"
@@ -496,6 +473,7 @@ impl SecretStore for Lagging {
 
 #[tokio::test]
 async fn a_worker_that_lost_the_race_rereads_the_secret_and_retries_once() {
+    // given two workers, B's first read of the secret stale
     let (jira, sn) = servers().await;
     let (first, cloud) = login(&jira).await;
     let dir = tempfile::tempdir().unwrap();
@@ -513,9 +491,11 @@ async fn a_worker_that_lost_the_race_rereads_the_secret_and_retries_once() {
     );
     let key = jira.seed_issue("OPS", json!({"summary": "race"}));
     let budget = Budget::from_now(Duration::from_secs(30));
+    // when A refreshes, then B calls
     assert_eq!(a.call(&get_issue(&key), &budget).await.unwrap().status, 200);
     // B starts from the token A just used up: invalid_grant, re-read, retry.
     assert_eq!(b.call(&get_issue(&key), &budget).await.unwrap().status, 200);
+    // then
     assert_eq!(b.oauth_tokens_fetched(), 1);
     assert_eq!(jira.oauth_refreshes(), 2);
     let token_posts = jira

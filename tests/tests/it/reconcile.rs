@@ -19,7 +19,6 @@ use shared::reconcile::{
 };
 use shared::secrets::{env_name, LocalSecretStore};
 use shared::support::clock::SystemClock;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,16 +37,11 @@ async fn bed(page_size: u32) -> Bed {
 
 async fn bed_with(page_size: u32, edit: impl Fn(String) -> String) -> Bed {
     let (sn, jira) = (ServiceNowServer::start().await, JiraServer::start().await);
-    let yaml = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/jira-to-servicenow.yaml"),
-    )
-    .unwrap()
-    .replace("https://example.service-now.com", &sn.base_url())
-    .replace("https://example.atlassian.net", &jira.base_url())
-    .replace(
-        "jql: project = SUP",
-        &format!("jql: project = OPS\n      page_size: {page_size}"),
-    );
+    let yaml = relay_tests::example_yaml("jira-to-servicenow", &sn.base_url(), &jira.base_url())
+        .replace(
+            "jql: project = SUP",
+            &format!("jql: project = OPS\n      page_size: {page_size}"),
+        );
     let config = Arc::new(Config::from_yaml(&edit(yaml), "relay.yaml", |_| None).unwrap());
     let secrets = Arc::new(LocalSecretStore::with_env([
         (
@@ -122,20 +116,23 @@ fn enqueued_keys(q: &MemoryQueue) -> Vec<String> {
 
 #[tokio::test]
 async fn a_sweep_that_fails_part_way_resumes_where_it_stopped() {
+    // given 7 issues missing from ServiceNow, pages of 2
     let b = bed(2).await;
     let keys = seed(&b.jira, 7);
     let search = || Match::method_path(http::Method::POST, "/search/jql");
-    // The first search is rate limited once (Retry-After: 1, waited out
+    // and the first search is rate limited once (Retry-After: 1, waited out
     // inside the sweep's budget), then answers; the second search (and the
     // connector's retries of it) get 503: the sweep stops after one page.
     b.jira.faults().push(search(), Fault::rate_limited(1), 1);
     b.jira.faults().push(search(), Fault::Pass, 1);
     b.jira.faults().push(search(), Fault::status(503), 10);
+    // when a sweep runs
     let part = b
         .reconciler
         .sweep("jira", &opts("a"), &budget())
         .await
         .unwrap();
+    // then it stops after one page, keeping its progress
     assert!(!part.complete, "{part:?}");
     assert_eq!(part.scanned, 2, "{part:?}");
     let injected = b.jira.faults().injected();
@@ -156,12 +153,14 @@ async fn a_sweep_that_fails_part_way_resumes_where_it_stopped() {
     assert_eq!(p.scanned, 2);
     assert!(p.created_from.is_some());
 
+    // when
     // Still down for the next run: it resumes, stops again, keeps the progress.
     let down = b
         .reconciler
         .sweep("jira", &opts("a"), &budget())
         .await
         .unwrap();
+    // then it resumes, stops again, keeps the progress
     assert!(!down.complete && down.resumed, "{down:?}");
     let kept = b.store.load("jira").await.unwrap().progress.unwrap();
     assert_eq!(
@@ -171,12 +170,14 @@ async fn a_sweep_that_fails_part_way_resumes_where_it_stopped() {
     );
     b.jira.faults().clear();
 
+    // when
     // Back: the next run continues from the last issue done and finishes.
     let rest = b
         .reconciler
         .sweep("jira", &opts("a"), &budget())
         .await
         .unwrap();
+    // then the next run continues from the last issue done and finishes
     assert!(rest.complete && rest.resumed, "{rest:?}");
     assert!(
         rest.scanned >= 5,
@@ -207,6 +208,7 @@ async fn a_sweep_that_fails_part_way_resumes_where_it_stopped() {
 
 #[tokio::test]
 async fn two_sweeps_never_run_at_once() {
+    // given someone else holding the lease
     let b = bed(50).await;
     seed(&b.jira, 1);
     assert!(b
@@ -214,7 +216,9 @@ async fn two_sweeps_never_run_at_once() {
         .try_lock("jira", "someone else", Duration::from_secs(60))
         .await
         .unwrap());
+    // when a sweep starts
     match b.reconciler.sweep("jira", &opts("me"), &budget()).await {
+        // then it is busy and asks Jira nothing
         Err(SweepError::Busy(e)) => assert_eq!(e, "jira"),
         other => panic!("expected busy, got {other:?}"),
     }
@@ -223,12 +227,15 @@ async fn two_sweeps_never_run_at_once() {
         b.jira.requests().is_empty(),
         "a busy sweep asks Jira nothing"
     );
+    // when the lease is given up
     b.store.unlock("jira", "someone else").await.unwrap();
+    // and a sweep runs
     let r = b
         .reconciler
         .sweep("jira", &opts("me"), &budget())
         .await
         .unwrap();
+    // then it completes and gives the lease back
     assert!(r.complete);
     // The lease is given back.
     assert!(b
@@ -240,6 +247,7 @@ async fn two_sweeps_never_run_at_once() {
 
 #[tokio::test]
 async fn a_webhook_and_a_sweep_for_the_same_change_are_one_message() {
+    // given an issue whose creation webhook is queued
     let b = bed(50).await;
     let key = seed(&b.jira, 1).remove(0);
     let issue = b.jira.issue(&key).unwrap();
@@ -280,12 +288,14 @@ async fn a_webhook_and_a_sweep_for_the_same_change_are_one_message() {
         .await
         .unwrap();
     assert!(!receipt.duplicate);
+    // when
     // The incident does not exist yet (the worker has not run): drift.
     let r = b
         .reconciler
         .sweep("jira", &opts("a"), &budget())
         .await
         .unwrap();
+    // then the sweep's create is the webhook's
     assert_eq!(r.drift.len(), 1, "{r:?}");
     assert_eq!(
         r.already_queued, 1,
@@ -296,18 +306,21 @@ async fn a_webhook_and_a_sweep_for_the_same_change_are_one_message() {
         "only the update that follows it is new: {r:?}"
     );
     assert_eq!(b.queue.len(), 2);
+    // when
     // A second sweep before the worker ran: everything is already queued.
     let again = b
         .reconciler
         .sweep("jira", &opts("a"), &budget())
         .await
         .unwrap();
+    // then everything is already queued
     assert_eq!((again.enqueued, again.already_queued), (0, 2), "{again:?}");
     let _ = (&b.sn, &b.config);
 }
 
 #[tokio::test]
 async fn an_issue_too_large_to_queue_is_reported_and_the_sweep_goes_on() {
+    // given a 4096-byte limit, a small issue and a huge one
     let b = bed_with(50, |y| {
         y.replacen(
             "version: 1",
@@ -322,11 +335,13 @@ async fn an_issue_too_large_to_queue_is_reported_and_the_sweep_goes_on() {
         json!({"summary": "huge", "priority": {"name": "Medium"},
                "issuetype": {"name": "Incident"}, "environment": "x".repeat(8000)}),
     );
+    // when a sweep runs
     let r = b
         .reconciler
         .sweep("jira", &opts("a"), &budget())
         .await
         .unwrap();
+    // then the big one is reported too large, the small one queued
     assert!(r.complete, "{r:?}");
     assert_eq!(r.drift.len(), 2, "both are missing: {r:?}");
     assert_eq!(r.too_large, 2, "the big one's create and update: {r:?}");
@@ -342,6 +357,7 @@ async fn an_issue_too_large_to_queue_is_reported_and_the_sweep_goes_on() {
 /// the sweep's to sync.
 #[tokio::test]
 async fn an_issue_born_in_servicenow_is_compared_by_its_pairing() {
+    // given an issue paired with an incident born in ServiceNow, and one unpaired
     let b = bed(50).await;
     let integration = json!({"accountId": "557058:relay-integration-user"});
     let paired = b.jira.seed_issue(
@@ -366,7 +382,7 @@ async fn an_issue_born_in_servicenow_is_compared_by_its_pairing() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    // A comment made in Jira whose webhook was lost.
+    // and a comment made in Jira whose webhook was lost.
     let r = reqwest::Client::new()
         .post(format!(
             "{}/rest/api/3/issue/{paired}/comment",
@@ -381,11 +397,13 @@ async fn an_issue_born_in_servicenow_is_compared_by_its_pairing() {
         .await
         .unwrap();
     assert!(r.status().is_success());
+    // when a sweep runs
     let report = b
         .reconciler
         .sweep("jira", &opts("a"), &budget())
         .await
         .unwrap();
+    // then only the paired one is compared: its comment drift
     assert_eq!(report.drift.len(), 1, "{report:?}");
     assert_eq!(report.drift[0].key, paired);
     assert!(

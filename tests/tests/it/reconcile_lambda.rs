@@ -103,6 +103,7 @@ fn endpoint(summary: &Value) -> &Value {
 
 #[tokio::test]
 async fn a_scheduled_sweep_heals_a_lost_webhook() {
+    // given a Jira issue whose webhook was lost
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
@@ -120,9 +121,11 @@ async fn a_scheduled_sweep_heals_a_lost_webhook() {
             .map(|v| serde_json::from_str::<Value>(&v).unwrap())
     };
 
+    // when
     // A hand-run dry run: the drift, nothing enqueued, nothing stored.
     let dry = invoke(&deps, json!({"dry_run": true})).await.unwrap();
     let ep = endpoint(&dry);
+    // then the drift, nothing enqueued, nothing stored
     assert_eq!(dry["dry_run"], true);
     assert_eq!(ep["outcome"], "swept", "{dry}");
     assert_eq!(ep["enqueued"], 0);
@@ -138,9 +141,11 @@ async fn a_scheduled_sweep_heals_a_lost_webhook() {
     assert_eq!(parameter().await, None, "a dry run stores nothing");
     assert_eq!(r.sn.records("incident").len(), 0);
 
+    // when
     // The scheduled sweep enqueues, moves the watermark, gives the lease back.
     let swept = invoke(&deps, scheduled()).await.unwrap();
     let ep = endpoint(&swept);
+    // then it enqueues, moves the watermark, gives the lease back
     assert_eq!(swept["dry_run"], false);
     assert_eq!(ep["outcome"], "swept", "{swept}");
     assert_eq!(ep["complete"], true);
@@ -154,8 +159,10 @@ async fn a_scheduled_sweep_heals_a_lost_webhook() {
     assert!(stored["watermark"].get("progress").is_none(), "{stored}");
     assert!(stored.get("lease").is_none(), "lease given back: {stored}");
 
+    // when
     // The worker applies what the sweep enqueued.
     assert_eq!(r.pump().await, 0, "no failing rounds");
+    // then the incident and its comment exist
     let incident =
         r.sn.find("incident", "correlation_id", &key)
             .expect("the sweep's envelopes created the incident");
@@ -167,9 +174,11 @@ async fn a_scheduled_sweep_heals_a_lost_webhook() {
         "the comment arrived"
     );
 
+    // when
     // Level now: the next sweep finds nothing and enqueues nothing.
     let again = invoke(&deps, scheduled()).await.unwrap();
     let ep = endpoint(&again);
+    // then level: nothing found, nothing enqueued
     assert_eq!(ep["drift_total"], 0, "{again}");
     assert_eq!(ep["enqueued"], 0, "{again}");
     assert!(drain(&r.sqs, r.queue_url()).await.is_empty());
@@ -178,11 +187,14 @@ async fn a_scheduled_sweep_heals_a_lost_webhook() {
 
 #[tokio::test]
 async fn bad_input_and_an_all_failed_run_are_function_errors() {
+    // given the reconciler Lambda's dependencies
     let Some(r) = Relay::start("jira-to-servicenow").await else {
         return;
     };
     let deps = deps(&r, &format!("/jira-relay/{}/reconcile", unique("lambda")));
+    // when it is invoked with a typo, or an endpoint without reconcile
     let typo = invoke(&deps, json!({"dryrun": true})).await.unwrap_err();
+    // then function errors, and no call was made
     assert!(typo.contains("unknown field `dryrun`"), "{typo}");
     let unknown = invoke(&deps, json!({"endpoint": "nope"}))
         .await

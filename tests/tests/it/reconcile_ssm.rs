@@ -63,19 +63,24 @@ fn watermark() -> Watermark {
 
 #[tokio::test]
 async fn watermark_round_trip() {
+    // given
     let Some(bed) = bed().await else { return };
     let store = &bed.store;
     assert_eq!(store.load("jira").await.unwrap(), Watermark::default());
     let w = watermark();
+    // when a watermark is saved
     store.save("jira", &w).await.unwrap();
+    // then it loads back
     assert_eq!(store.load("jira").await.unwrap(), w);
     // Endpoints do not share a parameter.
     assert_eq!(store.load("other").await.unwrap(), Watermark::default());
+    // when
     // A finished sweep: the progress goes, the watermark moves.
     let done = Watermark {
         since: Some(at("2026-05-01T10:00:00Z")),
         progress: None,
     };
+    // then
     store.save("jira", &done).await.unwrap();
     assert_eq!(store.load("jira").await.unwrap(), done);
     let raw = bed.raw("jira").await;
@@ -91,41 +96,54 @@ async fn watermark_round_trip() {
 
 #[tokio::test]
 async fn lease_between_two_owners() {
+    // given a saved watermark
     let Some(bed) = bed().await else { return };
     let store = &bed.store;
     let lease = Duration::from_secs(300);
     store.save("jira", &watermark()).await.unwrap();
 
+    // when sweep-a takes the lease
     assert!(store.try_lock("jira", "sweep-a", lease).await.unwrap());
+    // then sweep-b cannot
     let raw = bed.raw("jira").await;
     assert_eq!(raw["lease"]["owner"], "sweep-a");
     assert_eq!(raw["lease"]["until"], "2026-05-01T10:05:00Z");
     assert!(!store.try_lock("jira", "sweep-b", lease).await.unwrap());
+    // when
     // The holder may renew; another endpoint is free.
+    // then
     assert!(store.try_lock("jira", "sweep-a", lease).await.unwrap());
     assert!(store.try_lock("other", "sweep-b", lease).await.unwrap());
+    // when
     // Saving keeps the lease, locking keeps the watermark.
     store.save("jira", &watermark()).await.unwrap();
+    // then
     assert!(!store.try_lock("jira", "sweep-b", lease).await.unwrap());
     assert_eq!(store.load("jira").await.unwrap(), watermark());
 
+    // when
     // Still held one second before it runs out; free after.
     bed.clock.set(at("2026-05-01T10:04:59Z"));
+    // then
     assert!(!store.try_lock("jira", "sweep-b", lease).await.unwrap());
     bed.clock.set(at("2026-05-01T10:05:00Z"));
     assert!(store.try_lock("jira", "sweep-b", lease).await.unwrap());
     assert!(!store.try_lock("jira", "sweep-a", lease).await.unwrap());
 
+    // when
     // Only the holder's unlock counts.
     store.unlock("jira", "sweep-a").await.unwrap();
+    // then
     assert!(!store.try_lock("jira", "sweep-a", lease).await.unwrap());
     store.unlock("jira", "sweep-b").await.unwrap();
     assert!(bed.raw("jira").await.get("lease").is_none());
     assert!(store.try_lock("jira", "sweep-a", lease).await.unwrap());
     store.unlock("jira", "sweep-a").await.unwrap();
     assert_eq!(store.load("jira").await.unwrap(), watermark());
+    // when
     // Unlocking what was never locked (no parameter) writes nothing.
     store.unlock("never", "sweep-a").await.unwrap();
+    // then
     let missing = bed
         .ssm
         .get_parameter()
@@ -137,15 +155,19 @@ async fn lease_between_two_owners() {
 
 #[tokio::test]
 async fn too_large_and_unreadable() {
+    // given a saved watermark
     let Some(bed) = bed().await else { return };
     let store = &bed.store;
     store.save("jira", &watermark()).await.unwrap();
+    // when a document too large is saved
     let mut big = watermark();
     big.progress.as_mut().unwrap().jql = "x".repeat(4096);
     let err = store.save("jira", &big).await.unwrap_err().to_string();
+    // then it is refused and the old one kept
     assert!(err.contains("a standard SSM parameter holds 4096"), "{err}");
     assert_eq!(store.load("jira").await.unwrap(), watermark());
 
+    // when a parameter is not a watermark
     bed.ssm
         .put_parameter()
         .name(format!("{}/hand-edited", bed.prefix))
@@ -155,6 +177,7 @@ async fn too_large_and_unreadable() {
         .send()
         .await
         .unwrap();
+    // then loading it names it
     let err = store.load("hand-edited").await.unwrap_err().to_string();
     assert!(err.contains("is not a watermark document"), "{err}");
     assert!(
@@ -165,10 +188,13 @@ async fn too_large_and_unreadable() {
 
 #[tokio::test]
 async fn unreachable_ssm_is_an_error() {
+    // given SSM unreachable
     let conf = sdk_config(&format!("http://127.0.0.1:{}", dead_port())).await;
     let clock = Arc::new(FixedClock::new(at("2026-05-01T10:00:00Z")));
     let store = SsmStore::from_conf(&conf, "/jira-relay/test/reconcile", clock).unwrap();
+    // when
     let err = store.load("jira").await.unwrap_err().to_string();
+    // then
     assert!(
         err.starts_with("watermark store: SSM GetParameter /jira-relay/test/reconcile/jira: "),
         "{err}"

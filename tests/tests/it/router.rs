@@ -45,6 +45,7 @@ fn jira(body: Vec<u8>) -> Request<Body> {
 
 #[tokio::test]
 async fn every_real_jira_payload_is_accepted_and_enveloped() {
+    // given every real Jira fixture and the router
     let Some(files) = fixture_files("jira-webhooks") else {
         return;
     };
@@ -54,6 +55,7 @@ async fn every_real_jira_payload_is_accepted_and_enveloped() {
         files.len()
     );
     let (app, queue) = setup(250_000);
+    // when each is posted
     for (i, (name, body)) in files.iter().enumerate() {
         let req = Request::post(format!("/webhooks/jira?token={TOKEN}"))
             .header("content-type", "application/json")
@@ -62,6 +64,7 @@ async fn every_real_jira_payload_is_accepted_and_enveloped() {
             .body(Body::from(body.clone()))
             .unwrap();
         let (status, _, json) = call(&app, req).await;
+        // then it is accepted and enveloped as it came
         assert_eq!(status, StatusCode::ACCEPTED, "{name}: {json}");
         assert_eq!(json["id"], format!("delivery-{i}"), "{name}");
 
@@ -170,21 +173,25 @@ async fn every_real_jira_payload_is_accepted_and_enveloped() {
 
 #[tokio::test]
 async fn status_contract() {
+    // given the router with a 4096-byte limit
     let body =
         br#"{"webhookEvent":"jira:issue_created","issue":{"id":"10001","key":"OPS-1"}}"#.to_vec();
     let (app, queue) = setup(4096);
 
+    // when
     // Good token, and the previous version during rotation.
     for token in [TOKEN, TOKEN_OLD] {
         let req = Request::post(format!("/webhooks/jira?token={token}"))
             .header("content-type", "application/json")
             .body(Body::from(body.clone()))
             .unwrap();
+        // then accepted
         assert_eq!(call(&app, req).await.0, StatusCode::ACCEPTED);
     }
     // Identical bodies without a delivery header dedup by body hash.
     assert_eq!(queue.len(), 1);
 
+    // when
     // Good HMAC alone (require: any).
     let req = Request::post("/webhooks/jira")
         .header("content-type", "application/json")
@@ -192,8 +199,10 @@ async fn status_contract() {
         .header("x-atlassian-webhook-identifier", "h-1")
         .body(Body::from(body.clone()))
         .unwrap();
+    // then accepted
     assert_eq!(call(&app, req).await.0, StatusCode::ACCEPTED);
 
+    // when
     // Unknown endpoint and bad token: same body.
     let bad = call(
         &app,
@@ -211,18 +220,22 @@ async fn status_contract() {
             .unwrap(),
     )
     .await;
+    // then the same body, 404 and 401
     assert_eq!(bad.0, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown.0, StatusCode::NOT_FOUND);
     assert_eq!(bad.2, unknown.2);
     assert!(!bad.2.to_string().contains("token"), "{}", bad.2);
 
+    // when
     // Strict endpoint needs token AND signature.
     let req = Request::post(format!("/webhooks/jira-strict?token={TOKEN}"))
         .header("content-type", "application/json")
         .body(Body::from(body.clone()))
         .unwrap();
+    // then refused
     assert_eq!(call(&app, req).await.0, StatusCode::UNAUTHORIZED);
 
+    // when
     // ServiceNow Basic.
     let snow = br#"{"event":"incident.updated","sys_id":"9d385017c611228701d22104cc95c371","number":"INC0010019","sys_updated_by":"admin"}"#;
     let req = Request::post("/webhooks/snow")
@@ -230,6 +243,7 @@ async fn status_contract() {
         .header("authorization", "Basic cmVsYXk6cHctOQ==") // relay:pw-9
         .body(Body::from(&snow[..]))
         .unwrap();
+    // then accepted, grouped by sys_id
     assert_eq!(call(&app, req).await.0, StatusCode::ACCEPTED);
     let (_, msg) = queue.messages().pop().unwrap();
     let env = Envelope::decode(&msg.body).unwrap();
@@ -239,6 +253,7 @@ async fn status_contract() {
     );
     assert_eq!(msg.group_id, "snow:9d385017c611228701d22104cc95c371");
 
+    // when bodies are at and over the limit
     let before = queue.len();
     // 413 at and over the limit, by declared length and by actual length.
     let at_limit = {
@@ -247,6 +262,7 @@ async fn status_contract() {
         b.extend_from_slice(b"\"}");
         b
     };
+    // then 413 over it
     assert_eq!(at_limit.len(), 4096);
     assert_eq!(
         call(&app, jira(at_limit.clone())).await.0,
@@ -264,9 +280,11 @@ async fn status_contract() {
         .unwrap();
     assert_eq!(call(&app, chunked).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 
+    // when
     // 400 for bodies that are not JSON objects.
     for bad_body in [&b"not json"[..], b"[1,2]", b"", b"{\"a\":", b"\xff\xfe{}"] {
         let (status, _, json) = call(&app, jira(bad_body.to_vec())).await;
+        // then 400
         assert_eq!(
             status,
             StatusCode::BAD_REQUEST,
@@ -275,10 +293,12 @@ async fn status_contract() {
         );
         assert_eq!(json["error"], "body must be a JSON object");
     }
+    // when
     // 415 without or with another content type.
     let req = Request::post(format!("/webhooks/jira?token={TOKEN}"))
         .body(Body::from(body.clone()))
         .unwrap();
+    // then 415
     assert_eq!(call(&app, req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let req = Request::post(format!("/webhooks/jira?token={TOKEN}"))
         .header("content-type", "text/plain")
@@ -291,8 +311,10 @@ async fn status_contract() {
         "only the at-limit body was enqueued"
     );
 
+    // when
     // Health needs no auth.
     let (status, _, json) = call(&app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    // then ok
     assert_eq!(
         (status, json["status"].as_str()),
         (StatusCode::OK, Some("ok"))

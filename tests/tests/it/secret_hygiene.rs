@@ -16,7 +16,6 @@
 //! `relay serve` process is checked in `cli/tests/secret_hygiene.rs`.
 
 use crate::logcap::Captured;
-use crate::worker_flow::set_auth;
 use axum::body::Body;
 use base64::Engine as _;
 use http::Request;
@@ -25,26 +24,23 @@ use relay_tests::faults::{Fault, Match};
 use relay_tests::jira_server::{JiraServer, DEFAULT_CLIENT_ID, DEFAULT_EMAIL};
 use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_USER};
 use relay_tests::{fixtures_dir, sign};
+use relay_tests::{retarget, set_auth};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
 use shared::outbound::executor::Connectors;
 use shared::outbound::rest::http_client;
 use shared::outbound::{Budget, ConnectorSettings, RestConnector};
+use shared::queue::MemoryInbox;
 use shared::queue::MemoryQueue;
-use shared::queue::{InMessage, MemoryInbox};
 use shared::secrets::secret::SecretRef;
 use shared::secrets::{CachedSecretStore, LocalSecretStore, SecretStore};
 use shared::support::clock::SystemClock;
 use shared::worker::{BatchReport, BatchSettings, Worker};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::ServiceExt;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Everything the test looked at, by where it came from.
 #[derive(Default)]
@@ -88,22 +84,6 @@ fn write_secrets(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn messages(queue: &MemoryQueue, from: usize, receive_count: u32) -> Vec<InMessage> {
-    queue
-        .messages()
-        .into_iter()
-        .skip(from)
-        .map(|(id, m)| InMessage {
-            id,
-            group_id: Some(m.group_id),
-            dedup_id: Some(m.dedup_id),
-            body: m.body,
-            receive_count,
-            receipt: None,
-        })
-        .collect()
 }
 
 /// A relay over a secrets file: the intake, a worker, and what they left.
@@ -170,18 +150,14 @@ impl Rig {
     }
 
     async fn post(&self, seen: &mut Seen, path: &str, body: &Value, delivery: &str) -> u16 {
-        let req = Request::post(path)
-            .header("content-type", "application/json")
-            .header("x-atlassian-webhook-identifier", delivery)
-            .body(Body::from(body.to_string()))
-            .unwrap();
+        let req = relay_tests::jira_webhook(path, body.to_string(), delivery);
         self.send(seen, req).await
     }
 
     /// Runs what was queued since the last call, as receive `receive_count`.
     async fn work(&self, seen: &mut Seen, receive_count: u32) -> BatchReport {
         let from = std::mem::replace(&mut *self.taken.lock().unwrap(), self.queue.len());
-        let msgs = messages(&self.queue, from, receive_count);
+        let msgs = relay_tests::queued(&self.queue, from, receive_count);
         let report = self
             .worker
             .run_batch(
@@ -241,14 +217,7 @@ impl Rig {
 }
 
 fn fixture(name: &str) -> Value {
-    let text = std::fs::read(fixtures_dir().unwrap().join("jira-webhooks").join(name)).unwrap();
-    serde_json::from_slice(&text).unwrap()
-}
-
-fn retarget(mut v: Value, key: &str, id: &str) -> Value {
-    v["issue"]["key"] = json!(key);
-    v["issue"]["id"] = json!(id);
-    v
+    relay_tests::jira_fixture(name).expect("checked at the start")
 }
 
 /// Jira → ServiceNow with Basic, attachments from Jira with an API token,
@@ -269,10 +238,7 @@ async fn basic_and_rotation(c: &str, seen: &mut Seen) {
         )
     };
     write_secrets(&path, &file(&pw));
-    let yaml = std::fs::read_to_string(repo().join("examples/jira-to-servicenow.yaml"))
-        .unwrap()
-        .replace("https://example.service-now.com", &sn.base_url())
-        .replace("https://example.atlassian.net", &jira.base_url());
+    let yaml = relay_tests::example_yaml("jira-to-servicenow", &sn.base_url(), &jira.base_url());
     let config = Arc::new(Config::from_yaml(&yaml, "hygiene.yaml", |_| None).unwrap());
     let rig = Rig::new(config, &path, Some(1));
     let hook = format!("/webhooks/jira?token={token}");
@@ -423,10 +389,7 @@ async fn servicenow_oauth(c: &str, seen: &mut Seen) {
         )
     };
     write_secrets(&path, &file(&secret));
-    let yaml = std::fs::read_to_string(repo().join("examples/jira-to-servicenow.yaml"))
-        .unwrap()
-        .replace("https://example.service-now.com", &sn.base_url())
-        .replace("https://example.atlassian.net", &jira.base_url());
+    let yaml = relay_tests::example_yaml("jira-to-servicenow", &sn.base_url(), &jira.base_url());
     let yaml = set_auth(
         &yaml,
         "servicenow",
@@ -490,8 +453,10 @@ async fn jira_three_legged(c: &str, seen: &mut Seen) {
     let config = crate::oauth3lo::config(&jira, &sn, "relay/jira", &cloud);
     let rig = Rig::new(config, &path, None);
     let event: Value = serde_json::from_slice(
-        &std::fs::read(repo().join("shared/tests/events/servicenow-incident-created.json"))
-            .unwrap(),
+        &std::fs::read(relay_tests::repo_path(
+            "shared/tests/events/servicenow-incident-created.json",
+        ))
+        .unwrap(),
     )
     .unwrap();
     let basic = |pw: &str| {
@@ -532,6 +497,7 @@ async fn jira_three_legged(c: &str, seen: &mut Seen) {
 
 #[tokio::test]
 async fn no_secret_reaches_logs_error_bodies_debug_dead_letters_or_panics() {
+    // given canary secrets, a TRACE capture and a panic recorder
     if fixtures_dir().is_none() {
         return;
     }
@@ -540,9 +506,11 @@ async fn no_secret_reaches_logs_error_bodies_debug_dead_letters_or_panics() {
     let scanner = Scanner::new(&c);
     let (cap, _guard) = Captured::start("trace");
     let mut seen = Seen::default();
+    // when the main scenarios run with them
     basic_and_rotation(&c, &mut seen).await;
     servicenow_oauth(&c, &mut seen).await;
     jira_three_legged(&c, &mut seen).await;
+    // then the capture saw them
     let logs = cap.text();
     assert!(
         logs.lines().count() > 100,
@@ -556,6 +524,7 @@ async fn no_secret_reaches_logs_error_bodies_debug_dead_letters_or_panics() {
     for p in &panic_messages {
         seen.add("panic message", p.clone());
     }
+    // and no canary reached a log line, an answer, a dead letter or a panic
     let leaks = seen.leaks(&scanner);
     assert!(
         leaks.is_empty(),
@@ -573,12 +542,14 @@ async fn no_secret_reaches_logs_error_bodies_debug_dead_letters_or_panics() {
 /// The checks can fail: a canary planted in each kind of place is found.
 #[tokio::test]
 async fn the_scanner_finds_canaries_planted_on_purpose() {
+    // given a canary and the same capture and collection
     let c = canary_base();
     let scanner = Scanner::new(&c);
     // Through the same capture and collection as the real test.
     let panics = record_panics();
     let (cap, guard) = Captured::start("trace");
     tracing::trace!(target: "shared::planted", token = %format!("{c}-token"), "planted");
+    // when it is planted in a log line, a panic and a dead letter
     let planted_panic = tokio::spawn({
         let c = c.clone();
         async move { panic!("planted {c}") }
@@ -593,6 +564,7 @@ async fn the_scanner_finds_canaries_planted_on_purpose() {
     for p in panics.lock().unwrap().iter() {
         seen.add("panic message", p.clone());
     }
+    // then each is found, and nothing else
     seen.add("dead letter reason", format!("target_rejected: {c}"));
     seen.add("clean", "nothing here");
     let leaks = seen.leaks(&scanner);

@@ -17,7 +17,7 @@ const NUMBER: &str = "INC0010042";
 const LOG: &[u8] = b"09:41:07 vpn-gw-2 tunnel reset (DPD timeout)\n";
 
 fn infra() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/servicenow")
+    relay_tests::repo_path("infra/servicenow")
 }
 
 /// `node --version`, or `None` after a loud skip (a failure under `CI=true`).
@@ -64,6 +64,7 @@ fn build_payloads(env: &[(&str, String)]) -> Vec<(String, bool, Value)> {
 /// outside comments.
 #[test]
 fn servicenow_script_is_es5() {
+    // given relay-payload.js without its block comments
     let src = std::fs::read_to_string(infra().join("relay-payload.js")).unwrap();
     let mut code = String::new();
     let mut rest = src.as_str();
@@ -74,6 +75,7 @@ fn servicenow_script_is_es5() {
             .map_or("", |end| &rest[at + end + 2..]);
     }
     code.push_str(rest);
+    // when each line is scanned
     for (n, line) in code.lines().enumerate() {
         let line = line.split(" // ").next().unwrap_or_default();
         let line = if line.trim_start().starts_with("//") {
@@ -85,12 +87,14 @@ fn servicenow_script_is_es5() {
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
             .collect();
         for bad in ["let", "const", "class", "async", "await"] {
+            // then no ES2015 keyword
             assert!(
                 !words.contains(&bad),
                 "relay-payload.js:{}: `{bad}` is not ES5: {line}",
                 n + 1
             );
         }
+        // and no ES2015 syntax
         for bad in ["=>", "`", "...", "?.", "??"] {
             assert!(
                 !line.contains(bad),
@@ -99,11 +103,13 @@ fn servicenow_script_is_es5() {
             );
         }
     }
+    // and it exports for Node
     assert!(src.contains("if (typeof module !== 'undefined')"));
 }
 
 #[tokio::test]
 async fn servicenow_script_payloads_become_one_jira_issue() {
+    // given an incident and its attachment in the ServiceNow sandbox
     if node().is_none() {
         return;
     }
@@ -136,6 +142,7 @@ async fn servicenow_script_payloads_become_one_jira_issue() {
         .unwrap();
     let attachment = upload["result"]["sys_id"].as_str().unwrap().to_owned();
 
+    // when the script builds its payloads
     let scenarios = build_payloads(&[
         ("RELAY_SN_INSTANCE", r.sn.base_url()),
         ("RELAY_SN_INCIDENT_SYS_ID", incident.clone()),
@@ -145,6 +152,7 @@ async fn servicenow_script_payloads_become_one_jira_issue() {
         ("RELAY_SN_ATTACHMENT_SIZE", LOG.len().to_string()),
         ("RELAY_SN_INTEGRATION_USER", DEFAULT_USER.into()),
     ]);
+    // then the scenarios, in order
     let names: Vec<&str> = scenarios.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(
         names,
@@ -160,6 +168,7 @@ async fn servicenow_script_payloads_become_one_jira_issue() {
     );
     let by_name = |n: &str| &scenarios.iter().find(|s| s.0 == n).unwrap().2;
 
+    // and what each one holds
     // What the script builds.
     let created = by_name("insert");
     assert_eq!(created["event"], "incident.created");
@@ -211,17 +220,20 @@ async fn servicenow_script_payloads_become_one_jira_issue() {
         .unwrap();
     assert_eq!((idle.1, &idle.2), (false, &Value::Null));
 
+    // when
     // Everything the business rule would send goes through the relay.
     let sent: Vec<&Value> = scenarios.iter().filter(|s| s.1).map(|s| &s.2).collect();
     assert_eq!(sent.len(), 5);
     for payload in &sent {
         assert_eq!(r.post_sn(payload).await, 202, "{payload}");
     }
+    // then
     assert_eq!(r.pump().await, 0, "no failed rounds");
     assert_eq!(r.dead_letters().await, Vec::<(String, String)>::new());
     let violations = r.jira.violations();
     assert!(violations.is_empty(), "{violations:?}");
 
+    // and one Jira issue holds it all
     let issues = r.jira.issues();
     assert_eq!(issues.len(), 1, "one issue for the incident");
     let issue = &issues[0];

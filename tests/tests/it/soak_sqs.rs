@@ -40,9 +40,11 @@
 
 use relay_tests::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use relay_tests::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
-use relay_tests::{aws_endpoint, create_fifo_queue, sdk_config, unique};
+use relay_tests::{
+    aws_endpoint, create_fifo_queue, event_source, jira_webhook, sdk_config, status_of, unique,
+};
 use sandbox::faults::Rates;
-use sandbox::soak::{check, rates, scenario_with, SoakOptions};
+use sandbox::soak::{check, rates, scenario_with, Sender, SoakOptions};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
@@ -57,7 +59,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tower::ServiceExt;
 
 const TOKEN: &str = "soak-sqs-token-8e2d";
 const ROTATED: &str = "snow-password-rotated-sqs";
@@ -117,22 +118,10 @@ impl Aws {
     /// One event-source-mapping round: receive, invoke, settle. Returns
     /// whether anything was received.
     async fn round(&self, instance: &Instance) -> bool {
-        use aws_sdk_sqs::types::MessageSystemAttributeName as S;
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(1)
-            .message_system_attribute_names(S::All)
-            .visibility_timeout(30)
-            .wait_time_seconds(0)
-            .send()
-            .await;
-        let Ok(out) = out else {
+        let Ok(msgs) = event_source::receive(&self.sqs, &self.queue_url, 1).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             return false;
         };
-        let msgs = out.messages.unwrap_or_default();
         if msgs.is_empty() {
             return false;
         }
@@ -145,69 +134,21 @@ impl Aws {
                 );
             }
         }
-        let records: Vec<Value> = msgs
-            .iter()
-            .map(|m| {
-                let attrs: HashMap<String, String> = m
-                    .attributes
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v))
-                    .collect();
-                json!({
-                    "messageId": m.message_id, "receiptHandle": m.receipt_handle,
-                    "body": m.body, "attributes": attrs, "messageAttributes": {},
-                    "md5OfBody": m.md5_of_body, "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:soak.fifo",
-                    "awsRegion": "us-east-1",
-                })
-            })
-            .collect();
-        let event: aws_lambda_events::event::sqs::SqsEvent =
-            serde_json::from_value(json!({ "Records": records })).unwrap();
-        let mut ctx = lambda_runtime::Context::default();
-        ctx.deadline = (std::time::SystemTime::now() + Duration::from_secs(25))
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let event = event_source::sqs_event(&msgs, &self.queue_url);
         self.invocations.fetch_add(1, Ordering::Relaxed);
-        let resp = worker::handle(
+        let failed = event_source::invoke(
             &instance.worker,
             &instance.inbox,
-            lambda_runtime::LambdaEvent::new(event, ctx),
+            event,
+            Duration::from_secs(25),
         )
         .await;
-        let failed: Vec<String> = resp
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
         self.failed_items.fetch_add(failed.len(), Ordering::Relaxed);
         for m in &msgs {
             let id = m.message_id.clone().unwrap();
-            let receipt = m.receipt_handle.clone().unwrap();
             // As the event source mapping does, retried on a queue outage.
             for _ in 0..100 {
-                let settled = if failed.contains(&id) {
-                    self.sqs
-                        .change_message_visibility()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(&receipt)
-                        .visibility_timeout(0)
-                        .send()
-                        .await
-                        .is_ok()
-                } else {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(&receipt)
-                        .send()
-                        .await
-                        .is_ok()
-                };
-                if settled {
+                if event_source::settle(&self.sqs, &self.queue_url, m, failed.contains(&id)).await {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -241,6 +182,16 @@ impl Aws {
     }
 }
 
+/// Posts one delivery to the ingress as Jira does; returns the status.
+async fn post(ingress: &axum::Router, id: &str, body: &Value) -> u16 {
+    let req = jira_webhook(
+        &format!("/webhooks/jira?token={TOKEN}"),
+        body.to_string(),
+        id,
+    );
+    status_of(ingress, req).await
+}
+
 fn pollers(
     aws: &Arc<Aws>,
     instance: &Arc<Instance>,
@@ -262,6 +213,7 @@ fn pollers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_through_sqs_and_the_worker_handler() {
+    // given moto behind a switchable proxy, the contract servers with their fault rates, the ingress and 4 pollers
     let Some(moto) = aws_endpoint() else { return };
     let webhooks: usize = std::env::var("RELAY_SOAK_SQS_WEBHOOKS")
         .ok()
@@ -306,11 +258,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     )
     .await
     .unwrap();
-    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let yaml = std::fs::read_to_string(repo.join("examples/jira-to-servicenow.yaml"))
-        .unwrap()
-        .replace("https://example.service-now.com", &sn.base_url())
-        .replace("https://example.atlassian.net", &jira.base_url())
+    let yaml = relay_tests::example_yaml("jira-to-servicenow", &sn.base_url(), &jira.base_url())
         .replace("relay/", &format!("{prefix}/"));
     let config = Arc::new(Config::from_yaml(&yaml, "soak.yaml", |_| None).unwrap());
 
@@ -393,62 +341,25 @@ async fn soak_through_sqs_and_the_worker_handler() {
     );
     jira.faults().set_rates(rates, 19);
 
+    // when
     // Jira's side: each issue in order, 64 issues at a time, re-posting the
     // same delivery after a 5xx.
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let reposts = Arc::new(AtomicUsize::new(0));
+    let sender = Arc::new(Sender::default());
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks = tokio::task::JoinSet::new();
-    let deliver = |ingress: axum::Router,
-                   accepted: Arc<AtomicUsize>,
-                   reposts: Arc<AtomicUsize>,
-                   id: String,
-                   body: Value| async move {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let req = http::Request::post(format!("/webhooks/jira?token={TOKEN}"))
-                .header("content-type", "application/json")
-                .header("x-atlassian-webhook-identifier", &id)
-                .body(axum::body::Body::from(body.to_string()))
-                .unwrap();
-            let status = ingress.clone().oneshot(req).await.unwrap().status();
-            if status.as_u16() == 202 {
-                accepted.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-            assert!(status.is_server_error(), "{id}: {status}");
-            assert!(Instant::now() < deadline, "{id}: never accepted");
-            reposts.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
     for issue in bodies {
-        let (ingress, accepted, reposts, gate) = (
-            ingress.clone(),
-            accepted.clone(),
-            reposts.clone(),
-            gate.clone(),
-        );
+        let (ingress, sender, gate) = (ingress.clone(), sender.clone(), gate.clone());
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.unwrap();
             for (id, body) in issue {
-                deliver(ingress.clone(), accepted.clone(), reposts.clone(), id, body).await;
+                sender.deliver(&id, || post(&ingress, &id, &body)).await;
             }
         });
     }
     let limit = Duration::from_secs(120 + webhooks as u64 / 3);
-    let until = |n: usize| {
-        let accepted = accepted.clone();
-        async move {
-            let start = Instant::now();
-            while accepted.load(Ordering::Relaxed) < n {
-                assert!(start.elapsed() < limit, "posting stalled");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let until = |n: usize| sender.wait_until(n, limit);
 
-    // 40 %: the instance dies mid-batch; a fresh one takes over.
+    // and 40 %: the instance dies mid-batch; a fresh one takes over.
     until(webhooks * 4 / 10).await;
     for p in running.drain(..) {
         p.abort();
@@ -471,7 +382,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     }
     running = pollers(&aws, &instance(), &stop);
 
-    // 60 %: rotate the ServiceNow password (Secrets Manager first).
+    // and 60 %: rotate the ServiceNow password (Secrets Manager first).
     until(webhooks * 6 / 10).await;
     sm.put_secret_value()
         .secret_id(format!("{prefix}/servicenow"))
@@ -481,7 +392,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
         .unwrap();
     sn.set_basic(DEFAULT_USER, ROTATED);
 
-    // 75 %: SQS unreachable for 5 s.
+    // and 75 %: SQS unreachable for 5 s.
     until(webhooks * 3 / 4).await;
     proxy.down.send_replace(true);
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -490,16 +401,11 @@ async fn soak_through_sqs_and_the_worker_handler() {
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
-    // Jira's late retries: the same deliveries again, same identifiers.
+    // and jira's late retries: the same deliveries again, same identifiers.
     for d in &late {
-        deliver(
-            ingress.clone(),
-            accepted.clone(),
-            reposts.clone(),
-            d.id.clone(),
-            d.body.clone(),
-        )
-        .await;
+        sender
+            .deliver(&d.id, || post(&ingress, &d.id, &d.body))
+            .await;
     }
     let posted = started.elapsed();
     // Drained: empty twice in a row, a second apart.
@@ -520,6 +426,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     }
     let wall = started.elapsed();
 
+    // then
     let dead = relay_tests::drain(&sqs_direct, &dlq_url).await;
     let f = check(&sn, &expected);
     let injected = sn.faults().injected().len() + jira.faults().injected().len();
@@ -530,7 +437,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
          duplicates {}; lost {}; out of order {}; wrong fields {}; dead-lettered {}; \
          faults injected {injected}; invocations {}, failed batch items {}; \
          {} messages orphaned by the crash; posting {:.1} s, wall {:.1} s",
-        reposts.load(Ordering::Relaxed),
+        sender.reposts(),
         injected_order.out_of_order_issues,
         injected_order.late_retries,
         f.duplicates,
@@ -547,6 +454,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     for p in f.problems.iter().take(20) {
         eprintln!("  {p}");
     }
+    // and nothing was lost, duplicated, out of order or wrong
     let reasons: Vec<&String> = dead
         .iter()
         .filter_map(|d| d.attributes.get("relay-dead-reason"))

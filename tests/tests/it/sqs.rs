@@ -102,10 +102,13 @@ const BODY: &[u8] = br#"{"timestamp":1566935004475,"webhookEvent":"jira:issue_up
 
 #[tokio::test]
 async fn accepted_webhooks_land_in_the_fifo_queue() {
+    // given the router over a socket, enqueuing into moto
     let Some(bed) = moto_bed().await else { return };
     let token = format!("/webhooks/jira?token={TOKEN}");
     let id = |s: &str| ("x-atlassian-webhook-identifier", s.to_owned());
 
+    // when webhooks come with a token, an HMAC, both, and as a retry
+    // then each is accepted
     assert_eq!(
         bed.post(&token, BODY, &[id("d-token")]).await,
         (202, serde_json::json!({"id": "d-token"}))
@@ -144,6 +147,7 @@ async fn accepted_webhooks_land_in_the_fifo_queue() {
         202
     );
 
+    // and the queue holds each delivery once, enveloped
     let msgs = drain(&bed.sqs, &bed.queue_url).await;
     let mut dedup: Vec<_> = msgs.iter().map(|m| m.dedup_id.clone()).collect();
     dedup.sort();
@@ -174,9 +178,12 @@ async fn accepted_webhooks_land_in_the_fifo_queue() {
 
 #[tokio::test]
 async fn rotation_accepts_previous_version_and_refuses_older() {
+    // given the webhook secret rotated to a second version
     let Some(bed) = moto_bed().await else { return };
     let path = |t: &str| format!("/webhooks/jira?token={t}");
     bed.rotate("tok-v2").await;
+    // when the previous and the current token are used
+    // then both are accepted
     assert_eq!(
         bed.post(&path(TOKEN), BODY, &[]).await.0,
         202,
@@ -187,7 +194,9 @@ async fn rotation_accepts_previous_version_and_refuses_older() {
         202,
         "current version"
     );
+    // when it is rotated again
     bed.rotate("tok-v3").await;
+    // then two versions back is refused
     assert_eq!(
         bed.post(&path(TOKEN), b"{\"n\":3}", &[]).await.0,
         401,
@@ -209,6 +218,7 @@ type Case = (
 
 #[tokio::test]
 async fn refusals_enqueue_nothing() {
+    // given the router over a socket
     let Some(bed) = moto_bed().await else { return };
     let good = format!("/webhooks/jira?token={TOKEN}");
     let cases: Vec<Case> = vec![
@@ -257,9 +267,12 @@ async fn refusals_enqueue_nothing() {
         ("non-JSON", good.clone(), b"hello".to_vec(), vec![], 400),
         ("array", good.clone(), b"[{}]".to_vec(), vec![], 400),
     ];
+    // when each refused request is sent
     for (name, path, body, headers, want) in cases {
+        // then its status
         assert_eq!(bed.post(&path, &body, &headers).await.0, want, "{name}");
     }
+    // when the content type is missing
     let res = bed
         .http
         .post(format!("{}{good}", bed.base))
@@ -267,27 +280,35 @@ async fn refusals_enqueue_nothing() {
         .send()
         .await
         .unwrap();
+    // then 415
     assert_eq!(res.status().as_u16(), 415, "missing content type");
+    // and nothing was enqueued
     assert!(drain(&bed.sqs, &bed.queue_url).await.is_empty());
 }
 
 #[tokio::test]
 async fn queue_down_answers_503() {
+    // given an unreachable queue
     let Some(bed) = bed_with(Some(format!("http://127.0.0.1:{}", dead_port())), None).await else {
         return;
     };
+    // when a webhook comes
     let (status, json) = bed
         .post(&format!("/webhooks/jira?token={TOKEN}"), BODY, &[])
         .await;
+    // then 503, retry later
     assert_eq!(status, 503);
     assert_eq!(json["error"], "temporarily unavailable, retry later");
 }
 
 #[tokio::test]
 async fn secrets_down_or_missing_answers_503() {
+    // given an unreachable secret store
     let Some(bed) = bed_with(None, Some(format!("http://127.0.0.1:{}", dead_port()))).await else {
         return;
     };
+    // when a webhook comes
+    // then 503, nothing enqueued
     assert_eq!(
         bed.post(&format!("/webhooks/jira?token={TOKEN}"), BODY, &[])
             .await
@@ -296,6 +317,7 @@ async fn secrets_down_or_missing_answers_503() {
     );
     assert!(drain(&bed.sqs, &bed.queue_url).await.is_empty());
 
+    // given a deleted secret
     let Some(bed2) = moto_bed().await else { return };
     bed2.sm
         .delete_secret()
@@ -304,6 +326,8 @@ async fn secrets_down_or_missing_answers_503() {
         .send()
         .await
         .unwrap();
+    // when a webhook comes
+    // then 503
     assert_eq!(
         bed2.post(&format!("/webhooks/jira?token={TOKEN}"), BODY, &[])
             .await

@@ -8,6 +8,7 @@
 //! nothing moves: no echo.
 
 use crate::worker_flow::{Relay, Servers};
+use relay_tests::text;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -39,10 +40,6 @@ fn shipped(yaml: String, s: &Servers) -> String {
     ]
     .iter()
     .fold(yaml, |y, (from, to)| y.replace(from, to))
-}
-
-fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
 }
 
 /// What the relay's writes look like, counted.
@@ -84,6 +81,7 @@ async fn no_echo(r: &Relay, echoes: &[(&str, Value)]) {
 
 #[tokio::test]
 async fn servicenow_born_incident_round_trip() {
+    // given the shipped two-way config
     let Some(r) = Relay::start_with_config("config/relay.yaml", shipped).await else {
         return;
     };
@@ -91,6 +89,7 @@ async fn servicenow_born_incident_round_trip() {
         crate::worker_flow::JIRA_EMAIL,
         crate::worker_flow::JIRA_TOKEN,
     );
+    // when
     // An agent opens an incident; the business rule sends it.
     let inc = r
         .sn_create(
@@ -108,6 +107,7 @@ async fn servicenow_born_incident_round_trip() {
     assert_eq!(r.post_sn(&created).await, 202);
     assert_eq!(r.pump().await, 0);
     assert!(r.dead_letters().await.is_empty());
+    // then
     let issues = r.jira.issues();
     assert_eq!(issues.len(), 1);
     let issue = &issues[0];
@@ -116,6 +116,7 @@ async fn servicenow_born_incident_round_trip() {
     let inc = r.sn.find("incident", "sys_id", &sys_id).unwrap();
     assert_eq!(text(&inc["correlation_id"]), issue.key, "{inc:?}");
 
+    // when
     // In Jira: a comment and a status change on that issue.
     let who = json!({"accountId": "712020:agent", "displayName": "Ann Agent"});
     let on_issue = json!({"id": issue.id, "key": issue.key,
@@ -131,6 +132,7 @@ async fn servicenow_born_incident_round_trip() {
     assert_eq!(r.post("jira", &status, "rt-s").await, 202);
     assert_eq!(r.pump().await, 0);
     assert!(r.dead_letters().await.is_empty());
+    // then
     assert_eq!(
         r.sn.records("incident").len(),
         1,
@@ -145,6 +147,7 @@ async fn servicenow_born_incident_round_trip() {
     let inc = r.sn.find("incident", "sys_id", &sys_id).unwrap();
     assert_eq!(text(&inc["state"]), "2");
 
+    // when
     // What the systems send about the relay's own writes.
     let by_relay = json!({"accountId": INTEGRATION_ACCOUNT, "displayName": "jira-relay"});
     let sn_user = crate::worker_flow::SN_USER;
@@ -171,6 +174,7 @@ async fn servicenow_born_incident_round_trip() {
 
 #[tokio::test]
 async fn jira_born_issue_round_trip() {
+    // given the shipped two-way config
     let Some(r) = Relay::start_with_config("config/relay.yaml", shipped).await else {
         return;
     };
@@ -178,6 +182,7 @@ async fn jira_born_issue_round_trip() {
         crate::worker_flow::JIRA_EMAIL,
         crate::worker_flow::JIRA_TOKEN,
     );
+    // when an issue is created in Jira
     let key = r.jira.seed_issue(
         "SUP",
         json!({"summary": "Printer on fire", "issuetype": {"name": "Incident"},
@@ -192,6 +197,7 @@ async fn jira_born_issue_round_trip() {
     assert_eq!(r.post("jira", &created, "jb-1").await, 202);
     assert_eq!(r.pump().await, 0);
     assert!(r.dead_letters().await.is_empty());
+    // then
     let inc =
         r.sn.find("incident", "correlation_id", &key)
             .expect("incident");
@@ -213,6 +219,7 @@ async fn jira_born_issue_round_trip() {
     );
     assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
 
+    // when
     // In ServiceNow: a comment on that incident.
     let commented = json!({"event": "incident.commented", "sys_id": sys_id, "number": number,
         "short_description": format!("[{key}] Printer on fire"), "state": "1", "priority": "2",
@@ -221,11 +228,13 @@ async fn jira_born_issue_round_trip() {
     assert_eq!(r.post_sn(&commented).await, 202);
     assert_eq!(r.pump().await, 0);
     assert!(r.dead_letters().await.is_empty());
+    // then
     assert_eq!(r.jira.issues().len(), 1, "the same issue, no second one");
     let issue = r.jira.issue(&key).unwrap();
     assert_eq!(issue.comments.len(), 1, "{:?}", issue.comments);
     assert!(issue.comments[0].to_string().contains("Replaced the fuser"));
 
+    // when
     // What the systems send about the relay's own writes.
     let by_relay = json!({"accountId": INTEGRATION_ACCOUNT, "displayName": "jira-relay"});
     let sn_user = crate::worker_flow::SN_USER;
@@ -261,6 +270,7 @@ async fn jira_born_issue_round_trip() {
 #[tokio::test]
 async fn a_write_whose_answer_is_lost_is_applied_once() {
     use relay_tests::faults::{Fault, Match};
+    // given the shipped two-way config
     let Some(r) = Relay::start_with_config("config/relay.yaml", shipped).await else {
         return;
     };
@@ -268,6 +278,7 @@ async fn a_write_whose_answer_is_lost_is_applied_once() {
         crate::worker_flow::JIRA_EMAIL,
         crate::worker_flow::JIRA_TOKEN,
     );
+    // when
     // Jira -> ServiceNow create: the incident is committed, the connection dropped.
     r.sn.faults().push(
         Match::method_path(http::Method::POST, "/api/now/table/incident"),
@@ -284,6 +295,7 @@ async fn a_write_whose_answer_is_lost_is_applied_once() {
     let created = json!({"webhookEvent": "jira:issue_created", "issue_event_type_name": "issue_created",
         "user": who, "issue": on_issue});
     assert_eq!(r.post("jira", &created, "lost-1").await, 202);
+    // then
     assert!(
         r.pump().await >= 1,
         "the lost answer goes back to the queue"
@@ -298,6 +310,7 @@ async fn a_write_whose_answer_is_lost_is_applied_once() {
         number
     );
 
+    // when
     // ServiceNow -> Jira comment: written, then the answer comes too late.
     r.jira.faults().push(
         Match::method_path(http::Method::POST, "/comment"),
@@ -308,6 +321,7 @@ async fn a_write_whose_answer_is_lost_is_applied_once() {
         "short_description": "x", "state": "1", "priority": "4", "comments": "Answer me once",
         "work_notes": "", "sys_updated_by": "beth.anglin", "sys_updated_on": "2026-12-04 11:00:00", "changes": []});
     assert_eq!(r.post_sn(&commented).await, 202);
+    // then
     assert!(r.pump().await >= 1);
     assert!(r.dead_letters().await.is_empty());
     assert_eq!(r.jira.faults().count("answer_lost"), 1);
@@ -323,6 +337,7 @@ async fn a_write_whose_answer_is_lost_is_applied_once() {
 /// Run on each host's link store: SQLite (`relay serve`) and DynamoDB (the
 /// worker Lambda, moto), read through a clock moved 80 minutes on.
 async fn retried_80_minutes_later(store: &str) {
+    // given the shipped config over this link store, its clock at t0
     let Some(r) = Relay::start_with_config("config/relay.yaml", shipped).await else {
         return;
     };
@@ -348,6 +363,7 @@ async fn retried_80_minutes_later(store: &str) {
         crate::worker_flow::JIRA_EMAIL,
         crate::worker_flow::JIRA_TOKEN,
     );
+    // and a created issue, queued once
     let key = r.jira.seed_issue(
         "SUP",
         json!({"summary": "Retried", "issuetype": {"name": "Incident"}}),
@@ -359,15 +375,21 @@ async fn retried_80_minutes_later(store: &str) {
     let bodies = r.take_bodies().await;
     assert_eq!(bodies.len(), 1);
     let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
+    // when the worker applies it
     let first = r.worker.process(&bodies[0], &budget).await;
+    // then
     assert_eq!(first.label(), "applied", "{store}: {first:?}");
     assert_eq!(r.sn.records("incident").len(), 1);
+    // when the same message comes 80 minutes later
     clock.set(t0 + jiff::SignedDuration::from_mins(80));
     let again = r.worker.process(&bodies[0], &budget).await;
+    // then
     assert_eq!(again.label(), "duplicate", "{store}: {again:?}");
     assert_eq!(r.sn.records("incident").len(), 1, "nothing created again");
+    // when
     // Past the 2 h memory the change is handled again (and found by lookup).
     clock.set(t0 + jiff::SignedDuration::from_mins(130));
+    // then
     let late = r.worker.process(&bodies[0], &budget).await;
     assert_eq!(late.label(), "applied", "{store}: {late:?}");
     assert_eq!(r.sn.records("incident").len(), 1);
@@ -375,10 +397,12 @@ async fn retried_80_minutes_later(store: &str) {
 
 #[tokio::test]
 async fn a_jira_retry_80_minutes_later_is_a_duplicate_on_sqlite() {
+    // given, when, then: in retried_80_minutes_later, on the SQLite link store
     retried_80_minutes_later("sqlite").await;
 }
 
 #[tokio::test]
 async fn a_jira_retry_80_minutes_later_is_a_duplicate_on_dynamodb() {
+    // given, when, then: in retried_80_minutes_later, on the DynamoDB link store
     retried_80_minutes_later("dynamodb").await;
 }

@@ -1,0 +1,207 @@
+//! Failures: retried (rate limits, outages), dead-lettered with their reason
+//! (permanent refusals, parked events that never correlate, a DLQ outage),
+//! and cut at the invocation deadline.
+
+use super::*;
+
+#[tokio::test]
+async fn rate_limits_and_outages_are_retried_and_applied() {
+    // given a 429, a 502 and a timeout on ServiceNow's incident table
+    let settings = ConnectorSettings {
+        call_timeout: Duration::from_secs(1),
+        ..ConnectorSettings::default()
+    };
+    let Some(r) = Relay::start_with("jira-to-servicenow", |y, _| y, settings).await else {
+        return;
+    };
+    let f = r.sn.faults();
+    f.push(
+        Match::path("/api/now/table/incident"),
+        Fault::rate_limited(1),
+        1,
+    );
+    f.push(
+        Match::path("/api/now/table/incident"),
+        Fault::status(502),
+        1,
+    );
+    f.push(
+        Match::path("/api/now/table/incident"),
+        Fault::Timeout(Duration::from_secs(3)),
+        1,
+    );
+    // when a create is posted and the queue drained
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "rl-1").await, 202);
+    r.pump().await;
+    // then
+    assert_eq!(r.incidents(), 1);
+    assert_eq!(f.injected().len(), 3);
+    assert!(r.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn permanent_failures_go_to_the_dlq_with_their_reason_after_one_receive() {
+    // given ServiceNow refusing the create (400)
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    r.sn.faults().push(
+        Match::method_path(http::Method::POST, "/api/now/table/incident"),
+        Fault::Status {
+            status: 400,
+            retry_after: None,
+            headers: Vec::new(),
+            body: Some(
+                json!({"error": {"message": "Mandatory field missing", "detail": "caller_id"}, "status": "failure"})
+                    .to_string(),
+            ),
+        },
+        1,
+    );
+    // when
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "dead-1").await, 202);
+    assert_eq!(r.pump().await, 0, "a dead letter is not a batch failure");
+    // then
+    let dead = r.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .0
+            .starts_with("target_rejected: 400 from servicenow")
+            && dead[0].0.contains("Mandatory field missing: caller_id"),
+        "{dead:?}"
+    );
+    // The body is the original envelope, ready for a redrive.
+    assert!(shared::intake::envelope::Envelope::decode(&dead[0].1).is_ok());
+    assert_eq!(r.incidents(), 0);
+}
+
+#[tokio::test]
+async fn an_update_for_an_unknown_record_waits_then_dead_letters_with_the_reason() {
+    // given
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    // No incident for INDEV-6: the update is parked in the link store (its
+    // queue group moves on at once), and dead-lettered `never_correlated`
+    // when no record appeared within the park time.
+    let t0: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+    let clock = Arc::new(shared::support::clock::FixedClock::new(t0));
+    let links = shared::links::Links::memory().with_clock(clock.clone());
+    let r = Relay {
+        worker: r.worker.with_links(links),
+        ..r
+    };
+    // when the update is posted and the queue drained
+    let status = fixture("jira-to-matrix__jira-issue-updated-status.json").unwrap();
+    assert_eq!(r.post("jira", &status, "wait-1").await, 202);
+    // then it is parked, not retried
+    assert_eq!(r.pump().await, 0, "parked, not retried");
+    assert!(r.dead_letters().await.is_empty());
+    assert_eq!(r.worker.links().all_parked(10).await.unwrap().len(), 1);
+    // when the park time passes
+    let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
+    // Within the park time nothing happens.
+    clock.set(t0 + jiff::SignedDuration::from_hours(23));
+    assert_eq!(r.worker.replay_parked(&r.inbox, &budget).await, (0, 0));
+    clock.set(t0 + jiff::SignedDuration::from_hours(25));
+    assert_eq!(r.worker.replay_parked(&r.inbox, &budget).await, (0, 1));
+    // then
+    let dead = r.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].0.starts_with("never_correlated: "), "{dead:?}");
+    assert!(shared::intake::envelope::Envelope::decode(&dead[0].1).is_ok());
+    assert!(r.worker.links().all_parked(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn no_message_or_call_outlives_the_invocation_deadline() {
+    // given a queued create
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let inbox = shared::queue::memory::MemoryInbox::default();
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "dl-1").await, 202);
+    let msgs = receive(&r).await;
+    assert_eq!(msgs.len(), 1);
+
+    // when
+    // Less than `min_message_time` left: the message is not started.
+    let budget = shared::outbound::Budget::from_now(Duration::from_millis(1500));
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    // then
+    assert_eq!(report.failed, vec![msgs[0].id.clone()]);
+    assert_eq!(report.outcomes[0].1, "deadline");
+    assert!(r.sn.requests().is_empty(), "no call was made");
+
+    // when
+    // Enough to start, but the target hangs: the call is cut at the deadline
+    // and the message handed back, well before the hung call would end.
+    r.sn.faults().push(
+        Match::path("/api/now/table/incident"),
+        Fault::Timeout(Duration::from_secs(20)),
+        1,
+    );
+    let started = std::time::Instant::now();
+    let budget = shared::outbound::Budget::from_now(Duration::from_millis(3000));
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    let took = started.elapsed();
+    // then
+    assert_eq!(report.outcomes[0].1, "retry");
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    assert_eq!(r.incidents(), 0);
+    assert!(inbox.dead.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_letter_queue_outage_loses_nothing() {
+    // given a mapping that cannot work for this event: a required field it lacks
+    let Some(r) = Relay::start_with(
+        "jira-to-servicenow",
+        |y, _| {
+            y.replacen(
+                "caller_id: { value: jira.integration }",
+                "caller_id: { path: issue.fields.customfield_99999, required: true }",
+                1,
+            )
+        },
+        ConnectorSettings::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    // and a dead-letter queue that refuses
+    let inbox = shared::queue::memory::MemoryInbox::default();
+    inbox
+        .fail_dead_letters
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "dlq-down").await, 202);
+    let msgs = receive(&r).await;
+    let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
+    // when
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    // then dead, but the DLQ refused it: reported failed so the queue keeps it
+    assert_eq!(report.outcomes[0].1, "dead");
+    assert_eq!(report.failed, vec![msgs[0].id.clone()]);
+    // when the DLQ is back
+    inbox
+        .fail_dead_letters
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    // then it lands there, with its reason
+    assert!(report.failed.is_empty());
+    let dead = inbox.dead.lock().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .1
+            .starts_with("mapping_error: rule `create incident`: required field `caller_id`"),
+        "{dead:?}"
+    );
+    assert!(r.sn.requests().is_empty(), "nothing was applied");
+}
