@@ -39,10 +39,10 @@ use common::{chmod, drained, free_port, relay, repo, Serve};
 use sandbox::faults::Rates;
 use sandbox::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
-use sandbox::soak::{check, rates, scenario_with, SoakOptions};
+use sandbox::soak::{check, rates, scenario_with, Sender, SoakOptions};
 use serde_json::Value;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,61 +70,34 @@ fn setup(sn: &ServiceNowServer, jira: &JiraServer) -> tempfile::TempDir {
     dir
 }
 
-/// Counters the posting tasks share.
-#[derive(Default)]
-struct Sent {
-    accepted: AtomicUsize,
-    reposts: AtomicUsize,
+/// Sends one request and gives its status (0: no answer).
+async fn status(request: reqwest::RequestBuilder) -> u16 {
+    request
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
-/// Posts like Jira (or a ServiceNow business rule with retries): the same
-/// request again after a 5xx or a refused connection, until accepted. Any
-/// other answer fails the test. `what` names the delivery in failures.
-async fn post(request: impl Fn() -> reqwest::RequestBuilder, what: &str, sent: &Sent) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let status = request()
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        match status {
-            202 => {
-                sent.accepted.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            0 | 500..=599 => {
-                sent.reposts.fetch_add(1, Ordering::Relaxed);
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: not accepted within 120 s"
-                );
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            other => panic!("{what}: refused with {other}"),
-        }
-    }
-}
-
-/// A Jira webhook delivery, with its identifier.
-async fn deliver(client: &reqwest::Client, base: &str, body: &Value, delivery: &str, sent: &Sent) {
-    let request = || {
-        client
-            .post(format!("{base}/webhooks/jira?token={TOKEN}"))
-            .header("content-type", "application/json")
-            .header("x-atlassian-webhook-identifier", delivery)
-            .body(body.to_string())
+/// Posts one Jira webhook like Jira does (again after a 5xx or no answer).
+async fn deliver(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+    delivery: &str,
+    sent: &Sender,
+) {
+    let post = || {
+        status(
+            client
+                .post(format!("{base}/webhooks/jira?token={TOKEN}"))
+                .header("content-type", "application/json")
+                .header("x-atlassian-webhook-identifier", delivery)
+                .body(body.to_string()),
+        )
     };
-    post(request, delivery, sent).await;
-}
-
-async fn wait_until(sent: &Sent, n: usize, limit: Duration) {
-    let start = Instant::now();
-    while sent.accepted.load(Ordering::Relaxed) < n {
-        assert!(start.elapsed() < limit, "posting stalled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sent.deliver(delivery, post).await;
 }
 
 /// The number of dead letters (`relay dlq list`), with the list.
@@ -198,7 +171,7 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     jira.faults().set_rates(rates, 11);
 
     // Jira's side: every issue's webhooks in order, 64 issues at a time.
-    let sent = Arc::new(Sent::default());
+    let sent = Arc::new(Sender::default());
     let client = reqwest::Client::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks = tokio::task::JoinSet::new();
@@ -219,7 +192,7 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     let limit = Duration::from_secs(120 + webhooks as u64 / 5);
 
     // 40 %: crash and restart.
-    wait_until(&sent, webhooks * 4 / 10, limit).await;
+    sent.wait_until(webhooks * 4 / 10, limit).await;
     serve.signal("-KILL");
     serve.wait_exit(Duration::from_secs(5)).await;
     let crashed_at = sent.accepted.load(Ordering::Relaxed);
@@ -228,12 +201,12 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     serve.ready().await;
 
     // 60 %: rotate the ServiceNow password (file first, then the server).
-    wait_until(&sent, webhooks * 6 / 10, limit).await;
+    sent.wait_until(webhooks * 6 / 10, limit).await;
     write_secrets(dir.path(), ROTATED);
     sn.set_basic(DEFAULT_USER, ROTATED);
 
     // 75 %: another process holds the queue database's write lock for 6 s.
-    wait_until(&sent, webhooks * 3 / 4, limit).await;
+    sent.wait_until(webhooks * 3 / 4, limit).await;
     let db = data.join("queue.db");
     let outage = tokio::task::spawn_blocking(move || {
         let conn = rusqlite::Connection::open(db).unwrap();
@@ -388,7 +361,7 @@ async fn soak_into_jira_with_lost_answers_and_search_lag() {
         plans.push((number, events));
     }
     let client = reqwest::Client::new();
-    let sent = Arc::new(Sent::default());
+    let sent = Arc::new(Sender::default());
     let mut tasks = tokio::task::JoinSet::new();
     for (_, events) in plans.clone() {
         let (client, base, sent) = (client.clone(), serve.base.clone(), sent.clone());
@@ -480,13 +453,15 @@ fn json_event(sys_id: &str, number: &str, event: &str, comment: &str) -> Value {
 /// Posts a business-rule payload like ServiceNow's REST message: again after
 /// a 5xx or a refused connection, until accepted.
 /// A ServiceNow business rule's post.
-async fn deliver_sn(client: &reqwest::Client, base: &str, body: &Value, sent: &Sent) {
-    let request = || {
-        client
-            .post(format!("{base}/webhooks/servicenow"))
-            .basic_auth("snow.sender", Some("sender-pw"))
-            .header("content-type", "application/json")
-            .body(body.to_string())
+async fn deliver_sn(client: &reqwest::Client, base: &str, body: &Value, sent: &Sender) {
+    let post = || {
+        status(
+            client
+                .post(format!("{base}/webhooks/servicenow"))
+                .basic_auth("snow.sender", Some("sender-pw"))
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
     };
-    post(request, "servicenow post", sent).await;
+    sent.deliver("servicenow post", post).await;
 }
