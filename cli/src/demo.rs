@@ -47,25 +47,6 @@ pub struct DemoReport {
     pub accepted: usize,
 }
 
-/// A random-enough throw-away token (hash of time, pid and an address).
-fn throwaway_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::new();
-    for i in 0..3u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.write_u32(std::process::id());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
-}
-
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     #[cfg(unix)]
@@ -94,10 +75,10 @@ pub async fn run(
     println!("  ServiceNow sandbox  {}", sn.base_url());
     println!("  Jira Cloud sandbox  {}", jira.base_url());
 
-    let token = throwaway_token();
+    let token = shared::support::random::hex(24);
     let secrets = format!(
         "# Throw-away secrets for this demo run only.\nsecrets:\n  relay/webhook:\n    token: {token}\n    hmac: {hmac}\n  relay/servicenow:\n    username: {user}\n    password: {pass}\n  relay/jira:\n    email: {email}\n    api_token: {api}\n",
-        hmac = throwaway_token(),
+        hmac = shared::support::random::hex(24),
         user = servicenow_server::DEFAULT_USER,
         pass = servicenow_server::DEFAULT_PASSWORD,
         email = sandbox::jira_server::DEFAULT_EMAIL,

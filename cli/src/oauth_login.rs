@@ -73,24 +73,6 @@ fn endpoints(token_url: &str) -> Endpoints {
     }
 }
 
-/// 128 random bits as hex (the OS-seeded keys of `RandomState`).
-fn random_state() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::new();
-    for i in 0..2u8 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u8(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
-}
-
 async fn value(
     store: &dyn SecretStore,
     r: &Option<SecretRef>,
@@ -160,7 +142,7 @@ pub async fn run(
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-    let state = random_state();
+    let state = shared::support::random::hex(16);
     let mut authorize = reqwest::Url::parse(&ends.authorize).map_err(|e| e.to_string())?;
     authorize
         .query_pairs_mut()

@@ -72,27 +72,7 @@ fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
 /// duration up to `min(8 s, 250 ms × 2^attempt)`, at least 50 ms.
 pub fn backoff(attempt: u32) -> Duration {
     let cap = 250u64.saturating_mul(1 << attempt.min(5)).min(8_000);
-    Duration::from_millis(50 + jitter(cap.saturating_sub(50)))
-}
-
-/// A random number in `0..=max` (a hash of time and a counter; good enough for jitter).
-fn jitter(max: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    if max == 0 {
-        0
-    } else {
-        h.finish() % (max + 1)
-    }
+    Duration::from_millis(50 + crate::support::random::up_to(cap.saturating_sub(50)))
 }
 
 #[cfg(test)]

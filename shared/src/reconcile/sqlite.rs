@@ -6,22 +6,21 @@
 //! next to `relay serve`).
 
 use super::store::{StoreError, Watermark, WatermarkStore};
+use crate::support::clock::{Clock, SystemClock};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub struct SqliteStore {
     db: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 impl SqliteStore {
@@ -42,7 +41,16 @@ impl SqliteStore {
              );",
         )
         .map_err(err)?;
-        Ok(Self { db: Mutex::new(db) })
+        Ok(Self {
+            db: Mutex::new(db),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The same store with leases timed by `clock` (tests move time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn with<T>(
@@ -67,7 +75,7 @@ impl WatermarkStore for SqliteStore {
         owner: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.clock.now().as_millisecond();
         let until = now + lease.as_millis() as i64;
         self.with(|tx| {
             tx.execute(

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod clock;
 pub mod error;
 pub mod metrics;
+pub mod random;
 pub mod telemetry;
 pub mod timefmt;
 pub mod url;

@@ -1,6 +1,6 @@
 //! What operators see and do: counts, the dead-letter table, redrive.
 
-use super::base::{count, now_ms, timestamp, unavailable, Fail};
+use super::base::{count, timestamp, unavailable, Fail};
 use super::store::EmbeddedQueue;
 use crate::queue::port::QueueError;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
@@ -40,8 +40,8 @@ pub struct QueueStats {
 impl EmbeddedQueue {
     /// Counts, as one consistent snapshot.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        self.call(|conn, _| {
-            let now = now_ms();
+        self.call(|conn, settings| {
+            let now = settings.now_ms();
             let tx = conn.transaction()?;
             let (visible, in_flight, delayed, groups, oldest) = tx.query_row(
                 "SELECT COALESCE(SUM(visible_at <= ?1), 0),
@@ -109,10 +109,10 @@ impl EmbeddedQueue {
     /// many moved (0 for an unknown id).
     pub async fn redrive(&self, id: Option<&str>) -> Result<usize, QueueError> {
         let id = id.map(str::to_owned);
-        self.call(move |conn, _| {
+        self.call(move |conn, settings| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
-            let now = now_ms();
+            let now = settings.now_ms();
             let moved = tx.execute(
                 "INSERT INTO messages
                         (id, group_id, dedup_id, body, attributes,

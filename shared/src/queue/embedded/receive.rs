@@ -1,7 +1,7 @@
 //! The receiving side: FIFO heads of distinct groups, receipts,
 //! acknowledgement, release, delay and dead-lettering.
 
-use super::base::{count, ms, now_ms, token, Fail};
+use super::base::{count, ms, token, Fail};
 use super::store::EmbeddedQueue;
 use crate::queue::port::{InMessage, Inbox, QueueError, Receiver};
 use async_trait::async_trait;
@@ -25,7 +25,7 @@ impl Receiver for EmbeddedQueue {
             // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout,
             // and a visibility counted from before it would end early (two
             // loops working on one message).
-            let now = now_ms();
+            let now = settings.now_ms();
             let hidden_until = now.saturating_add(ms(settings.visibility_timeout));
             let mut out = Vec::new();
             let mut taken: HashSet<String> = HashSet::new();
@@ -115,8 +115,10 @@ impl Receiver for EmbeddedQueue {
     /// head of its group. `Ok(false)` when the receipt is stale.
     async fn release(&self, receipt: &str, delay: Duration) -> Result<bool, QueueError> {
         let receipt = receipt.to_owned();
-        self.call(move |conn, _| Ok(release_tx(conn, &receipt, delay)? == 1))
-            .await
+        self.call(move |conn, settings| {
+            Ok(release_tx(conn, &receipt, settings.now_ms().saturating_add(ms(delay)))? == 1)
+        })
+        .await
     }
 
     fn visibility_timeout(&self) -> Duration {
@@ -143,8 +145,7 @@ pub(super) fn move_to_dead(
     Ok(())
 }
 
-fn release_tx(conn: &Connection, receipt: &str, delay: Duration) -> Result<usize, Fail> {
-    let visible_at = now_ms().saturating_add(ms(delay));
+fn release_tx(conn: &Connection, receipt: &str, visible_at: i64) -> Result<usize, Fail> {
     Ok(conn
         .prepare_cached("UPDATE messages SET receipt = NULL, visible_at = ?2 WHERE receipt = ?1")?
         .execute(params![receipt, visible_at])?)
@@ -165,8 +166,8 @@ impl Inbox for EmbeddedQueue {
             let m = msg.clone();
             let reason = reason.to_owned();
             return self
-                .call(move |conn, _| {
-                    let now = now_ms();
+                .call(move |conn, settings| {
+                    let now = settings.now_ms();
                     let queued: bool = conn
                         .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1)")?
                         .query_row([&m.id], |r| r.get(0))?;
@@ -196,10 +197,10 @@ impl Inbox for EmbeddedQueue {
         };
         let id = msg.id.clone();
         let reason = reason.to_owned();
-        self.call(move |conn, _| {
+        self.call(move |conn, settings| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
-            let now = now_ms();
+            let now = settings.now_ms();
             let seq: Option<i64> = tx
                 .prepare_cached("SELECT seq FROM messages WHERE receipt = ?1")?
                 .query_row([&receipt], |r| r.get(0))
@@ -236,11 +237,13 @@ impl Inbox for EmbeddedQueue {
             ));
         };
         let id = msg.id.clone();
-        self.call(move |conn, _| match release_tx(conn, &receipt, after)? {
-            1 => Ok(()),
-            _ => Err(Fail(QueueError::Rejected(format!(
-                "message {id}: the receipt is stale (received again since, or gone)"
-            )))),
+        self.call(move |conn, settings| {
+            match release_tx(conn, &receipt, settings.now_ms().saturating_add(ms(after)))? {
+                1 => Ok(()),
+                _ => Err(Fail(QueueError::Rejected(format!(
+                    "message {id}: the receipt is stale (received again since, or gone)"
+                )))),
+            }
         })
         .await
     }

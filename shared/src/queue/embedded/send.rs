@@ -1,7 +1,7 @@
 //! Sending: committed (fsynced) before `send` returns, deduplicated within
 //! the window.
 
-use super::base::{ms, now_ms, token, unavailable};
+use super::base::{ms, token, unavailable};
 use super::store::EmbeddedQueue;
 use crate::queue::port::{OutgoingMessage, Queue, QueueError, SendReceipt};
 use async_trait::async_trait;
@@ -22,7 +22,7 @@ impl Queue for EmbeddedQueue {
             .call(move |conn, settings| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
-                let now = now_ms();
+                let now = settings.now_ms();
                 tx.prepare_cached("DELETE FROM dedup WHERE sent_at <= ?1")?
                     .execute([now.saturating_sub(ms(settings.dedup_window))])?;
                 let seen: Option<String> = tx

@@ -4,6 +4,7 @@
 use super::base::{unavailable, Fail};
 use super::schema::migrate;
 use crate::queue::port::QueueError;
+use crate::support::clock::{Clock, SystemClock};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use std::time::Duration;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Queue behaviour.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct EmbeddedSettings {
     /// How long a received message stays hidden without an ack (default 60 s).
     pub visibility_timeout: Duration,
@@ -23,6 +24,15 @@ pub struct EmbeddedSettings {
     /// Receives allowed before the queue dead-letters a message itself
     /// (default 5). `0` disables the automatic dead-lettering.
     pub max_receive_count: u32,
+    /// Wall time for visibility, delays, dedup windows and stamps.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl EmbeddedSettings {
+    /// Now, in Unix milliseconds, by the queue's clock.
+    pub(super) fn now_ms(&self) -> i64 {
+        self.clock.now().as_millisecond()
+    }
 }
 
 impl Default for EmbeddedSettings {
@@ -31,6 +41,7 @@ impl Default for EmbeddedSettings {
             visibility_timeout: Duration::from_secs(60),
             dedup_window: crate::queue::memory::DEDUP_WINDOW,
             max_receive_count: 5,
+            clock: Arc::new(SystemClock),
         }
     }
 }
