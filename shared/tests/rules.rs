@@ -296,31 +296,8 @@ fn problems(yaml: &str) -> Vec<shared::config::Problem> {
     }
 }
 
-const BASE: &str = "\
-version: 1
-endpoints:
-  - name: jira
-    kind: jira
-    stage: test
-    auth:
-      token: relay/webhook#token
-connections:
-  - name: snow
-    kind: servicenow
-    base_url: https://example.service-now.com
-    auth:
-      kind: basic
-      username: relay/snow#username
-      password: relay/snow#password
-rules:
-  - name: create
-    from: jira
-    to: snow
-    action: create
-    correlate: { key: issue.key }
-    map:
-      short_description: issue.fields.summary
-";
+/// A valid config the problem cases below change one line of.
+const BASE: &str = include_str!("configs/base.yaml");
 
 #[test]
 fn base_config_is_valid() {

@@ -12,28 +12,9 @@ use std::process::{Command, Stdio};
 async fn login_stores_the_refresh_token_and_prints_the_cloud_id() {
     let jira = JiraServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "version: 1
-endpoints:
-  - name: jira
-    kind: jira
-    stage: test
-    auth:
-      token: relay/webhook#token
-connections:
-  - name: jira
-    kind: jira
-    base_url: {base}/ex/jira/{CLOUD_ID}
-    auth:
-      kind: oauth_3lo
-      client_id: relay/jira#client_id
-      client_secret: relay/jira#client_secret
-      refresh_token: relay/jira#refresh_token
-      token_url: {base}/oauth/token
-      scopes: [read:jira-work]
-",
-        base = jira.base_url()
-    );
+    let config = include_str!("../configs/oauth-3lo.yaml")
+        .replace("{BASE}", &jira.base_url())
+        .replace("{CLOUD_ID}", CLOUD_ID);
     let config_path = dir.path().join("relay.yaml");
     std::fs::write(&config_path, config).unwrap();
     let secrets = dir.path().join("secrets.yaml");
