@@ -48,6 +48,9 @@ MinValue and MaxValue.
 
 Usage: check_template.py [TEMPLATE ...]   (default: template.yaml)
        check_template.py --self-test
+       check_template.py --cargo-lambda-functions TEMPLATE
+           prints "LogicalId Binary CodeUri" for each function `sam build` builds
+           with BuildMethod rust-cargolambda (test.sh's lambda-build makes the same builds)
 Exit status: 0 all good, 1 problems found (one line each), 2 unreadable template.
 """
 
@@ -919,9 +922,43 @@ def self_test() -> int:
     return 1 if failures else 0
 
 
+def cargo_lambda_functions(source: str) -> list[tuple[str, str, str]]:
+    """(logical id, Binary, CodeUri) of each function `sam build` builds with cargo lambda."""
+    doc = yaml.load(source, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    if not isinstance(doc, dict):
+        raise ValueError("not a template (top level is not a mapping)")
+    found = []
+    for logical_id, resource in (doc.get("Resources") or {}).items():
+        if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        metadata = resource.get("Metadata") or {}
+        if metadata.get("BuildMethod") != "rust-cargolambda":
+            continue
+        binary = (metadata.get("BuildProperties") or {}).get("Binary")
+        code_uri = (resource.get("Properties") or {}).get("CodeUri")
+        if not isinstance(binary, str) or not isinstance(code_uri, str):
+            raise ValueError(f"{logical_id}: rust-cargolambda needs BuildProperties.Binary and a CodeUri path")
+        for value in (logical_id, binary, code_uri):
+            if not value or any(c.isspace() for c in value):
+                raise ValueError(f"{logical_id}: {value!r} is empty or has white space")
+        found.append((logical_id, binary, code_uri))
+    return found
+
+
 def main(argv: list[str]) -> int:
     if argv == ["--self-test"]:
         return self_test()
+    if len(argv) == 2 and argv[0] == "--cargo-lambda-functions":
+        # One "LogicalId Binary CodeUri" line per function (infra/scripts/test.sh's lambda-build).
+        try:
+            with open(argv[1], encoding="utf-8") as handle:
+                functions = cargo_lambda_functions(handle.read())
+        except (OSError, yaml.YAMLError, ValueError) as err:
+            print(f"check_template: {argv[1]}: {err}", file=sys.stderr)
+            return 2
+        for line in functions:
+            print(" ".join(line))
+        return 0
     status = 0
     ttl_attribute = code_ttl_attribute()
     if ttl_attribute is None:

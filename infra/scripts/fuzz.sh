@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the cargo-fuzz targets of fuzz/ and runs each for a fixed time, one after
-# another; fails if any target crashes (a panic, a failed property, a timeout or an
+# Builds the cargo-fuzz targets of fuzz/ and runs each for a fixed time, as many at
+# a time as there are cores (each libFuzzer run is one process); fails if any target crashes (a panic, a failed property, a timeout or an
 # out-of-memory), and prints the executions run per target. The `fuzz` stage of
 # infra/scripts/test.sh calls it; it runs on its own the same way.
 #
@@ -21,6 +21,8 @@
 #   RELAY_FUZZ_TARGETS   space-separated targets (default: all of fuzz/Cargo.toml)
 #   RELAY_FUZZ_RUNS      also stop a target after this many executions (default: no limit)
 #   RELAY_FUZZ_JOBS      libFuzzer -fork=N workers per target (default 0: one process)
+#   RELAY_FUZZ_PARALLEL  targets run at the same time (default: the number of cores,
+#                        1 with RELAY_FUZZ_JOBS)
 #   RELAY_TOOLS_DIR      where cargo-fuzz is installed (default: $REPO/.tools)
 #   RELAY_FIXTURES_DIR   fixtures for the seeds (default ../shared/fixtures)
 #   CARGO_TARGET_DIR     the fuzz build goes to $CARGO_TARGET_DIR/fuzz (default target/fuzz)
@@ -66,9 +68,10 @@ cargo fuzz build --sanitizer none --target-dir "$TARGET_DIR"
 echo "built ${#TARGETS[@]} targets in $((SECONDS - started)) s"
 
 mkdir -p "$LOGS"
-failed=()
-summary=()
-for t in "${TARGETS[@]}"; do
+# fuzz_one TARGET: runs TARGET for SECONDS_PER_TARGET into $LOGS/TARGET.log and
+# writes libFuzzer's exit status to $LOGS/TARGET.rc.
+fuzz_one() {
+  local t=$1 dict maxlen args rc
   dict=dict/$t.dict
   [ -f "$dict" ] || dict=corpus/dict/$t.dict
   # Inputs up to 4 KiB (seed.py shrinks its seeds to fit); configs up to 16 KiB,
@@ -80,22 +83,48 @@ for t in "${TARGETS[@]}"; do
   if [ -n "${RELAY_FUZZ_RUNS:-}" ]; then args+=(-runs="$RELAY_FUZZ_RUNS"); fi
   if [ "${RELAY_FUZZ_JOBS:-0}" -gt 0 ]; then args+=(-fork="$RELAY_FUZZ_JOBS"); fi
   mkdir -p "corpus/$t" "artifacts/$t"
-  log=$LOGS/$t.log
-  echo "--- $t: ${SECONDS_PER_TARGET} s (log: $log)"
   set +e
-  cargo fuzz run --sanitizer none --target-dir "$TARGET_DIR" "$t" "corpus/$t" -- "${args[@]}" >"$log" 2>&1
+  cargo fuzz run --sanitizer none --target-dir "$TARGET_DIR" "$t" "corpus/$t" -- "${args[@]}" >"$LOGS/$t.log" 2>&1
   rc=$?
   set -e
+  echo "$rc" >"$LOGS/$t.rc"
+}
+
+# libFuzzer runs one process per target (one core): run as many targets at a time as
+# there are cores (RELAY_FUZZ_PARALLEL), each still for SECONDS_PER_TARGET.
+# With -fork (RELAY_FUZZ_JOBS) each target already takes several cores: one at a time.
+if [ "${RELAY_FUZZ_JOBS:-0}" -gt 0 ]; then parallel=1; else parallel=$(nproc 2>/dev/null || echo 1); fi
+parallel=${RELAY_FUZZ_PARALLEL:-$parallel}
+case $parallel in '' | *[!0-9]* | 0) parallel=1 ;; esac
+for t in "${TARGETS[@]}"; do rm -f "$LOGS/$t.rc" "$LOGS/$t.log"; done
+running=0
+for t in "${TARGETS[@]}"; do
+  if [ "$running" -ge "$parallel" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  echo "--- $t: ${SECONDS_PER_TARGET} s (log: $LOGS/$t.log)"
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+wait || true
+
+failed=()
+summary=()
+for t in "${TARGETS[@]}"; do
+  log=$LOGS/$t.log
+  rc=$(cat "$LOGS/$t.rc" 2>/dev/null || true)
+  [ -n "$rc" ] || rc="?"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   [ -n "$execs" ] || execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -1)
   [ -n "$execs" ] || execs=$(grep -o '#[0-9]*' "$log" | tail -1 | tr -d '#')
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   corpus=$(find "corpus/$t" -type f | wc -l)
   line=$(printf '%-10s %12s execs %8s exec/s %6s corpus files  %s' "$t" "${execs:-?}" "${rate:-?}" "$corpus" \
-    "$([ "$rc" -eq 0 ] && echo ok || echo "CRASH (exit $rc)")")
+    "$([ "$rc" = 0 ] && echo ok || echo "CRASH (exit $rc)")")
   echo "$line"
   summary+=("$line")
-  if [ "$rc" -ne 0 ]; then
+  if [ "$rc" != 0 ]; then
     failed+=("$t")
     echo "last lines of $log:"
     tail -40 "$log"
@@ -104,7 +133,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 echo
-echo "fuzz summary (${SECONDS_PER_TARGET} s per target, total $((SECONDS - started)) s):"
+echo "fuzz summary (${SECONDS_PER_TARGET} s per target, ${parallel} at a time, total $((SECONDS - started)) s):"
 printf '%s\n' "${summary[@]}"
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "crashed: ${failed[*]} (inputs in fuzz/artifacts/)" >&2

@@ -180,19 +180,74 @@ check_template() {
   "$VENV/bin/python" infra/scripts/check_template.py template.yaml
 }
 
+# The arm64 Lambda builds, made exactly as `sam build` makes them for BuildMethod
+# rust-cargolambda (aws_lambda_builders' rust_cargo workflow): per function of
+# template.yaml, `cargo lambda build --release --arm64 --bin <Binary>` in its CodeUri,
+# with CARGO_TARGET_DIR set to cargo's target directory unless already set. Features
+# are resolved per command as for SAM (one `cargo lambda build -p ingress -p worker
+# -p reconciler` would unify them across the three, and SAM would then compile
+# everything again). Records each bootstrap's sha256 for the sam-build stage.
+LAMBDA_BUILT=$LOGS/lambda-build.sha256
+
 lambda_build() {
-  local dir=${CARGO_TARGET_DIR:-target}/lambda
-  rm -f "$dir/ingress/bootstrap" "$dir/worker/bootstrap" "$dir/reconciler/bootstrap"
-  cargo lambda build --release --arm64 -p ingress -p worker -p reconciler
-  local fn bin machine size
-  for fn in ingress worker reconciler; do
-    bin=$dir/$fn/bootstrap
-    test -f "$bin" || { echo "$bin was not produced"; return 1; }
-    machine=$(od -An -tu1 -j18 -N1 "$bin" | tr -d ' ')
-    test "$machine" = 183 || { echo "$bin is not an aarch64 ELF (e_machine $machine)"; return 1; }
-    size=$(stat -c %s "$bin")
-    echo "$bin: $size bytes ($((size / 1024)) KiB), aarch64"
+  rm -f "$LAMBDA_BUILT"
+  local functions line fn bin codeuri target_dir bin_path machine size
+  functions=$("$VENV/bin/python" infra/scripts/check_template.py --cargo-lambda-functions template.yaml)
+  test -n "$functions" || { echo "template.yaml has no rust-cargolambda function"; return 1; }
+  mapfile -t functions <<<"$functions"
+  : >"$LAMBDA_BUILT.tmp"
+  for line in "${functions[@]}"; do
+    read -r fn bin codeuri <<<"$line"
+    echo "--- $fn: cargo lambda build --release --arm64 --bin $bin (in $codeuri)"
+    target_dir=${CARGO_TARGET_DIR:-}
+    if [ -z "$target_dir" ]; then
+      target_dir=$(cd "$codeuri" && cargo metadata --no-deps --format-version 1 |
+        "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    fi
+    bin_path=$target_dir/lambda/$bin/bootstrap
+    rm -f "$bin_path"
+    (cd "$codeuri" && CARGO_TARGET_DIR=$target_dir cargo lambda build --release --arm64 --bin "$bin")
+    test -f "$bin_path" || { echo "$bin_path was not produced"; return 1; }
+    machine=$(od -An -tu1 -j18 -N1 "$bin_path" | tr -d ' ')
+    test "$machine" = 183 || { echo "$bin_path is not an aarch64 ELF (e_machine $machine)"; return 1; }
+    size=$(stat -c %s "$bin_path")
+    echo "$bin_path: $size bytes ($((size / 1024)) KiB), aarch64"
+    printf '%s %s %s\n' "$(sha256sum "$bin_path" | cut -d' ' -f1)" "$fn" "$target_dir" >>"$LAMBDA_BUILT.tmp"
   done
+  mv "$LAMBDA_BUILT.tmp" "$LAMBDA_BUILT" # its time stamp: when the last build finished
+}
+
+# The template's own build. After lambda-build, cargo has nothing left to compile: each
+# function's bootstrap must be the binary lambda-build produced and checked (same
+# sha256), and no compiler output (deps/) may be newer than lambda-build's record.
+# --no-cached: samconfig.toml's `cached = true` makes SAM hash the whole CodeUri (the
+# repository, target/ included) once per function before building, and a cache hit
+# would copy an earlier build instead of running the template's build at all.
+sam_build() {
+  test -s "$LAMBDA_BUILT" || { echo "no lambda-build artifacts to compare with ($LAMBDA_BUILT)"; return 1; }
+  rm -rf target/sam-build
+  sam build --no-cached --template template.yaml --build-dir target/sam-build
+  local want fn target_dir deps= got compiled bad=0
+  while read -r want fn target_dir; do
+    deps=$target_dir/aarch64-unknown-linux-gnu/release/deps
+    got=$(sha256sum "target/sam-build/$fn/bootstrap" | cut -d' ' -f1) || { bad=1; continue; }
+    if [ "$got" != "$want" ]; then
+      echo "target/sam-build/$fn/bootstrap: sha256 $got, lambda-build made $want"
+      bad=1
+    else
+      echo "target/sam-build/$fn/bootstrap: sha256 $got, the lambda-build binary"
+    fi
+  done <"$LAMBDA_BUILT"
+  test -d "$deps" || { echo "no compiler output in $deps"; return 1; }
+  compiled=$(find "$deps" -type f -newer "$LAMBDA_BUILT" | wc -l)
+  if [ "$compiled" -ne 0 ]; then
+    echo "sam build compiled again ($compiled new files in $deps):"
+    echo "its builds differ from lambda-build's"
+    bad=1
+  else
+    echo "sam build compiled nothing: it reused lambda-build"
+  fi
+  return "$bad"
 }
 
 # --- run ------------------------------------------------------------------------
@@ -242,8 +297,7 @@ if [ "${RELAY_SKIP_LAMBDA_BUILD:-}" = 1 ] && [ "${CI:-}" != true ]; then
   skip_stage sam-build "RELAY_SKIP_LAMBDA_BUILD=1"
 else
   run_stage lambda-build lambda_build
-  # The template's own build (BuildMethod rust-cargolambda); reuses the build above.
-  run_stage sam-build sam build --template template.yaml --build-dir target/sam-build
+  run_stage sam-build sam_build
 fi
 
 for result in "${RESULTS[@]}"; do
