@@ -46,9 +46,11 @@ case $SECONDS_PER_TARGET in
 esac
 
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+  # --debug: cargo-fuzz only drives cargo and libFuzzer; its own speed does not matter,
+  # and an unoptimised build of it takes half the time.
   echo "installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS"
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}/cargo-install \
-    cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION" --root "$TOOLS"
+    cargo install cargo-fuzz --locked --debug --version "$CARGO_FUZZ_VERSION" --root "$TOOLS"
 fi
 cargo fuzz --version
 rustc --version

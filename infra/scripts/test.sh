@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The project's test command: `bash infra/scripts/test.sh` (CI runs it through .ci/run).
 #
-# Stages, in order: tools (a venv with the pinned tools of requirements-tools.txt, zig
-# on PATH, the arm64 Rust target, rustfmt and clippy) -> fmt -> clippy -> moto (AWS
-# emulator on a free loopback port) -> rust-tests -> doc-tests -> lambda-local (the
+# Stages, in order: rust-tools (the arm64 Rust target, rustfmt and clippy; the venv with
+# the pinned Python tools of requirements-tools.txt installs meanwhile in the background)
+# -> fmt -> structure (the core's module graph has no cycle) -> clippy -> python-tools
+# (waits for the venv, zig on PATH) -> moto (AWS emulator on a free loopback port) -> rust-tests -> doc-tests -> lambda-local (the
 # functions under cargo lambda watch) -> fuzz (each cargo-fuzz target of fuzz/ for
 # RELAY_FUZZ_SECONDS; see infra/scripts/fuzz.sh) -> sam-validate -> cfn-lint ->
-# check-template -> lambda-build -> sam-build. A failing stage does not stop the later ones, except tools, which all of them need. The summary at the end
+# check-template -> lambda-build -> sam-build. A failing stage does not stop the later
+# ones, except the tools stages, which all of them need. The summary at the end
 # lists every stage; the exit status is non-zero if any failed. Stage output is kept
 # in target/test-logs/.
 #
@@ -43,6 +45,7 @@ if [ -n "${RELAY_FIXTURES_DIR:-}" ]; then export RELAY_FIXTURES_DIR; fi
 # --- stage bookkeeping --------------------------------------------------------
 
 STAGES=() RESULTS=() TIMES=()
+PY_TOOLS_PID=
 LAST_RC=0
 MOTO_PID=
 
@@ -97,45 +100,78 @@ stop_moto() {
 on_exit() {
   local status=$?
   stop_moto
+  if [ -n "$PY_TOOLS_PID" ]; then kill "$PY_TOOLS_PID" 2>/dev/null || true; fi
   printf '\n%-16s %-6s %9s\n' stage result seconds
   local i
   for i in "${!STAGES[@]}"; do
     printf '%-16s %-6s %9s\n' "${STAGES[i]}" "${RESULTS[i]}" "${TIMES[i]}"
   done
+  local us=$(($(now_us) - RUN_START))
+  printf '%-16s %-6s %9s\n' total '' "$((us / 1000000))"
   printf 'logs: %s\n' "$LOGS"
   printf 'disk: %s free, target/ %s\n' "$(df -h --output=avail "$LOGS" 2>/dev/null | tail -n 1 | tr -d ' ')" \
     "$(du -sh "${CARGO_TARGET_DIR:-$REPO/target}" 2>/dev/null | cut -f1)"
   exit "$status"
 }
+RUN_START=$(now_us)
 trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- stages -------------------------------------------------------------------
 
-setup_tools() {
-  if ! "$VENV/bin/python" -c '' 2>/dev/null; then
-    rm -rf "$VENV"
-    "${PYTHON:-python3}" -m venv "$VENV"
-  fi
-  local stamp=$VENV/.requirements-tools.sha256 want
-  want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    echo "tools already installed as pinned in $REQUIREMENTS"
-  else
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q -r "$REQUIREMENTS"
-    echo "$want" >"$stamp"
-  fi
+# The Python tools (moto, cargo-lambda, zig, SAM CLI, cfn-lint) install in the background
+# while fmt, the module graph and clippy run: a download and unpack against a compile.
+start_python_tools() {
+  rm -f "$LOGS/python-tools.rc"
+  (
+    set +e
+    (
+      set -e
+      if ! "$VENV/bin/python" -c '' 2>/dev/null; then
+        rm -rf "$VENV"
+        "${PYTHON:-python3}" -m venv "$VENV"
+      fi
+      stamp=$VENV/.requirements-tools.sha256
+      want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+      if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        echo "tools already installed as pinned in $REQUIREMENTS"
+      else
+        "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q -r "$REQUIREMENTS"
+        echo "$want" >"$stamp"
+      fi
+    )
+    echo $? >"$LOGS/python-tools.rc"
+  ) >"$LOGS/python-tools-install.log" 2>&1 &
+  PY_TOOLS_PID=$!
+  echo "installing the Python tools in the background (pid $PY_TOOLS_PID, log $LOGS/python-tools-install.log)"
+}
+
+# Runs in run_stage's subshell, which cannot `wait` for the main shell's job: the job
+# writes its exit status to a file when it ends.
+finish_python_tools() {
+  local rc
+  while [ ! -s "$LOGS/python-tools.rc" ]; do
+    if ! kill -0 "$PY_TOOLS_PID" 2>/dev/null; then
+      sleep 0.5 # the status file is written just before the job ends
+      [ -s "$LOGS/python-tools.rc" ] || { echo "the Python tools install ended without a status"; return 1; }
+    fi
+    sleep 0.5
+  done
+  rc=$(cat "$LOGS/python-tools.rc")
+  cat "$LOGS/python-tools-install.log"
+  test "$rc" -eq 0 || { echo "installing the Python tools failed (exit $rc)"; return 1; }
   "$VENV/bin/python" -m pip freeze --disable-pip-version-check |
     grep -iE '^(moto|cargo-lambda|ziglang|aws-sam-cli|cfn-lint)=='
-
   # cargo-lambda looks for zig on PATH only.
   local zig
   zig=$("$VENV/bin/python" -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
   mkdir -p "$TOOLS/bin"
   ln -sfn "$zig" "$TOOLS/bin/zig"
   echo "zig $(zig version)"
+}
 
+setup_rust_tools() {
   rustup target add aarch64-unknown-linux-gnu
   rustup component add rustfmt clippy
   cargo --version
@@ -191,27 +227,43 @@ LAMBDA_BUILT=$LOGS/lambda-build.sha256
 
 lambda_build() {
   rm -f "$LAMBDA_BUILT"
-  local functions line fn bin codeuri target_dir bin_path machine size
+  local functions line fn bin codeuri target_dir bin_path machine size bins=() codeuris=()
   functions=$("$VENV/bin/python" infra/scripts/check_template.py --cargo-lambda-functions template.yaml)
   test -n "$functions" || { echo "template.yaml has no rust-cargolambda function"; return 1; }
   mapfile -t functions <<<"$functions"
+  for line in "${functions[@]}"; do
+    read -r fn bin codeuri <<<"$line"
+    bins+=(--bin "$bin")
+    codeuris+=("$codeuri")
+  done
+  # SAM runs `cargo lambda build --release --arm64 --bin <Binary>` once per function in
+  # its CodeUri; with one CodeUri for all (the workspace root) the features resolve the
+  # same way for each, so one build of every binary is the same build (sam-build checks
+  # that it compiles nothing) and lets the three final LTO links run side by side.
+  codeuri=${codeuris[0]}
+  for line in "${codeuris[@]}"; do
+    test "$line" = "$codeuri" || { echo "functions with different CodeUri ($codeuri, $line): build each on its own"; return 1; }
+  done
+  target_dir=${CARGO_TARGET_DIR:-}
+  if [ -z "$target_dir" ]; then
+    target_dir=$(cd "$codeuri" && cargo metadata --no-deps --format-version 1 |
+      "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  fi
+  echo "--- cargo lambda build --release --arm64 ${bins[*]} (in $codeuri)"
+  for line in "${functions[@]}"; do
+    read -r fn bin codeuri <<<"$line"
+    rm -f "$target_dir/lambda/$bin/bootstrap"
+  done
+  (cd "$codeuri" && CARGO_TARGET_DIR=$target_dir cargo lambda build --release --arm64 "${bins[@]}")
   : >"$LAMBDA_BUILT.tmp"
   for line in "${functions[@]}"; do
     read -r fn bin codeuri <<<"$line"
-    echo "--- $fn: cargo lambda build --release --arm64 --bin $bin (in $codeuri)"
-    target_dir=${CARGO_TARGET_DIR:-}
-    if [ -z "$target_dir" ]; then
-      target_dir=$(cd "$codeuri" && cargo metadata --no-deps --format-version 1 |
-        "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-    fi
     bin_path=$target_dir/lambda/$bin/bootstrap
-    rm -f "$bin_path"
-    (cd "$codeuri" && CARGO_TARGET_DIR=$target_dir cargo lambda build --release --arm64 --bin "$bin")
     test -f "$bin_path" || { echo "$bin_path was not produced"; return 1; }
     machine=$(od -An -tu1 -j18 -N1 "$bin_path" | tr -d ' ')
     test "$machine" = 183 || { echo "$bin_path is not an aarch64 ELF (e_machine $machine)"; return 1; }
     size=$(stat -c %s "$bin_path")
-    echo "$bin_path: $size bytes ($((size / 1024)) KiB), aarch64"
+    echo "$fn: $bin_path: $size bytes ($((size / 1024)) KiB), aarch64"
     printf '%s %s %s\n' "$(sha256sum "$bin_path" | cut -d' ' -f1)" "$fn" "$target_dir" >>"$LAMBDA_BUILT.tmp"
   done
   mv "$LAMBDA_BUILT.tmp" "$LAMBDA_BUILT" # its time stamp: when the last build finished
@@ -252,14 +304,22 @@ sam_build() {
 
 # --- run ------------------------------------------------------------------------
 
-run_stage tools setup_tools
+start_python_tools
+run_stage rust-tools setup_rust_tools
 if [ "$LAST_RC" -ne 0 ]; then
-  echo "tools could not be set up; nothing else can run" >&2
+  echo "the Rust toolchain could not be set up; nothing else can run" >&2
   exit 1
 fi
 
 run_stage fmt cargo fmt --all -- --check
+# The core's module graph: no import cycle (infra/scripts/module_graph.py --edges shows it).
+run_stage structure python3 infra/scripts/module_graph.py
 run_stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
+run_stage python-tools finish_python_tools
+if [ "$LAST_RC" -ne 0 ]; then
+  echo "the Python tools could not be set up; nothing else can run" >&2
+  exit 1
+fi
 
 echo
 echo "fixtures: ${RELAY_FIXTURES_DIR:-default (../shared/fixtures from the repo root)}"

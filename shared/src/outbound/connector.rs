@@ -26,6 +26,7 @@
 
 use crate::outbound::connections::ConnectionKind;
 use crate::rules::model::Method;
+#[cfg(feature = "http")]
 use crate::secrets::store::SecretError;
 use crate::support::error::{Class, Classified};
 use async_trait::async_trait;
@@ -170,6 +171,7 @@ impl CallError {
 }
 
 /// A streamed download, opened against a connection.
+#[cfg(feature = "http")]
 pub struct Download {
     pub response: reqwest::Response,
     /// `Content-Length`, when the server sent it (already checked against the cap).
@@ -250,6 +252,7 @@ pub trait Connector: Send + Sync {
     /// Opens a download of `url` with this connection's credentials. `url`
     /// must lie under the base URL (else `attachment_url_not_allowed`); a
     /// body over `max_bytes` is `attachment_too_large`.
+    #[cfg(feature = "http")]
     async fn download(
         &self,
         url: &str,
@@ -260,6 +263,7 @@ pub trait Connector: Send + Sync {
 
 /// A transport error in words for logs and reasons: what failed and where
 /// (scheme, host and path only).
+#[cfg(feature = "http")]
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
@@ -286,6 +290,7 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
 
 /// A secret that could not be read, as a call error: retryable while the
 /// store is unavailable or busy, permanent otherwise.
+#[cfg(feature = "http")]
 pub(crate) fn secret_error(e: SecretError) -> CallError {
     CallError::from_classified(&e)
 }

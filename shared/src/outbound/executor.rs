@@ -17,16 +17,19 @@
 //! made, so an event is never half applied because of its own mapping.
 
 use super::fill::{fill, lookup_var, step_once, substitute, StepResult};
+#[cfg(feature = "http")]
 use crate::config::Config;
 use crate::links::backend::LinkError;
 use crate::links::store::{Links, Pair, Scope};
 use crate::outbound::connector::{Budget, Call, CallError, Connector};
+#[cfg(feature = "http")]
 use crate::outbound::rest::{ConnectorSettings, RestConnector};
 use crate::rules::model::Action;
 use crate::rules::path::{as_text, Path};
 use crate::rules::plan::{
     Decision, Method, OnEmpty, PairBack, Plan, RulePlan, RuleStatus, RunIf, Step,
 };
+#[cfg(feature = "http")]
 use crate::secrets::store::SecretStore;
 use serde::Serialize;
 use serde_json::Value;
@@ -41,6 +44,7 @@ pub struct Connectors {
 }
 
 impl Connectors {
+    #[cfg(feature = "http")]
     /// One [`RestConnector`] per configured connection, sharing `client`.
     pub fn from_config(
         config: &Config,

@@ -3,14 +3,18 @@
 //! client credentials, OAuth 2.0 3LO), rate limits, and the executor that runs
 //! a plan's steps against them.
 
+#[cfg(feature = "http")]
 pub mod auth;
 pub mod connections;
 pub mod connector;
 pub mod executor;
 pub mod fill;
 pub mod limits;
+#[cfg(feature = "http")]
 pub mod oauth3lo;
+#[cfg(feature = "http")]
 pub mod rest;
 
 pub use connector::*;
+#[cfg(feature = "http")]
 pub use rest::{ConnectorSettings, RestConnector};
