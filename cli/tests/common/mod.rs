@@ -27,6 +27,8 @@ pub fn chmod(path: &Path, mode: u32) {
 pub struct Serve {
     pub child: Child,
     pub base: String,
+    /// Where stdout and stderr go when kept ([`Serve::spawn_logged`]).
+    logs: Option<(PathBuf, PathBuf)>,
 }
 
 impl Serve {
@@ -41,24 +43,52 @@ impl Serve {
     /// `relay serve` on `dir/relay.yaml` + `dir/secrets.yaml`, queue in
     /// `dir/data`, with extra arguments; output discarded.
     pub fn spawn_with(dir: &Path, port: u16, extra: &[&str]) -> Self {
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
+        Self::start(dir, port, extra, None)
+    }
+
+    /// As [`Serve::spawn_with`], logging at `rust_log` into `dir/stdout.log`
+    /// and `dir/stderr.log` ([`Serve::stop`] returns both).
+    pub fn spawn_logged(dir: &Path, port: u16, extra: &[&str], rust_log: &str) -> Self {
+        Self::start(dir, port, extra, Some(rust_log))
+    }
+
+    fn start(dir: &Path, port: u16, extra: &[&str], rust_log: Option<&str>) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"])
             .arg(dir.join("relay.yaml"))
             .args(["--secrets"])
             .arg(dir.join("secrets.yaml"))
             .args(["--data-dir"])
             .arg(dir.join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .args(extra);
+        let logs = match rust_log {
+            Some(level) => {
+                let (out, err) = (dir.join("stdout.log"), dir.join("stderr.log"));
+                cmd.env("RUST_LOG", level)
+                    .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+                    .stderr(Stdio::from(std::fs::File::create(&err).unwrap()));
+                Some((out, err))
+            }
+            None => {
+                cmd.env_remove("RUST_LOG")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                None
+            }
+        };
         Self {
-            child,
+            child: cmd.spawn().unwrap(),
             base: format!("http://127.0.0.1:{port}"),
+            logs,
         }
+    }
+
+    fn stderr_text(&self) -> String {
+        self.logs
+            .as_ref()
+            .map(|(_, err)| std::fs::read_to_string(err).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     pub async fn ready(&mut self) {
@@ -71,7 +101,7 @@ impl Serve {
                 }
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("relay serve exited early: {status}");
+                panic!("relay serve exited early: {status}\n{}", self.stderr_text());
             }
             assert!(
                 start.elapsed() < Duration::from_secs(20),
@@ -88,6 +118,20 @@ impl Serve {
             .unwrap()
             .success();
         assert!(ok, "kill {sig}");
+    }
+
+    /// SIGTERM, the exit awaited (30 s), and the kept stdout and stderr.
+    pub async fn stop(&mut self) -> String {
+        self.signal("-TERM");
+        self.wait_exit(Duration::from_secs(30)).await;
+        match &self.logs {
+            Some((out, err)) => format!(
+                "{}\n{}",
+                std::fs::read_to_string(out).unwrap(),
+                std::fs::read_to_string(err).unwrap()
+            ),
+            None => String::new(),
+        }
     }
 
     pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {

@@ -7,13 +7,13 @@
 //! stderr, in an intake error body, or in the `relay dlq` output. The scan
 //! proves it can fail: the secrets file itself is found dirty.
 
-use crate::common::{free_port, repo, BIN};
+use crate::common::{free_port, repo, Serve, BIN};
 use sandbox::canary::{new_base, Scanner};
 use sandbox::faults::{Fault, Match};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_USER};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn write_secrets(path: &Path, text: &str, mode: u32) {
@@ -26,86 +26,6 @@ fn secrets(c: &str, sn_password: &str) -> String {
     format!(
         "secrets:\n  relay/webhook:\n    token: {c}-webhook-token\n    hmac: {c}-hmac-key\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {sn_password}\n  relay/jira:\n    email: relay@example.com\n    api_token: {c}-jira-api-token\n"
     )
-}
-
-/// `relay serve` with stdout and stderr into files.
-struct Serve {
-    child: Child,
-    base: String,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Serve {
-    fn spawn(dir: &Path, port: u16) -> Self {
-        let (out, err) = (dir.join("stdout.log"), dir.join("stderr.log"));
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(dir.join("relay.yaml"))
-            .arg("--secrets")
-            .arg(dir.join("secrets.yaml"))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--workers", "1", "--max-receives", "2"])
-            .env("RUST_LOG", "trace")
-            .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-            .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            out,
-            err,
-        }
-    }
-
-    async fn ready(&mut self) {
-        let client = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "relay serve exited early: {status}\n{}",
-                    std::fs::read_to_string(&self.err).unwrap_or_default()
-                );
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "not up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(&mut self) -> String {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let start = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(start.elapsed() < Duration::from_secs(30), "did not exit");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        format!(
-            "{}\n{}",
-            std::fs::read_to_string(&self.out).unwrap(),
-            std::fs::read_to_string(&self.err).unwrap()
-        )
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn relay(args: &[&str]) -> String {
@@ -171,7 +91,12 @@ async fn relay_serve_never_prints_a_secret() {
         Some("plain")
     );
 
-    let mut serve = Serve::spawn(dir.path(), free_port());
+    let mut serve = Serve::spawn_logged(
+        dir.path(),
+        free_port(),
+        &["--workers", "1", "--max-receives", "2"],
+        "trace",
+    );
     serve.ready().await;
     let client = reqwest::Client::new();
     let mut bodies = Vec::new();
