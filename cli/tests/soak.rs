@@ -39,7 +39,7 @@ use common::{chmod, drained, free_port, relay, repo, Serve};
 use sandbox::faults::Rates;
 use sandbox::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
-use sandbox::soak::{check, rates, scenario_with, Sender, SoakOptions};
+use sandbox::soak::{bodies, check, rates, scenario_with, Sender, SoakOptions};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -154,11 +154,7 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     let plan = scenario_with(issues, webhooks, 0x50a4, &jira, &options);
     let (expected, injected_order) = (plan.expected, plan.injected);
     let late = plan.late;
-    let bodies: Vec<Vec<(String, Value)>> = plan
-        .issues
-        .into_iter()
-        .map(|d| d.into_iter().map(|d| (d.id, d.body)).collect())
-        .collect();
+    let bodies = bodies(plan.issues);
     let rates = rates();
     sn.faults().set_rates(
         Rates {

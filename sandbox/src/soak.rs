@@ -313,6 +313,14 @@ pub struct Scenario {
     pub injected: Injected,
 }
 
+/// Per issue, each delivery's identifier and body, in posting order.
+pub fn bodies(issues: Vec<Vec<Delivery>>) -> Vec<Vec<(String, Value)>> {
+    issues
+        .into_iter()
+        .map(|d| d.into_iter().map(|d| (d.id, d.body)).collect())
+        .collect()
+}
+
 /// [`scenario`] as deliveries, with the re-orderings and late retries of
 /// `options`. Deterministic for the seeds.
 pub fn scenario_with(

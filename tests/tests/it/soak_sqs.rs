@@ -44,7 +44,7 @@ use relay_tests::{
     aws_endpoint, create_fifo_queue, event_source, jira_webhook, sdk_config, status_of, unique,
 };
 use sandbox::faults::Rates;
-use sandbox::soak::{check, rates, scenario_with, Sender, SoakOptions};
+use sandbox::soak::{bodies, check, rates, scenario_with, Sender, SoakOptions};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::intake::router::{app, IngressState};
@@ -325,11 +325,7 @@ async fn soak_through_sqs_and_the_worker_handler() {
     };
     let plan = scenario_with(issues, webhooks, 0x5a5, &jira, &options);
     let (expected, injected_order, late) = (plan.expected, plan.injected, plan.late);
-    let bodies: Vec<Vec<(String, Value)>> = plan
-        .issues
-        .into_iter()
-        .map(|d| d.into_iter().map(|d| (d.id, d.body)).collect())
-        .collect();
+    let bodies = bodies(plan.issues);
     let rates = rates();
     sn.faults().set_rates(
         Rates {
