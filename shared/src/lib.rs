@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod intake;
+pub mod journal;
 pub mod links;
 pub mod outbound;
 pub mod queue;

@@ -25,6 +25,7 @@
 
 use crate::config::Config;
 use crate::intake::envelope::Envelope;
+use crate::journal::{calls, Delivery, JournalSink, NoJournal};
 use crate::outbound::connector::Budget;
 use crate::outbound::executor::{execute, Connectors, Exec, Outcome};
 use crate::queue::port::{InMessage, Inbox};
@@ -65,6 +66,8 @@ pub struct Worker {
     connectors: Connectors,
     settings: BatchSettings,
     links: crate::links::store::Links,
+    /// Where each attempt is recorded (`relay serve`'s delivery journal).
+    journal: Arc<dyn JournalSink>,
     /// When the park's upkeep last ran (see [`Worker::maybe_replay_parked`]).
     park_pass: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
@@ -88,6 +91,26 @@ struct Meta {
     origin: &'static str,
     /// The change id (deduplication id) the event stands for.
     change: String,
+    event_type: String,
+    received_at: String,
+}
+
+impl Meta {
+    fn of(env: &Envelope, change: &str) -> Self {
+        Meta {
+            endpoint: env.endpoint.clone(),
+            event: env.event.clone(),
+            delivery_id: env.delivery_id.clone(),
+            source_key: env.source_key.clone().unwrap_or_default(),
+            origin: match env.origin {
+                crate::intake::envelope::Origin::Webhook => "webhook",
+                crate::intake::envelope::Origin::Reconcile => "reconcile",
+            },
+            change: change.to_owned(),
+            event_type: env.event_type.clone().unwrap_or_default(),
+            received_at: env.received_at.to_string(),
+        }
+    }
 }
 
 impl Worker {
@@ -97,6 +120,7 @@ impl Worker {
             connectors,
             settings,
             links: crate::links::Links::memory(),
+            journal: Arc::new(NoJournal),
             park_pass: std::sync::Mutex::new(None),
         }
     }
@@ -104,6 +128,12 @@ impl Worker {
     /// The link store to use (default: in memory, kept by this process only).
     pub fn with_links(mut self, links: crate::links::store::Links) -> Self {
         self.links = links;
+        self
+    }
+
+    /// Records every attempt in `journal` too (default: the log line only).
+    pub fn with_journal(mut self, journal: Arc<dyn JournalSink>) -> Self {
+        self.journal = journal;
         self
     }
 
@@ -132,17 +162,7 @@ impl Worker {
             .change_id
             .clone()
             .unwrap_or_else(|| env.delivery_id.clone());
-        let meta = Meta {
-            endpoint: env.endpoint.clone(),
-            event: env.event.clone(),
-            delivery_id: env.delivery_id.clone(),
-            source_key: env.source_key.clone().unwrap_or_default(),
-            origin: match env.origin {
-                crate::intake::envelope::Origin::Webhook => "webhook",
-                crate::intake::envelope::Origin::Reconcile => "reconcile",
-            },
-            change: change.clone(),
-        };
+        let meta = Meta::of(&env, &change);
         // Past any queue's deduplication window (SQS FIFO: 5 min), a Jira
         // retry of the same change is still recognised here.
         match self.links.seen(&change).await {
@@ -298,7 +318,8 @@ impl Worker {
     ) -> bool {
         let started = tokio::time::Instant::now();
         let msg = parked_message(&p);
-        let (outcome, meta) = self.process_inner(&p.body, budget, true).await;
+        let ((outcome, meta), calls) =
+            calls::capture(self.process_inner(&p.body, budget, true)).await;
         let done = match &outcome {
             Outcome::Retry { .. } => false,
             // Waits for another record now: parked under that one.
@@ -311,7 +332,8 @@ impl Worker {
                 tracing::warn!(error = %e, "could not unpark a replayed event");
             }
         }
-        log_delivery(&msg, &meta, &outcome, None, started, "replayed");
+        let d = log_delivery(&msg, &meta, &outcome, None, started, "replayed");
+        self.journal.record(Delivery { calls, ..d });
         done
     }
 
@@ -343,7 +365,19 @@ impl Worker {
                 if inbox.dead_letter(&msg, &reason).await.is_ok() {
                     let _ = self.links.unpark(&p).await;
                     dead += 1;
-                    tracing::warn!(target: "relay::delivery", message_id = %msg.id, outcome = "dead", reason = %reason, dead_lettered = true, "parked event expired");
+                    let meta = Envelope::decode(&p.body)
+                        .map(|e| Meta::of(&e, &p.change))
+                        .unwrap_or_default();
+                    let outcome = Outcome::Dead { reason };
+                    let d = log_delivery(
+                        &msg,
+                        &meta,
+                        &outcome,
+                        Some((true, "")),
+                        tokio::time::Instant::now(),
+                        "parked event expired",
+                    );
+                    self.journal.record(d);
                 }
                 continue;
             }
@@ -443,7 +477,8 @@ impl Worker {
     /// One message: process, then act on the outcome. Returns (handled, label).
     async fn handle(&self, inbox: &dyn Inbox, m: &InMessage, budget: &Budget) -> (bool, String) {
         let started = tokio::time::Instant::now();
-        let (outcome, meta) = self.process_inner(&m.body, budget, false).await;
+        let ((outcome, meta), calls) =
+            calls::capture(self.process_inner(&m.body, budget, false)).await;
         let last_receive = self
             .settings
             .max_receive_count
@@ -490,7 +525,7 @@ impl Worker {
             dead_reason.is_some() && dlq_error.is_none(),
             started.elapsed(),
         );
-        log_delivery(
+        let d = log_delivery(
             m,
             &meta,
             &outcome,
@@ -501,6 +536,7 @@ impl Worker {
             started,
             "processed",
         );
+        self.journal.record(Delivery { calls, ..d });
         if let Outcome::Applied { applied, .. } = &outcome {
             let scopes: Vec<crate::links::store::Scope> = applied
                 .iter()
@@ -533,7 +569,8 @@ fn parked_message(p: &crate::links::store::Parked) -> InMessage {
     }
 }
 
-/// The `relay::delivery` log line of one message (the message feed).
+/// The `relay::delivery` log line of one message (the message feed), and
+/// the same fields as a journal row (without its calls).
 /// `dead`: (dead-lettered, the DLQ's error if it refused).
 fn log_delivery(
     m: &InMessage,
@@ -542,7 +579,7 @@ fn log_delivery(
     dead: Option<(bool, &str)>,
     started: tokio::time::Instant,
     what: &'static str,
-) {
+) -> Delivery {
     let (applied, targets): (Vec<_>, Vec<_>) = match outcome {
         Outcome::Applied { applied, .. } => applied
             .iter()
@@ -584,6 +621,28 @@ fn log_delivery(
         duration_ms = started.elapsed().as_millis() as u64,
         "{what}"
     );
+    Delivery {
+        id: 0,
+        at_ms: jiff::Timestamp::now().as_millisecond(),
+        received_at: meta.received_at.clone(),
+        message_id: m.id.clone(),
+        endpoint: meta.endpoint.clone(),
+        event: meta.event.clone(),
+        event_type: meta.event_type.clone(),
+        delivery_id: meta.delivery_id.clone(),
+        change_id: meta.change.clone(),
+        source_key: meta.source_key.clone(),
+        origin: meta.origin.to_owned(),
+        receive_count: m.receive_count,
+        outcome: outcome.label().to_owned(),
+        reason,
+        rules: applied,
+        targets: targets.into_iter().filter(|t| !t.is_empty()).collect(),
+        calls: Vec::new(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        dead_lettered: dead_lettered && dlq_error.is_empty(),
+        what: what.to_owned(),
+    }
 }
 
 /// EMF counts for one handled message (see [`crate::support::metrics`]).

@@ -350,6 +350,42 @@ impl RestConnector {
         ))
     }
 
+    /// Notes one attempt into the delivery journal (method, path, status,
+    /// duration; a download's query string, which may carry a signature, is left out).
+    fn note_call(
+        &self,
+        out: &Outbound<'_>,
+        answer: &Result<reqwest::Response, reqwest::Error>,
+        sent: Instant,
+    ) {
+        let (method, mut path) = match out {
+            Outbound::Call(c) => (format!("{:?}", c.method).to_uppercase(), c.path.clone()),
+            Outbound::Download(u) => ("GET".to_owned(), u.path().to_owned()),
+        };
+        if path.len() > 300 {
+            let mut cut = 300;
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            path.truncate(cut);
+            path.push('…');
+        }
+        crate::journal::calls::note(crate::journal::CallMade {
+            connection: self.conn.name.clone(),
+            method,
+            path,
+            status: answer.as_ref().ok().map(|r| r.status().as_u16()),
+            duration_ms: sent.elapsed().as_millis() as u64,
+            error: answer.as_ref().err().map(|e| {
+                if e.is_timeout() {
+                    "timeout".to_owned()
+                } else {
+                    format!("unreachable: {}", describe(e))
+                }
+            }),
+        });
+    }
+
     /// Sends with auth refresh on 401, retries of 429/5xx/transport errors
     /// within the budget. Returns the final response (2xx or a 4xx).
     async fn exchange(
@@ -380,7 +416,10 @@ impl RestConnector {
             fresh = false;
             let (req, overflow) = self.build(&out, auth, timeout, budget).await?;
             attempt += 1;
-            let (reason, asked) = match req.send().await {
+            let sent = Instant::now();
+            let answer = req.send().await;
+            self.note_call(&out, &answer, sent);
+            let (reason, asked) = match answer {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if status == 401 && !refreshed {

@@ -22,10 +22,18 @@
 //! | `ReconcileScanned`, `ReconcileDrift`, `ReconcileEnqueued` | Count | `Endpoint` | reconciler, per sweep |
 //! | `ReconcileFailed` | Count | `Endpoint` | reconciler, a sweep that stopped before the end |
 //!
-//! The process installs a sink once ([`install`]); until then (tests,
-//! `relay serve`) nothing is emitted. Lambda hosts install [`Sink::Stdout`]
-//! with the namespace from `RELAY_METRICS_NAMESPACE` and the stage from
-//! `RELAY_STAGE`.
+//! Plus `Parked`, `Duplicate` (worker) and `OAuthConsentRequired` (connector):
+//! [`METRICS`] is the one list of names, units and dimensions — the EMF lines
+//! are checked against it, and `relay serve`'s `GET /metrics` (Prometheus)
+//! registers exactly it ([`prometheus_name`]: `Applied` [`Connection`,
+//! `Action`] → `relay_applied_total{stage,connection,action}`, latencies as
+//! `relay_…_latency_seconds` histograms). [`GAUGES`] are what only `relay
+//! serve` reports (its queue); on AWS, SQS's own metrics say the same.
+//!
+//! The process installs a sink once ([`install`]); until then (tests) nothing
+//! is emitted. Lambda hosts install [`Sink::Stdout`] with the namespace from
+//! `RELAY_METRICS_NAMESPACE` and the stage from `RELAY_STAGE`; `relay serve`
+//! installs a Prometheus registry.
 
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -37,6 +45,202 @@ pub enum Sink {
     Stdout,
     /// Kept in memory (tests).
     Memory(Arc<Mutex<Vec<String>>>),
+    /// Counted by a registry (`relay serve`'s Prometheus `GET /metrics`).
+    Recorder(Arc<dyn Recorder>),
+}
+
+/// Something that counts the metrics itself (instead of EMF lines).
+pub trait Recorder: Send + Sync {
+    /// One value of a metric of [`METRICS`]: a count, or a latency in ms.
+    fn record(&self, stage: &str, name: &str, dims: &[(&str, &str)], value: f64);
+}
+
+/// One metric: its EMF name, unit and extra dimensions (beside `Stage`).
+#[derive(Clone, Copy, Debug)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub unit: Unit,
+    pub dims: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    unit: Unit,
+    dims: &'static [&'static str],
+    help: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        unit,
+        dims,
+        help,
+    }
+}
+
+/// Every metric the relay emits (EMF on Lambda, Prometheus in `relay serve`).
+pub const METRICS: &[MetricDef] = &[
+    def("Received", Unit::Count, &[], "Webhook POSTs received."),
+    def(
+        "Rejected",
+        Unit::Count,
+        &["Reason"],
+        "Webhooks refused, by reason.",
+    ),
+    def(
+        "AuthRejected",
+        Unit::Count,
+        &[],
+        "Webhooks refused for credentials or an unknown endpoint (401/404).",
+    ),
+    def(
+        "Enqueued",
+        Unit::Count,
+        &[],
+        "Webhooks accepted into the queue (202).",
+    ),
+    def(
+        "Filtered",
+        Unit::Count,
+        &[],
+        "Events the whitelist or a condition filtered out.",
+    ),
+    def("NoRule", Unit::Count, &[], "Events no rule matched."),
+    def(
+        "Skipped",
+        Unit::Count,
+        &[],
+        "Events whose every matching rule was skipped.",
+    ),
+    def(
+        "Applied",
+        Unit::Count,
+        &["Connection", "Action"],
+        "Rules applied, by connection and action.",
+    ),
+    def(
+        "Retried",
+        Unit::Count,
+        &[],
+        "Messages handed back to the queue for a retry.",
+    ),
+    def(
+        "DeadLettered",
+        Unit::Count,
+        &[],
+        "Messages moved to the dead-letter queue.",
+    ),
+    def(
+        "Parked",
+        Unit::Count,
+        &[],
+        "Events parked until their record exists.",
+    ),
+    def(
+        "Duplicate",
+        Unit::Count,
+        &[],
+        "Changes handled already (a late retry).",
+    ),
+    def(
+        "HandlerLatency",
+        Unit::Milliseconds,
+        &["Function"],
+        "Time to handle one webhook (ingress) or message (worker).",
+    ),
+    def(
+        "ConnectorLatency",
+        Unit::Milliseconds,
+        &["Connection"],
+        "Time of one outbound call, by connection.",
+    ),
+    def(
+        "ReconcileScanned",
+        Unit::Count,
+        &["Endpoint"],
+        "Issues compared by reconciliation sweeps.",
+    ),
+    def(
+        "ReconcileDrift",
+        Unit::Count,
+        &["Endpoint"],
+        "Differences found by reconciliation sweeps.",
+    ),
+    def(
+        "ReconcileEnqueued",
+        Unit::Count,
+        &["Endpoint"],
+        "Events queued by reconciliation sweeps.",
+    ),
+    def(
+        "ReconcileFailed",
+        Unit::Count,
+        &["Endpoint"],
+        "Reconciliation sweeps that stopped before the end.",
+    ),
+    def(
+        "OAuthConsentRequired",
+        Unit::Count,
+        &[],
+        "Calls refused because an OAuth consent must be given again.",
+    ),
+    def(
+        "JournalDropped",
+        Unit::Count,
+        &[],
+        "Delivery journal rows dropped (journal behind or unwritable; `relay serve`).",
+    ),
+];
+
+/// What only `relay serve` reports, read from its queue at each scrape.
+pub const GAUGES: &[MetricDef] = &[
+    def(
+        "QueueDepth",
+        Unit::Count,
+        &[],
+        "Messages waiting in the queue (visible and delayed).",
+    ),
+    def(
+        "QueueInFlight",
+        Unit::Count,
+        &[],
+        "Messages being handled now.",
+    ),
+    def(
+        "QueueOldestAge",
+        Unit::Seconds,
+        &[],
+        "Age of the oldest queued message.",
+    ),
+    def(
+        "DeadLetters",
+        Unit::Count,
+        &[],
+        "Messages in the dead-letter table.",
+    ),
+];
+
+/// The Prometheus name of a metric: `relay_` + snake case, `_seconds` for
+/// latencies and ages (the registry adds `_total` to counters).
+pub fn prometheus_name(d: &MetricDef) -> String {
+    let mut out = String::from("relay_");
+    let mut prev_lower = false;
+    for ch in d.name.chars() {
+        if ch.is_ascii_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = ch.is_ascii_lowercase();
+        out.push(ch.to_ascii_lowercase());
+    }
+    match d.unit {
+        Unit::Milliseconds | Unit::Seconds => out + "_seconds",
+        Unit::Count => out,
+    }
+}
+
+/// The definition of `name` (from [`METRICS`] or [`GAUGES`]).
+pub fn find(name: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().chain(GAUGES).find(|d| d.name == name)
 }
 
 struct Emitter {
@@ -77,6 +281,7 @@ pub fn install_from_env() {
 pub enum Unit {
     Count,
     Milliseconds,
+    Seconds,
 }
 
 impl Unit {
@@ -84,6 +289,7 @@ impl Unit {
         match self {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
+            Unit::Seconds => "Seconds",
         }
     }
 }
@@ -126,7 +332,21 @@ pub fn emf_line(
 }
 
 fn emit(dims: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) {
+    for (name, unit, _) in metrics {
+        debug_assert!(
+            find(name).is_some_and(|d| d.unit == *unit
+                && d.dims.len() == dims.len()
+                && d.dims.iter().zip(dims).all(|(a, (b, _))| a == b)),
+            "metric {name} {dims:?} is not in METRICS as emitted"
+        );
+    }
     let Some(e) = EMITTER.get() else { return };
+    if let Sink::Recorder(r) = &e.sink {
+        for (name, _, value) in metrics {
+            r.record(&e.stage, name, dims, *value);
+        }
+        return;
+    }
     let line = emf_line(
         &e.namespace,
         &e.stage,
@@ -142,6 +362,7 @@ fn emit(dims: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) {
             let _ = out.write_all(b"\n");
         }
         Sink::Memory(m) => m.lock().unwrap_or_else(|p| p.into_inner()).push(line),
+        Sink::Recorder(_) => {}
     }
 }
 
@@ -210,6 +431,20 @@ mod tests {
             "Milliseconds"
         );
         assert_eq!(v["HandlerLatency"], 2.5);
+    }
+
+    #[test]
+    fn prometheus_names() {
+        let n = |name: &str| prometheus_name(find(name).unwrap());
+        assert_eq!(n("Applied"), "relay_applied");
+        assert_eq!(n("HandlerLatency"), "relay_handler_latency_seconds");
+        assert_eq!(n("OAuthConsentRequired"), "relay_oauth_consent_required");
+        assert_eq!(n("QueueOldestAge"), "relay_queue_oldest_age_seconds");
+        let mut names: Vec<String> = METRICS.iter().chain(GAUGES).map(prometheus_name).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "two metrics share a Prometheus name");
     }
 
     #[test]

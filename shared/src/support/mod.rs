@@ -6,6 +6,8 @@ pub mod aws;
 pub mod clock;
 pub mod error;
 pub mod metrics;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod random;
 pub mod telemetry;
 pub mod timefmt;
