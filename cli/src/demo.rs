@@ -45,6 +45,8 @@ pub struct DemoReport {
     pub comments: Vec<String>,
     pub attachments: Vec<(String, String, usize)>,
     pub accepted: usize,
+    /// The console's URL and the demo's admin password.
+    pub console: Option<(String, String)>,
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
@@ -60,6 +62,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 
 pub async fn run(
     listen: SocketAddr,
+    console: SocketAddr,
     data_dir: Option<PathBuf>,
     wait: bool,
 ) -> Result<DemoReport, String> {
@@ -76,8 +79,9 @@ pub async fn run(
     println!("  Jira Cloud sandbox  {}", jira.base_url());
 
     let token = shared::support::random::hex(24);
+    let console_password = shared::support::random::hex(12);
     let secrets = format!(
-        "# Throw-away secrets for this demo run only.\nsecrets:\n  relay/webhook:\n    token: {token}\n    hmac: {hmac}\n  relay/servicenow:\n    username: {user}\n    password: {pass}\n  relay/jira:\n    email: {email}\n    api_token: {api}\n",
+        "# Throw-away secrets for this demo run only.\nsecrets:\n  relay/console:\n    username: admin\n    password: {console_password}\n  relay/webhook:\n    token: {token}\n    hmac: {hmac}\n  relay/servicenow:\n    username: {user}\n    password: {pass}\n  relay/jira:\n    email: {email}\n    api_token: {api}\n",
         hmac = shared::support::random::hex(24),
         user = servicenow_server::DEFAULT_USER,
         pass = servicenow_server::DEFAULT_PASSWORD,
@@ -96,11 +100,13 @@ pub async fn run(
 
     let mut opts = ServeOptions::new(config_file.clone(), listen, dir.join("data"));
     opts.secrets = Some(secrets_file);
+    opts.console = Some(console);
     let running = match serve::start(&opts).await {
         Ok(r) => r,
         Err(e) if e.starts_with("cannot listen") => {
-            println!("  ({e}; using a free port instead)");
+            println!("  ({e}; using free ports instead)");
             opts.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            opts.console = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
             serve::start(&opts).await?
         }
         Err(e) => return Err(e),
@@ -210,6 +216,13 @@ pub async fn run(
         println!("  dead letter {}: {}", d.id, d.reason);
     }
 
+    if let Ok(a) = &running.console {
+        println!(
+            "\nOperator console: http://{a}/  user admin, password {console_password}  (demo credential; in {})",
+            dir.join("secrets.yaml").display()
+        );
+        report.console = Some((format!("http://{a}"), console_password.clone()));
+    }
     if wait {
         println!(
             "\nThe relay keeps running. Post your own payloads, e.g.:\n  curl -X POST \"{base}/webhooks/jira?token=$(cat {})\" \\\n       -H 'Content-Type: application/json' --data-binary @examples/demo/1-issue-created.json\nOperator view: relay queue stats --data-dir {}   ·   Ctrl-C to stop.",

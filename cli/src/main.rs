@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod console;
 mod demo;
 mod jira_admin;
 mod logs;

@@ -149,10 +149,58 @@ pub async fn run_once(
 /// `relay serve`'s sweeps: each endpoint on its own `every`, the first one
 /// shortly after start (catching up on what arrived while the relay was
 /// down), until `stop`.
+/// The last sweep of each endpoint (the console's queue page).
+#[derive(Clone, Default)]
+pub struct SweepBoard(Arc<std::sync::Mutex<std::collections::BTreeMap<String, SweepStatus>>>);
+
+#[derive(Clone, Debug, Default)]
+pub struct SweepStatus {
+    pub endpoint: String,
+    pub at_ms: i64,
+    pub scanned: u64,
+    pub drift: u64,
+    pub enqueued: u64,
+    /// Why it stopped early or did not run; empty when it swept the window.
+    pub problem: String,
+}
+
+impl SweepBoard {
+    pub fn list(&self) -> Vec<SweepStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn note(&self, r: &shared::reconcile::sweep::SweepResult) {
+        let mut st = SweepStatus {
+            endpoint: r.endpoint.clone(),
+            at_ms: jiff::Timestamp::now().as_millisecond(),
+            ..SweepStatus::default()
+        };
+        match &r.outcome {
+            Ok(rep) => {
+                st.scanned = rep.scanned;
+                st.drift = rep.drift.len() as u64;
+                st.enqueued = rep.enqueued;
+                st.problem = rep.stopped.clone().unwrap_or_default();
+            }
+            Err(e) => st.problem = e.to_string(),
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(r.endpoint.clone(), st);
+    }
+}
+
 pub async fn serve_loop(
     reconciler: Arc<Reconciler>,
     config: Arc<Config>,
     owner: String,
+    board: SweepBoard,
     mut stop: watch::Receiver<bool>,
 ) {
     let first = Duration::from_secs(5);
@@ -192,6 +240,7 @@ pub async fn serve_loop(
             let budget = Budget::from_now((*every).max(Duration::from_secs(60)));
             let results = reconciler.sweep_all(&opts, &budget).await;
             for r in &results {
+                board.note(r);
                 if let Ok(rep) = &r.outcome {
                     if !rep.drift.is_empty() || rep.stopped.is_some() {
                         tracing::warn!(target: "relay::delivery", endpoint = %r.endpoint, drift = rep.drift.len(), enqueued = rep.enqueued, "reconcile: {}", render_report(&r.endpoint, rep).trim_end());

@@ -13,9 +13,11 @@
 //! released back to the queue (and would come back after the visibility
 //! timeout even if the process died), then the process exits 0.
 
+use crate::console::auth::Credential;
 use axum::response::IntoResponse;
 use shared::config::{Config, SourceKind};
 use shared::intake::router::{app, IngressState};
+use shared::journal::sqlite::{JournalSettings, SqliteJournal};
 use shared::links::{sqlite::SqliteBackend, LinkSettings, Links};
 use shared::outbound::executor::Connectors;
 use shared::outbound::rest::http_client;
@@ -24,6 +26,8 @@ use shared::queue::poller::{BatchHandler, Poller};
 use shared::queue::{EmbeddedQueue, EmbeddedSettings, InMessage, Inbox};
 use shared::secrets::{CachedSecretStore, LocalSecretStore, SecretStore};
 use shared::support::clock::SystemClock;
+use shared::support::metrics::Sink;
+use shared::support::prometheus::Registry;
 use shared::worker::{BatchSettings, Worker};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +59,12 @@ pub struct ServeOptions {
     pub settle: Option<Duration>,
     /// How long the link store (`<data-dir>/links.sqlite`) keeps what.
     pub links: LinkSettings,
+    /// The delivery journal's retention and size bound (`<data-dir>/journal.sqlite`).
+    pub journal: JournalSettings,
+    /// Where the operator console listens (`None`: off).
+    pub console: Option<SocketAddr>,
+    /// The secret holding the console's admin credential (`password`, `username`).
+    pub console_secret: String,
 }
 
 impl ServeOptions {
@@ -70,6 +80,9 @@ impl ServeOptions {
             call_timeout: ConnectorSettings::default().call_timeout,
             settle: None,
             links: LinkSettings::default(),
+            journal: JournalSettings::default(),
+            console: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            console_secret: "relay/console".to_owned(),
         }
     }
 }
@@ -79,6 +92,9 @@ pub struct Running {
     pub addr: SocketAddr,
     pub queue: EmbeddedQueue,
     pub config: Arc<Config>,
+    /// The console's address, or why it is off.
+    pub console: Result<SocketAddr, String>,
+    console_server: Option<(tokio::task::JoinHandle<()>, Arc<Notify>)>,
     /// The reconciliation loop, when the config has `reconcile:` sections.
     sweeper: Option<tokio::task::JoinHandle<()>>,
     stop: watch::Sender<bool>,
@@ -87,6 +103,80 @@ pub struct Running {
     poller: Poller<EmbeddedQueue>,
     server: tokio::task::JoinHandle<()>,
     server_stop: Arc<Notify>,
+}
+
+/// What `/health` checks: the queue takes writes, every worker loop runs,
+/// the relay is not shutting down.
+pub struct Health {
+    queue: EmbeddedQueue,
+    workers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    draining: Arc<AtomicBool>,
+}
+
+impl Health {
+    /// (alive, started) worker loops.
+    pub fn workers(&self) -> (usize, usize) {
+        let w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        (w.iter().filter(|h| !h.is_finished()).count(), w.len())
+    }
+
+    pub async fn check(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("shutting_down: the relay is stopping".into());
+        }
+        let (alive, all) = self.workers();
+        if alive < all {
+            return Err(format!(
+                "workers_stopped: {} of {all} worker loops have stopped",
+                all - alive
+            ));
+        }
+        self.queue
+            .probe_writable(Duration::from_millis(500))
+            .await
+            .map_err(|e| format!("queue_unwritable: {e}"))
+    }
+}
+
+/// `/health`'s answer: 200 `{"status":"ok"}` or 503 with the reason.
+pub fn health_answer(r: Result<(), String>) -> axum::response::Response {
+    match r {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(reason) => {
+            tracing::warn!(status = 503, reason = %reason, "health check failed");
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable", "reason": reason})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The webhook port's `GET /health` answers the truth too (the Lambda's
+/// router answers 200 when it runs; here there is a queue and loops to ask).
+async fn true_health(
+    axum::extract::State(health): axum::extract::State<Arc<Health>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path() == "/health" && req.method() == http::Method::GET {
+        return health_answer(health.check().await);
+    }
+    next.run(req).await
+}
+
+static REGISTRY: std::sync::OnceLock<Arc<Registry>> = std::sync::OnceLock::new();
+
+/// The process's Prometheus registry, installed as the metrics sink once.
+fn registry(stage: &str) -> Arc<Registry> {
+    REGISTRY
+        .get_or_init(|| {
+            let r = Arc::new(Registry::new());
+            shared::support::metrics::install("JiraRelay", stage, Sink::Recorder(r.clone()));
+            r
+        })
+        .clone()
 }
 
 /// The worker as the poll loops see it.
@@ -144,8 +234,18 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
             ..EmbeddedSettings::default()
         },
     )?;
+    let stage = std::env::var("RELAY_STAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "local".to_owned());
+    let registry = registry(&stage);
     let poller = Poller::new(queue.clone());
     let draining = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health {
+        queue: queue.clone(),
+        workers: std::sync::Mutex::new(Vec::new()),
+        draining: draining.clone(),
+    });
     let router = app(IngressState {
         config: config.clone(),
         secrets: secrets.clone(),
@@ -155,6 +255,10 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     .layer(axum::middleware::from_fn_with_state(
         draining.clone(),
         refuse_when_draining,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        health.clone(),
+        true_health,
     ));
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -186,19 +290,31 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
         Arc::new(SqliteBackend::open(&opts.data_dir).map_err(|e| e.to_string())?),
         opts.links.clone(),
     );
-    let worker = Arc::new(
-        Worker::new(
-            config.clone(),
-            connectors,
-            BatchSettings {
-                // On the last receive a retryable failure is dead-lettered with its reason.
-                max_receive_count: Some(opts.max_receives),
-                ..BatchSettings::default()
-            },
-        )
-        .with_links(links),
-    );
+    // The journal is a record, not the source of truth: without it the
+    // relay runs on (the console says so).
+    let journal = match SqliteJournal::open(&opts.data_dir, opts.journal.clone()) {
+        Ok(j) => Some(Arc::new(j)),
+        Err(e) => {
+            tracing::error!(error = %e, "the delivery journal cannot be opened; running without it");
+            None
+        }
+    };
+    let worker = Worker::new(
+        config.clone(),
+        connectors,
+        BatchSettings {
+            // On the last receive a retryable failure is dead-lettered with its reason.
+            max_receive_count: Some(opts.max_receives),
+            ..BatchSettings::default()
+        },
+    )
+    .with_links(links);
+    let worker = Arc::new(match &journal {
+        Some(j) => worker.with_journal(j.clone()),
+        None => worker,
+    });
     let (stop, _) = watch::channel(false);
+    let sweeps = crate::reconcile::SweepBoard::default();
     let sweeper = if config.reconcile.is_empty() {
         None
     } else {
@@ -216,15 +332,34 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
             Arc::new(reconciler),
             config.clone(),
             owner,
+            sweeps.clone(),
             stop.subscribe(),
         )))
     };
     let handler: Arc<dyn BatchHandler> = Arc::new(WorkerHandler(worker));
-    let workers = (0..opts.workers.max(1))
+    let workers: Vec<tokio::task::JoinHandle<()>> = (0..opts.workers.max(1))
         .map(|_| poller.spawn(handler.clone(), stop.subscribe()))
         .collect();
+    *health.workers.lock().unwrap_or_else(|e| e.into_inner()) =
+        workers.iter().map(|w| w.abort_handle()).collect();
+    let (console, console_server) = start_console(
+        opts,
+        ConsoleParts {
+            config: config.clone(),
+            secrets: secrets.clone(),
+            queue: queue.clone(),
+            journal,
+            registry,
+            stage,
+            health,
+            sweeps,
+        },
+    )
+    .await?;
     Ok(Running {
         addr,
+        console,
+        console_server,
         queue,
         config,
         sweeper,
@@ -235,6 +370,76 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
         server,
         server_stop,
     })
+}
+
+struct ConsoleParts {
+    config: Arc<Config>,
+    secrets: Arc<dyn SecretStore>,
+    queue: EmbeddedQueue,
+    journal: Option<Arc<SqliteJournal>>,
+    registry: Arc<Registry>,
+    stage: String,
+    health: Arc<Health>,
+    sweeps: crate::reconcile::SweepBoard,
+}
+
+type ConsoleServer = Option<(tokio::task::JoinHandle<()>, Arc<Notify>)>;
+
+/// Starts the console on its own listener when it is asked for and the
+/// admin credential exists; otherwise says why it is off.
+async fn start_console(
+    opts: &ServeOptions,
+    p: ConsoleParts,
+) -> Result<(Result<SocketAddr, String>, ConsoleServer), String> {
+    let Some(at) = opts.console else {
+        return Ok((Err("off (--console off)".into()), None));
+    };
+    let Some(credential) = Credential::load(&*p.secrets, &opts.console_secret).await? else {
+        return Ok((
+            Err(format!(
+                "off: no admin credential (add `{}: {{ password: … }}` to the secrets file)",
+                opts.console_secret
+            )),
+            None,
+        ));
+    };
+    if opts.listen.port() != 0 && at == opts.listen {
+        return Err(format!(
+            "the console cannot share the webhook listener {at}; pick another --console address"
+        ));
+    }
+    let config_text = std::fs::read_to_string(&opts.config)
+        .map_err(|e| format!("cannot read {}: {e}", opts.config.display()))?;
+    let console = Arc::new(crate::console::Console {
+        config: p.config,
+        config_path: opts.config.display().to_string(),
+        config_text,
+        queue: p.queue,
+        journal: p.journal,
+        registry: p.registry,
+        stage: p.stage,
+        health: p.health,
+        sweeps: p.sweeps,
+        credential,
+        sessions: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| format!("cannot listen on {at} for the console: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let stop = Arc::new(Notify::new());
+    let stopped = stop.clone();
+    let app = crate::console::router(console);
+    let server = tokio::spawn(async move {
+        let shutdown = async move { stopped.notified().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "the console stopped");
+        }
+    });
+    Ok((Ok(addr), Some((server, stop))))
 }
 
 async fn check_secrets(config: &Config, secrets: &dyn SecretStore) -> Result<(), String> {
@@ -314,6 +519,10 @@ impl Running {
         }
         self.server_stop.notify_waiters();
         let _ = self.server.await;
+        if let Some((server, stop)) = self.console_server {
+            stop.notify_waiters();
+            let _ = server.await;
+        }
     }
 
     /// Webhook URLs to paste into Jira / the ServiceNow business rule, with
@@ -323,6 +532,12 @@ impl Running {
             "jira-relay serving on http://{}  (health: /health)\n",
             self.addr
         );
+        match &self.console {
+            Ok(a) => out.push_str(&format!(
+                "operator console on http://{a}  (log in with the secrets file's console credential; metrics: /metrics)\n"
+            )),
+            Err(why) => out.push_str(&format!("operator console {why}\n")),
+        }
         for e in &self.config.endpoints {
             let url = format!("http://{}/webhooks/{}", self.addr, e.name);
             let a = &e.auth;

@@ -22,13 +22,23 @@ pub fn run(a: Args) -> Result<(), String> {
         std::fs::read(&a.event).map_err(|e| format!("cannot read {}: {e}", a.event.display()))?;
     let payload: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| format!("{}: not JSON: {e}", a.event.display()))?;
-    let endpoint = match a.endpoint {
+    emit(&plan_text(&c, a.endpoint, &payload)?)
+}
+
+/// The plan as `relay dry-run` prints it (pretty JSON and a newline); the
+/// console's dry-run box shows the same text.
+pub fn plan_text(
+    c: &Config,
+    endpoint: Option<String>,
+    payload: &serde_json::Value,
+) -> Result<String, String> {
+    let endpoint = match endpoint.filter(|e| !e.is_empty()) {
         Some(e) => e,
-        None => pick_endpoint(&c, &payload)?,
+        None => pick_endpoint(c, payload)?,
     };
-    let plan = shared::rules::plan(&c, &endpoint, &payload).map_err(|e| e.to_string())?;
+    let plan = shared::rules::plan(c, &endpoint, payload).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?;
-    emit(&(json + "\n"))
+    Ok(json + "\n")
 }
 
 /// The only endpoint, or the only one of the payload's apparent kind

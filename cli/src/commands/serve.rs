@@ -41,6 +41,33 @@ pub struct Args {
     /// retries for about 75 minutes) is recognised as a duplicate.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=720))]
     remember_hours: u64,
+    /// Where the operator console listens, or `off`. It needs the admin
+    /// credential in the secrets file (`--console-secret`); without it the
+    /// console stays off and the banner says so.
+    #[arg(long, default_value = "127.0.0.1:8081", value_parser = parse_console)]
+    console: ConsoleAt,
+    /// The secret with the console's `password` (and `username`, default `admin`).
+    #[arg(long, default_value = "relay/console")]
+    console_secret: String,
+    /// Days the delivery journal (`<data-dir>/journal.sqlite`) keeps a row.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    journal_days: u64,
+    /// The most rows the delivery journal keeps (the oldest go first).
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    journal_max_rows: u64,
+}
+
+/// `--console`: an address, or `off`.
+#[derive(Clone, Debug)]
+pub struct ConsoleAt(pub Option<std::net::SocketAddr>);
+
+fn parse_console(s: &str) -> Result<ConsoleAt, String> {
+    if s == "off" {
+        return Ok(ConsoleAt(None));
+    }
+    s.parse()
+        .map(|a| ConsoleAt(Some(a)))
+        .map_err(|e| format!("`{s}`: {e} (an address like 127.0.0.1:8081, or `off`)"))
 }
 
 pub fn run(a: Args) -> Result<(), String> {
@@ -52,6 +79,10 @@ pub fn run(a: Args) -> Result<(), String> {
     opts.workers = a.workers;
     opts.max_receives = a.max_receives;
     opts.visibility_timeout = Duration::from_secs(a.visibility_timeout_secs);
+    opts.console = a.console.0;
+    opts.console_secret = a.console_secret;
+    opts.journal.retention = Duration::from_secs(a.journal_days * 24 * 3600);
+    opts.journal.max_rows = a.journal_max_rows;
     crate::logs::init();
     runtime()?.block_on(async {
         let running = serve::start(&opts).await?;

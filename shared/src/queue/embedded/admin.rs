@@ -78,6 +78,25 @@ impl EmbeddedQueue {
         .await
     }
 
+    /// Whether the file takes writes now: a connection of its own takes the
+    /// write lock (waiting at most `wait`) and lets it go. For health checks.
+    pub async fn probe_writable(&self, wait: Duration) -> Result<(), QueueError> {
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let at = |e: rusqlite::Error| unavailable(format_args!("{}: {e}", path.display()));
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(at)?;
+            conn.busy_timeout(wait).map_err(at)?;
+            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(at)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
     /// Up to `limit` dead letters, newest first.
     pub async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
