@@ -20,7 +20,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<(), String> {
     crate::logs::init();
-    let report = runtime()?.block_on(crate::demo::run(a.listen, a.console, a.data_dir, !a.no_wait))?;
+    let report = runtime()?.block_on(crate::demo::run(
+        a.listen, a.console, a.data_dir, !a.no_wait,
+    ))?;
     if report.incident.is_none() {
         return Err("the demo did not produce its incident".into());
     }

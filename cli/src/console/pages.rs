@@ -110,6 +110,13 @@ fn key_link(k: &str) -> String {
     }
 }
 
+fn key_links(keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| key_link(k))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// One feed row (the script renders the same columns for live rows).
 pub fn feed_row(d: &Delivery) -> String {
     format!(
@@ -123,12 +130,7 @@ pub fn feed_row(d: &Delivery) -> String {
         key = key_link(&d.source_key),
         out = outcome_badge(&d.outcome),
         reason = esc(&d.reason),
-        targets = d
-            .targets
-            .iter()
-            .map(|t| key_link(t))
-            .collect::<Vec<_>>()
-            .join(" "),
+        targets = key_links(&d.targets),
     )
 }
 
@@ -239,12 +241,7 @@ pub fn delivery(d: &Delivery, still_dead: bool, csrf: &str) -> String {
         id = d.id,
         out = outcome_badge(&d.outcome),
         key = key_link(&d.source_key),
-        targets = d
-            .targets
-            .iter()
-            .map(|t| key_link(t))
-            .collect::<Vec<_>>()
-            .join(" "),
+        targets = key_links(&d.targets),
         calls = calls_table(d),
     );
     layout(&format!("Delivery {}", d.id), "feed", Some(csrf), &body)

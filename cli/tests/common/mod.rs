@@ -181,3 +181,101 @@ pub async fn drained(data: &Path, limit: Duration) -> String {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A logged-in operator console session over plain HTTP (cookies by hand).
+pub struct ConsoleSession {
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
+    pub client: reqwest::Client,
+}
+
+/// The first `name="csrf" value="…"` of a page.
+pub fn csrf_in(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+impl ConsoleSession {
+    /// Logs in; `Err(status)` when the console refuses.
+    pub async fn login(base: &str, user: &str, password: &str) -> Result<Self, u16> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = client.get(format!("{base}/login")).send().await.unwrap();
+        let login_cookie = set_cookie(&form, "relay_console_login").expect("login cookie");
+        let token = csrf_in(&form.text().await.unwrap());
+        let r = client
+            .post(format!("{base}/login"))
+            .header("cookie", &login_cookie)
+            .form(&[
+                ("csrf", token.as_str()),
+                ("username", user),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 303 {
+            return Err(r.status().as_u16());
+        }
+        let cookie = set_cookie(&r, "relay_console").expect("session cookie");
+        let mut s = Self {
+            base: base.to_owned(),
+            cookie,
+            csrf: String::new(),
+            client,
+        };
+        let (_, page) = s.get("/feed").await;
+        s.csrf = csrf_in(&page);
+        assert!(!s.csrf.is_empty(), "no CSRF token on the feed page");
+        Ok(s)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// A form post; returns the status and the `Location` (or body).
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let loc = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match loc {
+            Some(l) => (status, l),
+            None => (status, r.text().await.unwrap()),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 mod common;
 
 mod cli;
+mod console;
 mod jira_webhook;
 mod oauth_login;
 mod reconcile;

@@ -7,7 +7,7 @@
 //! stderr, in an intake error body, or in the `relay dlq` output. The scan
 //! proves it can fail: the secrets file itself is found dirty.
 
-use crate::common::{free_port, repo, Serve, BIN};
+use crate::common::{free_port, repo, ConsoleSession, Serve, BIN};
 use sandbox::canary::{new_base, Scanner};
 use sandbox::faults::{Fault, Match};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_USER};
@@ -24,7 +24,7 @@ fn write_secrets(path: &Path, text: &str, mode: u32) {
 
 fn secrets(c: &str, sn_password: &str) -> String {
     format!(
-        "secrets:\n  relay/webhook:\n    token: {c}-webhook-token\n    hmac: {c}-hmac-key\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {sn_password}\n  relay/jira:\n    email: relay@example.com\n    api_token: {c}-jira-api-token\n"
+        "secrets:\n  relay/console:\n    password: {c}-console-password\n  relay/webhook:\n    token: {c}-webhook-token\n    hmac: {c}-hmac-key\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {sn_password}\n  relay/jira:\n    email: relay@example.com\n    api_token: {c}-jira-api-token\n"
     )
 }
 
@@ -91,10 +91,18 @@ async fn relay_serve_never_prints_a_secret() {
         Some("plain")
     );
 
+    let console = format!("127.0.0.1:{}", free_port());
     let mut serve = Serve::spawn_logged(
         dir.path(),
         free_port(),
-        &["--workers", "1", "--max-receives", "2"],
+        &[
+            "--workers",
+            "1",
+            "--max-receives",
+            "2",
+            "--console",
+            &console,
+        ],
         "trace",
     );
     serve.ready().await;
@@ -169,6 +177,12 @@ async fn relay_serve_never_prints_a_secret() {
             shown.push_str(&relay(&["dlq", "show", other, "--data-dir", &data_s]));
         }
     }
+    // Every console page and /metrics, after a login with the canary password.
+    let pages = console_pages(
+        &format!("http://{console}"),
+        &format!("{c}-console-password"),
+    )
+    .await;
     let output = serve.stop().await;
     assert!(output.contains("webhook accepted"), "{output}");
     assert!(output.contains("processed"), "{output}");
@@ -213,6 +227,7 @@ async fn relay_serve_never_prints_a_secret() {
         ("relay dlq show", &shown),
     ]
     .into_iter()
+    .chain(pages.iter().map(|(p, t)| (p.as_str(), t)))
     .chain(bodies.iter().map(|b| ("intake error body", b)))
     .chain(refusals.iter().map(|r| ("refused start-up", r)))
     {
@@ -229,8 +244,69 @@ async fn relay_serve_never_prints_a_secret() {
         leaks.join("\n---\n")
     );
     eprintln!(
-        "relay serve hygiene: {} lines of output at TRACE, {} bodies, 3 refused start-ups: no canary",
+        "relay serve hygiene: {} lines of output at TRACE, {} bodies, {} console pages, 3 refused start-ups: no canary",
         output.lines().count(),
-        bodies.len()
+        bodies.len(),
+        pages.len()
     );
+}
+
+/// Logs in and reads every page the console has for what is there now:
+/// feed, API feed, each delivery and conversation, dead letters (each
+/// shown), queue, config, a dry run, /metrics. Returns (page, text).
+async fn console_pages(base: &str, password: &str) -> Vec<(String, String)> {
+    let s = ConsoleSession::login(base, "admin", password)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for path in [
+        "/feed",
+        "/api/feed",
+        "/dead",
+        "/queue",
+        "/config",
+        "/metrics",
+        "/conversation/HYG-1",
+    ] {
+        let (status, text) = s.get(path).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        out.push((path.to_owned(), text));
+    }
+    let feed = out[0].1.clone();
+    for id in feed
+        .split("<tr data-id=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+    {
+        let path = format!("/delivery/{id}");
+        out.push((path.clone(), s.get(&path).await.1));
+    }
+    let dead = out[2].1.clone();
+    let ids: Vec<String> = dead
+        .split("<a href=\"/dead/")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_owned)
+        .collect();
+    assert!(!ids.is_empty(), "no dead letters on the page: {dead}");
+    for id in ids {
+        let path = format!("/dead/{id}");
+        let (status, text) = s.get(&path).await;
+        assert_eq!(status, 200, "{path}");
+        out.push((path, text));
+    }
+    let (status, plan) = s
+        .post(
+            "/config/dry-run",
+            &[
+                ("csrf", s.csrf.as_str()),
+                ("endpoint", "jira"),
+                ("payload", &created().to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(plan.contains("dry-run-output"), "{plan}");
+    out.push(("dry run".into(), plan));
+    out
 }
