@@ -4,7 +4,8 @@
 # Stages, in order: rust-tools (the arm64 Rust target, rustfmt and clippy; the venv with
 # the pinned Python tools of requirements-tools.txt installs meanwhile in the background)
 # -> fmt -> structure (the core's module graph has no cycle) -> clippy -> python-tools
-# (waits for the venv, zig on PATH) -> moto (AWS emulator on a free loopback port) -> rust-tests -> doc-tests -> lambda-local (the
+# (waits for the venv, zig on PATH) -> browser (waits for Debian's chromium, installed
+# meanwhile for the console's browser test) -> moto (AWS emulator on a free loopback port) -> rust-tests -> doc-tests -> lambda-local (the
 # functions under cargo lambda watch) -> fuzz (each cargo-fuzz target of fuzz/ for
 # RELAY_FUZZ_SECONDS; see infra/scripts/fuzz.sh) -> sam-validate -> cfn-lint ->
 # check-template -> lambda-build -> sam-build. A failing stage does not stop the later
@@ -145,6 +146,41 @@ start_python_tools() {
   ) >"$LOGS/python-tools-install.log" 2>&1 &
   PY_TOOLS_PID=$!
   echo "installing the Python tools in the background (pid $PY_TOOLS_PID, log $LOGS/python-tools-install.log)"
+}
+
+# Debian's chromium and chromium-driver for the console's browser test install in the
+# background too (as root with apt-get; elsewhere the test skips loudly, and fails under CI=true).
+start_browser() {
+  rm -f "$LOGS/browser.rc"
+  (
+    set +e
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+      echo "chromium and chromedriver already installed"
+    elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+    else
+      echo "not root or no apt-get: chromium is not installed; the console browser test will say it skipped"
+    fi
+    echo $? >"$LOGS/browser.rc"
+  ) >"$LOGS/browser-install.log" 2>&1 &
+  BROWSER_PID=$!
+  echo "installing the browser in the background (pid $BROWSER_PID, log $LOGS/browser-install.log)"
+}
+
+finish_browser() {
+  while [ ! -s "$LOGS/browser.rc" ]; do
+    if ! kill -0 "$BROWSER_PID" 2>/dev/null; then
+      sleep 0.5
+      [ -s "$LOGS/browser.rc" ] || { echo "the browser install ended without a status"; return 1; }
+    fi
+    sleep 0.5
+  done
+  tail -n 5 "$LOGS/browser-install.log"
+  test "$(cat "$LOGS/browser.rc")" -eq 0 || { echo "installing chromium failed"; return 1; }
+  if [ -x /usr/bin/chromium ]; then
+    /usr/bin/chromium --version 2>/dev/null | head -n 1
+    /usr/bin/chromedriver --version | head -n 1
+  fi
 }
 
 # Runs in run_stage's subshell, which cannot `wait` for the main shell's job: the job
@@ -305,6 +341,7 @@ sam_build() {
 # --- run ------------------------------------------------------------------------
 
 start_python_tools
+start_browser
 run_stage rust-tools setup_rust_tools
 if [ "$LAST_RC" -ne 0 ]; then
   echo "the Rust toolchain could not be set up; nothing else can run" >&2
@@ -320,6 +357,8 @@ if [ "$LAST_RC" -ne 0 ]; then
   echo "the Python tools could not be set up; nothing else can run" >&2
   exit 1
 fi
+
+run_stage browser finish_browser
 
 echo
 echo "fixtures: ${RELAY_FIXTURES_DIR:-default (../shared/fixtures from the repo root)}"

@@ -637,7 +637,12 @@ fn log_delivery(
         outcome: outcome.label().to_owned(),
         reason,
         rules: applied,
-        targets: targets.into_iter().filter(|t| !t.is_empty()).collect(),
+        targets: targets.iter().fold(Vec::new(), |mut v, t| {
+            if !t.is_empty() && !v.contains(t) {
+                v.push(t.clone());
+            }
+            v
+        }),
         calls: Vec::new(),
         duration_ms: started.elapsed().as_millis() as u64,
         dead_lettered: dead_lettered && dlq_error.is_empty(),

@@ -120,7 +120,7 @@ fn key_links(keys: &[String]) -> String {
 /// One feed row (the script renders the same columns for live rows).
 pub fn feed_row(d: &Delivery) -> String {
     format!(
-        "<tr data-id=\"{id}\"><td><a href=\"/delivery/{id}\">{id}</a></td><td>{at}</td>\
+        "<tr data-id=\"{id}\"><td><a href=\"/delivery/{id}\">{id}</a></td><td class=\"time\">{at}</td>\
 <td class=\"wide\">{ep}</td><td>{ev}</td><td>{key}</td><td>{out}</td>\
 <td class=\"wide reason\">{reason}</td><td>{targets}</td></tr>",
         id = d.id,
@@ -168,7 +168,7 @@ pub fn feed(
 <label>To <input type=\"datetime-local\" name=\"until\" value=\"{until}\"></label>\
 <button id=\"filter-submit\" type=\"submit\">Filter</button> <a href=\"/feed\">clear</a></form>\
 <p class=\"note\">{note}</p>\
-<div class=\"scroll\"><table id=\"feed-table\"><thead><tr><th>#</th><th>Time (UTC)</th><th class=\"wide\">Endpoint</th>\
+<div class=\"scroll\"><table id=\"feed-table\"><thead><tr><th>#</th><th class=\"time\">Time (UTC)</th><th class=\"wide\">Endpoint</th>\
 <th>Event</th><th>Record</th><th>Outcome</th><th class=\"wide\">Reason</th><th>Target</th></tr></thead>\
 <tbody>{rows}</tbody></table></div>",
         key = esc(&f.key),

@@ -4,6 +4,7 @@
 //! (The browser test drives the same pages in Chromium: `console_browser`.)
 
 use crate::common::{free_port, repo, ConsoleSession, Serve};
+use sandbox::jira_server::{DEFAULT_API_TOKEN as JIRA_TOKEN, DEFAULT_EMAIL as JIRA_EMAIL};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
 use shared::support::metrics::{prometheus_name, Unit, GAUGES, METRICS};
 use std::path::Path;
@@ -24,7 +25,7 @@ pub fn write_setup(dir: &Path, sn: &ServiceNowServer, console: bool) {
         String::new()
     };
     let secrets = format!(
-        "secrets:\n{console}  relay/webhook:\n    token: console-test-token\n    hmac: console-test-hmac\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {DEFAULT_PASSWORD}\n  relay/jira:\n    email: relay@example.com\n    api_token: console-test-jira\n"
+        "secrets:\n{console}  relay/webhook:\n    token: console-test-token\n    hmac: console-test-hmac\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {DEFAULT_PASSWORD}\n  relay/jira:\n    email: {JIRA_EMAIL}\n    api_token: {JIRA_TOKEN}\n"
     );
     let path = dir.join("secrets.yaml");
     std::fs::write(&path, secrets).unwrap();

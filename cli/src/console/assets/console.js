@@ -35,7 +35,7 @@
     tr.setAttribute("data-id", String(d.id));
     tr.className = "new";
     cell(tr, link("/delivery/" + d.id, String(d.id)));
-    cell(tr, new Date(d.at_ms).toISOString().replace("T", " ").slice(0, 19));
+    cell(tr, new Date(d.at_ms).toISOString().replace("T", " ").slice(0, 19), "time");
     cell(tr, d.endpoint, "wide");
     cell(tr, d.event);
     cell(tr, d.source_key ? link("/conversation/" + encodeURIComponent(d.source_key), d.source_key, "conv-link") : "");
