@@ -55,6 +55,8 @@ enum Command {
     Dlq(dlq::Args),
     /// The queue: embedded (`--data-dir`) or SQS (`--sqs-url`).
     Queue(queue::Args),
+    /// The operator console for a deployed stack (`--aws`): its queue and dead letters.
+    Console(commands::console::Args),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -68,6 +70,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Jira(a) => jira::run(a),
         Command::Dlq(a) => dlq::run(a),
         Command::Queue(a) => queue::run(a),
+        Command::Console(a) => commands::console::run(a),
     }
 }
 

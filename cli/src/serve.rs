@@ -414,11 +414,18 @@ async fn start_console(
         config: p.config,
         config_path: opts.config.display().to_string(),
         config_text,
-        queue: p.queue,
-        journal: p.journal,
-        registry: p.registry,
+        queues: Arc::new(crate::console::source::LocalQueues {
+            queue: p.queue,
+            health: p.health,
+        }),
+        no_feed: "The delivery journal could not be opened (see the log); the feed is empty."
+            .into(),
+        feed: p.journal.map(|j| {
+            Arc::new(crate::console::source::JournalFeed(j))
+                as Arc<dyn crate::console::source::Deliveries>
+        }),
+        registry: Some(p.registry),
         stage: p.stage,
-        health: p.health,
         sweeps: p.sweeps,
         credential,
         sessions: Default::default(),

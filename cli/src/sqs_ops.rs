@@ -28,6 +28,9 @@ pub struct Dead {
     pub receive_count: String,
     pub reason: String,
     pub body: String,
+    /// When it was sent to the dead-letter queue (ms since the epoch).
+    pub sent_ms: i64,
+    pub dedup_id: String,
     receipt: String,
     attributes: HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>,
 }
@@ -51,7 +54,30 @@ impl Sqs {
         }
     }
 
-    pub async fn stats(&self, url: &str) -> Result<String, String> {
+    /// The approximate counts: (visible, in flight, delayed).
+    pub async fn counts(&self, url: &str) -> Result<(u64, u64, u64), String> {
+        let a = self.attributes(url).await?;
+        let n = |k: Q| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok((
+            n(Q::ApproximateNumberOfMessages),
+            n(Q::ApproximateNumberOfMessagesNotVisible),
+            n(Q::ApproximateNumberOfMessagesDelayed),
+        ))
+    }
+
+    /// The URL of the queue named `name` (in the credentials' account and region).
+    pub async fn url_of(&self, name: &str) -> Result<String, String> {
+        self.client
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(sdk_err)?
+            .queue_url
+            .ok_or_else(|| format!("SQS gave no URL for {name}"))
+    }
+
+    async fn attributes(&self, url: &str) -> Result<HashMap<Q, String>, String> {
         let out = self
             .client
             .get_queue_attributes()
@@ -62,7 +88,11 @@ impl Sqs {
             .send()
             .await
             .map_err(sdk_err)?;
-        let a = out.attributes.unwrap_or_default();
+        Ok(out.attributes.unwrap_or_default())
+    }
+
+    pub async fn stats(&self, url: &str) -> Result<String, String> {
+        let a = self.attributes(url).await?;
         let get = |k: Q| a.get(&k).cloned().unwrap_or_else(|| "?".into());
         Ok(format!(
             "visible {}  in_flight {}  delayed {}  (SQS approximate counts; age of the oldest message: CloudWatch ApproximateAgeOfOldestMessage)\n",
@@ -110,6 +140,14 @@ impl Sqs {
                             "(no reason: moved by the queue's redrive policy)".into()
                         }),
                     body: m.body.unwrap_or_default(),
+                    sent_ms: sys
+                        .get(&S::SentTimestamp)
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or_default(),
+                    dedup_id: sys
+                        .get(&S::MessageDeduplicationId)
+                        .cloned()
+                        .unwrap_or_default(),
                     receipt: m.receipt_handle.unwrap_or_default(),
                     attributes: attrs,
                 });

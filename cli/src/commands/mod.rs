@@ -2,6 +2,7 @@
 //! commands need — loading the config, writing the report, the async runtime,
 //! opening an existing queue — is here.
 
+pub mod console;
 pub mod demo;
 pub mod dlq;
 pub mod dry_run;

@@ -14,9 +14,13 @@
 //! Every form that changes something carries the session's CSRF token.
 
 pub mod auth;
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "aws")]
+pub mod logs;
 pub mod pages;
+pub mod source;
 
-use crate::serve::Health;
 use auth::{Credential, Sessions};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -25,9 +29,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use shared::config::{Config, SourceKind};
-use shared::journal::sqlite::{FeedQuery, SqliteJournal};
+use shared::journal::sqlite::FeedQuery;
 use shared::outbound::connections::ConnectionKind;
-use shared::queue::EmbeddedQueue;
 use shared::support::prometheus::Registry;
 use std::sync::Arc;
 
@@ -36,11 +39,14 @@ pub struct Console {
     pub config: Arc<Config>,
     pub config_path: String,
     pub config_text: String,
-    pub queue: EmbeddedQueue,
-    pub journal: Option<Arc<SqliteJournal>>,
-    pub registry: Arc<Registry>,
+    pub queues: Arc<dyn source::Queues>,
+    /// The message feed (the delivery journal, or a stack's logs).
+    pub feed: Option<Arc<dyn source::Deliveries>>,
+    /// Why there is no feed, when `feed` is `None`.
+    pub no_feed: String,
+    /// `relay serve`'s registry; `None` where the metrics are CloudWatch's.
+    pub registry: Option<Arc<Registry>>,
     pub stage: String,
-    pub health: Arc<Health>,
     pub sweeps: crate::reconcile::SweepBoard,
     pub credential: Credential,
     pub sessions: Sessions,
@@ -282,18 +288,15 @@ impl FeedParams {
     }
 }
 
-const NO_JOURNAL: &str =
-    "The delivery journal could not be opened (see the log); the feed is empty.";
-
 async fn feed(State(c): St, headers: HeaderMap, Query(p): Query<FeedParams>) -> Response {
     let csrf = match session(&c, &headers, false) {
         Ok(t) => t,
         Err(r) => return *r,
     };
-    let (rows, choices, note) = match &c.journal {
+    let (rows, choices, note) = match &c.feed {
         Some(j) => {
             let rows = j.feed(p.query(200)).await;
-            let choices = j.choices().await.unwrap_or_default();
+            let choices = j.choices().await;
             match rows {
                 Ok(r) => {
                     let note = format!(
@@ -305,7 +308,7 @@ async fn feed(State(c): St, headers: HeaderMap, Query(p): Query<FeedParams>) -> 
                 Err(e) => (Vec::new(), choices, e),
             }
         }
-        None => (Vec::new(), Default::default(), NO_JOURNAL.to_owned()),
+        None => (Vec::new(), Default::default(), c.no_feed.clone()),
     };
     let f = pages::FeedFilters {
         key: p.key,
@@ -325,7 +328,7 @@ async fn api_feed(State(c): St, headers: HeaderMap, Query(p): Query<FeedParams>)
     if let Err(r) = session(&c, &headers, true) {
         return *r;
     }
-    let Some(j) = &c.journal else {
+    let Some(j) = &c.feed else {
         return axum::Json(Vec::<shared::journal::Delivery>::new()).into_response();
     };
     match j.feed(p.query(200)).await {
@@ -351,14 +354,14 @@ async fn delivery(State(c): St, headers: HeaderMap, Path(id): Path<i64>) -> Resp
         Ok(t) => t,
         Err(r) => return *r,
     };
-    let found = match &c.journal {
+    let found = match &c.feed {
         Some(j) => j.get(id).await.ok().flatten(),
         None => None,
     };
     match found {
         Some(d) => {
             let still_dead =
-                d.dead_lettered && matches!(c.queue.dead_get(&d.message_id).await, Ok(Some(_)));
+                d.dead_lettered && matches!(c.queues.dead_get(&d.message_id).await, Ok(Some(_)));
             html(StatusCode::OK, pages::delivery(&d, still_dead, &csrf))
         }
         None => not_found(&csrf, &format!("No delivery {id} in the journal.")),
@@ -392,8 +395,8 @@ async fn conversation(State(c): St, headers: HeaderMap, Path(key): Path<String>)
         Ok(t) => t,
         Err(r) => return *r,
     };
-    let Some(j) = &c.journal else {
-        return not_found(&csrf, NO_JOURNAL);
+    let Some(j) = &c.feed else {
+        return not_found(&csrf, &c.no_feed);
     };
     let (keys, rows) = match j.conversation(key.clone()).await {
         Ok(v) => v,
@@ -441,7 +444,7 @@ async fn dead_list(State(c): St, headers: HeaderMap, Query(p): Query<DeadParams>
         Ok(t) => t,
         Err(r) => return *r,
     };
-    match c.queue.dead_list(500).await {
+    match c.queues.dead_list(500).await {
         Ok(list) => html(StatusCode::OK, pages::dead_list(&list, &p.result, &csrf)),
         Err(e) => html(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -451,7 +454,7 @@ async fn dead_list(State(c): St, headers: HeaderMap, Query(p): Query<DeadParams>
                 Some(&csrf),
                 &format!(
                     "<p class=\"error\">The dead-letter table cannot be read: {}</p>",
-                    pages::esc(&e.to_string())
+                    pages::esc(&e)
                 ),
             ),
         ),
@@ -463,10 +466,10 @@ async fn dead_one(State(c): St, headers: HeaderMap, Path(id): Path<String>) -> R
         Ok(t) => t,
         Err(r) => return *r,
     };
-    match c.queue.dead_get(&id).await {
+    match c.queues.dead_get(&id).await {
         Ok(Some(d)) => html(StatusCode::OK, pages::dead_one(&d, &csrf)),
         Ok(None) => not_found(&csrf, &format!("No dead letter {id} (redriven already?).")),
-        Err(e) => not_found(&csrf, &e.to_string()),
+        Err(e) => not_found(&csrf, &e),
     }
 }
 
@@ -482,7 +485,7 @@ async fn redrive(State(c): St, headers: HeaderMap, Form(f): Form<RedriveForm>) -
         return *r;
     }
     let id = f.id.filter(|i| !i.is_empty());
-    let result = match c.queue.redrive(id.as_deref()).await {
+    let result = match c.queues.redrive(id.as_deref()).await {
         Ok(n) => {
             tracing::info!(
                 redriven = n,
@@ -505,23 +508,19 @@ async fn queue(State(c): St, headers: HeaderMap) -> Response {
         Ok(t) => t,
         Err(r) => return *r,
     };
-    let stats = c.queue.stats().await.ok();
-    let health = c.health.check().await;
-    let connections = c.journal.as_ref().map(|j| j.health()).unwrap_or_default();
+    let stats = c.queues.stats().await;
+    let health = c.queues.health().await;
+    let connections = c.feed.as_ref().map(|f| f.connections()).unwrap_or_default();
     let sweeps = c.sweeps.list();
-    let journal = match &c.journal {
-        Some(j) => format!(
-            "{} rows in {}; {} dropped since start",
-            j.count().await.unwrap_or(0),
-            j.path().display(),
-            j.dropped()
-        ),
-        None => NO_JOURNAL.to_owned(),
+    let journal = match &c.feed {
+        Some(f) => f.describe().await,
+        None => c.no_feed.clone(),
     };
     let v = pages::QueueView {
-        stats: stats.as_ref(),
+        queue: c.queues.describe(),
+        stats: stats.as_ref().map_err(String::as_str),
         health,
-        workers: c.health.workers(),
+        workers: c.queues.workers(),
         connections: &connections,
         sweeps: &sweeps,
         journal,
@@ -594,8 +593,14 @@ async fn metrics(State(c): St, headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    if let Ok(s) = c.queue.stats().await {
-        let r = &c.registry;
+    let Some(r) = &c.registry else {
+        return (
+            StatusCode::NOT_FOUND,
+            "the metrics of a deployed stack are CloudWatch's (the names of relay serve's /metrics)\n",
+        )
+            .into_response();
+    };
+    if let Ok(s) = c.queues.stats().await {
         r.set_gauge(&c.stage, "QueueDepth", (s.visible + s.delayed) as f64);
         r.set_gauge(&c.stage, "QueueInFlight", s.in_flight as f64);
         r.set_gauge(
@@ -610,11 +615,11 @@ async fn metrics(State(c): St, headers: HeaderMap) -> Response {
             header::CONTENT_TYPE,
             shared::support::prometheus::CONTENT_TYPE,
         )],
-        c.registry.render(),
+        r.render(),
     )
         .into_response()
 }
 
 async fn health(State(c): St) -> Response {
-    crate::serve::health_answer(c.health.check().await)
+    crate::serve::health_answer(c.queues.health().await)
 }

@@ -369,9 +369,12 @@ pub fn dead_one(d: &DeadLetter, csrf: &str) -> String {
 }
 
 pub struct QueueView<'a> {
-    pub stats: Option<&'a QueueStats>,
+    /// Which queue this is.
+    pub queue: String,
+    pub stats: Result<&'a QueueStats, &'a str>,
     pub health: Result<(), String>,
-    pub workers: (usize, usize),
+    /// (alive, started) worker loops, where this process runs them.
+    pub workers: Option<(usize, usize)>,
     pub connections: &'a [ConnectionHealth],
     pub sweeps: &'a [crate::reconcile::SweepStatus],
     pub journal: String,
@@ -379,7 +382,7 @@ pub struct QueueView<'a> {
 
 pub fn queue(v: &QueueView<'_>, csrf: &str) -> String {
     let stats = match v.stats {
-        Some(s) => format!(
+        Ok(s) => format!(
             "<dl id=\"queue-stats\"><dt>Visible</dt><dd>{}</dd><dt>In flight</dt><dd>{}</dd><dt>Delayed</dt><dd>{}</dd>\
 <dt>Groups</dt><dd>{}</dd><dt>Oldest</dt><dd>{}</dd><dt>Dead letters</dt><dd>{}</dd></dl>",
             s.visible,
@@ -391,7 +394,10 @@ pub fn queue(v: &QueueView<'_>, csrf: &str) -> String {
                 .unwrap_or_else(|| "–".into()),
             s.dead
         ),
-        None => "<p class=\"error\">The queue cannot be read.</p>".into(),
+        Err(e) => format!(
+            "<p class=\"error\">The queue cannot be read: {}</p>",
+            esc(e)
+        ),
     };
     let health = match &v.health {
         Ok(()) => "<p id=\"health\" class=\"badge ok\">healthy</p>".to_owned(),
@@ -433,13 +439,16 @@ pub fn queue(v: &QueueView<'_>, csrf: &str) -> String {
             .into();
     }
     let body = format!(
-        "<h1>Queue &amp; health</h1>{health}<p>Worker loops alive: {} of {}</p><h2>Queue</h2>{stats}\
+        "<h1>Queue &amp; health</h1>{health}<p>{}</p><h2>Queue</h2><p class=\"note\">{}</p>{stats}\
 <h2>Connections</h2><div class=\"scroll\"><table id=\"connections\"><thead><tr><th>Connection</th><th>Calls</th>\
 <th>Last success</th><th>Last failure</th><th>Failure</th></tr></thead><tbody>{conns}</tbody></table></div>\
 <h2>Reconciliation</h2><div class=\"scroll\"><table id=\"sweeps\"><thead><tr><th>Endpoint</th><th>Last run</th><th>Scanned</th>\
 <th>Drift</th><th>Queued</th><th>Problem</th></tr></thead><tbody>{sweeps}</tbody></table></div><h2>Journal</h2><p>{}</p>",
-        v.workers.0,
-        v.workers.1,
+        match v.workers {
+            Some((alive, all)) => format!("Worker loops alive: {alive} of {all}"),
+            None => "The workers are the stack's Lambda functions: their errors and throttles are CloudWatch's (the template's alarms and dashboard).".into(),
+        },
+        esc(&v.queue),
         esc(&v.journal)
     );
     layout("Queue & health", "queue", Some(csrf), &body)

@@ -7,6 +7,7 @@ mod common;
 
 mod cli;
 mod console;
+mod console_aws;
 mod console_browser;
 mod jira_webhook;
 mod oauth_login;

@@ -25,7 +25,7 @@ fn relay(endpoint: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn fifo(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+pub async fn fifo(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     sqs.create_queue()
         .queue_name(format!("{name}.fifo"))
@@ -38,8 +38,9 @@ async fn fifo(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .unwrap()
 }
 
-#[tokio::test]
-async fn dead_letters_on_sqs_are_listed_shown_and_redriven() {
+/// moto's endpoint and an SDK config for it; `None` (said loudly, and a
+/// failure under `CI=true`) when the emulator is not running.
+pub async fn moto() -> Option<(String, aws_config::SdkConfig)> {
     let Some(moto) = std::env::var("RELAY_TEST_AWS_ENDPOINT")
         .ok()
         .filter(|s| !s.is_empty())
@@ -48,7 +49,7 @@ async fn dead_letters_on_sqs_are_listed_shown_and_redriven() {
             "the AWS emulator (RELAY_TEST_AWS_ENDPOINT)",
             "run bash infra/scripts/test.sh",
         );
-        return;
+        return None;
     };
     let conf = shared::support::aws::defaults()
         .region(aws_config::Region::new("us-east-1"))
@@ -58,6 +59,14 @@ async fn dead_letters_on_sqs_are_listed_shown_and_redriven() {
         .endpoint_url(&moto)
         .load()
         .await;
+    Some((moto, conf))
+}
+
+#[tokio::test]
+async fn dead_letters_on_sqs_are_listed_shown_and_redriven() {
+    let Some((moto, conf)) = moto().await else {
+        return;
+    };
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let run = std::process::id();
     let events = fifo(&sqs, &format!("ops-events-{run}")).await;

@@ -88,3 +88,36 @@ pub struct ConnectionHealth {
     pub last_failure: String,
     pub calls: u64,
 }
+
+/// One record's conversation: the attempts about `key`, the keys of the
+/// records paired with it (the sources and targets those attempts name),
+/// then every attempt about any of them — oldest first, with the keys.
+/// `about(k)` answers the attempts whose source or target is `k`.
+pub async fn conversation<F, Fut>(
+    key: &str,
+    about: F,
+) -> Result<(Vec<String>, Vec<Delivery>), String>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Delivery>, String>>,
+{
+    let first = about(key.to_owned()).await?;
+    let mut keys = vec![key.to_owned()];
+    for d in &first {
+        for k in std::iter::once(&d.source_key).chain(&d.targets) {
+            if !k.is_empty() && !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    let mut all = std::collections::BTreeMap::new();
+    for d in first {
+        all.insert((d.at_ms, d.id), d);
+    }
+    for k in keys.iter().skip(1) {
+        for d in about(k.clone()).await? {
+            all.insert((d.at_ms, d.id), d);
+        }
+    }
+    Ok((keys, all.into_values().collect()))
+}

@@ -334,35 +334,14 @@ impl SqliteJournal {
         self: &Arc<Self>,
         key: String,
     ) -> Result<(Vec<String>, Vec<Delivery>), String> {
-        let first = self
-            .feed(FeedQuery {
-                key: Some(key.clone()),
+        super::conversation(&key, |k| {
+            self.feed(FeedQuery {
+                key: Some(k),
                 limit: 1000,
                 ..FeedQuery::default()
             })
-            .await?;
-        let mut keys = vec![key.clone()];
-        for d in &first {
-            for k in std::iter::once(&d.source_key).chain(&d.targets) {
-                if !k.is_empty() && !keys.contains(k) {
-                    keys.push(k.clone());
-                }
-            }
-        }
-        let mut all: BTreeMap<i64, Delivery> = BTreeMap::new();
-        for k in &keys {
-            for d in self
-                .feed(FeedQuery {
-                    key: Some(k.clone()),
-                    limit: 1000,
-                    ..FeedQuery::default()
-                })
-                .await?
-            {
-                all.insert(d.id, d);
-            }
-        }
-        Ok((keys, all.into_values().collect()))
+        })
+        .await
     }
 
     /// Endpoints, events and outcomes seen (the feed's filter choices).
