@@ -308,7 +308,7 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
             ..BatchSettings::default()
         },
     )
-    .with_links(links);
+    .with_links(links.clone());
     let worker = Arc::new(match &journal {
         Some(j) => worker.with_journal(j.clone()),
         None => worker,
@@ -349,6 +349,7 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
             secrets: secrets.clone(),
             queue: queue.clone(),
             journal,
+            links,
             registry,
             stage,
             health,
@@ -377,6 +378,7 @@ struct ConsoleParts {
     secrets: Arc<dyn SecretStore>,
     queue: EmbeddedQueue,
     journal: Option<Arc<SqliteJournal>>,
+    links: Links,
     registry: Arc<Registry>,
     stage: String,
     health: Arc<Health>,
@@ -424,6 +426,7 @@ async fn start_console(
             Arc::new(crate::console::source::JournalFeed(j))
                 as Arc<dyn crate::console::source::Deliveries>
         }),
+        links: Some(p.links),
         registry: Some(p.registry),
         stage: p.stage,
         sweeps: p.sweeps,

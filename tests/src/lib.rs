@@ -302,51 +302,8 @@ pub fn sign(key: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Creates a link store table as `template.yaml`'s `LinksTable` has it
-/// (string keys `pk`/`sk`, on demand, TTL on `expires_at`) in the emulator;
-/// returns its name.
+/// Creates a link store table as `template.yaml`'s `LinksTable` has it in
+/// the emulator; returns its name.
 pub async fn create_links_table(conf: &aws_config::SdkConfig, name: &str) -> String {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        TimeToLiveSpecification,
-    };
-    use shared::links::dynamo::{PK, SK, TTL_ATTRIBUTE};
-    let ddb = aws_sdk_dynamodb::Client::new(conf);
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |n: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    ddb.create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr(PK))
-        .attribute_definitions(attr(SK))
-        .key_schema(key(PK, KeyType::Hash))
-        .key_schema(key(SK, KeyType::Range))
-        .send()
-        .await
-        .expect("create the links table in the emulator");
-    ddb.update_time_to_live()
-        .table_name(name)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name(TTL_ATTRIBUTE)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("enable TTL in the emulator");
-    name.to_owned()
+    shared::links::testing::create_dynamo_table(conf, name).await
 }

@@ -7,10 +7,10 @@
 //! (list, show, redrive) over SQS, found by the template's names
 //! (`jira-relay-<stage>-events.fifo`, `…-events-dlq.fifo`) or given as URLs;
 //! the feed and the conversation from the worker's log lines through
-//! CloudWatch Logs Insights; the config with its dry-run box. Not built: the
-//! record pairs from the DynamoDB link store (the conversation pairs records
-//! by what the log lines name), per-connection health and sweeps (CloudWatch
-//! metrics and alarms say those on AWS).
+//! CloudWatch Logs Insights, with the record pairs the DynamoDB link store
+//! holds (`--links-table`); the config with its dry-run box. Per-connection
+//! health, the Lambdas' health and the sweeps are CloudWatch's there (the
+//! template's metrics, alarms and dashboard).
 
 use super::runtime;
 use std::net::SocketAddr;
@@ -43,6 +43,10 @@ pub struct Args {
     /// The worker function's log group (default `/aws/lambda/jira-relay-<stage>-worker`).
     #[arg(long)]
     worker_log_group: Option<String>,
+    /// The link store's DynamoDB table (stack output LinksTableName): the
+    /// conversation view shows the record pairs it holds.
+    #[arg(long)]
+    links_table: Option<String>,
     /// Hours of logs the feed looks back without a time filter.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
     feed_hours: u64,
@@ -85,7 +89,17 @@ async fn serve(a: Args) -> Result<(), String> {
             )
         }
     };
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&shared::support::aws::defaults().load().await);
+    let sdk = shared::support::aws::defaults().load().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let links = a.links_table.as_ref().map(|t| {
+        shared::links::Links::new(
+            Arc::new(shared::links::dynamo::DynamoBackend::from_conf(
+                &sdk,
+                t.clone(),
+            )),
+            shared::links::LinkSettings::default(),
+        )
+    });
     let name = |suffix: &str| format!("jira-relay-{}-{suffix}", a.stage.as_deref().unwrap_or(""));
     let events = match a.events_url {
         Some(u) => u,
@@ -107,6 +121,7 @@ async fn serve(a: Args) -> Result<(), String> {
             window: std::time::Duration::from_secs(a.feed_hours * 3600),
         })),
         no_feed: String::new(),
+        links,
         registry: None,
         stage,
         // The reconciler's sweeps are CloudWatch's (its metrics and alarms).

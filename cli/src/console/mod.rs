@@ -42,6 +42,8 @@ pub struct Console {
     pub queues: Arc<dyn source::Queues>,
     /// The message feed (the delivery journal, or a stack's logs).
     pub feed: Option<Arc<dyn source::Deliveries>>,
+    /// The link store, for the record pairs the conversation view shows.
+    pub links: Option<shared::links::Links>,
     /// Why there is no feed, when `feed` is `None`.
     pub no_feed: String,
     /// `relay serve`'s registry; `None` where the metrics are CloudWatch's.
@@ -414,6 +416,10 @@ async fn conversation(State(c): St, headers: HeaderMap, Path(key): Path<String>)
             (k, url)
         })
         .collect();
+    let pairs = match &c.links {
+        Some(l) => stored_pairs(&c.config, l, &records).await,
+        None => vec!["No link store is read here (relay console --aws: --links-table).".to_owned()],
+    };
     let config = c.config.clone();
     let kinds = move |endpoint: &str| -> &'static str {
         match config
@@ -429,8 +435,67 @@ async fn conversation(State(c): St, headers: HeaderMap, Path(key): Path<String>)
     };
     html(
         StatusCode::OK,
-        pages::conversation(&key, &records, &rows, &kinds, &csrf),
+        pages::conversation(&key, &records, &pairs, &rows, &kinds, &csrf),
     )
+}
+
+/// The (connection, field) scopes the config's rules pair records under:
+/// each rule's `correlate` (not a Jira key, which is the record itself) and
+/// each `pair_back`.
+fn pair_scopes(config: &Config) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for r in &config.rules {
+        let kind = config
+            .connections
+            .iter()
+            .find(|c| c.name == r.to)
+            .map(|c| c.kind);
+        if let Some(c) = &r.correlate {
+            let pairs = match kind {
+                Some(ConnectionKind::Servicenow) => true,
+                Some(ConnectionKind::Jira) => c.field != "key",
+                _ => false,
+            };
+            if pairs {
+                out.push((r.to.clone(), c.field.clone()));
+            }
+        }
+        if let Some(pb) = &r.pair_back {
+            out.push((pb.connection.clone(), pb.field.clone()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What the link store holds for the pair's keys, one line each.
+async fn stored_pairs(
+    config: &Config,
+    links: &shared::links::Links,
+    records: &[(String, Option<String>)],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, _) in records {
+        for (conn, field) in pair_scopes(config) {
+            let scope = shared::links::store::Scope::new(&conn, &field, key);
+            match links.record(&scope).await {
+                Ok(Some(p)) => out.push(format!(
+                    "{conn}: {field} = {key} → {}{}",
+                    p.key.as_deref().unwrap_or("?"),
+                    p.id.map(|i| format!(" (id {i})")).unwrap_or_default()
+                )),
+                Ok(None) => {}
+                Err(e) => out.push(format!(
+                    "{conn}: {field} = {key}: the link store cannot be read: {e}"
+                )),
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push("The link store holds no pairing for these records.".into());
+    }
+    out
 }
 
 #[derive(Deserialize, Default)]

@@ -251,6 +251,7 @@ pub fn delivery(d: &Delivery, still_dead: bool, csrf: &str) -> String {
 pub fn conversation(
     key: &str,
     records: &[(String, Option<String>)],
+    pairs: &[String],
     rows: &[Delivery],
     kinds: &dyn Fn(&str) -> &'static str,
     csrf: &str,
@@ -284,8 +285,13 @@ pub fn conversation(
     }
     table.push_str("</tbody></table></div>");
     let body = format!(
-        "<h1>Conversation of {}</h1><ul class=\"records\" id=\"pair\">{recs}</ul>{table}",
-        esc(key)
+        "<h1>Conversation of {}</h1><ul class=\"records\" id=\"pair\">{recs}</ul>\
+<h2>Paired in the link store</h2><ul class=\"records\" id=\"stored-pairs\">{}</ul>{table}",
+        esc(key),
+        pairs
+            .iter()
+            .map(|p| format!("<li>{}</li>", esc(p)))
+            .collect::<String>()
     );
     layout(&format!("Conversation {key}"), "feed", Some(csrf), &body)
 }

@@ -23,7 +23,8 @@ impl Drop for Kill {
 
 fn console(moto: &str, dir: &std::path::Path, stage: &str, port: u16) -> Command {
     let mut cmd = Command::new(crate::common::BIN);
-    cmd.args(["console", "--aws", "--stage", stage, "--config"])
+    cmd.args(["console", "--aws", "--stage", stage])
+        .args(["--links-table", &format!("links-{stage}"), "--config"])
         .arg(dir.join("relay.yaml"))
         .arg("--secrets")
         .arg(dir.join("secrets.yaml"))
@@ -110,6 +111,25 @@ async fn console_for_a_deployed_stack_on_moto() {
         ))
         .log_events(line(now - 1000, "jira:issue_created", "AWS-2", "dead", ""))
         .send()
+        .await
+        .unwrap();
+    // and the link store's table with the pairing the worker wrote
+    let table = shared::links::testing::create_dynamo_table(&conf, &format!("links-{stage}")).await;
+    let links = shared::links::Links::new(
+        std::sync::Arc::new(shared::links::dynamo::DynamoBackend::from_conf(
+            &conf,
+            table.clone(),
+        )),
+        shared::links::LinkSettings::default(),
+    );
+    links
+        .pair(
+            &shared::links::store::Scope::new("servicenow", "correlation_id", "AWS-1"),
+            &shared::links::store::Pair {
+                id: Some("sys-aws-1".into()),
+                key: Some("INC0020001".into()),
+            },
+        )
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -203,6 +223,10 @@ async fn console_for_a_deployed_stack_on_moto() {
     assert!(
         conv.contains("INC0020001") && conv.contains("comment_created"),
         "{conv}"
+    );
+    assert!(
+        conv.contains("servicenow: correlation_id = AWS-1 → INC0020001 (id sys-aws-1)"),
+        "the link store's pairing: {conv}"
     );
     let row_id = rows[2].split('"').next().unwrap();
     let (status, one) = s.get(&format!("/delivery/{row_id}")).await;

@@ -272,6 +272,11 @@ async fn operator_console_in_chromium() {
             .any(|l| l.starts_with(&sn.base_url()) && l.ends_with("INC0010001")),
         "{links:?}"
     );
+    let stored = element(&c, "#stored-pairs").await.text().await.unwrap();
+    assert!(
+        stored.contains("servicenow: correlation_id = DEMO-1 → INC0010001"),
+        "{stored}"
+    );
     let events = texts(&c, "#conversation tbody tr td:nth-child(4)").await;
     assert_eq!(
         events,

@@ -49,3 +49,53 @@ pub async fn backend_contract(b: Arc<dyn LinkBackend>) {
     b.delete("p", "s/1").await.unwrap();
     assert_eq!(b.query("p", "s/", 10, 100).await.unwrap().len(), 1);
 }
+
+#[cfg(feature = "aws")]
+/// Creates a link store table as `template.yaml`'s `LinksTable` has it
+/// (string keys `pk`/`sk`, on demand, TTL on `expires_at`) in the emulator;
+/// returns its name.
+pub async fn create_dynamo_table(conf: &aws_config::SdkConfig, name: &str) -> String {
+    use super::dynamo::{PK, SK, TTL_ATTRIBUTE};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+    let ddb = aws_sdk_dynamodb::Client::new(conf);
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(PK))
+        .attribute_definitions(attr(SK))
+        .key_schema(key(PK, KeyType::Hash))
+        .key_schema(key(SK, KeyType::Range))
+        .send()
+        .await
+        .expect("create the links table in the emulator");
+    ddb.update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(TTL_ATTRIBUTE)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("enable TTL in the emulator");
+    name.to_owned()
+}
