@@ -220,7 +220,8 @@ async fn refuses_to_start_with_unsafe_or_missing_secrets() {
 fn the_demo_shows_an_incident_with_its_comment_and_attachment() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["demo", "--no-wait", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["demo", "--no-wait", "--listen", "127.0.0.1:0"])
+        .args(["--console", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env_remove("RUST_LOG")
         .output()
@@ -246,6 +247,22 @@ fn the_demo_shows_an_incident_with_its_comment_and_attachment() {
     let token = std::fs::read_to_string(dir.path().join("demo-token")).unwrap();
     assert!(!stdout.contains(&token));
     assert!(stdout.contains("?token=<relay/webhook#token>"));
+    // The console's URL and its demo credential (from the demo's secrets file).
+    let secrets = std::fs::read_to_string(dir.path().join("secrets.yaml")).unwrap();
+    let password = secrets
+        .split("relay/console:")
+        .nth(1)
+        .and_then(|r| r.split("password: ").nth(1))
+        .and_then(|r| r.lines().next())
+        .unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("Operator console: http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no console line in:\n{stdout}"));
+    assert!(
+        line.contains(&format!("user admin, password {password}")),
+        "{line}"
+    );
 }
 
 fn updated(n: usize, summary: &str) -> Value {

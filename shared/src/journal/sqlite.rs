@@ -485,6 +485,17 @@ mod tests {
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].source_key, "DEMO-2");
         assert_eq!(dead[0].calls[0].status, Some(400));
+        let window = j
+            .feed(FeedQuery {
+                since_ms: Some(now - 1),
+                until_ms: Some(now - 1),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(window.len(), 1, "a time range");
+        assert_eq!(window[0].source_key, "DEMO-2");
         let newer = j
             .feed(FeedQuery {
                 after_id: Some(all[1].id),
