@@ -34,6 +34,9 @@ use crate::faults::{
     unauthorized, Credentials, Faults, Flavor, Recorded, XorShift,
 };
 
+mod meta;
+pub use meta::{Named, Site};
+
 /// Default Basic credentials (email, API token).
 pub const DEFAULT_EMAIL: &str = "relay@example.com";
 pub const DEFAULT_API_TOKEN: &str = "jira-api-token";
@@ -130,6 +133,8 @@ pub struct TransitionDef {
 /// Close 41, Reopen 51, Pause 61).
 #[derive(Debug, Clone)]
 pub struct Workflow {
+    /// As `/workflow/search` and the project's workflow scheme name it.
+    pub name: String,
     pub statuses: Vec<StatusDef>,
     pub transitions: Vec<TransitionDef>,
     /// Status of new issues.
@@ -150,6 +155,7 @@ impl Default for Workflow {
             clears_fields: clears.iter().map(|s| s.to_string()).collect(),
         };
         Workflow {
+            name: "Sandbox Workflow".into(),
             statuses: vec![
                 st("To Do", "10000"),
                 st("In Progress", "3"),
@@ -219,6 +225,8 @@ struct JiraState {
     tokens: Vec<(String, Instant)>,
     three_lo: ThreeLo,
     workflow: Workflow,
+    /// Projects, issue types, fields, priorities, permissions.
+    site: Site,
     requests: Vec<Recorded>,
     violations: Vec<Violation>,
     rng: XorShift,
@@ -281,6 +289,7 @@ impl JiraServer {
                 tokens: Vec::new(),
                 three_lo: ThreeLo::default(),
                 workflow: Workflow::default(),
+                site: Site::default(),
                 requests: Vec::new(),
                 violations: Vec::new(),
                 rng: XorShift::new(0x7172_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
@@ -388,6 +397,41 @@ impl JiraServer {
         self.shared
             .contract_check
             .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Declares a project (key, display name): the metadata APIs show it
+    /// before any issue exists in it. Issues may still be created in any
+    /// project (which then exists too), unless the permission is denied.
+    pub fn add_project(&self, key: &str, name: &str) {
+        let mut st = self.state();
+        let key = key.to_ascii_uppercase();
+        st.project(&key);
+        st.site.project_names.insert(key, name.into());
+    }
+
+    /// Adds a custom text field (`customfield_N`, display name) to the
+    /// site: listed by `/field`, on every create screen.
+    pub fn add_custom_field(&self, id: &str, name: &str) {
+        self.state().site.custom_fields.push(Named {
+            id: id.into(),
+            name: name.into(),
+        });
+    }
+
+    /// The integration user loses a project permission (`CREATE_ISSUES`,
+    /// `ADD_COMMENTS`, `TRANSITION_ISSUES`, `EDIT_ISSUES`,
+    /// `CREATE_ATTACHMENTS`): `/mypermissions` says so, and a create in
+    /// that project is refused as Jira refuses it.
+    pub fn deny_permission(&self, project: &str, permission: &str) {
+        self.state()
+            .site
+            .denied
+            .insert((project.to_ascii_uppercase(), permission.into()));
+    }
+
+    /// Changes the site's issue types, priorities, resolutions or fields.
+    pub fn configure_site(&self, f: impl FnOnce(&mut Site)) {
+        f(&mut self.state().site);
     }
 
     /// Replaces the workflow (existing issues keep their status name).
@@ -1071,6 +1115,11 @@ fn route(
     headers: &http::HeaderMap,
     bytes: &[u8],
 ) -> Response {
+    if ctx.method == Method::GET {
+        if let Some(r) = meta::get(ctx, rest) {
+            return r;
+        }
+    }
     let m = ctx.method.clone();
     match (m, rest) {
         (Method::POST, ["issue"]) => create_issue(ctx, body),
@@ -1426,8 +1475,19 @@ fn create_issue(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
             .map(|(k, _)| k.clone()),
         _ => None,
     };
-    if project.is_none() {
-        errors.insert("project".into(), "Specify a valid project ID or key".into());
+    match &project {
+        None => {
+            errors.insert("project".into(), "Specify a valid project ID or key".into());
+        }
+        Some(p) if !meta::allowed(&st, p, "CREATE_ISSUES") => {
+            drop(st);
+            return jira_error(
+                400,
+                &[],
+                json!({"project": "You do not have permission to create issues in this project."}),
+            );
+        }
+        Some(_) => {}
     }
     let it = &fv["issuetype"];
     if !(it["name"].is_string() || it["id"].is_string()) {

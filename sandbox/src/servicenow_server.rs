@@ -11,6 +11,8 @@
 //! endpoint skips auth), then (a successful write taken by a
 //! [`Fault::AnswerLost`](crate::faults::Fault::AnswerLost)) the answer lost.
 
+mod meta;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -182,6 +184,8 @@ struct SnState {
     /// `sys_created_on`'s seconds; for the benchmarks' webhook-to-record time.
     created_at: BTreeMap<String, SystemTime>,
     rng: XorShift,
+    /// Choices added by tests (the dictionary is computed, see `meta`).
+    meta: meta::Catalog,
 }
 
 struct Shared {
@@ -231,6 +235,7 @@ impl ServiceNowServer {
                 requests: Vec::new(),
                 created_at: BTreeMap::new(),
                 rng: XorShift::new(0x5EED_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
+                meta: meta::Catalog::default(),
             }),
             faults: Faults::default(),
             latency_ms: AtomicU64::new(0),
@@ -285,6 +290,17 @@ impl ServiceNowServer {
             .entry(table.into())
             .or_default()
             .extend(fields.iter().map(|f| f.to_string()));
+    }
+
+    /// Adds a value to a choice list (`sys_choice`): `table`'s `element`
+    /// (a table's own list replaces the one it inherits).
+    pub fn add_choice(&self, table: &str, element: &str, value: &str, label: &str) {
+        self.state().meta.extra_choices.push((
+            table.into(),
+            element.into(),
+            value.into(),
+            label.into(),
+        ));
     }
 
     /// Every request from now on is answered `latency` later (after it is
@@ -905,8 +921,11 @@ fn list(sh: &Shared, table: &str, query: &[(String, String)]) -> Response {
     } else {
         Vec::new()
     };
+    let dictionary = meta::rows(&st, table);
     let mut hits: Vec<&Map<String, Value>> = if table == "sys_journal_field" {
         journal_rows.iter().filter(|r| matches(r, &q)).collect()
+    } else if let Some(rows) = &dictionary {
+        rows.iter().filter(|r| matches(r, &q)).collect()
     } else {
         st.tables
             .get(table)

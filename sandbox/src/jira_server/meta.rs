@@ -1,0 +1,523 @@
+//! What a Jira site is configured with, as its metadata APIs show it:
+//! projects (`/project/{key}`, `/project/search`, `/project/{key}/statuses`),
+//! the create screen (`/issue/createmeta/{project}/issuetypes[/{id}]`),
+//! fields (`/field`), issue types, priorities, resolutions, statuses,
+//! the integration user's permissions (`/mypermissions`) and the workflow
+//! behind a project (`/workflowscheme/project`, `/workflow/search` with
+//! `expand=transitions`). Shapes as the Jira Cloud platform OpenAPI spec
+//! gives them (its examples), so that `relay check --live` and
+//! `relay init --discover` read the sandbox as they read a real site.
+
+use super::{jira_error, lock, Ctx, JiraState, Workflow};
+use crate::faults::json_response;
+use axum::response::Response;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// An id and a name (issue types, priorities, resolutions, custom fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub id: String,
+    pub name: String,
+}
+
+fn named(list: &[(&str, &str)]) -> Vec<Named> {
+    list.iter()
+        .map(|(id, name)| Named {
+            id: (*id).into(),
+            name: (*name).into(),
+        })
+        .collect()
+}
+
+/// The site's configuration ([`Site::default`]: issue types Task, Bug,
+/// Incident, Service Request, Sub-task; priorities Highest…Lowest (1–5);
+/// resolutions Done, Won't Do, Duplicate; no custom field; every
+/// permission granted).
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub issue_types: Vec<Named>,
+    pub priorities: Vec<Named>,
+    pub resolutions: Vec<Named>,
+    /// Custom text fields (`customfield_N`), on every create screen.
+    pub custom_fields: Vec<Named>,
+    /// Display names of declared projects (by key).
+    pub project_names: BTreeMap<String, String>,
+    /// (project key, permission key) the integration user does not have.
+    pub denied: BTreeSet<(String, String)>,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site {
+            issue_types: named(&[
+                ("10001", "Task"),
+                ("10002", "Bug"),
+                ("10003", "Incident"),
+                ("10004", "Service Request"),
+                ("10005", "Sub-task"),
+            ]),
+            priorities: named(&[
+                ("1", "Highest"),
+                ("2", "High"),
+                ("3", "Medium"),
+                ("4", "Low"),
+                ("5", "Lowest"),
+            ]),
+            resolutions: named(&[
+                ("10000", "Done"),
+                ("10001", "Won't Do"),
+                ("10002", "Duplicate"),
+            ]),
+            custom_fields: Vec::new(),
+            project_names: BTreeMap::new(),
+            denied: BTreeSet::new(),
+        }
+    }
+}
+
+/// The project permissions `/mypermissions` knows, with their names.
+const PERMISSIONS: &[(&str, &str, &str)] = &[
+    ("10", "CREATE_ISSUES", "Create Issues"),
+    ("12", "EDIT_ISSUES", "Edit Issues"),
+    ("15", "ADD_COMMENTS", "Add Comments"),
+    ("19", "CREATE_ATTACHMENTS", "Create Attachments"),
+    ("46", "TRANSITION_ISSUES", "Transition Issues"),
+    ("16", "DELETE_ISSUES", "Delete Issues"),
+    ("10", "BROWSE_PROJECTS", "Browse Projects"),
+];
+
+/// System fields on every create screen: (id, name, required, schema type).
+const SYSTEM_CREATE_FIELDS: &[(&str, &str, bool, &str)] = &[
+    ("summary", "Summary", true, "string"),
+    ("issuetype", "Issue Type", true, "issuetype"),
+    ("project", "Project", true, "project"),
+    ("description", "Description", false, "string"),
+    ("priority", "Priority", false, "priority"),
+    ("labels", "Labels", false, "array"),
+    ("assignee", "Assignee", false, "user"),
+    ("reporter", "Reporter", false, "user"),
+    ("environment", "Environment", false, "string"),
+    ("duedate", "Due date", false, "date"),
+    ("components", "Components", false, "array"),
+];
+
+/// System fields that exist but are not on the create screen.
+const SYSTEM_OTHER_FIELDS: &[(&str, &str, &str)] = &[
+    ("status", "Status", "status"),
+    ("resolution", "Resolution", "resolution"),
+    ("created", "Created", "datetime"),
+    ("updated", "Updated", "datetime"),
+    ("comment", "Comment", "comments-page"),
+    ("attachment", "Attachment", "array"),
+];
+
+const WORKFLOW_SCHEME_ID: u64 = 10100;
+
+fn category(workflow: &Workflow, status: &str) -> Value {
+    if status == workflow.initial {
+        json!({"id": 2, "key": "new", "name": "To Do", "colorName": "blue-gray"})
+    } else if ["Resolved", "Closed", "Done"].contains(&status) {
+        json!({"id": 3, "key": "done", "name": "Done", "colorName": "green"})
+    } else {
+        json!({"id": 4, "key": "indeterminate", "name": "In Progress", "colorName": "yellow"})
+    }
+}
+
+fn statuses(ctx: &Ctx<'_>, st: &JiraState) -> Vec<Value> {
+    st.workflow
+        .statuses
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "name": s.name,
+                "description": "",
+                "self": format!("{}/rest/api/{}/status/{}", ctx.sh.base, ctx.api(), s.id),
+                "statusCategory": category(&st.workflow, &s.name),
+                "scope": {"type": "GLOBAL"},
+            })
+        })
+        .collect()
+}
+
+/// A project by key or id: declared, or made by an issue created in it.
+fn find_project(st: &JiraState, key_or_id: &str) -> Option<(String, String)> {
+    let up = key_or_id.to_ascii_uppercase();
+    st.projects
+        .iter()
+        .find(|(k, (id, _))| **k == up || id == key_or_id)
+        .map(|(k, (id, _))| (k.clone(), id.clone()))
+}
+
+fn issue_type_json(ctx: &Ctx<'_>, t: &Named) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "description": "",
+        "subtask": t.name == "Sub-task",
+        "iconUrl": format!("{}/images/icons/issuetypes/{}.png", ctx.sh.base, t.id),
+        "self": format!("{}/rest/api/{}/issuetype/{}", ctx.sh.base, ctx.api(), t.id),
+    })
+}
+
+fn project_json(ctx: &Ctx<'_>, st: &JiraState, key: &str, id: &str) -> Value {
+    let name = st
+        .site
+        .project_names
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| key.to_string());
+    json!({
+        "id": id,
+        "key": key,
+        "name": name,
+        "self": format!("{}/rest/api/{}/project/{id}", ctx.sh.base, ctx.api()),
+        "projectTypeKey": "service_desk",
+        "simplified": false,
+        "style": "classic",
+        "isPrivate": false,
+        "issueTypes": st.site.issue_types.iter().map(|t| issue_type_json(ctx, t)).collect::<Vec<_>>(),
+    })
+}
+
+fn no_project(key: &str) -> Response {
+    jira_error(
+        404,
+        &[&format!("No project could be found with key '{key}'.")],
+        json!({}),
+    )
+}
+
+fn page(ctx: &Ctx<'_>, items: Vec<Value>, field: &str) -> Value {
+    let start: usize = ctx
+        .param("startAt")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let max: usize = ctx
+        .param("maxResults")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50)
+        .clamp(1, 200);
+    let total = items.len();
+    let slice: Vec<Value> = items.into_iter().skip(start).take(max).collect();
+    let mut out = json!({"startAt": start, "maxResults": max, "total": total});
+    out[field] = Value::Array(slice);
+    out
+}
+
+fn create_field(
+    ctx: &Ctx<'_>,
+    st: &JiraState,
+    id: &str,
+    name: &str,
+    required: bool,
+    ty: &str,
+) -> Value {
+    let mut f = json!({
+        "fieldId": id,
+        "key": id,
+        "name": name,
+        "required": required,
+        "hasDefaultValue": id == "priority",
+        "operations": if ty == "array" { json!(["add", "set", "remove"]) } else { json!(["set"]) },
+        "schema": {"type": ty, "system": id},
+    });
+    if id == "priority" {
+        f["allowedValues"] = st
+            .site
+            .priorities
+            .iter()
+            .map(|p| {
+                json!({"id": p.id, "name": p.name,
+                       "self": format!("{}/rest/api/{}/priority/{}", ctx.sh.base, ctx.api(), p.id)})
+            })
+            .collect();
+        f["schema"] = json!({"type": "priority", "system": "priority"});
+    }
+    f
+}
+
+fn custom_schema(f: &Named) -> Value {
+    json!({
+        "type": "string",
+        "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield",
+        "customId": f.id.trim_start_matches("customfield_").parse::<u64>().unwrap_or(0),
+    })
+}
+
+/// The metadata GET routes; `None` for a path that is not one of them.
+pub(super) fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Option<Response> {
+    let st = lock(&ctx.sh.state);
+    let resp = match rest {
+        ["project", "search"] => {
+            let mut all: Vec<Value> = st
+                .projects
+                .iter()
+                .map(|(k, (id, _))| project_json(ctx, &st, k, id))
+                .collect();
+            if let Some(q) = ctx.param("query") {
+                let q = q.to_lowercase();
+                all.retain(|p| {
+                    p["key"].as_str().unwrap_or("").to_lowercase().contains(&q)
+                        || p["name"].as_str().unwrap_or("").to_lowercase().contains(&q)
+                });
+            }
+            let mut out = page(ctx, all, "values");
+            let (start, max, total) = (
+                out["startAt"].as_u64().unwrap_or(0),
+                out["maxResults"].as_u64().unwrap_or(50),
+                out["total"].as_u64().unwrap_or(0),
+            );
+            out["isLast"] = Value::Bool(start + max >= total);
+            json_response(200, &out)
+        }
+        ["project", p] => match find_project(&st, p) {
+            Some((k, id)) => json_response(200, &project_json(ctx, &st, &k, &id)),
+            None => no_project(p),
+        },
+        ["project", p, "statuses"] => match find_project(&st, p) {
+            Some(_) => {
+                let statuses = statuses(ctx, &st);
+                let list: Vec<Value> = st
+                    .site
+                    .issue_types
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "id": t.id, "name": t.name, "subtask": t.name == "Sub-task",
+                            "self": format!("{}/rest/api/{}/issuetype/{}", ctx.sh.base, ctx.api(), t.id),
+                            "statuses": statuses,
+                        })
+                    })
+                    .collect();
+                json_response(200, &Value::Array(list))
+            }
+            None => no_project(p),
+        },
+        ["issue", "createmeta", p, "issuetypes"] => match find_project(&st, p) {
+            Some(_) => {
+                let types: Vec<Value> = st
+                    .site
+                    .issue_types
+                    .iter()
+                    .map(|t| issue_type_json(ctx, t))
+                    .collect();
+                json_response(200, &page(ctx, types, "issueTypes"))
+            }
+            None => no_project(p),
+        },
+        ["issue", "createmeta", p, "issuetypes", type_id] => {
+            if find_project(&st, p).is_none() {
+                return Some(no_project(p));
+            }
+            if !st.site.issue_types.iter().any(|t| t.id == *type_id) {
+                return Some(jira_error(
+                    404,
+                    &[&format!(
+                        "The issue type with id '{type_id}' does not exist or is not valid for this project."
+                    )],
+                    json!({}),
+                ));
+            }
+            let mut fields: Vec<Value> = SYSTEM_CREATE_FIELDS
+                .iter()
+                .map(|(id, name, req, ty)| create_field(ctx, &st, id, name, *req, ty))
+                .collect();
+            for f in &st.site.custom_fields {
+                fields.push(json!({
+                    "fieldId": f.id, "key": f.id, "name": f.name, "required": false,
+                    "hasDefaultValue": false, "operations": ["set"], "schema": custom_schema(f),
+                }));
+            }
+            json_response(200, &page(ctx, fields, "fields"))
+        }
+        ["field"] => {
+            let mut list: Vec<Value> = Vec::new();
+            let sys = SYSTEM_CREATE_FIELDS
+                .iter()
+                .map(|(id, name, _, ty)| (*id, *name, *ty))
+                .chain(SYSTEM_OTHER_FIELDS.iter().copied());
+            for (id, name, ty) in sys {
+                list.push(json!({
+                    "id": id, "key": id, "name": name, "custom": false, "orderable": true,
+                    "navigable": true, "searchable": true, "clauseNames": [id],
+                    "schema": {"type": ty, "system": id},
+                }));
+            }
+            for f in &st.site.custom_fields {
+                let n = f.id.trim_start_matches("customfield_");
+                list.push(json!({
+                    "id": f.id, "key": f.id, "name": f.name, "custom": true, "orderable": true,
+                    "navigable": true, "searchable": true,
+                    "clauseNames": [format!("cf[{n}]"), f.name],
+                    "schema": custom_schema(f),
+                }));
+            }
+            json_response(200, &Value::Array(list))
+        }
+        ["issuetype"] => json_response(
+            200,
+            &Value::Array(st.site.issue_types.iter().map(|t| issue_type_json(ctx, t)).collect()),
+        ),
+        ["priority"] => json_response(
+            200,
+            &Value::Array(
+                st.site
+                    .priorities
+                    .iter()
+                    .map(|p| {
+                        json!({"id": p.id, "name": p.name, "description": "", "statusColor": "#cccccc",
+                               "self": format!("{}/rest/api/{}/priority/{}", ctx.sh.base, ctx.api(), p.id)})
+                    })
+                    .collect(),
+            ),
+        ),
+        ["resolution"] => json_response(
+            200,
+            &Value::Array(
+                st.site
+                    .resolutions
+                    .iter()
+                    .map(|r| {
+                        json!({"id": r.id, "name": r.name, "description": "",
+                               "self": format!("{}/rest/api/{}/resolution/{}", ctx.sh.base, ctx.api(), r.id)})
+                    })
+                    .collect(),
+            ),
+        ),
+        ["status"] => json_response(200, &Value::Array(statuses(ctx, &st))),
+        ["mypermissions"] => {
+            let wanted: Vec<&str> = ctx
+                .param("permissions")
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
+            if wanted.is_empty() {
+                return Some(jira_error(
+                    400,
+                    &["The 'permissions' query parameter is required."],
+                    json!({}),
+                ));
+            }
+            let project = match ctx.param("projectKey").or(ctx.param("projectId")) {
+                Some(p) => match find_project(&st, p) {
+                    Some((k, _)) => Some(k),
+                    None => return Some(no_project(p)),
+                },
+                None => None,
+            };
+            let mut perms = serde_json::Map::new();
+            for w in wanted {
+                let Some((id, key, name)) = PERMISSIONS.iter().find(|(_, k, _)| *k == w) else {
+                    return Some(jira_error(
+                        400,
+                        &[&format!("Unrecognized permission key: {w}")],
+                        json!({}),
+                    ));
+                };
+                let have = project
+                    .as_ref()
+                    .is_none_or(|p| !st.site.denied.contains(&(p.clone(), key.to_string())));
+                perms.insert(
+                    key.to_string(),
+                    json!({"id": id, "key": key, "name": name, "type": "PROJECT",
+                           "description": format!("Ability to {}.", name.to_lowercase()),
+                           "havePermission": have}),
+                );
+            }
+            json_response(200, &json!({"permissions": perms}))
+        }
+        ["workflowscheme", "project"] => {
+            let ids: Vec<String> = ctx
+                .query
+                .iter()
+                .filter(|(k, _)| k == "projectId")
+                .flat_map(|(_, v)| v.split(','))
+                .map(|s| s.trim().to_string())
+                .filter(|id| st.projects.values().any(|(pid, _)| pid == id))
+                .collect();
+            let values = if ids.is_empty() {
+                json!([])
+            } else {
+                json!([{
+                    "projectIds": ids,
+                    "workflowScheme": {
+                        "id": WORKFLOW_SCHEME_ID,
+                        "name": "Sandbox workflow scheme",
+                        "description": "",
+                        "defaultWorkflow": st.workflow.name,
+                        "issueTypeMappings": {},
+                        "self": format!("{}/rest/api/{}/workflowscheme/{WORKFLOW_SCHEME_ID}", ctx.sh.base, ctx.api()),
+                    }
+                }])
+            };
+            json_response(200, &json!({"values": values}))
+        }
+        ["workflow", "search"] => {
+            let wf = &st.workflow;
+            let names: Vec<&str> = ctx
+                .query
+                .iter()
+                .filter(|(k, _)| k == "workflowName")
+                .flat_map(|(_, v)| v.split(','))
+                .collect();
+            let expand = ctx.param("expand").unwrap_or("");
+            let mut values = Vec::new();
+            if names.is_empty() || names.contains(&wf.name.as_str()) {
+                let id_of = |name: &str| {
+                    wf.statuses
+                        .iter()
+                        .find(|s| s.name == name)
+                        .map(|s| s.id.clone())
+                        .unwrap_or_default()
+                };
+                let mut v = json!({
+                    "id": {"name": wf.name, "entityId": "5ed312c5-0000-4a78-a1f6-8ff7f307d063"},
+                    "description": "The sandbox's workflow",
+                    "isDefault": false,
+                });
+                if expand.contains("transitions") {
+                    v["transitions"] = wf
+                        .transitions
+                        .iter()
+                        .map(|t| {
+                            let from: Vec<String> = wf
+                                .statuses
+                                .iter()
+                                .filter(|s| s.name != t.to)
+                                .map(|s| s.id.clone())
+                                .collect();
+                            json!({"id": t.id, "name": t.name, "description": "", "from": from,
+                                   "to": id_of(&t.to), "type": "directed"})
+                        })
+                        .collect();
+                }
+                if expand.contains("statuses") {
+                    v["statuses"] = wf
+                        .statuses
+                        .iter()
+                        .map(|s| json!({"id": s.id, "name": s.name}))
+                        .collect();
+                }
+                values.push(v);
+            }
+            let total = values.len();
+            json_response(
+                200,
+                &json!({"isLast": true, "maxResults": 50, "startAt": 0, "total": total, "values": values}),
+            )
+        }
+        _ => return None,
+    };
+    Some(resp)
+}
+
+/// Whether the integration user may do `permission` in `project`.
+pub(super) fn allowed(st: &JiraState, project: &str, permission: &str) -> bool {
+    !st.site
+        .denied
+        .contains(&(project.to_ascii_uppercase(), permission.to_string()))
+}
