@@ -16,6 +16,7 @@ mod commands;
 mod console;
 mod demo;
 mod jira_admin;
+mod live;
 mod logs;
 mod oauth_login;
 mod reconcile;
@@ -38,6 +39,11 @@ struct Cli {
 enum Command {
     /// Check a config file; exit 0 if valid, else print every problem.
     Validate(validate::Args),
+    /// Write a two-way config and a secrets skeleton (flags, or answers on a terminal).
+    Init(commands::init::Args),
+    /// Check a config against the live systems (`--live`): projects, issue
+    /// types, fields, transitions, permissions, tables, columns, choices.
+    Check(commands::check::Args),
     /// Print the JSON Schema of the config file.
     Schema,
     /// Plan one webhook body (a JSON file) and print the plan as JSON.
@@ -62,6 +68,8 @@ enum Command {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Validate(a) => validate::run(a),
+        Command::Check(a) => commands::check::run(a),
+        Command::Init(a) => commands::init::run(a),
         Command::Schema => commands::schema::run(),
         Command::DryRun(a) => dry_run::run(a),
         Command::Serve(a) => commands::serve::run(a),

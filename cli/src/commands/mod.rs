@@ -2,10 +2,12 @@
 //! commands need — loading the config, writing the report, the async runtime,
 //! opening an existing queue — is here.
 
+pub mod check;
 pub mod console;
 pub mod demo;
 pub mod dlq;
 pub mod dry_run;
+pub mod init;
 pub mod jira;
 pub mod queue;
 pub mod reconcile;

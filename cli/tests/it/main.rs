@@ -5,10 +5,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod check_live;
 mod cli;
 mod console;
 mod console_aws;
 mod console_browser;
+mod init;
 mod jira_webhook;
 mod oauth_login;
 mod reconcile;

@@ -9,8 +9,8 @@
 //! it names them by [`crate::secrets::secret::SecretRef`].
 
 pub use model::*;
-pub use problem::Problem;
-use problem::{parse_problem, problem, render_problems};
+use problem::{parse_problem, problem};
+pub use problem::{render_problems, Problem};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 

@@ -17,7 +17,8 @@ pub struct Problem {
     pub fix: Option<String>,
 }
 
-pub(crate) fn render_problems(file: &Path, problems: &[Problem]) -> String {
+/// `file:line:column: field: message (fix: …)`, one problem per line.
+pub fn render_problems(file: &Path, problems: &[Problem]) -> String {
     let mut out = String::new();
     for (i, p) in problems.iter().enumerate() {
         if i > 0 {

@@ -153,7 +153,25 @@ pub(crate) fn check_rules(
     let mut rules = Vec::new();
     for (i, spanned) in raw.into_iter().enumerate() {
         let at = |field: &str| format!("rules[{i}].{field}");
+        let line_of = |(line, _): (Option<u64>, Option<u64>)| line;
+        let mut lines = RuleLines {
+            rule: line_of(crate::config::problem::at(&spanned)),
+            ..RuleLines::default()
+        };
         let r = spanned.value;
+        lines.correlate = r
+            .correlate
+            .as_ref()
+            .and_then(|c| line_of(crate::config::problem::at(c)));
+        lines.pair_back = r
+            .pair_back
+            .as_ref()
+            .and_then(|c| line_of(crate::config::problem::at(c)));
+        for (target, spec) in &r.map {
+            if let Some(l) = line_of(crate::config::problem::at(spec)) {
+                lines.map.insert(target.clone(), l);
+            }
+        }
         let name = r.name.value.clone();
         if name.trim().is_empty() {
             problems.push(problem(
@@ -444,6 +462,7 @@ pub(crate) fn check_rules(
             stop: r.stop,
             download_from: r.download_from.map(|d| d.value),
             pair_back,
+            lines,
         });
     }
     rules

@@ -80,6 +80,20 @@ pub struct Rule {
     pub stop: bool,
     pub download_from: Option<String>,
     pub pair_back: Option<PairBackRule>,
+    /// Where the rule is written in the config file.
+    pub lines: RuleLines,
+}
+
+/// Lines (1-based) of a rule in its config file, for messages about it found
+/// after loading (`relay check --live` names the line of a value the live
+/// system does not have). `None`/absent when the rule was not read from a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleLines {
+    pub rule: Option<u64>,
+    /// By target field (`map.<target>`): the line of its value.
+    pub map: std::collections::BTreeMap<String, u64>,
+    pub correlate: Option<u64>,
+    pub pair_back: Option<u64>,
 }
 
 /// Where a create writes the pairing back (see `pair_back` in the config).
