@@ -483,37 +483,41 @@ async fn jira(
                 }
             }
         }
-        if let Some(cor) = &r.correlate {
+    }
+    // The custom fields that hold the other side's key: `correlate.field` of
+    // the rules to this connection, `pair_back.field` of the rules that
+    // write their pairing back through it.
+    let mut key_fields: Vec<(&str, At)> = Vec::new();
+    for (i, r) in config.rules.iter().enumerate() {
+        if let Some(cor) = r.correlate.as_ref().filter(|_| r.to == c.name) {
             if cor.field.starts_with("customfield_") {
-                report.checked += 1;
-                if !field_ids.contains_key(cor.field.as_str()) {
-                    report.problems.push(problem(
-                        &At {
-                            field: format!("rules[{i}].correlate.field"),
-                            line: r.lines.correlate.or(r.lines.rule),
-                        },
-                        format!("the Jira site {} has no field `{}`", c.base_url, cor.field),
-                        format!(
-                            "use the custom field that holds the other side's key: {}",
-                            custom()
-                        ),
-                    ));
-                }
+                key_fields.push((
+                    &cor.field,
+                    At {
+                        field: format!("rules[{i}].correlate.field"),
+                        line: r.lines.correlate.or(r.lines.rule),
+                    },
+                ));
+            }
+        }
+        if let Some(pb) = r.pair_back.as_ref().filter(|p| p.connection == c.name) {
+            if pb.field.starts_with("customfield_") {
+                key_fields.push((
+                    &pb.field,
+                    At {
+                        field: format!("rules[{i}].pair_back.field"),
+                        line: r.lines.pair_back.or(r.lines.rule),
+                    },
+                ));
             }
         }
     }
-    for (i, r) in config.rules.iter().enumerate() {
-        let Some(pb) = r.pair_back.as_ref().filter(|p| p.connection == c.name) else {
-            continue;
-        };
+    for (field, at) in key_fields {
         report.checked += 1;
-        if pb.field.starts_with("customfield_") && !field_ids.contains_key(pb.field.as_str()) {
+        if !field_ids.contains_key(field) {
             report.problems.push(problem(
-                &At {
-                    field: format!("rules[{i}].pair_back.field"),
-                    line: r.lines.pair_back.or(r.lines.rule),
-                },
-                format!("the Jira site {} has no field `{}`", c.base_url, pb.field),
+                &at,
+                format!("the Jira site {} has no field `{field}`", c.base_url),
                 format!(
                     "use the custom field that holds the other side's key: {}",
                     custom()

@@ -167,29 +167,13 @@ impl JiraSite {
 
     /// Every project the user can see: (id, key, name).
     pub async fn projects(&self) -> Result<Vec<(String, String, String)>, String> {
-        let mut out = Vec::new();
-        loop {
-            let start = out.len().to_string();
-            let v = self
-                .reader
-                .get(
-                    &format!("{}/project/search", self.api),
-                    &[("startAt", &start), ("maxResults", "50")],
-                )
-                .await?
-                .unwrap_or(Value::Null);
-            let page: Vec<_> = v["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| (text(&p["id"]), text(&p["key"]), text(&p["name"])))
-                .collect();
-            let n = page.len();
-            out.extend(page);
-            if n == 0 || v["isLast"].as_bool().unwrap_or(true) {
-                return Ok(out);
-            }
-        }
+        let items = self
+            .paged(&format!("{}/project/search", self.api), "values")
+            .await?;
+        Ok(items
+            .iter()
+            .map(|p| (text(&p["id"]), text(&p["key"]), text(&p["name"])))
+            .collect())
     }
 
     /// The issue types the user can create in the project.
@@ -231,6 +215,7 @@ impl JiraSite {
             .collect())
     }
 
+    /// Every item of a paged list (`startAt`/`maxResults`).
     async fn paged(&self, path: &str, field: &str) -> Result<Vec<Value>, String> {
         let mut out = Vec::new();
         loop {
@@ -241,10 +226,12 @@ impl JiraSite {
                 .await?
                 .unwrap_or(Value::Null);
             let page = v[field].as_array().cloned().unwrap_or_default();
-            let total = v["total"].as_u64().unwrap_or(0) as usize;
             let n = page.len();
             out.extend(page);
-            if n == 0 || out.len() >= total {
+            // Jira's pages say `total`, some also `isLast`.
+            let last = v["isLast"].as_bool() == Some(true)
+                || v["total"].as_u64().is_some_and(|t| out.len() as u64 >= t);
+            if n == 0 || last {
                 return Ok(out);
             }
         }
