@@ -418,6 +418,18 @@ impl JiraServer {
         });
     }
 
+    /// Deletes a custom field and adds one of the same name under a new id
+    /// (what an admin does who recreates a field): issues keep the old
+    /// field's values under the old id, which the site no longer accepts.
+    pub fn recreate_custom_field(&self, name: &str, new_id: &str) {
+        let mut st = self.state();
+        st.site.custom_fields.retain(|f| f.name != name);
+        st.site.custom_fields.push(Named {
+            id: new_id.into(),
+            name: name.into(),
+        });
+    }
+
     /// The integration user loses a project permission (`CREATE_ISSUES`,
     /// `ADD_COMMENTS`, `TRANSITION_ISSUES`, `EDIT_ISSUES`,
     /// `CREATE_ATTACHMENTS`): `/mypermissions` says so, and a create in
@@ -1503,6 +1515,7 @@ fn create_issue(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
     if let Err(e) = check_update_ops(ctx, &body["update"]) {
         errors.extend(e);
     }
+    let unknown = meta::unknown_fields(&st.site, &fields);
     if !errors.is_empty() {
         drop(st);
         ctx.violation(
@@ -1513,6 +1526,13 @@ fn create_issue(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
         );
         return jira_error(400, &[], Value::Object(errors));
     }
+    // A field the site does not know is refused as Jira refuses it; the
+    // request itself is well formed, so it is no contract violation.
+    if !unknown.is_empty() {
+        return jira_error(400, &[], Value::Object(unknown));
+    }
+    let mut fields = fields;
+    meta::complete_refs(&st.site, &mut fields);
     let project = project.unwrap_or_default();
     let key = st.create(&project, fields);
     let idx = st.find(&key).unwrap_or_default();
@@ -1634,6 +1654,12 @@ fn edit_issue(ctx: &Ctx<'_>, key: &str, body: Option<Value>) -> Response {
         );
         return jira_error(400, &[], Value::Object(errors));
     }
+    let unknown = meta::unknown_fields(&st.site, &fields);
+    if !unknown.is_empty() {
+        return jira_error(400, &[], Value::Object(unknown));
+    }
+    let mut fields = fields;
+    meta::complete_refs(&st.site, &mut fields);
     for (k, v) in fields {
         if k == "status" || k == "project" {
             continue;
@@ -2640,6 +2666,10 @@ fn search(ctx: &Ctx<'_>, q: SearchReq, jql_api: bool) -> Response {
         Some(views)
     };
     let st = &*guard;
+    let mut parsed = parsed;
+    for c in &mut parsed.clauses {
+        c.field = meta::jql_field(&st.site, &c.field);
+    }
     let pool: &[Issue] = views.as_deref().unwrap_or(&st.issues);
     let mut hits: Vec<&Issue> = pool
         .iter()

@@ -216,10 +216,34 @@ async fn jira(
                 .map(|(f, _)| format!("{} ({})", f.id, f.name)),
         )
     };
+    // A field named by its display name (any case) stands for its id, as
+    // the relay resolves it when it writes; two fields of one name cannot.
+    let resolve = |f: &str| -> Result<String, String> {
+        if field_ids.contains_key(f) || !shared::outbound::vocabulary::is_field_name(f) {
+            return Ok(f.to_owned());
+        }
+        let hits: Vec<&str> = fields
+            .iter()
+            .filter(|(x, _)| x.name.eq_ignore_ascii_case(f))
+            .map(|(x, _)| x.id.as_str())
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).to_owned()),
+            [] => Ok(f.to_owned()),
+            many => Err(format!(
+                "the Jira site {} has {} fields named `{f}` ({}), so the name does not say which",
+                c.base_url,
+                many.len(),
+                many.join(", ")
+            )),
+        }
+    };
     let mut read = vec![format!("{} fields", fields.len())];
 
     // Projects named by create rules, and what each rule there needs.
     let mut projects: BTreeMap<String, At> = BTreeMap::new();
+    // Project key → the name a rule gave it by.
+    let mut project_names: BTreeMap<String, String> = BTreeMap::new();
     for (i, r) in &rules {
         if !matches!(r.action, Action::Create | Action::Upsert) {
             continue;
@@ -232,6 +256,40 @@ async fn jira(
                         projects
                             .entry(k.clone())
                             .or_insert_with(|| value_at(text, &at, &k));
+                    }
+                }
+                None => report.from_events += 1,
+            }
+        }
+        if let Some((_, m)) = r.map.iter().find(|(t, _)| t == "fields.project.name") {
+            let at = map_at(*i, r, "fields.project.name");
+            match named_values(m) {
+                Some(names) => {
+                    let known = site.projects().await?;
+                    for n in names {
+                        report.checked += 1;
+                        let hit = known
+                            .iter()
+                            .find(|(_, _, name)| name.eq_ignore_ascii_case(&n));
+                        match hit {
+                            Some((_, key, _)) => {
+                                project_names.insert(key.clone(), n.clone());
+                                projects
+                                    .entry(key.clone())
+                                    .or_insert_with(|| value_at(text, &at, &n));
+                            }
+                            None => report.problems.push(problem(
+                                &value_at(text, &at, &n),
+                                format!(
+                                    "the Jira site {} has no project named `{n}` that the integration user can see",
+                                    c.base_url
+                                ),
+                                format!(
+                                    "use a project's name or map `fields.project.key`: {}",
+                                    listing(known.iter().map(|(_, k, n)| format!("{n} ({k})")))
+                                ),
+                            )),
+                        }
                     }
                 }
                 None => report.from_events += 1,
@@ -300,12 +358,25 @@ async fn jira(
         if !matches!(r.action, Action::Create | Action::Upsert) {
             continue;
         }
-        let keys: Vec<String> = r
+        let mut keys: Vec<String> = r
             .map
             .iter()
             .find(|(t, _)| t == "fields.project.key")
             .and_then(|(_, m)| named_values(m))
             .unwrap_or_default();
+        if let Some(names) = r
+            .map
+            .iter()
+            .find(|(t, _)| t == "fields.project.name")
+            .and_then(|(_, m)| named_values(m))
+        {
+            keys.extend(
+                project_names
+                    .iter()
+                    .filter(|(_, n)| names.contains(n))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
         let types: Vec<(String, bool, At)> = r
             .map
             .iter()
@@ -338,15 +409,22 @@ async fn jira(
                     continue;
                 };
                 let screen = site.create_fields(key, &found.id).await?;
-                let mapped: BTreeSet<&str> =
-                    r.map.iter().filter_map(|(t, _)| field_of(t)).collect();
+                let mapped: BTreeSet<String> = r
+                    .map
+                    .iter()
+                    .filter_map(|(t, _)| field_of(t))
+                    .filter_map(|f| resolve(f).ok())
+                    .collect();
                 for f in &mapped {
+                    let f = f.as_str();
                     if field_ids.contains_key(f) && !screen.iter().any(|s| s.id == *f) {
                         report.checked += 1;
                         let target = r
                             .map
                             .iter()
-                            .find(|(t, _)| field_of(t) == Some(f))
+                            .find(|(t, _)| {
+                                field_of(t).map(|x| resolve(x).ok()) == Some(Some(f.to_owned()))
+                            })
                             .map(|(t, _)| t.as_str())
                             .unwrap_or_default();
                         report.problems.push(problem(
@@ -389,13 +467,24 @@ async fn jira(
             if let Some(f) = field_of(target) {
                 if !matches!(f, "project" | "issuetype") {
                     report.checked += 1;
-                    if !field_ids.contains_key(f) {
-                        report.problems.push(problem(
-                            &at,
-                            format!("the Jira site {} has no field `{f}`", c.base_url),
-                            format!("use the field's id as `/rest/api/3/field` lists it; custom fields here: {}", custom()),
-                        ));
-                        continue;
+                    match resolve(f) {
+                        Err(why) => {
+                            report.problems.push(problem(
+                                &at,
+                                why,
+                                format!("map the field by its id: {}", custom()),
+                            ));
+                            continue;
+                        }
+                        Ok(id) if !field_ids.contains_key(id.as_str()) => {
+                            report.problems.push(problem(
+                                &at,
+                                format!("the Jira site {} has no field {} `{f}`", c.base_url, if id == f && shared::outbound::vocabulary::is_field_name(f) { "named" } else { "with id" }),
+                                format!("use the field's name or id as `/rest/api/3/field` lists it; custom fields here: {}", custom()),
+                            ));
+                            continue;
+                        }
+                        Ok(_) => {}
                     }
                 }
             }
@@ -490,7 +579,9 @@ async fn jira(
     let mut key_fields: Vec<(&str, At)> = Vec::new();
     for (i, r) in config.rules.iter().enumerate() {
         if let Some(cor) = r.correlate.as_ref().filter(|_| r.to == c.name) {
-            if cor.field.starts_with("customfield_") {
+            if cor.field.starts_with("customfield_")
+                || shared::outbound::vocabulary::is_field_name(&cor.field)
+            {
                 key_fields.push((
                     &cor.field,
                     At {
@@ -501,7 +592,9 @@ async fn jira(
             }
         }
         if let Some(pb) = r.pair_back.as_ref().filter(|p| p.connection == c.name) {
-            if pb.field.starts_with("customfield_") {
+            if pb.field.starts_with("customfield_")
+                || shared::outbound::vocabulary::is_field_name(&pb.field)
+            {
                 key_fields.push((
                     &pb.field,
                     At {
@@ -514,7 +607,18 @@ async fn jira(
     }
     for (field, at) in key_fields {
         report.checked += 1;
-        if !field_ids.contains_key(field) {
+        let id = match resolve(field) {
+            Ok(id) => id,
+            Err(why) => {
+                report.problems.push(problem(
+                    &at,
+                    why,
+                    format!("use the field's id: {}", custom()),
+                ));
+                continue;
+            }
+        };
+        if !field_ids.contains_key(id.as_str()) {
             report.problems.push(problem(
                 &at,
                 format!("the Jira site {} has no field `{field}`", c.base_url),

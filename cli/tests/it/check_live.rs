@@ -121,7 +121,7 @@ async fn the_shipped_config_passes_and_each_planted_mistake_is_found_with_its_li
         &err,
         &config,
         line_of(&bad, "fields.customfield_10099", ""),
-        "has no field `customfield_10099`",
+        "has no field with id `customfield_10099`",
     );
     reported(
         &err,
@@ -168,6 +168,46 @@ async fn the_shipped_config_passes_and_each_planted_mistake_is_found_with_its_li
     assert!(
         err.contains("SUP (Support)"),
         "the fix lists the projects there are: {err}"
+    );
+
+    // The same config by names: the fields and the project as people
+    // see them pass; a field name the site does not have is found.
+    let names = good
+        .replace("customfield_10050", "ServiceNow Number")
+        .replacen(
+            "fields.project.key: { value: SUP }",
+            "fields.project.name: { value: Support }",
+            1,
+        );
+    std::fs::write(&config, &names).unwrap();
+    jira.configure_site(|s| s.denied.clear());
+    let (ok, out, err) = relay(&args);
+    assert!(ok, "names the site has should pass:\n{out}\n{err}");
+    let bad_names = names
+        .replacen(
+            "      fields.labels: { value: [servicenow] }",
+            "      fields.labels: { value: [servicenow] }\n      fields.Customer Impact: { value: High }",
+            1,
+        )
+        .replacen("fields.project.name: { value: Support }", "fields.project.name: { value: Suport }", 1);
+    std::fs::write(&config, &bad_names).unwrap();
+    let (ok, _, err) = relay(&args);
+    assert!(!ok);
+    reported(
+        &err,
+        &config,
+        line_of(&bad_names, "fields.Customer Impact", ""),
+        "has no field named `Customer Impact`",
+    );
+    assert!(
+        err.contains("customfield_10050 (ServiceNow Number)"),
+        "the fix lists the custom fields: {err}"
+    );
+    reported(
+        &err,
+        &config,
+        line_of(&bad_names, "value: Suport", ""),
+        "no project named `Suport`",
     );
 
     // Credentials the system refuses: said, not a pass.

@@ -112,6 +112,73 @@ const SYSTEM_OTHER_FIELDS: &[(&str, &str, &str)] = &[
     ("attachment", "Attachment", "array"),
 ];
 
+/// Whether `key` looks like a field id (`summary`, `fixVersions`,
+/// `customfield_10050`) rather than a display name (`Customer Impact`).
+fn id_like(key: &str) -> bool {
+    let mut b = key.bytes();
+    b.next().is_some_and(|c| c.is_ascii_lowercase())
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// The `fields` keys of a create or edit that Jira would refuse, with
+/// Jira's message: a display name instead of an id (Jira takes ids only),
+/// or a `customfield_N` the site does not have (when it declares any).
+pub(super) fn unknown_fields(
+    site: &Site,
+    fields: &serde_json::Map<String, Value>,
+) -> serde_json::Map<String, Value> {
+    let declared = |k: &str| site.custom_fields.iter().any(|f| f.id == k);
+    fields
+        .keys()
+        .filter(|k| {
+            !id_like(k)
+                || (k.starts_with("customfield_") && !site.custom_fields.is_empty() && !declared(k))
+        })
+        .map(|k| {
+            (
+                k.clone(),
+                Value::String(format!(
+                    "Field '{k}' cannot be set. It is not on the appropriate screen, or unknown."
+                )),
+            )
+        })
+        .collect()
+}
+
+/// Completes references as Jira stores them: a priority or issue type
+/// given by id gets its name, one given by name its id.
+pub(super) fn complete_refs(site: &Site, fields: &mut serde_json::Map<String, Value>) {
+    for (field, list) in [
+        ("priority", &site.priorities),
+        ("issuetype", &site.issue_types),
+    ] {
+        let Some(r) = fields.get_mut(field).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let hit = match (
+            r.get("id").and_then(Value::as_str),
+            r.get("name").and_then(Value::as_str),
+        ) {
+            (Some(id), _) => list.iter().find(|n| n.id == id),
+            (None, Some(name)) => list.iter().find(|n| n.name == name),
+            _ => None,
+        };
+        if let Some(n) = hit {
+            r.insert("id".into(), Value::String(n.id.clone()));
+            r.insert("name".into(), Value::String(n.name.clone()));
+        }
+    }
+}
+
+/// A JQL field as search knows it: a custom field's display name (any
+/// case, quoted or not) stands for its `customfield_N`.
+pub(super) fn jql_field(site: &Site, field: &str) -> String {
+    site.custom_fields
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(field))
+        .map_or_else(|| field.to_owned(), |f| f.id.clone())
+}
+
 const WORKFLOW_SCHEME_ID: u64 = 10100;
 
 fn category(workflow: &Workflow, status: &str) -> Value {

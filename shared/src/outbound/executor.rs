@@ -54,9 +54,21 @@ impl Connectors {
     ) -> Self {
         let mut out = Self::default();
         for c in &config.connections {
-            let conn =
-                RestConnector::new(c.clone(), client.clone(), secrets.clone(), settings.clone());
-            out.insert(Arc::new(conn));
+            let conn: Arc<dyn Connector> = Arc::new(RestConnector::new(
+                c.clone(),
+                client.clone(),
+                secrets.clone(),
+                settings.clone(),
+            ));
+            // Jira connections resolve field, project, issue type and
+            // priority names into the site's ids.
+            let conn: Arc<dyn Connector> = match c.kind {
+                crate::outbound::connections::ConnectionKind::Jira => {
+                    Arc::new(crate::outbound::vocabulary::Vocabulary::new(conn, c))
+                }
+                _ => conn,
+            };
+            out.insert(conn);
         }
         out
     }

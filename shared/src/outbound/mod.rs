@@ -14,6 +14,8 @@ pub mod limits;
 pub mod oauth3lo;
 #[cfg(feature = "http")]
 pub mod rest;
+#[cfg(feature = "http")]
+pub mod vocabulary;
 
 pub use connector::*;
 #[cfg(feature = "http")]

@@ -406,12 +406,16 @@ pub(crate) fn check_rules(
                 .iter()
                 .find(|e| e.name == r.from.value)
                 .map(|e| e.kind);
-            let field_ok = !pb.value.field.is_empty()
-                && pb
-                    .value
-                    .field
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            // ServiceNow columns are identifiers; a Jira field may be named
+            // by its display name (resolved to its id when written).
+            let jira_back = back.is_some_and(|c| c.kind == ConnectionKind::Jira);
+            let f = &pb.value.field;
+            let field_ok = !f.is_empty()
+                && if jira_back {
+                    f.trim() == f && !f.contains('.') && !f.chars().any(char::is_control)
+                } else {
+                    f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                };
             if !matches!(action, Action::Create | Action::Upsert) {
                 local.push(problem(
                     pb,

@@ -28,6 +28,7 @@ mod configs;
 mod links_dynamo;
 mod logcap;
 mod moto_checks;
+mod names;
 mod oauth3lo;
 mod reconcile;
 mod reconcile_lambda;

@@ -15,7 +15,7 @@ use std::time::Duration;
 const INTEGRATION_ACCOUNT: &str = "712020:relay-integration";
 
 /// `config/relay.yaml` with its `${…}` filled in as the template would.
-fn shipped(yaml: String, s: &Servers) -> String {
+pub(crate) fn shipped(yaml: String, s: &Servers) -> String {
     let p = &s.prefix;
     [
         ("${RELAY_PAYLOAD_LIMIT_BYTES}", "262144".to_owned()),

@@ -11,6 +11,15 @@ use serde_json::{json, Map, Value};
 
 use super::common::*;
 
+/// Whether a Jira field reference is a display name (`ServiceNow Number`)
+/// rather than an id (`customfield_10050`, `labels`); names are turned into
+/// ids by the connection when the call is made.
+pub fn is_field_name(key: &str) -> bool {
+    let mut b = key.bytes();
+    !(b.next().is_some_and(|c| c.is_ascii_lowercase())
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+}
+
 pub(crate) fn jql_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -68,6 +77,10 @@ pub(crate) fn jira_steps(
             let jql = match field.strip_prefix("customfield_") {
                 Some(n) => format!("cf[{n}] ~ {}", jql_string(k)),
                 None if field == "labels" => format!("labels = {}", jql_string(k)),
+                // A custom field by its display name: JQL takes the name.
+                None if is_field_name(field) => {
+                    format!("{} ~ {}", jql_string(field), jql_string(k))
+                }
                 None => format!("{} = {}", jql_string(field), jql_string(k)),
             };
             let path = match conn.api {
@@ -101,7 +114,7 @@ pub(crate) fn jira_steps(
     match rule.action {
         Action::Create | Action::Upsert => {
             if let (Some(field), Some(k)) = (corr, key) {
-                if field.starts_with("customfield_")
+                if (field.starts_with("customfield_") || is_field_name(field))
                     && !fields
                         .iter()
                         .any(|(t, _)| t.strip_prefix("fields.") == Some(field))
