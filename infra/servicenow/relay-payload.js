@@ -21,7 +21,7 @@
  *     {event: "incident.created" | "incident.updated" | "incident.commented",
  *      sys_id, number, correlation_id (the paired Jira key, once the relay wrote it
  *      back; "" before), short_description, description, priority, state,
- *      close_code, close_notes,
+ *      close_code, close_notes, assigned_to (the sys_user's sys_id, "" when unassigned),
  *      comments,      newest additional comment (text only) when this update added one, else ""
  *      work_notes,    newest work note (text only) when this update added one, else ""
  *      sys_updated_by, sys_updated_on,
@@ -158,6 +158,7 @@ var RelayPayload = (function () {
             state: value(current, 'state'),
             close_code: value(current, 'close_code'),
             close_notes: value(current, 'close_notes'),
+            assigned_to: value(current, 'assigned_to'),
             comments: comments,
             work_notes: workNotes,
             sys_updated_by: value(current, 'sys_updated_by'),

@@ -35,7 +35,7 @@ use crate::faults::{
 };
 
 mod meta;
-pub use meta::{Named, Site};
+pub use meta::{Account, Named, Site};
 
 /// Default Basic credentials (email, API token).
 pub const DEFAULT_EMAIL: &str = "relay@example.com";
@@ -415,6 +415,16 @@ impl JiraServer {
         self.state().site.custom_fields.push(Named {
             id: id.into(),
             name: name.into(),
+        });
+    }
+
+    /// Adds an account; `email: None` hides its address (Jira Cloud's
+    /// profile visibility).
+    pub fn add_user(&self, account_id: &str, display_name: &str, email: Option<&str>) {
+        self.state().site.users.push(Account {
+            account_id: account_id.into(),
+            display_name: display_name.into(),
+            email: email.map(str::to_owned),
         });
     }
 

@@ -266,7 +266,9 @@ answers = [("Jira site URL", "https://example.atlassian.net"),
            ("ServiceNow instance URL", "https://example.service-now.com"),
            ("Jira project key", "ops"),
            ("Direction", "servicenow-to-jira"),
-           ("Jira custom field", "")]
+           # the whole prompt, default included: what follows the last
+           # answer may be lost when the child exits and the pty closes
+           ("[customfield_10050]", "")]
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(binary, [binary, "init", "--out", out])

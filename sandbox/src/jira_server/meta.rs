@@ -45,6 +45,30 @@ pub struct Site {
     pub project_names: BTreeMap<String, String>,
     /// (project key, permission key) the integration user does not have.
     pub denied: BTreeSet<(String, String)>,
+    /// Accounts (`/user`, `/user/search`).
+    pub users: Vec<Account>,
+}
+
+/// A Jira account. `email: None` is an address the user's profile
+/// visibility hides, as Jira Cloud does for most accounts: `/user` leaves
+/// `emailAddress` out and `/user/search` does not match it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub account_id: String,
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+fn account_json(ctx: &Ctx<'_>, a: &Account) -> Value {
+    let mut v = json!({
+        "accountId": a.account_id, "accountType": "atlassian", "active": true,
+        "displayName": a.display_name, "timeZone": "Europe/London",
+        "self": format!("{}/rest/api/{}/user?accountId={}", ctx.sh.base, ctx.api(), a.account_id),
+    });
+    if let Some(e) = &a.email {
+        v["emailAddress"] = Value::String(e.clone());
+    }
+    v
 }
 
 impl Default for Site {
@@ -72,6 +96,7 @@ impl Default for Site {
             custom_fields: Vec::new(),
             project_names: BTreeMap::new(),
             denied: BTreeSet::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -422,6 +447,32 @@ pub(super) fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Option<Response> {
                 }));
             }
             json_response(200, &Value::Array(list))
+        }
+        ["user"] => {
+            let id = ctx.param("accountId").unwrap_or_default();
+            match st.site.users.iter().find(|a| a.account_id == id) {
+                Some(a) => json_response(200, &account_json(ctx, a)),
+                None => jira_error(
+                    404,
+                    &["Specified user does not exist or you do not have required permissions"],
+                    json!({}),
+                ),
+            }
+        }
+        ["user", "search"] => {
+            let q = ctx.param("query").unwrap_or_default().to_lowercase();
+            let hits: Vec<Value> = st
+                .site
+                .users
+                .iter()
+                .filter(|a| {
+                    !q.is_empty()
+                        && (a.display_name.to_lowercase().starts_with(&q)
+                            || a.email.as_deref().is_some_and(|e| e.to_lowercase() == q))
+                })
+                .map(|a| account_json(ctx, a))
+                .collect();
+            json_response(200, &Value::Array(hits))
         }
         ["issuetype"] => json_response(
             200,

@@ -36,6 +36,9 @@ pub struct Config {
     pub whitelists: std::collections::BTreeMap<String, crate::rules::whitelist::Whitelist>,
     /// Reconciliation sweeps by endpoint name (`endpoints[].reconcile`).
     pub reconcile: std::collections::BTreeMap<String, crate::reconcile::spec::ReconcileSpec>,
+    /// How people are mapped between the systems (`users:`), for mappings
+    /// with `user: true`.
+    pub users: Option<crate::outbound::users::UsersSpec>,
 }
 
 // ---------------------------------------------------------------------------
@@ -80,6 +83,8 @@ struct RawConfig {
     connections: Vec<Spanned<crate::outbound::connections::ConnectionSpec>>,
     #[serde(default)]
     rules: Vec<Spanned<crate::rules::check::RuleSpec>>,
+    #[serde(default)]
+    users: Option<Spanned<crate::outbound::users::UsersSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +244,7 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             reconcile.insert(name, spec);
         }
     }
+    let users = check_users(raw.users, &connections, &rules, problems);
     Config {
         version: raw.version.value,
         limits,
@@ -247,7 +253,60 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         rules,
         whitelists,
         reconcile,
+        users,
     }
+}
+
+/// The `users:` section: its connections exist and are of the right kind,
+/// and a rule that maps a user has it.
+fn check_users(
+    raw: Option<Spanned<crate::outbound::users::UsersSpec>>,
+    connections: &[crate::outbound::connections::Connection],
+    rules: &[crate::rules::model::Rule],
+    problems: &mut Vec<Problem>,
+) -> Option<crate::outbound::users::UsersSpec> {
+    use crate::outbound::connections::ConnectionKind;
+    if raw.is_none() {
+        for (i, r) in rules.iter().enumerate() {
+            if let Some((t, _)) = r.map.iter().find(|(_, m)| m.user) {
+                problems.push(Problem {
+                    line: r.lines.map.get(t).copied().or(r.lines.rule),
+                    column: None,
+                    field: format!("rules[{i}].map.{t}"),
+                    message: "`user: true` needs a `users:` section that says how people are matched".into(),
+                    fix: Some("add `users: { jira: <jira connection>, servicenow: <servicenow connection> }` (see docs/users.md)".into()),
+                });
+            }
+        }
+        return None;
+    }
+    let spec = raw?;
+    let mut ok = true;
+    for (field, name, kind) in [
+        ("users.jira", &spec.value.jira, ConnectionKind::Jira),
+        (
+            "users.servicenow",
+            &spec.value.servicenow,
+            ConnectionKind::Servicenow,
+        ),
+    ] {
+        if !connections
+            .iter()
+            .any(|c| &c.name == name && c.kind == kind)
+        {
+            ok = false;
+            problems.push(problem(
+                &spec,
+                field,
+                format!(
+                    "no {} connection is named `{name}`",
+                    format!("{kind:?}").to_lowercase()
+                ),
+                "name a connection of that kind from `connections:`",
+            ));
+        }
+    }
+    ok.then_some(spec.value)
 }
 
 /// Replaces `${NAME}` with the value of `NAME` from `env`; `$${` stays a literal

@@ -155,7 +155,8 @@ pub fn config_schema() -> Value {
                     "value": { "description": "a constant (any JSON)" },
                     "table": { "type": "object", "description": "source value → target value" },
                     "default": { "description": "when the value is missing or not in the table" },
-                    "required": { "type": "boolean" }
+                    "required": { "type": "boolean" },
+                    "user": { "type": "boolean", "description": "the value is a person of the source system (a Jira user, a ServiceNow sys_user): written as the target system's id for them, by the `users` section" }
                 }
             }
         ]
@@ -229,7 +230,26 @@ pub fn config_schema() -> Value {
             },
             "endpoints": { "type": "array", "minItems": 1, "items": endpoint },
             "connections": { "type": "array", "items": connection },
-            "rules": { "type": "array", "items": rule }
+            "rules": { "type": "array", "items": rule },
+            "users": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["jira", "servicenow"],
+                "description": "how people are matched for mappings with `user: true`: explicit pairs, then e-mail, then a default (docs/users.md)",
+                "properties": {
+                    "jira": { "type": "string", "description": "the Jira connection that reads accounts" },
+                    "servicenow": { "type": "string", "description": "the ServiceNow connection that reads sys_user" },
+                    "pairs": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Jira accountId → ServiceNow user_name" },
+                    "default": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "servicenow": { "type": "string", "description": "user_name for a person not found" },
+                            "jira": { "type": "string", "description": "accountId for a person not found" }
+                        }
+                    }
+                }
+            }
         }
     })
 }

@@ -41,6 +41,8 @@ use std::time::Duration;
 #[derive(Clone, Default)]
 pub struct Connectors {
     map: HashMap<String, Arc<dyn Connector>>,
+    /// User mapping (`users:`), when the config has it.
+    users: Option<Arc<crate::outbound::users::Directory>>,
 }
 
 impl Connectors {
@@ -70,7 +72,34 @@ impl Connectors {
             };
             out.insert(conn);
         }
+        if let Some(spec) = &config.users {
+            let api = config
+                .connection(&spec.jira)
+                .map_or("/rest/api/3", |c| c.api.prefix());
+            out.users = Some(Arc::new(crate::outbound::users::Directory::new(
+                spec.clone(),
+                api,
+            )));
+        }
         out
+    }
+
+    /// Maps people with this directory (tests that build connectors by hand).
+    pub fn with_users(mut self, users: crate::outbound::users::Directory) -> Self {
+        self.users = Some(Arc::new(users));
+        self
+    }
+
+    /// Replaces the user markers of a call's body (see [`crate::outbound::users`]).
+    async fn people(&self, call: &mut Call, budget: &Budget) -> Result<(), CallError> {
+        let (Some(users), crate::outbound::connector::CallBody::Json(body)) =
+            (&self.users, &mut call.body)
+        else {
+            return Ok(());
+        };
+        users
+            .resolve_in(body, &|n| self.get(n).cloned(), budget)
+            .await
     }
 
     pub fn insert(&mut self, c: Arc<dyn Connector>) {
@@ -479,7 +508,7 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
                 }
             }
         }
-        let call = match fill(step, &results, &|via| ex.connectors.get(via).cloned()) {
+        let mut call = match fill(step, &results, &|via| ex.connectors.get(via).cloned()) {
             Ok(c) => c,
             Err(e) => {
                 return RuleEnd::Stop(Outcome::Dead {
@@ -487,6 +516,9 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
                 })
             }
         };
+        if let Err(e) = ex.connectors.people(&mut call, ex.budget).await {
+            return RuleEnd::Stop(Outcome::from_call(e));
+        }
         let reply = match conn.call(&call, ex.budget).await {
             Ok(r) => r,
             Err(CallError::Retry { reason, after })

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod oauth3lo;
 #[cfg(feature = "http")]
 pub mod rest;
+pub mod users;
 #[cfg(feature = "http")]
 pub mod vocabulary;
 

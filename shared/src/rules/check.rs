@@ -140,6 +140,9 @@ struct MapFull {
     /// value table must have a `default`.
     #[serde(default)]
     required: bool,
+    /// A person: written as the target system's id for them.
+    #[serde(default)]
+    user: bool,
 }
 
 /// Connections and rules checks, called from [`crate::config`]'s `check()`.
@@ -577,6 +580,7 @@ fn compile_mapping(spec: &MapSpec) -> Result<Mapping, Fail> {
                 source,
                 table: None,
                 required: false,
+                user: false,
             });
         }
         MapSpec::Full(f) => f,
@@ -640,5 +644,6 @@ fn compile_mapping(spec: &MapSpec) -> Result<Mapping, Fail> {
         source,
         table,
         required: full.required,
+        user: full.user,
     })
 }

@@ -146,6 +146,9 @@ pub struct Mapping {
     pub source: Source,
     pub table: Option<ValueTable>,
     pub required: bool,
+    /// The value is a person of the source system, written as the target
+    /// system's id for them (see [`crate::outbound::users`]).
+    pub user: bool,
 }
 
 /// A value table: source text → target value, with an optional default.

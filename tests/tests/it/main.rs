@@ -39,6 +39,7 @@ mod servicenow_script;
 mod soak_sqs;
 mod sqs;
 mod two_way;
+mod users;
 mod worker_flow;
 
 use axum::body::Body;
