@@ -234,6 +234,11 @@ struct JiraState {
     search_lag: Duration,
     /// Where attachment downloads are redirected (`302`), if anywhere.
     content_redirect: Option<String>,
+    /// Jira Service Management projects (by key): their comments carry
+    /// `jsdPublic`, and a public one is mailed to the customer.
+    service_desks: std::collections::BTreeSet<String>,
+    /// What JSM mailed to customers: (issue key, comment id, body text).
+    customer_mail: Vec<(String, String, String)>,
 }
 
 struct Shared {
@@ -295,6 +300,8 @@ impl JiraServer {
                 rng: XorShift::new(0x7172_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
                 search_lag: Duration::ZERO,
                 content_redirect: None,
+                service_desks: Default::default(),
+                customer_mail: Vec::new(),
             }),
             faults: Faults::default(),
             contract_check: std::sync::atomic::AtomicBool::new(true),
@@ -416,6 +423,22 @@ impl JiraServer {
             id: id.into(),
             name: name.into(),
         });
+    }
+
+    /// Makes `project` a Jira Service Management project: its comments
+    /// show `jsdPublic`, and every public one (no `visibility`, no
+    /// `sd.public.comment` property with `internal: true`) is mailed to the
+    /// customer, as JSM does; see [`JiraServer::customer_mail`].
+    pub fn make_service_desk(&self, project: &str) {
+        let mut st = self.state();
+        let key = project.to_ascii_uppercase();
+        st.project(&key);
+        st.service_desks.insert(key);
+    }
+
+    /// What JSM mailed to customers so far: (issue key, comment id, text).
+    pub fn customer_mail(&self) -> Vec<(String, String, String)> {
+        self.state().customer_mail.clone()
     }
 
     /// Adds an account; `email: None` hides its address (Jira Cloud's
@@ -1721,11 +1744,40 @@ fn add_comment(ctx: &Ctx<'_>, key: &str, body: Option<Value>) -> Response {
     if let Some(p) = props {
         c["properties"] = upsert_properties(&json!([]), p);
     }
+    if service_desk_of(&st, &st.issues[idx]) {
+        let public = is_public(&c);
+        c["jsdPublic"] = Value::Bool(public);
+        if public {
+            let mail = (
+                st.issues[idx].key.clone(),
+                c["id"].as_str().unwrap_or_default().to_owned(),
+                adf_to_text(&c["body"]),
+            );
+            st.customer_mail.push(mail);
+        }
+    }
     if let Some(last) = st.issues[idx].comments.last_mut() {
         *last = c.clone();
     }
     let out = render_comment(ctx, &st.issues[idx], &c, expand_properties(ctx));
     json_response(201, &out)
+}
+
+/// Whether the issue is in a Jira Service Management project.
+fn service_desk_of(st: &JiraState, i: &Issue) -> bool {
+    i.fields["project"]["key"]
+        .as_str()
+        .is_some_and(|k| st.service_desks.contains(k))
+}
+
+/// A comment JSM shows the customer: no `visibility` restriction and no
+/// `sd.public.comment` property with `internal: true`.
+fn is_public(c: &Value) -> bool {
+    let internal =
+        c["properties"].as_array().into_iter().flatten().any(|p| {
+            p["key"] == "sd.public.comment" && p["value"]["internal"] == Value::Bool(true)
+        });
+    c.get("visibility").is_none_or(Value::is_null) && !internal
 }
 
 fn expand_properties(ctx: &Ctx<'_>) -> bool {

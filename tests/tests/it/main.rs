@@ -25,6 +25,7 @@
 
 mod bad_input;
 mod configs;
+mod jsm;
 mod links_dynamo;
 mod logcap;
 mod moto_checks;

@@ -20,6 +20,16 @@ pub fn is_field_name(key: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_'))
 }
 
+/// `true`, `"true"`, `1`, `"yes"`: a mapped flag that is set.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
+        _ => false,
+    }
+}
+
 pub(crate) fn jql_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -245,12 +255,19 @@ pub(crate) fn jira_steps(
             steps.push(seen);
             let mut post = step("comment", Method::Post, format!("{api}/issue/{r}/comment"));
             post.run_if = RunIf::NotFound("seen".into());
+            // `internal: true`: a Jira Service Management internal comment
+            // (the `sd.public.comment` property), which JSM never shows or
+            // mails to the customer.
+            let internal = take(&mut fields, "internal").is_some_and(|v| truthy(&v));
             let mut body = nested(fields);
             if let Some(m) = body.as_object_mut() {
-                m.insert(
-                    "properties".into(),
-                    json!([{ "key": "jira-relay", "value": { "change": "{{event.change}}" } }]),
-                );
+                let mut props =
+                    vec![json!({ "key": "jira-relay", "value": { "change": "{{event.change}}" } })];
+                if internal {
+                    props
+                        .push(json!({ "key": "sd.public.comment", "value": { "internal": true } }));
+                }
+                m.insert("properties".into(), Value::Array(props));
             }
             post.body = Body::Json { json: body };
             post.extract.insert("id".into(), "id".into());
