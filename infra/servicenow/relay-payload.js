@@ -17,8 +17,9 @@
  *
  * What it builds (the JSON the relay's `servicenow` endpoint expects):
  *
- *   incident insert/update
- *     {event: "incident.created" | "incident.updated" | "incident.commented",
+ *   incident (or any task table's) insert/update
+ *     {event: "incident.created" | "incident.updated" | "incident.commented"
+ *             (named after the record's table: change_request.created, sc_task.updated, ...),
  *      sys_id, number, correlation_id (the paired Jira key, once the relay wrote it
  *      back; "" before), short_description, description, priority, state,
  *      close_code, close_notes, assigned_to (the sys_user's sys_id, "" when unassigned),
@@ -134,15 +135,21 @@ var RelayPayload = (function () {
             return buildAttachmentPayload(current, opts.incident, opts);
         }
         var isInsert = operation(current, opts) === 'insert';
+        // Events are named after the record's table: incident.created,
+        // change_request.updated, sc_task.commented, ...
+        var table = current.getTableName ? text(current.getTableName()) : '';
+        if (table === '') {
+            table = 'incident';
+        }
         var changes = isInsert ? [] : fieldChanges(current, previous, opts.fields || WATCHED_FIELDS);
         var comments = newJournalEntry(current, 'comments');
         var workNotes = newJournalEntry(current, 'work_notes');
-        var event = 'incident.created';
+        var event = table + '.created';
         if (!isInsert) {
             if (changes.length > 0) {
-                event = 'incident.updated';
+                event = table + '.updated';
             } else if (comments !== '' || workNotes !== '') {
-                event = 'incident.commented';
+                event = table + '.commented';
             } else {
                 return null; // nothing the relay cares about changed
             }

@@ -639,7 +639,7 @@ impl JiraState {
             .find(|s| s.name == name)
             .map(|s| s.id.clone())
             .unwrap_or_default();
-        json!({"name": name, "id": id})
+        json!({"name": name, "id": id, "statusCategory": meta::category(&self.workflow, name)})
     }
 
     fn project(&mut self, key: &str) -> (String, u64) {

@@ -136,7 +136,13 @@ const TASK_FIELDS: &[&str] = &[
     "work_start",
 ];
 
-const TASK_TABLES: &[&str] = &["incident", "problem", "change_request"];
+const TASK_TABLES: &[&str] = &[
+    "incident",
+    "problem",
+    "change_request",
+    "sc_req_item",
+    "sc_task",
+];
 
 /// One journal entry (`comments` / `work_notes`).
 #[derive(Debug, Clone, PartialEq)]
@@ -459,16 +465,20 @@ impl SnState {
             for f in TASK_FIELDS {
                 rec.insert((*f).into(), Value::String(String::new()));
             }
-            let prefix = match table {
-                "incident" => "INC",
-                "problem" => "PRB",
-                _ => "CHG",
+            // Each table's number prefix and the state a new record starts
+            // in (its own state model: sys_choice in `meta`).
+            let (prefix, state) = match table {
+                "incident" => ("INC", "1"),
+                "problem" => ("PRB", "101"),
+                "sc_req_item" => ("RITM", "1"),
+                "sc_task" => ("SCTASK", "1"),
+                _ => ("CHG", "-5"),
             };
             let n = self.numbers.entry(table.into()).or_insert(10_000);
             *n += 1;
             let defaults = [
                 ("number", format!("{prefix}{:07}", *n)),
-                ("state", "1".into()),
+                ("state", state.into()),
                 ("active", "true".into()),
                 ("impact", "3".into()),
                 ("urgency", "3".into()),

@@ -206,7 +206,7 @@ pub(super) fn jql_field(site: &Site, field: &str) -> String {
 
 const WORKFLOW_SCHEME_ID: u64 = 10100;
 
-fn category(workflow: &Workflow, status: &str) -> Value {
+pub(super) fn category(workflow: &Workflow, status: &str) -> Value {
     if status == workflow.initial {
         json!({"id": 2, "key": "new", "name": "To Do", "colorName": "blue-gray"})
     } else if ["Resolved", "Closed", "Done"].contains(&status) {

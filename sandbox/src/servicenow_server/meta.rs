@@ -170,6 +170,18 @@ const CHOICES: &[(&str, &str, &str, &str)] = &[
     ("change_request", "state", "0", "Review"),
     ("change_request", "state", "3", "Closed"),
     ("change_request", "state", "4", "Canceled"),
+    ("sc_req_item", "state", "-5", "Pending"),
+    ("sc_req_item", "state", "1", "Open"),
+    ("sc_req_item", "state", "2", "Work in Progress"),
+    ("sc_req_item", "state", "3", "Closed Complete"),
+    ("sc_req_item", "state", "4", "Closed Incomplete"),
+    ("sc_req_item", "state", "7", "Closed Skipped"),
+    ("sc_task", "state", "-5", "Pending"),
+    ("sc_task", "state", "1", "Open"),
+    ("sc_task", "state", "2", "Work in Progress"),
+    ("sc_task", "state", "3", "Closed Complete"),
+    ("sc_task", "state", "4", "Closed Incomplete"),
+    ("sc_task", "state", "7", "Closed Skipped"),
 ];
 
 /// Choices a test added: (table, element, value, label).

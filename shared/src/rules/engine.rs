@@ -372,10 +372,23 @@ fn pair_back_plan(
                     Value::String("jira-relay".into()),
                 );
             }
+            // The record's table: ServiceNow events are named after it
+            // (`change_request.created`); else the connection's table.
+            let table = ctx
+                .event
+                .as_str()
+                .and_then(|e| e.split_once('.'))
+                .map(|(t, _)| t)
+                .filter(|t| {
+                    !t.is_empty()
+                        && t.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                })
+                .unwrap_or(&back.table);
             let mut patch = step(
                 "pair_back",
                 Method::Patch,
-                format!("/api/now/table/{}/{}", back.table, encode_segment(&sys_id)),
+                format!("/api/now/table/{table}/{}", encode_segment(&sys_id)),
             );
             patch.query = vec![("sysparm_fields".into(), "sys_id".into())];
             patch.body = Body::Json {

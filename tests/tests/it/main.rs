@@ -39,6 +39,7 @@ mod secret_hygiene;
 mod servicenow_script;
 mod soak_sqs;
 mod sqs;
+mod tables;
 mod two_way;
 mod users;
 mod worker_flow;
