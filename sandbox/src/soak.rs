@@ -30,6 +30,19 @@ pub const STATUSES: &[(&str, &str)] = &[
     ("Closed", "7"),
 ];
 
+/// A status as Jira's webhooks carry it: name, id and category (Jira
+/// Server's built-in ids; Cloud's To Do and Done ids).
+fn status_json(name: &str) -> Value {
+    let (id, category) = match name {
+        "To Do" => ("10000", "new"),
+        "Reopened" => ("4", "new"),
+        "In Progress" => ("3", "indeterminate"),
+        "Closed" => ("6", "done"),
+        _ => ("10001", "done"),
+    };
+    json!({"name": name, "id": id, "statusCategory": {"key": category}})
+}
+
 /// One webhook of the plan.
 #[derive(Clone, Debug)]
 pub enum Ev {
@@ -128,7 +141,7 @@ pub fn payloads(i: usize, events: &[Ev], jira: &JiraServer) -> (Vec<Value>, Expe
         let issue = |summary: &str, status: &str| {
             json!({"id": id, "key": key(i), "fields": {
                 "summary": summary, "priority": {"name": "Medium"},
-                "status": {"name": status}}})
+                "status": status_json(status)}})
         };
         let body = match ev {
             Ev::Create => json!({"timestamp": ts, "webhookEvent": "jira:issue_created",

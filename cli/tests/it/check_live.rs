@@ -104,7 +104,7 @@ async fn the_shipped_config_passes_and_each_planted_mistake_is_found_with_its_li
             1,
         )
         .replacen("correlation_display: { value: jira-relay }", "correlation_displya: { value: jira-relay }", 1)
-        .replacen("table: { To Do: \"1\", Open: \"1\"", "table: { To Do: \"9\", Open: \"1\"", 1);
+        .replacen("new: \"1\", indeterminate", "new: \"9\", indeterminate", 1);
     assert_ne!(bad, good);
     std::fs::write(&config, &bad).unwrap();
     jira.deny_permission("SUP", "CREATE_ISSUES");
@@ -132,7 +132,7 @@ async fn the_shipped_config_passes_and_each_planted_mistake_is_found_with_its_li
     reported(
         &err,
         &config,
-        line_of(&bad, "To Do: \"9\"", ""),
+        line_of(&bad, "new: \"9\"", ""),
         "`9` is not a choice of incident.state",
     );
     reported(

@@ -497,7 +497,12 @@ fn jira_meta(head: Head) -> WebhookMeta {
     let child_id = |n: usize| children[n].as_ref().and_then(|c| c.id.0.clone());
     let change_id = match event.as_str() {
         "jira:issue_created" => source_id.as_ref().map(|id| format!("issue:{id}:created")),
-        "jira:issue_updated" => changelog_id.map(|id| on_issue(format!("changelog:{id}"))),
+        // A Server `jira:issue_updated` that carries a comment and no
+        // changelog is the comment's creation: the same change as its
+        // `comment_created`, so the two are one.
+        "jira:issue_updated" => changelog_id
+            .map(|id| on_issue(format!("changelog:{id}")))
+            .or_else(|| child_id(0).map(|id| on_issue(format!("comment:{id}:created")))),
         "comment_created" => child_id(0).map(|id| on_issue(format!("comment:{id}:created"))),
         "attachment_created" => child_id(2).map(|id| on_issue(format!("attachment:{id}:created"))),
         _ => None,
@@ -557,6 +562,12 @@ mod tests {
         );
         assert_eq!(
             c(r#"{"webhookEvent":"comment_created","comment":{"id":"77"},"issue":{"id":"1"}}"#)
+                .as_deref(),
+            Some("issue:1:comment:77:created")
+        );
+        // Server's bare update carrying a comment: the comment's change.
+        assert_eq!(
+            c(r#"{"webhookEvent":"jira:issue_updated","issue":{"id":"1"},"comment":{"id":"77"}}"#)
                 .as_deref(),
             Some("issue:1:comment:77:created")
         );

@@ -225,8 +225,17 @@ fn eval_mapping(m: &Mapping, ctx: &Context<'_>) -> Result<Value, String> {
     };
     Ok(match &m.table {
         Some(table) => {
-            let key = (!v.is_null()).then(|| as_text(&v));
-            match table.lookup(key.as_deref()) {
+            let mapped = match object_keys(&v) {
+                // An object (a Jira status, priority, resolution) is looked
+                // up by its id, then its name, then its status category:
+                // ids and categories are the same in every language.
+                Some(keys) => keys
+                    .iter()
+                    .find_map(|k| table.entries.get(k.as_str()))
+                    .or(table.default.as_ref()),
+                None => table.lookup((!v.is_null()).then(|| as_text(&v)).as_deref()),
+            };
+            match mapped {
                 Some(mapped) => mapped.clone(),
                 None if table.entries.is_empty() => v,
                 None => Value::Null,
@@ -234,6 +243,28 @@ fn eval_mapping(m: &Mapping, ctx: &Context<'_>) -> Result<Value, String> {
         }
         None => v,
     })
+}
+
+/// The keys a value table tries for an object value: `id`, `key`,
+/// `value`, `name`, `statusCategory.key`; `None` for a scalar.
+fn object_keys(v: &Value) -> Option<Vec<String>> {
+    let o = v.as_object()?;
+    let mut keys: Vec<String> = ["id", "key", "value", "name"]
+        .iter()
+        .filter_map(|k| {
+            o.get(*k)
+                .filter(|x| !x.is_null())
+                .map(|x| as_text(x).into_owned())
+        })
+        .collect();
+    if let Some(c) = o
+        .get("statusCategory")
+        .and_then(|c| c.get("key"))
+        .and_then(Value::as_str)
+    {
+        keys.push(c.to_owned());
+    }
+    Some(keys)
 }
 
 fn plan_rule(

@@ -26,6 +26,7 @@
 mod bad_input;
 mod configs;
 mod jsm;
+mod languages;
 mod links_dynamo;
 mod logcap;
 mod moto_checks;
