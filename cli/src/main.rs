@@ -53,6 +53,9 @@ enum Command {
     /// One reconciliation sweep: find issues whose webhooks never arrived and
     /// queue them for `relay serve`'s workers (or only print them: --dry-run).
     Reconcile(commands::reconcile::Args),
+    /// Connect existing issues (a JQL): create their twins or pair them with
+    /// the records that exist, through the queue; resumable (--dry-run first).
+    Sync(commands::sync::Args),
     /// Show the relay working: sandbox ServiceNow + Jira, example webhooks, the result.
     Demo(commands::demo::Args),
     /// Jira set-up: the admin webhook that feeds the relay.
@@ -74,6 +77,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::DryRun(a) => dry_run::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Reconcile(a) => commands::reconcile::run(a),
+        Command::Sync(a) => commands::sync::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::Jira(a) => jira::run(a),
         Command::Dlq(a) => dlq::run(a),

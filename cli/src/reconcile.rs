@@ -92,6 +92,9 @@ fn render_report(endpoint: &str, r: &SweepReport) -> String {
                 attachment_id,
                 file_name,
             } => format!("attachment {attachment_id} ({file_name}) missing"),
+            DriftKind::Unpaired { field } => {
+                format!("unpaired: the record exists, the issue's {field} is empty")
+            }
         };
         out.push_str(&format!("{endpoint}  {:<12} {what}\n", d.key));
     }
@@ -140,6 +143,7 @@ pub async fn run_once(
         dry_run,
         endpoint,
         owner: format!("relay reconcile (pid {})", std::process::id()),
+        ..SweepOptions::default()
     };
     reconciler
         .sweep_all(&opts, &Budget::from_now(HAND_RUN_BUDGET))

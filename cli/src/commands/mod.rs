@@ -13,6 +13,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod schema;
 pub mod serve;
+pub mod sync;
 pub mod validate;
 
 use shared::config::{Config, ConfigError};

@@ -279,3 +279,29 @@ impl ConsoleSession {
         }
     }
 }
+
+/// `config/relay.yaml` with its `${…}` filled in for the sandboxes at
+/// `jira` and `sn` (secrets named `relay/<id>`).
+pub fn shipped(jira: &str, sn: &str) -> String {
+    let yaml = std::fs::read_to_string(repo().join("config/relay.yaml")).unwrap();
+    [
+        ("${RELAY_PAYLOAD_LIMIT_BYTES}", "262144"),
+        ("${RELAY_STAGE}", "test"),
+        ("${RELAY_WEBHOOK_SECRET_ARN}", "relay/webhook"),
+        (
+            "${RELAY_SERVICENOW_SENDER_SECRET_ARN}",
+            "relay/servicenow-sender",
+        ),
+        ("${RELAY_SERVICENOW_SECRET_ARN}", "relay/servicenow"),
+        ("${RELAY_JIRA_SECRET_ARN}", "relay/jira"),
+        ("${RELAY_SERVICENOW_URL}", sn),
+        ("${RELAY_JIRA_URL}", jira),
+        (
+            "${RELAY_JIRA_INTEGRATION_ACCOUNT_ID}",
+            "712020:relay-integration",
+        ),
+        ("${RELAY_SERVICENOW_INTEGRATION_USER}", "relay.integration"),
+    ]
+    .iter()
+    .fold(yaml, |y, (from, to)| y.replace(from, to))
+}

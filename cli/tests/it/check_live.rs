@@ -3,36 +3,12 @@
 //! instance set up as it expects; each planted mistake is found and printed
 //! with its config line, and the exit code says so.
 
-use crate::common::{chmod, relay, repo};
+use crate::common::{chmod, relay, shipped};
 use sandbox::jira_server::{JiraServer, DEFAULT_API_TOKEN, DEFAULT_EMAIL};
 use sandbox::servicenow_server::{ServiceNowServer, DEFAULT_PASSWORD, DEFAULT_USER};
 use std::path::{Path, PathBuf};
 
 /// `config/relay.yaml` with its `${…}` filled in for the sandboxes.
-fn shipped(jira: &str, sn: &str) -> String {
-    let yaml = std::fs::read_to_string(repo().join("config/relay.yaml")).unwrap();
-    [
-        ("${RELAY_PAYLOAD_LIMIT_BYTES}", "262144"),
-        ("${RELAY_STAGE}", "test"),
-        ("${RELAY_WEBHOOK_SECRET_ARN}", "relay/webhook"),
-        (
-            "${RELAY_SERVICENOW_SENDER_SECRET_ARN}",
-            "relay/servicenow-sender",
-        ),
-        ("${RELAY_SERVICENOW_SECRET_ARN}", "relay/servicenow"),
-        ("${RELAY_JIRA_SECRET_ARN}", "relay/jira"),
-        ("${RELAY_SERVICENOW_URL}", sn),
-        ("${RELAY_JIRA_URL}", jira),
-        (
-            "${RELAY_JIRA_INTEGRATION_ACCOUNT_ID}",
-            "712020:relay-integration",
-        ),
-        ("${RELAY_SERVICENOW_INTEGRATION_USER}", "relay.integration"),
-    ]
-    .iter()
-    .fold(yaml, |y, (from, to)| y.replace(from, to))
-}
-
 fn secrets(dir: &Path) -> PathBuf {
     let path = dir.join("secrets.yaml");
     std::fs::write(

@@ -17,3 +17,4 @@ mod reconcile;
 mod secret_hygiene;
 mod serve;
 mod sqs_ops;
+mod sync;

@@ -164,6 +164,7 @@ pub async fn handle(
         dry_run: input.dry_run,
         endpoint: input.endpoint,
         owner: request_id.clone(),
+        ..SweepOptions::default()
     };
     let results = reconciler.sweep_all(&opts, &budget).await;
     let summary = Summary {

@@ -411,6 +411,19 @@ impl Sweep<'_> {
         };
         let mut out = Vec::new();
         let mut send = Vec::new();
+        // The record is there; does the issue know it?
+        if let Some(field) = &self.pair_back {
+            let held = &ev.created.0["issue"]["fields"][field.as_str()];
+            if !ev.echo_born
+                && ready(&ev.created.1)
+                && (held.is_null() || as_text(held).trim().is_empty())
+            {
+                out.push(drift(DriftKind::Unpaired {
+                    field: field.clone(),
+                }));
+                send.push((ev.created.0.clone(), "jira:issue_created"));
+            }
+        }
         let planned = if ev.echo_born {
             Vec::new()
         } else {

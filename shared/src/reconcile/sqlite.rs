@@ -53,6 +53,23 @@ impl SqliteStore {
         self
     }
 
+    /// Who holds the lease of `endpoint` (expired or not), if anyone.
+    pub fn lease_owner(&self, endpoint: &str) -> Result<Option<String>, StoreError> {
+        self.with(|tx| {
+            let owner = tx
+                .query_row(
+                    "SELECT lease_owner FROM sweeps WHERE endpoint = ?1",
+                    [endpoint],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?;
+            Ok(owner)
+        })
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,

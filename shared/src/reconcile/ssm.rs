@@ -278,6 +278,7 @@ mod tests {
                     jql: "project = OPS".into(),
                     created_from: Some(at),
                     scanned: 100,
+                    last_key: None,
                 }),
             },
             lease: Some(Lease {

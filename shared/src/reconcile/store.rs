@@ -44,6 +44,11 @@ pub struct Progress {
     /// Issues scanned so far by this sweep.
     #[serde(default)]
     pub scanned: u64,
+    /// Key of the last issue it finished: a resumed sweep skips the issues
+    /// of `created_from`'s minute up to this one instead of comparing them
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_key: Option<String>,
 }
 
 /// The store failed; the sweep does not run (or stops) and says why.

@@ -70,9 +70,28 @@ const MIN_PAGE_TIME: Duration = Duration::from_secs(20);
 /// Journal entries and attachments per ServiceNow list request.
 pub(super) const LIST_LIMIT: usize = 1000;
 
+/// Called after every page with the report so far (`relay sync`'s progress).
+#[derive(Clone)]
+pub struct PageHook(pub Arc<dyn Fn(&SweepReport) + Send + Sync>);
+
+impl std::fmt::Debug for PageHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PageHook")
+    }
+}
+
 /// What a sweep is asked to do.
 #[derive(Clone, Debug, Default)]
 pub struct SweepOptions {
+    /// A first sync (`relay sync`): search this JQL instead of the
+    /// endpoint's, with no `updated` window, so every issue it finds is
+    /// connected (created, or paired with the record that already exists).
+    pub jql: Option<String>,
+    /// Where progress and the lease are kept (default: the endpoint's name).
+    pub state_key: Option<String>,
+    /// At most this many issues per second.
+    pub rate: Option<f64>,
+    pub on_page: Option<PageHook>,
     /// Scan from here instead of the watermark (a hand run).
     pub since: Option<jiff::Timestamp>,
     /// Compare and report, enqueue nothing, store nothing.
@@ -106,6 +125,10 @@ pub enum DriftKind {
         attachment_id: String,
         file_name: String,
     },
+    /// The record exists, but the issue does not hold its key (the pairing
+    /// was written one way only, or the record was made by hand): the
+    /// create is queued, which finds the record and writes the pairing back.
+    Unpaired { field: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -131,6 +154,8 @@ pub struct SweepReport {
     /// Issues the echo guard or the rules leave alone (e.g. created by the
     /// integration user).
     pub not_synced: u64,
+    /// A resumed sweep: issues found again that the stopped one had done.
+    pub skipped: u64,
     pub drift: Vec<Drift>,
     pub enqueued: u64,
     /// Envelopes the queue already held (same change within the dedup window).
@@ -302,23 +327,29 @@ impl Reconciler {
                 .correlate
                 .as_ref()
                 .map_or_else(|| "correlation_id".to_owned(), |c| c.field.clone()),
+            // Where the pairing rule writes the record's key back into the
+            // issue (a field id: a display name cannot be read off a search
+            // result).
+            pair_back: pair
+                .pair_back
+                .as_ref()
+                .filter(|p| p.connection == spec.connection)
+                .map(|p| p.field.clone())
+                .filter(|f| !crate::rules::calls::jira::is_field_name(f)),
+            jql_override: opts.jql.clone(),
             watched: watched_fields(&self.config, endpoint),
             budget,
             queue: self.queue.as_ref(),
             clock: self.clock.as_ref(),
             dry_run: opts.dry_run,
         };
-        if !opts.dry_run
-            && !self
-                .store
-                .try_lock(endpoint, &opts.owner, self.lease)
-                .await?
-        {
-            return Err(SweepError::Busy(endpoint.to_owned()));
+        let key = opts.state_key.as_deref().unwrap_or(endpoint);
+        if !opts.dry_run && !self.store.try_lock(key, &opts.owner, self.lease).await? {
+            return Err(SweepError::Busy(key.to_owned()));
         }
-        let result = self.run(&sweep, endpoint, opts).await;
+        let result = self.run(&sweep, key, opts).await;
         if !opts.dry_run {
-            if let Err(e) = self.store.unlock(endpoint, &opts.owner).await {
+            if let Err(e) = self.store.unlock(key, &opts.owner).await {
                 tracing::warn!(endpoint, reason = %e, "reconcile lease not released; it expires by itself");
             }
         }
@@ -353,12 +384,20 @@ impl Reconciler {
                     jql: String::new(),
                     created_from: None,
                     scanned: 0,
+                    last_key: None,
                 }
             }
         };
         report.from = Some(progress.from);
         report.started_at = Some(progress.started_at);
         let mut page_token: Option<String> = None;
+        // Resumed: the issues done before the stop that the search returns
+        // again (same creation minute) are skipped up to the last one done.
+        let mut skip_to = if report.resumed {
+            progress.last_key.clone().zip(progress.created_from)
+        } else {
+            None
+        };
         loop {
             if sweep.budget.remaining() < MIN_PAGE_TIME {
                 report.stopped = Some("deadline: not enough time left for another page".into());
@@ -376,6 +415,27 @@ impl Reconciler {
                 }
             };
             report.pages += 1;
+            let fetched = page.issues.len();
+            let mut page = page;
+            if let Some((key, until)) = &skip_to {
+                let before = page.issues.len();
+                let at = page.issues.iter().position(|i| {
+                    i["key"].as_str() == Some(key.as_str())
+                        || created_of(i).is_some_and(|c| c > *until)
+                });
+                match at {
+                    Some(p) if page.issues[p]["key"].as_str() == Some(key.as_str()) => {
+                        page.issues.drain(..=p);
+                        skip_to = None;
+                    }
+                    Some(p) => {
+                        page.issues.drain(..p);
+                        skip_to = None;
+                    }
+                    None => page.issues.clear(),
+                }
+                report.skipped += (before - page.issues.len()) as u64;
+            }
             let n = page.issues.len() as u64;
             if let Err(e) = sweep.page(&page.issues, &mut report).await {
                 report.stopped = Some(e);
@@ -383,13 +443,26 @@ impl Reconciler {
             }
             report.scanned += n;
             progress.scanned += n;
+            if let Some(hook) = &opts.on_page {
+                (hook.0)(&report);
+            }
+            if let Some(rate) = opts.rate.filter(|r| *r > 0.0) {
+                // Paced: this run's issues at no more than `rate` a second.
+                let due = Duration::from_secs_f64(report.scanned as f64 / rate);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             // Resume point: the creation time of the last issue done. Issues
             // of that same minute are scanned again on resumption (harmless).
-            if let Some(c) = page.issues.last().and_then(created_of) {
-                progress.created_from = Some(c);
+            if let Some(last) = page.issues.last() {
+                if let Some(c) = created_of(last) {
+                    progress.created_from = Some(c);
+                }
+                progress.last_key = last["key"].as_str().map(str::to_owned);
             }
             match page.next {
-                Some(t) if n > 0 => page_token = Some(t),
+                Some(t) if fetched > 0 => page_token = Some(t),
                 _ => {
                     report.complete = true;
                     break;
@@ -482,6 +555,10 @@ pub(super) struct Sweep<'a> {
     pub(super) target: Arc<dyn Connector>,
     pub(super) table: String,
     pub(super) corr_field: String,
+    /// The issue field the pairing rule writes the record's key into.
+    pub(super) pair_back: Option<String>,
+    /// `relay sync`'s JQL (no `updated` window).
+    pub(super) jql_override: Option<String>,
     pub(super) watched: Vec<String>,
     pub(super) budget: &'a Budget,
     pub(super) queue: &'a dyn Queue,
@@ -498,11 +575,14 @@ impl Sweep<'_> {
     }
 
     pub(super) fn jql(&self, now: jiff::Timestamp, p: &Progress) -> String {
-        let mut q = format!(
-            "({}) AND updated >= \"-{}m\"",
-            self.spec.jql,
-            minutes_back(now, p.from)
-        );
+        let mut q = match &self.jql_override {
+            Some(j) => format!("({j})"),
+            None => format!(
+                "({}) AND updated >= \"-{}m\"",
+                self.spec.jql,
+                minutes_back(now, p.from)
+            ),
+        };
         if let Some(c) = p.created_from {
             q.push_str(&format!(" AND created >= \"-{}m\"", minutes_back(now, c)));
         }

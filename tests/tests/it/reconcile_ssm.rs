@@ -57,6 +57,7 @@ fn watermark() -> Watermark {
             jql: r#"project = OPS AND updated >= "-20m" ORDER BY created, key"#.into(),
             created_from: Some(at("2026-04-30T08:00:00Z")),
             scanned: 200,
+            last_key: None,
         }),
     }
 }
