@@ -355,3 +355,77 @@ fn init_asks_on_a_terminal() {
     assert!(ok, "{out}{err}");
     assert!(dir.path().join("secrets.yaml").exists());
 }
+
+/// `--discover` with credentials: the correlation field is named as Jira
+/// shows it and found on the live site under its id there; the project and
+/// issue type are checked, and the written config passes the live check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_discover_finds_the_field_by_name_on_the_live_site() {
+    let jira = JiraServer::start().await;
+    let sn = ServiceNowServer::start().await;
+    jira.add_project("SUP", "Support");
+    jira.add_custom_field("customfield_10777", "ServiceNow Number");
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("existing-secrets.yaml");
+    std::fs::write(
+        &secrets,
+        format!(
+            "secrets:\n  relay/jira: {{ email: {DEFAULT_EMAIL}, api_token: {DEFAULT_API_TOKEN} }}\n  relay/servicenow: {{ username: {}, password: {DEFAULT_PASSWORD} }}\n",
+            sandbox::servicenow_server::DEFAULT_USER
+        ),
+    )
+    .unwrap();
+    crate::common::chmod(&secrets, 0o600);
+    let (jira_url, sn_url) = (jira.base_url(), sn.base_url());
+    let out_dir = dir.path().join("out");
+    let args = |field: &str| {
+        vec![
+            "init".to_owned(),
+            "--jira-url".into(),
+            jira_url.clone(),
+            "--servicenow-url".into(),
+            sn_url.clone(),
+            "--project".into(),
+            "SUP".into(),
+            "--correlation-field".into(),
+            field.into(),
+            "--direction".into(),
+            "both".into(),
+            "--discover".into(),
+            "--secrets".into(),
+            secrets.to_str().unwrap().into(),
+            "--out".into(),
+            out_dir.to_str().unwrap().into(),
+            "--force".into(),
+        ]
+    };
+    let run = |field: &str| {
+        let a = args(field);
+        relay(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // when the field is given by its name
+    let (ok, out, err) = run("servicenow number");
+    // then its id on this site is written, and the live check passes
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains("correlation field: customfield_10777 (ServiceNow Number)"),
+        "{err}"
+    );
+    let yaml = std::fs::read_to_string(out_dir.join("relay.yaml")).unwrap();
+    assert!(yaml.contains("customfield_10777"), "{yaml}");
+    assert!(!yaml.contains("customfield_10050"), "{yaml}");
+    assert!(out.contains("live check passed"), "{out}");
+    assert!(
+        !out_dir.join("secrets.yaml").exists(),
+        "with --discover the existing secrets file is used, no skeleton written"
+    );
+    // when the name is one the site does not have
+    let (ok, _, err) = run("Incident Number");
+    // then it says so and lists the custom fields there are
+    assert!(!ok);
+    assert!(
+        err.contains("no field `Incident Number`")
+            && err.contains("customfield_10777 (ServiceNow Number)"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The shipped config with sites in other languages and with Jira Server's
-//! legacy shapes. A Russian site (issue and changelog in Russian) and a
-//! Korean one (issue in Korean, changelog in the agent's English) walk an
+//! legacy shapes. A Russian site (issue and changelog in Russian; Cloud and
+//! Server shapes) and a Korean one (issue in Korean, changelog in the
+//! agent's English) walk an
 //! issue through in progress → resolved → reopened → closed; the incident
 //! follows by status id and category, whatever the words. Server's comment
 //! shapes (real fixtures): a `comment_created` with neither issue nor user
@@ -56,6 +57,12 @@ async fn sites_in_other_languages_move_the_incident_by_status_id_and_category() 
             "Высокий",
             "Иван Петров",
         ),
+        (
+            "ru-server",
+            "Не работает VPN у отдела продаж",
+            "Высокий",
+            "Иван Петров",
+        ),
         ("ko", "회의실 프로젝터 고장", "높음", "김민지"),
     ] {
         // given a paired issue whose priority has the site's word for High
@@ -86,7 +93,7 @@ async fn sites_in_other_languages_move_the_incident_by_status_id_and_category() 
             if let Some(code) = closed_as {
                 assert_eq!(text(&inc["close_code"]), code);
                 let notes = text(&inc["close_notes"]);
-                let resolution = if lang == "ru" {
+                let resolution = if lang.starts_with("ru") {
                     "Готово"
                 } else {
                     "완료"
