@@ -19,6 +19,7 @@ pub mod intake;
 pub mod journal;
 pub mod links;
 pub mod outbound;
+pub mod prepare;
 pub mod queue;
 pub mod reconcile;
 pub mod rules;

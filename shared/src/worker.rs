@@ -70,6 +70,9 @@ pub struct Worker {
     journal: Arc<dyn JournalSink>,
     /// When the park's upkeep last ran (see [`Worker::maybe_replay_parked`]).
     park_pass: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Completes Jira payloads before planning (the issue of a bare
+    /// comment, field display names).
+    jira_payload: crate::prepare::JiraPayload,
 }
 
 /// What a batch came to.
@@ -122,6 +125,7 @@ impl Worker {
             links: crate::links::Links::memory(),
             journal: Arc::new(NoJournal),
             park_pass: std::sync::Mutex::new(None),
+            jira_payload: Default::default(),
         }
     }
 
@@ -148,91 +152,6 @@ impl Worker {
     /// One message body (an encoded envelope) to an outcome.
     pub async fn process(&self, body: &str, budget: &Budget) -> Outcome {
         self.process_inner(body, budget, false).await.0
-    }
-
-    /// A Jira Server event that names its issue only inside `comment.self`
-    /// (`comment_created` with neither `issue` nor `user`): the issue is read
-    /// from the Jira connection of that site and put into the payload, so
-    /// that the rules see `issue.key` and `issue.fields` as in any other
-    /// event. A 404 leaves the payload as it is (its rules then skip); a
-    /// lookup that must be retried retries the event.
-    async fn complete_issue(&self, env: Envelope, budget: &Budget) -> Result<Envelope, Outcome> {
-        use crate::outbound::connections::ConnectionKind;
-        if env.source != crate::config::model::SourceKind::Jira {
-            return Ok(env);
-        }
-        let Ok(mut payload) = serde_json::from_str::<serde_json::Value>(env.payload.get()) else {
-            return Ok(env);
-        };
-        if payload
-            .get("issue")
-            .is_some_and(serde_json::Value::is_object)
-        {
-            return Ok(env);
-        }
-        let Some(self_url) = payload["comment"]["self"].as_str().map(str::to_owned) else {
-            return Ok(env);
-        };
-        let Some(id) = env.source_id.clone() else {
-            return Ok(env);
-        };
-        let host = |u: &str| {
-            url::Url::parse(u)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-        };
-        let jiras: Vec<_> = self
-            .config
-            .connections
-            .iter()
-            .filter(|c| c.kind == ConnectionKind::Jira)
-            .collect();
-        let conn = jiras
-            .iter()
-            .find(|c| host(&c.base_url).is_some() && host(&c.base_url) == host(&self_url))
-            .or(if jiras.len() == 1 {
-                jiras.first()
-            } else {
-                None
-            });
-        let Some(conn) = conn.and_then(|c| self.connectors.get(&c.name).map(|k| (c, k))) else {
-            tracing::warn!(issue = %id, "the event names its issue only in comment.self, and no Jira connection of that site is configured to read it");
-            return Ok(env);
-        };
-        let call = crate::outbound::connector::Call {
-            method: crate::rules::model::Method::Get,
-            path: format!(
-                "{}/issue/{}",
-                conn.0.api.prefix(),
-                crate::support::url::encode_segment(&id)
-            ),
-            query: Vec::new(),
-            headers: Vec::new(),
-            body: crate::outbound::connector::CallBody::None,
-            once: false,
-        };
-        let reply = match conn.1.call(&call, budget).await {
-            Ok(r) => r,
-            Err(e) => return Err(Outcome::from_error(&e)),
-        };
-        match reply.json {
-            Some(issue) if reply.is_success() => {
-                tracing::info!(issue = %id, key = issue["key"].as_str().unwrap_or(""), "the event's issue read from Jira");
-                payload["issue"] = issue;
-                let raw = serde_json::value::to_raw_value(&payload).map_err(|e| Outcome::Dead {
-                    reason: format!("bad_payload: {e}"),
-                })?;
-                Ok(Envelope {
-                    source_key: payload["issue"]["key"].as_str().map(str::to_owned),
-                    payload: raw,
-                    ..env
-                })
-            }
-            _ => {
-                tracing::warn!(issue = %id, status = reply.status, "the event's issue could not be read from Jira; its rules see no issue");
-                Ok(env)
-            }
-        }
     }
 
     /// Decode → duplicate check → plan → (behind parked events of the same
@@ -262,7 +181,11 @@ impl Worker {
             Ok(false) => {}
             Err(e) => return (Outcome::from_error(&e), meta),
         }
-        let env = match self.complete_issue(env, budget).await {
+        let env = match self
+            .jira_payload
+            .prepare(&self.config, &self.connectors, env, budget)
+            .await
+        {
             Ok(e) => e,
             Err(o) => return (o, meta),
         };

@@ -375,23 +375,9 @@ pub(crate) fn check_rules(
             }
         }
         if iterate.is_none() && r.iterate.is_none() {
-            let mut paths: Vec<&Path> = Vec::new();
-            for c in &conditions {
-                match c {
-                    Condition::Equals(p, _)
-                    | Condition::NotEquals(p, _)
-                    | Condition::In(p, _)
-                    | Condition::Exists(p, _)
-                    | Condition::Matches(p, _) => paths.push(p),
-                    Condition::Changed { .. } => {}
-                }
-            }
+            let mut paths: Vec<&Path> = conditions.iter().filter_map(Condition::path).collect();
             for (_, m) in &map {
-                match &m.source {
-                    Source::Path(p) => paths.push(p),
-                    Source::Template(t) => paths.extend(t.paths()),
-                    Source::Const(_) => {}
-                }
+                paths.extend(m.source.paths());
             }
             if let Some(p) = paths.iter().find(|p| p.head() == Some("item")) {
                 local.push(problem(

@@ -132,6 +132,31 @@ pub enum Condition {
     },
 }
 
+impl Condition {
+    /// The payload path the condition reads (`changed:` reads the changelog).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Condition::Equals(p, _)
+            | Condition::NotEquals(p, _)
+            | Condition::In(p, _)
+            | Condition::Exists(p, _)
+            | Condition::Matches(p, _) => Some(p),
+            Condition::Changed { .. } => None,
+        }
+    }
+}
+
+impl Source {
+    /// The payload paths the value is read from.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            Source::Path(p) => vec![p],
+            Source::Template(t) => t.paths().collect(),
+            Source::Const(_) => Vec::new(),
+        }
+    }
+}
+
 /// Where a target field's value comes from.
 #[derive(Clone, Debug)]
 pub enum Source {

@@ -15,9 +15,16 @@ fn by_names(yaml: String, s: &crate::worker_flow::Servers) -> String {
         .replace(
             "fields.project.key: { value: SUP }",
             "fields.project.name: { value: Service Desk }",
+        )
+        // A source read by name as well: the payload holds it by id.
+        .replacen(
+            "description: { template: \"{{ issue.fields.description | text | default:(no description) }}\" }",
+            "description: 'issue.fields[\"Customer Impact\"]'",
+            1,
         );
     assert!(!yaml.contains("customfield_"), "an id is left");
     assert!(yaml.contains("fields.project.name"), "{yaml}");
+    assert!(yaml.contains("Customer Impact"), "{yaml}");
     yaml
 }
 
@@ -26,17 +33,21 @@ struct Site {
     project: &'static str,
     field: &'static str,
     high: &'static str,
+    /// The id of "Customer Impact".
+    impact: &'static str,
 }
 
 const TEST_SITE: Site = Site {
     project: "SUP",
     field: "customfield_10050",
     high: "2",
+    impact: "customfield_10300",
 };
 const PROD_SITE: Site = Site {
     project: "HELP",
     field: "customfield_10233",
     high: "20",
+    impact: "customfield_10400",
 };
 
 /// An incident opened in ServiceNow and its event posted: (sys_id, number).
@@ -68,6 +79,7 @@ async fn round_trip_on(site: &Site) {
     r.jira.add_project("OTHER", "Service Desk Archive");
     r.jira.add_custom_field("customfield_10001", "Story Points");
     r.jira.add_custom_field(site.field, "ServiceNow Number");
+    r.jira.add_custom_field(site.impact, "Customer Impact");
     let high = site.high;
     r.jira.configure_site(|s| {
         for p in &mut s.priorities {
@@ -130,8 +142,9 @@ async fn round_trip_on(site: &Site) {
     let jira_created = json!({"webhookEvent": "jira:issue_created",
         "issue_event_type_name": "issue_created", "timestamp": 1764842400000u64,
         "user": {"accountId": "712020:agent", "displayName": "Ann Agent"},
-        "issue": {"id": id, "key": key,
-            "fields": {"summary": "Laptop stolen", "priority": {"name": "High"}}}});
+        "issue": {"id": id, "key": key, "self": format!("{}/rest/api/2/issue/{id}", r.jira.base_url()),
+            "fields": {"summary": "Laptop stolen", "priority": {"name": "High"},
+                site.impact: "Whole sales floor"}}});
     assert_eq!(
         r.post("jira", &jira_created, &format!("n-{key}")).await,
         202
@@ -146,6 +159,11 @@ async fn round_trip_on(site: &Site) {
     let inc =
         r.sn.find("incident", "correlation_id", &key)
             .expect("incident");
+    assert_eq!(
+        text(&inc["description"]),
+        "Whole sales floor",
+        "read by the field's name"
+    );
     let issue = r.jira.issue(&key).unwrap();
     assert_eq!(
         issue.fields[site.field], inc["number"],
@@ -177,9 +195,11 @@ async fn round_trip_on(site: &Site) {
         .iter()
         .filter(|q| q.method == "GET" && q.path.ends_with("/field"))
         .count();
+    // Once by the writes' resolver, once by the payload reader (sources
+    // named by name), once more by the resolver after the 400.
     assert_eq!(
-        field_reads, 2,
-        "fields read once, and once more after the 400"
+        field_reads, 3,
+        "fields read once each, and once more after the 400"
     );
 }
 
