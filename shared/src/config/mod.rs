@@ -17,6 +17,7 @@ use serde_saphyr::Spanned;
 pub mod model;
 pub mod problem;
 pub mod schema;
+pub mod users;
 use std::collections::HashSet;
 
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ pub struct Config {
     pub reconcile: std::collections::BTreeMap<String, crate::reconcile::spec::ReconcileSpec>,
     /// How people are mapped between the systems (`users:`), for mappings
     /// with `user: true`.
-    pub users: Option<crate::outbound::users::UsersSpec>,
+    pub users: Option<crate::config::users::UsersSpec>,
 }
 
 // ---------------------------------------------------------------------------
@@ -84,7 +85,7 @@ struct RawConfig {
     #[serde(default)]
     rules: Vec<Spanned<crate::rules::check::RuleSpec>>,
     #[serde(default)]
-    users: Option<Spanned<crate::outbound::users::UsersSpec>>,
+    users: Option<Spanned<crate::config::users::UsersSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -260,11 +261,11 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
 /// The `users:` section: its connections exist and are of the right kind,
 /// and a rule that maps a user has it.
 fn check_users(
-    raw: Option<Spanned<crate::outbound::users::UsersSpec>>,
+    raw: Option<Spanned<crate::config::users::UsersSpec>>,
     connections: &[crate::outbound::connections::Connection],
     rules: &[crate::rules::model::Rule],
     problems: &mut Vec<Problem>,
-) -> Option<crate::outbound::users::UsersSpec> {
+) -> Option<crate::config::users::UsersSpec> {
     use crate::outbound::connections::ConnectionKind;
     if raw.is_none() {
         for (i, r) in rules.iter().enumerate() {

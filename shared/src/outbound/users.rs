@@ -28,52 +28,14 @@
 //! unknown person costs its lookups once. Lookups that must be retried (429,
 //! 5xx) retry the event as any call does.
 
-use crate::outbound::connections::ConnectionKind;
 use crate::outbound::connector::{Budget, Call, CallBody, CallError, Connector};
 use crate::rules::model::Method;
-use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// The `users:` section of the config.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct UsersSpec {
-    /// The Jira connection that reads accounts.
-    pub jira: String,
-    /// The ServiceNow connection that reads `sys_user`.
-    pub servicenow: String,
-    /// Jira accountId → ServiceNow `user_name`.
-    #[serde(default)]
-    pub pairs: BTreeMap<String, String>,
-    #[serde(default)]
-    pub default: UserDefaults,
-}
-
-/// Who a person no step finds becomes.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct UserDefaults {
-    /// A ServiceNow `user_name`.
-    #[serde(default)]
-    pub servicenow: Option<String>,
-    /// A Jira accountId.
-    #[serde(default)]
-    pub jira: Option<String>,
-}
-
-/// The marker key a planned user value sits under.
-pub const MARKER: &str = "$user";
-
-/// The planned value for a user mapping into a target of `kind`.
-pub fn marker(kind: ConnectionKind, from: Value) -> Value {
-    let to = match kind {
-        ConnectionKind::Jira => "jira",
-        _ => "servicenow",
-    };
-    serde_json::json!({ MARKER: { "to": to, "from": from } })
-}
+pub use crate::config::users::{UserDefaults, UsersSpec};
+pub use crate::rules::calls::common::{user_marker as marker, USER_MARKER as MARKER};
 
 /// Resolves user markers against the live systems (see the module docs).
 pub struct Directory {

@@ -297,9 +297,10 @@ fn plan_rule(
                 return rp;
             }
             Ok(Value::Null) => {}
-            Ok(v) if m.user => {
-                fields.push((target.clone(), crate::outbound::users::marker(conn.kind, v)))
-            }
+            Ok(v) if m.user => fields.push((
+                target.clone(),
+                super::calls::common::user_marker(conn.kind, v),
+            )),
             Ok(v) => fields.push((target.clone(), convert_text(conn, target, v))),
             Err(e) => {
                 rp.status = RuleStatus::Error {

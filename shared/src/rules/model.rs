@@ -172,7 +172,7 @@ pub struct Mapping {
     pub table: Option<ValueTable>,
     pub required: bool,
     /// The value is a person of the source system, written as the target
-    /// system's id for them (see [`crate::outbound::users`]).
+    /// system's id for them (see `outbound::users`).
     pub user: bool,
 }
 

@@ -165,3 +165,17 @@ pub(crate) fn nested(fields: Vec<(String, Value)>) -> Value {
     }
     Value::Object(root)
 }
+
+/// The key a planned user value sits under (`user: true` mappings); the
+/// executor replaces it with the target system's id for the person
+/// (`outbound::users`).
+pub const USER_MARKER: &str = "$user";
+
+/// The planned value of a user mapping into a target of `kind`.
+pub fn user_marker(kind: crate::outbound::connections::ConnectionKind, from: Value) -> Value {
+    let to = match kind {
+        crate::outbound::connections::ConnectionKind::Jira => "jira",
+        _ => "servicenow",
+    };
+    json!({ USER_MARKER: { "to": to, "from": from } })
+}
