@@ -16,6 +16,7 @@ mod commands;
 mod console;
 mod demo;
 mod jira_admin;
+mod listener;
 mod live;
 mod logs;
 mod oauth_login;

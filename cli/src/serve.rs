@@ -65,6 +65,8 @@ pub struct ServeOptions {
     pub console: Option<SocketAddr>,
     /// The secret holding the console's admin credential (`password`, `username`).
     pub console_secret: String,
+    /// The webhook listener's header timeout and connection cap.
+    pub listener: crate::listener::Limits,
 }
 
 impl ServeOptions {
@@ -83,6 +85,7 @@ impl ServeOptions {
             journal: JournalSettings::default(),
             console: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             console_secret: "relay/console".to_owned(),
+            listener: crate::listener::Limits::default(),
         }
     }
 }
@@ -266,14 +269,19 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server_stop = Arc::new(Notify::new());
     let stopped = server_stop.clone();
+    let limits = opts.listener.clone();
+    let refused = crate::listener::Refused::default();
     let server = tokio::spawn(async move {
         let shutdown = async move { stopped.notified().await };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "the HTTP intake stopped");
-        }
+        crate::listener::serve(
+            listener,
+            router,
+            limits,
+            refused,
+            shutdown,
+            Duration::from_secs(5),
+        )
+        .await;
     });
 
     let connectors = Connectors::from_config(

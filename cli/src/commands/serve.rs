@@ -17,6 +17,16 @@ pub struct Args {
     /// Local secrets file (chmod 600); `RELAY_SECRET_<ID>` variables override it.
     #[arg(long)]
     secrets: Option<PathBuf>,
+    /// Seconds a client may take to send a request's head on the webhook
+    /// listener (a new connection, or the next request on a kept-alive one);
+    /// slower clients are disconnected.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    header_timeout_secs: u64,
+    /// Connections the webhook listener serves at once; more are closed on
+    /// accept, before any byte is read. Keep it below the process's
+    /// file-descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
     /// Worker loops (each handles up to 10 issues at a time).
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -77,6 +87,10 @@ pub fn run(a: Args) -> Result<(), String> {
     opts.call_timeout = Duration::from_secs(a.call_timeout_secs);
     opts.secrets = a.secrets;
     opts.workers = a.workers;
+    opts.listener = crate::listener::Limits {
+        header_timeout: std::time::Duration::from_secs(a.header_timeout_secs),
+        max_connections: a.max_connections as usize,
+    };
     opts.max_receives = a.max_receives;
     opts.visibility_timeout = Duration::from_secs(a.visibility_timeout_secs);
     opts.console = a.console.0;

@@ -332,3 +332,137 @@ async fn per_issue_order_holds_under_parallel_workers_and_duplicates_collapse() 
     serve.signal("-TERM");
     assert!(serve.wait_exit(Duration::from_secs(30)).await.success());
 }
+
+/// Reads until the peer closes (EOF or reset); `false` if `deadline` comes first.
+async fn closed_by(s: &mut tokio::net::TcpStream, deadline: tokio::time::Instant) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue, // e.g. a 408 before the close
+        }
+    }
+}
+
+/// The webhook listener holds against slow clients: 3 000 connections that
+/// each send half a request head are closed after the header timeout; while
+/// they are open a normal webhook is accepted with p99 ≤ 50 ms; the
+/// connection cap holds (more connections than it are closed at once) and
+/// the process's file descriptors stay below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_holds_against_slow_clients_and_caps_connections() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::Instant;
+    const SLOW: usize = 3000;
+    const CAP: usize = 3200;
+    let sn = ServiceNowServer::start().await;
+    let dir = setup(&sn);
+    let port = free_port();
+    let cap = CAP.to_string();
+    let mut serve = Serve::spawn_with(
+        dir.path(),
+        port,
+        &[
+            "--workers",
+            "1",
+            "--header-timeout-secs",
+            "2",
+            "--max-connections",
+            &cap,
+            "--console",
+            "off",
+        ],
+    );
+    serve.ready().await;
+    let pid = serve.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let idle_fds = fds();
+
+    // when 3 000 clients send half a request head and stall
+    let head = format!("POST /webhooks/jira?token={TOKEN} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n");
+    let mut slow = Vec::with_capacity(SLOW);
+    for _ in 0..SLOW {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        slow.push(s);
+    }
+    let attacked = Instant::now();
+    // then normal webhooks are accepted meanwhile, quickly
+    let client = reqwest::Client::new();
+    let mut took = Vec::new();
+    for n in 0..100 {
+        let t = Instant::now();
+        let status = post(&client, &serve.base, &created(n), &format!("slow-{n}")).await;
+        took.push(t.elapsed());
+        assert_eq!(status, 202);
+    }
+    let during = attacked.elapsed();
+    took.sort();
+    let p99 = took[98];
+    assert!(
+        during < Duration::from_secs(2),
+        "the webhooks were not all sent while the slow clients were open ({during:?})"
+    );
+    assert!(p99 <= Duration::from_millis(50), "p99 {p99:?}");
+    let peak = fds();
+    assert!(
+        peak <= idle_fds + CAP,
+        "{peak} descriptors open (idle {idle_fds}, cap {CAP})"
+    );
+    // and every slow client is disconnected after the header timeout
+    let deadline = attacked + Duration::from_secs(8);
+    for s in &mut slow {
+        assert!(
+            closed_by(s, deadline).await,
+            "a half-sent request still open after 8 s"
+        );
+    }
+    drop(slow);
+
+    // when more connections than the cap are opened
+    let mut many = Vec::with_capacity(CAP + 800);
+    for _ in 0..CAP + 800 {
+        many.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    // then the excess is closed at once, long before the header timeout
+    let soon = Instant::now() + Duration::from_millis(1500);
+    let mut refused = 0;
+    for s in many.iter_mut().rev().take(1200) {
+        if closed_by(s, soon).await {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 800,
+        "only {refused} of the 800 over the cap were closed"
+    );
+    // The cap, plus what is in passing: a connection accepted and not yet
+    // closed, the test client's pooled one. Far below the process's limit.
+    let peak = fds();
+    assert!(
+        peak <= idle_fds + CAP + 8,
+        "{peak} descriptors open (idle {idle_fds}, cap {CAP})"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let max_open: usize = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(peak < max_open, "{peak} descriptors, limit {max_open}");
+    drop(many);
+    serve.stop().await;
+}
