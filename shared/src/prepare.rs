@@ -30,10 +30,12 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// Field lists by connection, read once.
+/// Field lists by connection, read once; the names each endpoint's rules
+/// read, worked out once.
 #[derive(Default)]
 pub struct JiraPayload {
     fields: Mutex<HashMap<String, Vec<(String, String)>>>,
+    names: Mutex<HashMap<String, Arc<BTreeSet<String>>>>,
 }
 
 /// The `issue.fields.<name>` display names the rules of `endpoint` read.
@@ -113,7 +115,13 @@ impl JiraPayload {
         if env.source != SourceKind::Jira {
             return Ok(env);
         }
-        let names = field_names(config, &env.endpoint);
+        let names = self.names(config, &env.endpoint);
+        // Parsing the body is most of what an event costs the worker: only
+        // an event that may be a bare Server comment, or whose rules read
+        // fields by name, is parsed here.
+        if names.is_empty() && !env.event.starts_with("comment_") {
+            return Ok(env);
+        }
         let Ok(mut payload) = serde_json::from_str::<Value>(env.payload.get()) else {
             return Ok(env);
         };
@@ -152,7 +160,7 @@ impl JiraPayload {
         }
         if !names.is_empty() && payload["issue"]["fields"].is_object() {
             let fields = self.fields(conn, &connector, budget).await?;
-            for name in &names {
+            for name in names.iter() {
                 let ids: Vec<&str> = fields
                     .iter()
                     .filter(|(_, n)| n.eq_ignore_ascii_case(name))
@@ -187,6 +195,16 @@ impl JiraPayload {
             payload: raw,
             ..env
         })
+    }
+
+    /// [`field_names`] of `endpoint`, worked out once.
+    fn names(&self, config: &Config, endpoint: &str) -> Arc<BTreeSet<String>> {
+        let Ok(mut m) = self.names.lock() else {
+            return Arc::new(field_names(config, endpoint));
+        };
+        m.entry(endpoint.to_owned())
+            .or_insert_with(|| Arc::new(field_names(config, endpoint)))
+            .clone()
     }
 
     /// The site's (id, name) field list, read once per connection.

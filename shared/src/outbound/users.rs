@@ -83,6 +83,16 @@ fn person(from: &Value) -> Option<Person> {
     }
 }
 
+/// Whether a body holds a user marker (without serialising it: this runs
+/// for every call when `users:` is configured).
+fn has_marker(v: &Value) -> bool {
+    match v {
+        Value::Object(o) => o.contains_key(MARKER) || o.values().any(has_marker),
+        Value::Array(a) => a.iter().any(has_marker),
+        _ => false,
+    }
+}
+
 fn is_sys_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -112,7 +122,7 @@ impl Directory {
         connectors: Lookup<'_>,
         budget: &Budget,
     ) -> Result<(), CallError> {
-        if !body.to_string().contains(MARKER) {
+        if !has_marker(body) {
             return Ok(());
         }
         self.walk(body, connectors, budget).await?;
