@@ -65,8 +65,15 @@ pub struct ServeOptions {
     pub console: Option<SocketAddr>,
     /// The secret holding the console's admin credential (`password`, `username`).
     pub console_secret: String,
-    /// The webhook listener's header timeout and connection cap.
+    /// The webhook listener's timeouts and connection cap.
     pub listener: crate::listener::Limits,
+    /// Its rate limits and trusted proxies (the endpoints are filled in from
+    /// the config).
+    pub guard: crate::listener::guard::GuardSettings,
+    /// HTTPS on the webhook listener; `None`: plain HTTP.
+    pub tls: Option<crate::listener::tls::TlsOptions>,
+    /// With TLS: a plain-HTTP request gets a 308 to `https://` (else a 400).
+    pub redirect_http: bool,
 }
 
 impl ServeOptions {
@@ -86,6 +93,9 @@ impl ServeOptions {
             console: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             console_secret: "relay/console".to_owned(),
             listener: crate::listener::Limits::default(),
+            guard: Default::default(),
+            tls: None,
+            redirect_http: false,
         }
     }
 }
@@ -93,6 +103,8 @@ impl ServeOptions {
 /// A running relay.
 pub struct Running {
     pub addr: SocketAddr,
+    /// `https` when the webhook listener speaks TLS, else `http`.
+    pub scheme: &'static str,
     pub queue: EmbeddedQueue,
     pub config: Arc<Config>,
     /// The console's address, or why it is off.
@@ -269,19 +281,38 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server_stop = Arc::new(Notify::new());
     let stopped = server_stop.clone();
-    let limits = opts.listener.clone();
-    let refused = crate::listener::Refused::default();
+    let (tls, cert_task) = match &opts.tls {
+        Some(t) => {
+            let (tls, task) = t.start().await?;
+            (Some(tls), Some(task))
+        }
+        None => (None, None),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut guard = opts.guard.clone();
+    guard.endpoints = config.endpoints.iter().map(|e| e.name.clone()).collect();
+    let settings = crate::listener::Settings {
+        limits: opts.listener.clone(),
+        guard,
+        tls,
+        redirect_http: opts.redirect_http,
+    };
+    let refusals = crate::listener::Refusals::default();
+    let board = refusals.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move { stopped.notified().await };
         crate::listener::serve(
             listener,
             router,
-            limits,
-            refused,
+            settings,
+            refusals,
             shutdown,
             Duration::from_secs(5),
         )
         .await;
+        if let Some(t) = cert_task {
+            t.abort();
+        }
     });
 
     let connectors = Connectors::from_config(
@@ -362,11 +393,13 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
             stage,
             health,
             sweeps,
+            refusals: board,
         },
     )
     .await?;
     Ok(Running {
         addr,
+        scheme,
         console,
         console_server,
         queue,
@@ -391,6 +424,7 @@ struct ConsoleParts {
     stage: String,
     health: Arc<Health>,
     sweeps: crate::reconcile::SweepBoard,
+    refusals: crate::listener::Refusals,
 }
 
 type ConsoleServer = Option<(tokio::task::JoinHandle<()>, Arc<Notify>)>;
@@ -438,6 +472,7 @@ async fn start_console(
         registry: Some(p.registry),
         stage: p.stage,
         sweeps: p.sweeps,
+        refusals: Some(p.refusals),
         credential,
         sessions: Default::default(),
     });
@@ -547,8 +582,8 @@ impl Running {
     /// placeholders for the credentials (never their values).
     pub fn banner(&self) -> String {
         let mut out = format!(
-            "jira-relay serving on http://{}  (health: /health)\n",
-            self.addr
+            "jira-relay serving on {}://{}  (health: /health)\n",
+            self.scheme, self.addr
         );
         match &self.console {
             Ok(a) => out.push_str(&format!(
@@ -557,7 +592,7 @@ impl Running {
             Err(why) => out.push_str(&format!("operator console {why}\n")),
         }
         for e in &self.config.endpoints {
-            let url = format!("http://{}/webhooks/{}", self.addr, e.name);
+            let url = format!("{}://{}/webhooks/{}", self.scheme, self.addr, e.name);
             let a = &e.auth;
             let mut how = Vec::new();
             if let Some(t) = &a.token {

@@ -124,7 +124,10 @@ def start_relay(sandbox, work, token, workers, log_name="relay.log"):
     port = free_port()
     data = os.path.join(work, "data")
     proc = subprocess.Popen([release_bin("relay"), "serve", "--config", cfg, "--secrets", secrets,
-                             "--data-dir", data, "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
+                             "--data-dir", data, "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
+                             # One load generator on 127.0.0.1 is one client: the
+                             # listener's per-client and per-endpoint rates are off.
+                             "--client-rate", "0", "--endpoint-rate", "0"],
                             stdout=open(os.path.join(work, log_name), "w"), stderr=subprocess.STDOUT)
     wait_http(port, "/health", proc, time.time() + 60)
     return proc, port, data

@@ -224,7 +224,8 @@ pub struct Sender {
 impl Sender {
     /// Posts `delivery` like Jira: `post` sends it once and gives the
     /// status (0: no answer, the connection refused or cut); after a 5xx or
-    /// no answer it is posted again 250 ms later, until accepted (202).
+    /// no answer it is posted again 250 ms later, after a 429 (a rate limit)
+    /// a second later (the least `Retry-After`), until accepted (202).
     /// Not accepted within 120 s, or any other answer, fails the test.
     pub async fn deliver<F, Fut>(&self, delivery: &str, mut post: F)
     where
@@ -245,6 +246,14 @@ impl Sender {
                         "{delivery}: not accepted within 120 s"
                     );
                     tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                429 => {
+                    self.reposts.fetch_add(1, Ordering::Relaxed);
+                    assert!(
+                        Instant::now() < deadline,
+                        "{delivery}: not accepted within 120 s"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 other => panic!("{delivery}: refused with {other}"),
             }

@@ -126,6 +126,7 @@ async fn serve(a: Args) -> Result<(), String> {
         stage,
         // The reconciler's sweeps are CloudWatch's (its metrics and alarms).
         sweeps: Default::default(),
+        refusals: None,
         credential,
         sessions: Default::default(),
     });

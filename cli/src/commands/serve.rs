@@ -1,6 +1,8 @@
 //! `relay serve`: the whole relay on this machine until SIGINT / SIGTERM.
 
 use super::runtime;
+use crate::listener::guard::{GuardSettings, Rate};
+use crate::listener::tls::TlsOptions;
 use crate::serve::{self, ServeOptions};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +29,46 @@ pub struct Args {
     /// file-descriptor limit (`ulimit -n`).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
+    /// Seconds a request's body may take to arrive after its head; a slower
+    /// body is answered 408.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_secs: u64,
+    /// Seconds a connection may move no byte either way before it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    idle_timeout_secs: u64,
+    /// Requests per second one client address may send to the webhook
+    /// listener, sustained (0: no limit); beyond it and its burst the answer
+    /// is 429 with Retry-After, which Jira retries. IPv6 clients count per /64.
+    #[arg(long, default_value_t = 50)]
+    client_rate: u32,
+    /// Requests one client address may send at once above its rate.
+    #[arg(long, default_value_t = 200)]
+    client_burst: u32,
+    /// Requests per second one endpoint accepts from everyone together (0: no limit).
+    #[arg(long, default_value_t = 500)]
+    endpoint_rate: u32,
+    /// Requests one endpoint accepts at once above its rate.
+    #[arg(long, default_value_t = 1000)]
+    endpoint_burst: u32,
+    /// A reverse proxy or load balancer in front (an address or a CIDR like
+    /// 10.0.0.0/8; repeat for more): only from these is `X-Forwarded-For`
+    /// believed for the per-client rate.
+    #[arg(long = "trusted-proxy", value_parser = parse_net)]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve HTTPS with this certificate chain (PEM; e.g. certbot's
+    /// fullchain.pem). Checked for changes every --tls-reload-secs.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM; e.g. certbot's privkey.pem).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds between checks of the certificate files for a renewal.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    tls_reload_secs: u64,
+    /// With TLS: answer plain HTTP with a 308 redirect to https:// instead
+    /// of a 400.
+    #[arg(long, requires = "tls_cert")]
+    redirect_http: bool,
     /// Worker loops (each handles up to 10 issues at a time).
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -80,6 +122,13 @@ fn parse_console(s: &str) -> Result<ConsoleAt, String> {
         .map_err(|e| format!("`{s}`: {e} (an address like 127.0.0.1:8081, or `off`)"))
 }
 
+/// `--trusted-proxy`: an address (one host) or a network.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}`: not an address or a network like 10.0.0.0/8"))
+}
+
 pub fn run(a: Args) -> Result<(), String> {
     let mut opts = ServeOptions::new(a.config, a.listen, a.data_dir);
     opts.settle = a.settle_ms.map(Duration::from_millis);
@@ -88,9 +137,25 @@ pub fn run(a: Args) -> Result<(), String> {
     opts.secrets = a.secrets;
     opts.workers = a.workers;
     opts.listener = crate::listener::Limits {
-        header_timeout: std::time::Duration::from_secs(a.header_timeout_secs),
+        header_timeout: Duration::from_secs(a.header_timeout_secs),
+        body_timeout: Duration::from_secs(a.body_timeout_secs),
+        idle_timeout: Duration::from_secs(a.idle_timeout_secs),
         max_connections: a.max_connections as usize,
     };
+    opts.guard = GuardSettings {
+        per_client: Rate::new(a.client_rate, a.client_burst),
+        per_endpoint: Rate::new(a.endpoint_rate, a.endpoint_burst),
+        trusted_proxies: a.trusted_proxies,
+        endpoints: Vec::new(),
+    };
+    if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
+        opts.tls = Some(TlsOptions::Files {
+            cert,
+            key,
+            reload_every: Duration::from_secs(a.tls_reload_secs),
+        });
+    }
+    opts.redirect_http = a.redirect_http;
     opts.max_receives = a.max_receives;
     opts.visibility_timeout = Duration::from_secs(a.visibility_timeout_secs);
     opts.console = a.console.0;

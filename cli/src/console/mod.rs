@@ -50,6 +50,8 @@ pub struct Console {
     pub registry: Option<Arc<Registry>>,
     pub stage: String,
     pub sweeps: crate::reconcile::SweepBoard,
+    /// The webhook listener's refusals (`relay serve`); `None` for a stack.
+    pub refusals: Option<crate::listener::Refusals>,
     pub credential: Credential,
     pub sessions: Sessions,
 }
@@ -589,6 +591,7 @@ async fn queue(State(c): St, headers: HeaderMap) -> Response {
         connections: &connections,
         sweeps: &sweeps,
         journal,
+        refusals: c.refusals.as_ref().map(|r| r.list()),
     };
     html(StatusCode::OK, pages::queue(&v, &csrf))
 }

@@ -384,6 +384,23 @@ pub struct QueueView<'a> {
     pub connections: &'a [ConnectionHealth],
     pub sweeps: &'a [crate::reconcile::SweepStatus],
     pub journal: String,
+    /// The webhook listener's refusals by reason (`None`: a stack's API
+    /// Gateway, whose throttles are CloudWatch's).
+    pub refusals: Option<Vec<(&'static str, u64)>>,
+}
+
+/// What each listener refusal means, for the console.
+fn refusal_meaning(reason: &str) -> &'static str {
+    match reason {
+        "connection_cap" => "closed on accept: the listener served its maximum of connections",
+        "header_timeout" => "the request head did not arrive within the header timeout",
+        "body_timeout" => "the request body did not arrive within the body timeout (408)",
+        "rate_limited_client" => "one client address over its rate (429 with Retry-After)",
+        "rate_limited_endpoint" => "one endpoint over its rate (429 with Retry-After)",
+        "plain_http" => "plain HTTP sent to the HTTPS listener (400, or 308 with --redirect-http)",
+        "tls_handshake" => "the TLS handshake failed or did not finish in time",
+        _ => "",
+    }
 }
 
 pub fn queue(v: &QueueView<'_>, csrf: &str) -> String {
@@ -444,12 +461,30 @@ pub fn queue(v: &QueueView<'_>, csrf: &str) -> String {
         sweeps = "<tr><td colspan=\"6\">No sweep has run (none configured, or not yet).</td></tr>"
             .into();
     }
+    let refusals = match &v.refusals {
+        None => "<p>The stack's webhook listener is API Gateway: its throttles and 4xx are CloudWatch's.</p>".to_owned(),
+        Some(list) if list.is_empty() => "<p id=\"refusals\">No request refused at the webhook listener since start.</p>".to_owned(),
+        Some(list) => {
+            let mut rows = String::new();
+            for (reason, n) in list {
+                let _ = write!(
+                    rows,
+                    "<tr><td>{}</td><td>{n}</td><td>{}</td></tr>",
+                    esc(reason),
+                    esc(refusal_meaning(reason))
+                );
+            }
+            format!("<div class=\"scroll\"><table id=\"refusals\"><thead><tr><th>Reason</th><th>Since start</th>\
+<th>Meaning</th></tr></thead><tbody>{rows}</tbody></table></div>")
+        }
+    };
     let body = format!(
         "<h1>Queue &amp; health</h1>{health}<p>{}</p><h2>Queue</h2><p class=\"note\">{}</p>{stats}\
 <h2>Connections</h2><div class=\"scroll\"><table id=\"connections\"><thead><tr><th>Connection</th><th>Calls</th>\
 <th>Last success</th><th>Last failure</th><th>Failure</th></tr></thead><tbody>{conns}</tbody></table></div>\
 <h2>Reconciliation</h2><div class=\"scroll\"><table id=\"sweeps\"><thead><tr><th>Endpoint</th><th>Last run</th><th>Scanned</th>\
-<th>Drift</th><th>Queued</th><th>Problem</th></tr></thead><tbody>{sweeps}</tbody></table></div><h2>Journal</h2><p>{}</p>",
+<th>Drift</th><th>Queued</th><th>Problem</th></tr></thead><tbody>{sweeps}</tbody></table></div>\
+<h2>Refused at the webhook listener</h2>{refusals}<h2>Journal</h2><p>{}</p>",
         match v.workers {
             Some((alive, all)) => format!("Worker loops alive: {alive} of {all}"),
             None => "The workers are the stack's Lambda functions: their errors and throttles are CloudWatch's (the template's alarms and dashboard).".into(),

@@ -47,6 +47,19 @@ pub async fn post_demo_event(base: &str, file: &str, delivery: &str) -> u16 {
         .as_u16()
 }
 
+/// The console's `/metrics`, scraped with HTTP Basic and the admin credential.
+pub async fn scrape(console_base: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{console_base}/metrics"))
+        .basic_auth("admin", Some(CONSOLE_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !check().await {
@@ -166,15 +179,7 @@ async fn console_refuses_strangers_and_tells_the_truth() {
     )
     .await;
     // then: /metrics lists every metric of the one list, with the counts
-    let text = http
-        .get(format!("{base}/metrics"))
-        .basic_auth("admin", Some(CONSOLE_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&base).await;
     for d in METRICS {
         let n = prometheus_name(d);
         let want = match d.unit {

@@ -12,6 +12,7 @@ mod console_aws;
 mod console_browser;
 mod init;
 mod jira_webhook;
+mod listener;
 mod oauth_login;
 mod reconcile;
 mod secret_hygiene;

@@ -76,6 +76,7 @@ fn public_message(status: StatusCode) -> &'static str {
         StatusCode::BAD_REQUEST => "body must be a JSON object",
         StatusCode::SERVICE_UNAVAILABLE => "temporarily unavailable, retry later",
         StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
+        StatusCode::REQUEST_TIMEOUT => "the body did not arrive in time",
         _ => "request failed",
     }
 }
@@ -87,6 +88,31 @@ fn error_response(status: StatusCode) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     res
+}
+
+/// The error a request body ends in when it did not arrive in time (the
+/// listener's body read deadline); the intake answers it with 408.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+/// Whether `e` or anything that caused it is a `T`.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if e.is::<T>() {
+            return true;
+        }
+        at = e.source();
+    }
+    false
 }
 
 /// Logs a refusal with its reason and answers the fixed message.
@@ -188,9 +214,15 @@ async fn receive(
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if too_large {
+            let too_large = caused_by::<http_body_util::LengthLimitError>(&e);
+            return if caused_by::<BodyTimedOut>(&e) {
+                reject(
+                    &log_name,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    started,
+                )
+            } else if too_large {
                 reject(
                     &log_name,
                     StatusCode::PAYLOAD_TOO_LARGE,
