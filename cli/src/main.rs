@@ -50,7 +50,7 @@ enum Command {
     /// Plan one webhook body (a JSON file) and print the plan as JSON.
     DryRun(dry_run::Args),
     /// Run the relay on this machine: HTTP intake, embedded durable queue, worker.
-    Serve(commands::serve::Args),
+    Serve(Box<commands::serve::Args>),
     /// One reconciliation sweep: find issues whose webhooks never arrived and
     /// queue them for `relay serve`'s workers (or only print them: --dry-run).
     Reconcile(commands::reconcile::Args),
@@ -76,7 +76,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Init(a) => commands::init::run(a),
         Command::Schema => commands::schema::run(),
         Command::DryRun(a) => dry_run::run(a),
-        Command::Serve(a) => commands::serve::run(a),
+        Command::Serve(a) => commands::serve::run(*a),
         Command::Reconcile(a) => commands::reconcile::run(a),
         Command::Sync(a) => commands::sync::run(a),
         Command::Demo(a) => commands::demo::run(a),

@@ -148,16 +148,18 @@ start_python_tools() {
   echo "installing the Python tools in the background (pid $PY_TOOLS_PID, log $LOGS/python-tools-install.log)"
 }
 
-# Debian's chromium and chromium-driver for the console's browser test install in the
-# background too (as root with apt-get; elsewhere the test skips loudly, and fails under CI=true).
+# Debian's chromium and chromium-driver for the console's browser test, and pebble for
+# the ACME test, install in the background too (as root with apt-get; elsewhere those
+# tests skip loudly, and fail under CI=true).
 start_browser() {
   rm -f "$LOGS/browser.rc"
   (
     set +e
-    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
-      echo "chromium and chromedriver already installed"
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/pebble ]; then
+      echo "chromium, chromedriver and pebble already installed"
     elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+      # pebble: Let's Encrypt's ACME test server, for the listener's ACME test.
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver pebble
     else
       echo "not root or no apt-get: chromium is not installed; the console browser test will say it skipped"
     fi

@@ -1,6 +1,7 @@
 //! `relay serve`: the whole relay on this machine until SIGINT / SIGTERM.
 
 use super::runtime;
+use crate::listener::acme::AcmeOptions;
 use crate::listener::guard::{GuardSettings, Rate};
 use crate::listener::tls::TlsOptions;
 use crate::serve::{self, ServeOptions};
@@ -67,8 +68,24 @@ pub struct Args {
     tls_reload_secs: u64,
     /// With TLS: answer plain HTTP with a 308 redirect to https:// instead
     /// of a 400.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long)]
     redirect_http: bool,
+    /// Serve HTTPS with a certificate for this name obtained over ACME
+    /// (TLS-ALPN-01 on this listener: the CA must reach port 443 of the name).
+    /// Repeat for more names. Kept and renewed in <data-dir>/acme. Using it
+    /// agrees to the CA's terms of service.
+    #[arg(long = "acme-domain", conflicts_with_all = ["tls_cert", "tls_key"])]
+    acme_domains: Vec<String>,
+    /// The contact address the CA may write to about the certificate.
+    #[arg(long, requires = "acme_domains")]
+    acme_email: Option<String>,
+    /// The ACME directory (default: Let's Encrypt's production CA).
+    #[arg(long, default_value = crate::listener::acme::LETS_ENCRYPT)]
+    acme_directory: String,
+    /// A CA certificate (PEM) to trust for the ACME server's own HTTPS (a
+    /// private or test CA such as Pebble); default: the public roots.
+    #[arg(long, requires = "acme_domains")]
+    acme_server_root: Option<PathBuf>,
     /// Worker loops (each handles up to 10 issues at a time).
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -130,6 +147,7 @@ fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
 }
 
 pub fn run(a: Args) -> Result<(), String> {
+    let data_dir = a.data_dir.clone();
     let mut opts = ServeOptions::new(a.config, a.listen, a.data_dir);
     opts.settle = a.settle_ms.map(Duration::from_millis);
     opts.links.seen_for = Duration::from_secs(a.remember_hours * 3600);
@@ -154,6 +172,20 @@ pub fn run(a: Args) -> Result<(), String> {
             key,
             reload_every: Duration::from_secs(a.tls_reload_secs),
         });
+    }
+    if !a.acme_domains.is_empty() {
+        opts.tls = Some(TlsOptions::Acme(AcmeOptions {
+            domains: a.acme_domains,
+            email: a.acme_email,
+            directory: a.acme_directory,
+            server_root: a.acme_server_root,
+            dir: data_dir.join("acme"),
+        }));
+    }
+    if a.redirect_http && opts.tls.is_none() {
+        return Err(
+            "--redirect-http needs HTTPS (--tls-cert and --tls-key, or --acme-domain)".into(),
+        );
     }
     opts.redirect_http = a.redirect_http;
     opts.max_receives = a.max_receives;

@@ -22,6 +22,7 @@
 //! page) and in the `Rejected` metric. On shutdown the listener stops
 //! accepting; open connections finish the request they are in and close.
 
+pub mod acme;
 mod body;
 pub mod guard;
 mod io;

@@ -78,6 +78,15 @@ impl CertStore {
     pub fn set(&self, key: CertifiedKey) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(key));
     }
+
+    /// Answers TLS-ALPN-01 handshakes for the SNI `name` with `key` (`None`: stop).
+    pub fn set_challenge(&self, name: &str, key: Option<CertifiedKey>) {
+        let mut c = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
+        match key {
+            Some(k) => c.insert(name.to_ascii_lowercase(), Arc::new(k)),
+            None => c.remove(&name.to_ascii_lowercase()),
+        };
+    }
 }
 
 impl ResolvesServerCert for CertStore {
@@ -136,6 +145,8 @@ pub enum TlsOptions {
         key: PathBuf,
         reload_every: Duration,
     },
+    /// Obtained and renewed over ACME.
+    Acme(super::acme::AcmeOptions),
 }
 
 impl TlsOptions {
@@ -157,8 +168,27 @@ impl TlsOptions {
                 let task = tokio::spawn(files.watch(store, *reload_every));
                 Ok((tls, task))
             }
+            TlsOptions::Acme(acme) => {
+                let keeper = super::acme::start(acme, store.clone())?;
+                let tls = Tls::new(store)?;
+                Ok((tls, tokio::spawn(keeper)))
+            }
         }
     }
+}
+
+/// A TLS-ALPN-01 answer as rustls serves it. Not checked against its key
+/// (rustls's check parses the certificate, and refuses the critical
+/// acmeIdentifier extension the answer must carry): it was made here.
+pub fn challenge_pair(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, String> {
+    let signer = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("the challenge key is not usable ({e})"))?;
+    Ok(CertifiedKey::new(vec![cert], signer))
 }
 
 /// The certificate files and when they were last seen to change.

@@ -49,9 +49,9 @@ async fn post(client: &reqwest::Client, base: &str, n: usize) -> (u16, u64) {
 
 /// A self-signed certificate for `localhost` and its key, as PEM.
 fn certificate() -> (String, String) {
-    let rcgen::CertifiedKey { cert, key_pair } =
+    let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    (cert.pem(), key_pair.serialize_pem())
+    (cert.pem(), signing_key.serialize_pem())
 }
 
 /// A client that trusts only `cert_pem` (and offers HTTP/2 and HTTP/1.1).

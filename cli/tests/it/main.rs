@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acme;
 mod check_live;
 mod cli;
 mod console;

@@ -302,7 +302,7 @@ impl LocalSecretStore {
 
 /// Writes `bytes` to a temporary file next to `file` (mode 0600), flushes
 /// it and renames it over `file`.
-fn replace_file(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn replace_file(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = match file.parent() {
