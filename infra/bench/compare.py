@@ -32,7 +32,9 @@ usage: compare.py [--requests 2000] [--concurrency 16] [--latency-ms 0,50]
                   [--n8n-version 2.8.4] [--no-build] [--json FILE]
 """
 import argparse
+import itertools
 import json
+import random
 import os
 import shutil
 import subprocess
@@ -62,6 +64,12 @@ def fixture():
         return json.load(f)
 
 
+# Jira issue ids, distinct across phases and runs: the relay deduplicates by change
+# (`issue:<id>:created`), so a phase reusing another's ids would be deduplicated, not
+# measured. A random start keeps runs against a kept sandbox apart too.
+ISSUE_IDS = itertools.count(random.SystemRandom().randrange(10**8, 9 * 10**8, 10**6))
+
+
 def webhooks(base, prefix, n, echo_every):
     """[(key, body bytes, expected to become an incident)]"""
     out = []
@@ -69,7 +77,7 @@ def webhooks(base, prefix, n, echo_every):
         v = json.loads(json.dumps(base))
         key = f"{prefix}-{i}"
         v["issue"]["key"] = key
-        v["issue"]["id"] = str(100000 + i)
+        v["issue"]["id"] = str(next(ISSUE_IDS))
         v["issue"]["fields"]["summary"] = f"bench issue {i} of run {prefix}"
         v["issue"]["fields"]["priority"]["name"] = PRIORITIES[i % len(PRIORITIES)]
         echo = echo_every > 0 and i % echo_every == echo_every - 1
@@ -167,10 +175,12 @@ def summarize(hooks, results, wall, records):
     sent = {hooks[i][0]: ms for i, ms, _, _ in results}
     expected_keys = {k for k, _, e in hooks if e}
     created = {}
+    copies = {}
     for rec, ms in records:
         key = rec.get("correlation_id", "")
         if key in sent:
             created.setdefault(key, ms)
+            copies[key] = copies.get(key, 0) + 1
     applied = [k for k in created if k in expected_keys]
     w2r = sorted(created[k] - sent[k] for k in applied)
     lat = sorted(r[2] * 1000 for r in results)
@@ -184,6 +194,7 @@ def summarize(hooks, results, wall, records):
         "requests": len(results), "statuses": statuses, "accepted_per_s": round(accepted / wall, 1),
         "intake_p50_ms": ms2(common.pct(lat, 0.50)), "intake_p99_ms": ms2(common.pct(lat, 0.99)),
         "expected": len(expected_keys), "applied": len(applied), "echo_leaked": len(created) - len(applied),
+        "duplicates": sum(c - 1 for c in copies.values()),
         "applied_per_s": round(len(applied) / span_s, 1) if span_s else 0.0,
         "w2r_p50_ms": ms2(common.pct(w2r, 0.50)), "w2r_p99_ms": ms2(common.pct(w2r, 0.99)),
     }
@@ -241,6 +252,15 @@ def run_target(target, a, latency, base, install):
         out[name] = summarize(hooks, results, wall, records)
         # The target's own CPU (its whole process tree) per webhook sent.
         out[name]["cpu_ms_per_webhook"] = round(cpu * 1000 / max(1, len(hooks)), 2)
+    # A phase that applied less than it sent, made duplicates or let an echo through
+    # measured something else: say so and fail, rather than print a figure.
+    wrong = [f"{name}: applied {p['applied']}/{p['expected']}, {p['duplicates']} duplicate(s), "
+             f"{p['echo_leaked']} echo leak(s)"
+             for name, p in ((n, out[n]) for n, *_ in phases)
+             if p["applied"] < p["expected"] or p["duplicates"] or p["echo_leaked"]]
+    if wrong:
+        print(json.dumps(out, indent=2), file=sys.stderr)
+        sys.exit(f"{target} at {latency} ms: " + "; ".join(wrong) + f" (see {work})")
     return out
 
 
@@ -278,7 +298,8 @@ def main():
             print(json.dumps(r), file=sys.stderr)
             runs.append(r)
 
-    cols = ["accepted_per_s", "intake_p50_ms", "intake_p99_ms", "applied", "applied_per_s", "w2r_p50_ms",
+    cols = ["accepted_per_s", "intake_p50_ms", "intake_p99_ms", "applied", "duplicates", "echo_leaked",
+            "applied_per_s", "w2r_p50_ms",
             "w2r_p99_ms", "cpu_ms_per_webhook"]
     print("| target | SN latency | phase | " + " | ".join(cols) + " | idle RSS MiB | peak RSS MiB | sum VmHWM MiB |")
     print("|" + "---|" * (len(cols) + 6))
