@@ -32,7 +32,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -120,7 +119,6 @@ struct Shared {
     settings: Settings,
     guard: guard::Guard,
     refusals: Refusals,
-    served: AtomicU64,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; then waits at
@@ -141,7 +139,6 @@ pub async fn serve(
         guard: guard::Guard::new(&settings.guard),
         settings,
         refusals,
-        served: AtomicU64::new(0),
     });
     let pruner = tokio::spawn(guard::prune_every(
         shared.guard.clone(),
@@ -363,7 +360,6 @@ fn service(
                 shared.refusals.add(refused.reason, &refused.client);
                 return Ok(refused.answer());
             }
-            shared.served.fetch_add(1, Ordering::Relaxed);
             let deadline = shared.settings.limits.body_timeout;
             let req = req.map(|b| {
                 axum::body::Body::new(body::Deadline::new(b, deadline, shared.refusals.clone()))

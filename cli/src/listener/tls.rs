@@ -125,11 +125,7 @@ pub fn pair(
     key: PrivateKeyDer<'static>,
     key_name: &str,
 ) -> Result<CertifiedKey, String> {
-    let signer = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("{key_name}: the private key is not usable ({e})"))?;
-    let ck = CertifiedKey::new(chain, signer);
+    let ck = unchecked(chain, key, key_name)?;
     match ck.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(ck),
         Err(e) => Err(format!("{key_name} is not the certificate's key ({e})")),
@@ -184,11 +180,20 @@ pub fn challenge_pair(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 ) -> Result<CertifiedKey, String> {
+    unchecked(vec![cert], key, "the challenge key")
+}
+
+/// A chain and the signer of its key, not checked against each other.
+fn unchecked(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    key_name: &str,
+) -> Result<CertifiedKey, String> {
     let signer = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| format!("the challenge key is not usable ({e})"))?;
-    Ok(CertifiedKey::new(vec![cert], signer))
+        .map_err(|e| format!("{key_name}: the private key is not usable ({e})"))?;
+    Ok(CertifiedKey::new(chain, signer))
 }
 
 /// The certificate files and when they were last seen to change.
