@@ -83,7 +83,7 @@ impl ServeOptions {
             listen,
             data_dir,
             secrets: None,
-            workers: 4,
+            workers: 8,
             max_receives: 10,
             visibility_timeout: Duration::from_secs(60),
             call_timeout: ConnectorSettings::default().call_timeout,

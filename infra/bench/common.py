@@ -61,18 +61,23 @@ def wait_http(port, path, proc, deadline, ok=(200,)):
 
 
 class Sandbox:
-    """`sandbox --records-json [--servicenow-latency-ms N]` as a child process."""
+    """`sandbox --records-json [--servicenow-latency-ms N] [--servicenow-threads
+    T --servicenow-queue Q]` as a child process."""
 
-    def __init__(self, latency_ms=0):
+    def __init__(self, latency_ms=0, threads=0, queue=0):
         args = [release_bin("sandbox"), "--records-json"]
         if latency_ms:
             args += ["--servicenow-latency-ms", str(latency_ms)]
+        if threads:
+            args += ["--servicenow-threads", str(threads), "--servicenow-queue", str(queue)]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         urls = json.loads(self.proc.stdout.readline())
         self.servicenow, self.jira = urls["servicenow"], urls["jira"]
         self.port = int(self.servicenow.rsplit(":", 1)[1])
         self.basic = base64.b64encode(f"{SN_USER}:{SN_PASSWORD}".encode()).decode()
+        # Filled by stop(): {"servicenow_requests": n, "refused_429": n}.
+        self.stats = {}
 
     def incident_count(self):
         """Incidents stored now (Table API `X-Total-Count`)."""
@@ -103,15 +108,27 @@ class Sandbox:
         out = self.proc.stdout.read()
         self.proc.wait(timeout=30)
         rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-        return [(r["record"], r["created_unix_ms"]) for r in rows]
+        for r in rows:
+            if "stats" in r:
+                self.stats = r["stats"]
+        return [(r["record"], r["created_unix_ms"]) for r in rows if "record" in r]
 
 
-def start_relay(sandbox, work, token, workers, log_name="relay.log"):
-    """`relay serve` on examples/jira-to-servicenow.yaml aimed at the sandbox.
-    Returns (process, port, data_dir) once /health answers."""
+def start_relay(sandbox, work, token, workers=None, log_name="relay.log", servicenow_concurrency=None):
+    """`relay serve` on examples/jira-to-servicenow.yaml aimed at the sandbox
+    (`workers`: `--workers`, None for the default; `servicenow_concurrency`:
+    the ServiceNow connection's `concurrency` block as a dict, None for the
+    default). Returns (process, port, data_dir) once /health answers."""
     with open(os.path.join(ROOT, "examples", "jira-to-servicenow.yaml")) as f:
         config = f.read().replace("https://example.service-now.com", sandbox.servicenow).replace(
             "https://example.atlassian.net", sandbox.jira)
+    if servicenow_concurrency is not None:
+        block = "    concurrency: {" + ", ".join(
+            f"{k}: {json.dumps(v)}" for k, v in servicenow_concurrency.items()) + "}\n"
+        anchor = "    table: incident\n"
+        if anchor not in config:
+            sys.exit("examples/jira-to-servicenow.yaml: the servicenow connection's `table: incident` line moved")
+        config = config.replace(anchor, anchor + block, 1)
     cfg = os.path.join(work, "relay.yaml")
     with open(cfg, "w") as f:
         f.write(config)
@@ -124,10 +141,11 @@ def start_relay(sandbox, work, token, workers, log_name="relay.log"):
     port = free_port()
     data = os.path.join(work, "data")
     proc = subprocess.Popen([release_bin("relay"), "serve", "--config", cfg, "--secrets", secrets,
-                             "--data-dir", data, "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
+                             "--data-dir", data, "--listen", f"127.0.0.1:{port}",
                              # One load generator on 127.0.0.1 is one client: the
                              # listener's per-client and per-endpoint rates are off.
-                             "--client-rate", "0", "--endpoint-rate", "0"],
+                             "--client-rate", "0", "--endpoint-rate", "0"]
+                            + (["--workers", str(workers)] if workers else []),
                             stdout=open(os.path.join(work, log_name), "w"), stderr=subprocess.STDOUT)
     wait_http(port, "/health", proc, time.time() + 60)
     return proc, port, data

@@ -27,7 +27,7 @@ incident stored, per issue), peak RSS (sum over the process tree, sampled
 every 50 ms) and the ratios relay/n8n.
 
 usage: compare.py [--requests 2000] [--concurrency 16] [--latency-ms 0,50]
-                  [--targets relay,n8n] [--workers 4] [--warmup 100]
+                  [--targets relay,n8n] [--workers N] [--warmup 100]
                   [--paced-requests 100] [--paced-rate 5]
                   [--n8n-version 2.8.4] [--no-build] [--json FILE]
 """
@@ -272,7 +272,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=4, help="relay serve --workers")
+    ap.add_argument("--workers", type=int, default=None, help="relay serve --workers (default: its own)")
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--paced-requests", type=int, default=100, help="webhooks of the paced phase (0: none)")
     ap.add_argument("--paced-rate", type=float, default=5.0, help="webhooks/s of the paced phase")

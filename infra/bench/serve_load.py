@@ -12,7 +12,7 @@ from C client threads with keep-alive connections. Reports:
 - peak RSS of the relay process (VmHWM).
 
 Usage: python3 infra/bench/serve_load.py [--requests 2000] [--concurrency 16]
-       [--workers 4] [--servicenow-latency-ms 0] [--no-build]
+       [--workers N] [--servicenow-latency-ms 0] [--no-build]
 """
 import argparse
 import http.client
@@ -51,7 +51,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=None, help="relay serve --workers (default: its own)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--servicenow-latency-ms", type=int, default=0, help="added to every ServiceNow answer")
     ap.add_argument("--timeout", type=int, default=300, help="give up after this many seconds")

@@ -6,6 +6,9 @@
 //!
 //! Options (for the benchmarks in `infra/bench/`):
 //! - `--servicenow-latency-ms N`: every ServiceNow answer comes N ms later.
+//! - `--servicenow-threads N --servicenow-queue Q`: the instance's `API_INT`
+//!   semaphore: N requests handled at once, Q more wait, the rest get a 429
+//!   (latency grows past N concurrent calls, refusals start past N + Q).
 //! - `--records-json`: at exit, print each incident as one JSON line on
 //!   stdout, `{"record": {...}, "created_unix_ms": ...}`.
 #![forbid(unsafe_code)]
@@ -17,12 +20,16 @@ use sandbox::servicenow_server::ServiceNowServer;
 
 struct Options {
     latency_ms: u64,
+    threads: usize,
+    queue: usize,
     records_json: bool,
 }
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
         latency_ms: 0,
+        threads: 0,
+        queue: 0,
         records_json: false,
     };
     let mut args = std::env::args().skip(1);
@@ -34,10 +41,19 @@ fn options() -> Result<Options, String> {
                     .parse()
                     .map_err(|_| format!("--servicenow-latency-ms: not a number: {v}"))?;
             }
+            "--servicenow-threads" | "--servicenow-queue" => {
+                let v = args.next().ok_or(format!("{a} needs a value"))?;
+                let n = v.parse().map_err(|_| format!("{a}: not a number: {v}"))?;
+                if a == "--servicenow-threads" {
+                    o.threads = n;
+                } else {
+                    o.queue = n;
+                }
+            }
             "--records-json" => o.records_json = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other} (usage: sandbox [--servicenow-latency-ms N] [--records-json])"
+                    "unknown argument {other} (usage: sandbox [--servicenow-latency-ms N] [--servicenow-threads N --servicenow-queue Q] [--records-json])"
                 ))
             }
         }
@@ -56,6 +72,7 @@ async fn main() {
     };
     let sn = ServiceNowServer::start().await;
     sn.set_latency(Duration::from_millis(opts.latency_ms));
+    sn.set_capacity(opts.threads, opts.queue);
     let jira = JiraServer::start().await;
     println!(
         "{}",
@@ -77,6 +94,16 @@ async fn main() {
         incidents.len(),
         jira.issues().len()
     );
+    if opts.records_json {
+        // First line of the exit report: what the instance was asked.
+        println!(
+            "{}",
+            serde_json::json!({"stats": {
+                "servicenow_requests": sn.requests().len(),
+                "refused_429": sn.refused_by_capacity(),
+            }})
+        );
+    }
     for (record, created) in incidents {
         if opts.records_json {
             let ms = created

@@ -200,6 +200,18 @@ struct Shared {
     faults: Faults,
     /// Added to every answer (milliseconds), like a remote instance's round trip.
     latency_ms: AtomicU64,
+    /// The instance's `API_INT` semaphore, when set ([`ServiceNowServer::set_capacity`]).
+    capacity: Mutex<Option<Arc<Capacity>>>,
+    /// Requests refused with 429 because the semaphore's queue was full.
+    refused: AtomicU64,
+}
+
+/// A semaphore like ServiceNow's `API_INT`: `threads` requests are handled
+/// at once, up to `queue` more wait for a thread, the rest get a 429.
+struct Capacity {
+    threads: Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+    queue: usize,
 }
 
 /// Handle on a running ServiceNow stand-in (cheap to clone).
@@ -245,6 +257,8 @@ impl ServiceNowServer {
             }),
             faults: Faults::default(),
             latency_ms: AtomicU64::new(0),
+            capacity: Mutex::new(None),
+            refused: AtomicU64::new(0),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         faults::serve(listener, app);
@@ -314,6 +328,27 @@ impl ServiceNowServer {
     pub fn set_latency(&self, latency: Duration) {
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         self.shared.latency_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// From now on at most `threads` requests are handled at once (each
+    /// taking the added latency), up to `queue` more wait for a thread in
+    /// arrival order, and any request beyond that is answered 429 at once,
+    /// as an instance's `API_INT` semaphore does: past `threads` concurrent
+    /// calls the latency grows, past `threads + queue` calls are refused.
+    /// `threads == 0` removes the limit.
+    pub fn set_capacity(&self, threads: usize, queue: usize) {
+        *lock(&self.shared.capacity) = (threads > 0).then(|| {
+            Arc::new(Capacity {
+                threads: Arc::new(tokio::sync::Semaphore::new(threads)),
+                waiting: Default::default(),
+                queue,
+            })
+        });
+    }
+
+    /// Requests refused with 429 by [`ServiceNowServer::set_capacity`]'s queue.
+    pub fn refused_by_capacity(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
     }
 
     /// Records of `table` with the wall-clock time each was inserted.
@@ -727,6 +762,28 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default();
     let rec = Recorded::new(&parts, &bytes);
     lock(&sh.state).requests.push(rec);
+    // Held until the answer is made.
+    let capacity = lock(&sh.capacity).clone();
+    let _thread = match capacity {
+        None => None,
+        Some(c) => match c.threads.clone().try_acquire_owned() {
+            Ok(t) => Some(t),
+            Err(_) => {
+                if c.waiting.fetch_add(1, Ordering::SeqCst) >= c.queue {
+                    c.waiting.fetch_sub(1, Ordering::SeqCst);
+                    sh.refused.fetch_add(1, Ordering::Relaxed);
+                    return sn_error(
+                        429,
+                        "Too Many Requests",
+                        "the API_INT semaphore's queue is full; try again later",
+                    );
+                }
+                let t = c.threads.clone().acquire_owned().await.ok();
+                c.waiting.fetch_sub(1, Ordering::SeqCst);
+                t
+            }
+        },
+    };
     let latency = sh.latency_ms.load(Ordering::Relaxed);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -1373,6 +1430,43 @@ mod tests {
         assert_eq!(created.len(), 2);
         assert_eq!(created[1].0["sys_id"], seeded.as_str());
         assert!(created[1].1 >= created[0].1);
+    }
+
+    #[tokio::test]
+    async fn a_semaphore_queues_then_refuses() {
+        let sn = ServiceNowServer::start().await;
+        sn.set_latency(Duration::from_millis(200));
+        sn.set_capacity(2, 3);
+        let started = Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let url = format!("{}/api/now/table/incident", sn.base_url());
+            calls.spawn(async move {
+                let r = client()
+                    .post(url)
+                    .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                    .json(
+                        &json!({"short_description": "busy", "correlation_id": format!("CAP-{i}")}),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), started.elapsed())
+            });
+        }
+        let answers = calls.join_all().await;
+        let ok: Vec<_> = answers.iter().filter(|(s, _)| *s == 201).collect();
+        let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+        // Two handled at once, three waiting: five created, three refused at once.
+        assert_eq!((ok.len(), refused.len()), (5, 3), "{answers:?}");
+        assert!(refused.iter().all(|(_, t)| *t < Duration::from_millis(150)));
+        // The waiting ones took a second and a third turn of 200 ms.
+        let slowest = ok.iter().map(|(_, t)| *t).max().unwrap();
+        assert!(slowest >= Duration::from_millis(600), "{slowest:?}");
+        assert_eq!(sn.refused_by_capacity(), 3);
+        assert_eq!(sn.records_created("incident").len(), 5);
+        sn.set_capacity(0, 0);
+        sn.set_latency(Duration::ZERO);
     }
 
     #[tokio::test]

@@ -40,7 +40,8 @@ use tracing::Instrument;
 pub struct BatchSettings {
     /// The queue's `maxReceiveCount`: on this receive a retry becomes a dead letter.
     pub max_receive_count: Option<u32>,
-    /// Groups processed at once.
+    /// Groups processed at once. Calls to one connection are limited by its
+    /// adaptive concurrency limit, not by this: the default is a whole batch.
     pub parallel_groups: usize,
     /// A message is not started with less time than this left.
     pub min_message_time: Duration,
@@ -53,7 +54,8 @@ impl Default for BatchSettings {
     fn default() -> Self {
         Self {
             max_receive_count: None,
-            parallel_groups: 4,
+            // SQS and the embedded queue hand out at most 10 per receive.
+            parallel_groups: 10,
             min_message_time: Duration::from_secs(2),
             park_pass_every: Duration::from_secs(5),
         }

@@ -87,7 +87,7 @@ pub struct Args {
     #[arg(long, requires = "acme_domains")]
     acme_server_root: Option<PathBuf>,
     /// Worker loops (each handles up to 10 issues at a time).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     workers: usize,
     /// Receives before a message goes to the dead-letter table.
     #[arg(long, default_value_t = 10)]

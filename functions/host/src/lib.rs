@@ -12,7 +12,8 @@
 //! - `RELAY_MAX_RECEIVE_COUNT`: the queue's redrive `maxReceiveCount`; on that
 //!   receive a retryable failure is dead-lettered with its reason.
 //! - `RELAY_CALL_TIMEOUT_MS` (default 10000), `RELAY_MAX_ATTACHMENT_BYTES`
-//!   (default 20 MiB), `RELAY_PARALLEL_GROUPS` (default 4).
+//!   (default 20 MiB), `RELAY_PARALLEL_GROUPS` (default 10, a whole batch: each
+//!   connection's adaptive concurrency limit decides how many calls run).
 //! - `RELAY_LINKS_TABLE`: the link store's DynamoDB table (the template's
 //!   `LinksTable`; required when deployed). **Unset, the worker logs a loud
 //!   warning and keeps its links in memory**: record pairs, deliveries seen and
@@ -259,7 +260,7 @@ mod tests {
         assert_eq!(s.queue_url, None);
         assert_eq!(s.connector.call_timeout, Duration::from_secs(10));
         assert_eq!(s.connector.max_attachment_bytes, 20 * 1024 * 1024);
-        assert_eq!(s.batch.parallel_groups, 4);
+        assert_eq!(s.batch.parallel_groups, 10);
         assert_eq!(s.batch.max_receive_count, None);
         assert_eq!(s.links.seen_for, Duration::from_secs(7200));
         assert_eq!(s.links.park_for, Duration::from_secs(86_400));

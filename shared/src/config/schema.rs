@@ -109,6 +109,15 @@ pub fn config_schema() -> Value {
             "api": { "enum": ["v3", "v2"], "description": "jira only" },
             "table": { "type": "string", "description": "servicenow only; default incident" },
             "headers": { "type": "object", "additionalProperties": { "type": "string" }, "description": "http only" },
+            "concurrency": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "calls in flight to this target at once",
+                "properties": {
+                    "max": { "type": "integer", "minimum": 1, "maximum": 1000, "description": "the ceiling (the target's semaphore or quota); default 64" },
+                    "adaptive": { "type": "boolean", "description": "adapt below max to the target's latency, 429s, 503s and timeouts; default true" }
+                }
+            },
             "auth": {
                 "type": "object",
                 "additionalProperties": false,

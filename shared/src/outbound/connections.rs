@@ -7,6 +7,7 @@
 
 use crate::config::problem::problem;
 use crate::config::problem::Problem;
+pub use crate::outbound::concurrency::Concurrency;
 use crate::secrets::secret::SecretRef;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
@@ -189,7 +190,12 @@ pub struct Connection {
     /// HTTP only: fixed headers sent with every request.
     pub headers: BTreeMap<String, String>,
     pub auth: ConnectionAuth,
+    /// Calls in flight at once: the ceiling, and whether to adapt below it.
+    pub concurrency: Concurrency,
 }
+
+/// The highest `concurrency.max` accepted.
+pub const MAX_CONCURRENCY: u32 = 1000;
 
 /// Checks a base URL: https (http only for loopback, for local tests), no
 /// query or fragment. Returns it without a trailing `/`.
@@ -233,6 +239,8 @@ pub(crate) struct ConnectionSpec {
     #[serde(default)]
     headers: Option<Spanned<BTreeMap<String, String>>>,
     auth: Spanned<ConnectionAuth>,
+    #[serde(default)]
+    concurrency: Option<Spanned<Concurrency>>,
 }
 
 /// Checks the `connections` section; problems carry the YAML line.
@@ -328,6 +336,19 @@ pub(crate) fn check_connections(
         for (field, msg) in c.auth.value.problems() {
             problems.push(problem(&c.auth, at(&format!("auth.{field}")), msg, "email_token: email+token; bearer: token; basic: username+password; oauth2: client_id+client_secret+token_url; oauth_3lo: client_id+client_secret+refresh_token+token_url (+ optional scopes)"));
         }
+        if let Some(c) = &c.concurrency {
+            if !(1..=MAX_CONCURRENCY).contains(&c.value.max) {
+                problems.push(problem(
+                    c,
+                    at("concurrency.max"),
+                    format!(
+                        "`{}` calls at once is outside 1–{MAX_CONCURRENCY}",
+                        c.value.max
+                    ),
+                    "give the target's limit for one client (ServiceNow: the API_INT semaphore's threads; default 64, adaptive below it)",
+                ));
+            }
+        }
         out.push(Connection {
             name,
             kind: c.kind,
@@ -336,6 +357,7 @@ pub(crate) fn check_connections(
             table: c.table.map_or_else(|| "incident".to_owned(), |t| t.value),
             headers: c.headers.map(|h| h.value).unwrap_or_default(),
             auth: c.auth.value,
+            concurrency: c.concurrency.map(|c| c.value).unwrap_or_default(),
         });
     }
     out

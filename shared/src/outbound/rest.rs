@@ -9,6 +9,7 @@
 //! attachment content through a redirect to its media host).
 
 use super::auth::{Auth, TokenRequest};
+use super::concurrency::{Limiter, Outcome};
 use super::connector::{describe, Budget, Call, CallBody, CallError, Connector, Download, Reply};
 use super::limits;
 use crate::outbound::connections::{Connection, ConnectionKind};
@@ -209,6 +210,8 @@ pub struct RestConnector {
     secrets: Arc<dyn SecretStore>,
     auth: Auth,
     settings: ConnectorSettings,
+    /// Calls in flight to this connection (adaptive below `concurrency.max`).
+    limiter: Limiter,
 }
 
 impl std::fmt::Debug for RestConnector {
@@ -237,7 +240,9 @@ impl RestConnector {
         let dialect = Dialect::of(conn.kind);
         let auth = Auth::new(conn.auth.clone(), dialect.token_request());
         let downloads = download_client(&conn.base_url, conn.kind);
+        let limiter = Limiter::new(conn.concurrency);
         Self {
+            limiter,
             conn,
             dialect,
             client,
@@ -250,6 +255,11 @@ impl RestConnector {
 
     pub fn settings(&self) -> &ConnectorSettings {
         &self.settings
+    }
+
+    /// The connection's concurrency limit, calls in flight and overloads seen.
+    pub fn concurrency(&self) -> super::concurrency::Snapshot {
+        self.limiter.snapshot()
     }
 
     /// OAuth access tokens fetched so far (tests, metrics).
@@ -400,7 +410,7 @@ impl RestConnector {
         let mut fresh = false;
         let mut last: Option<(String, Option<Duration>)> = None;
         loop {
-            let Some(timeout) = budget.call_timeout(s.call_timeout, s.min_call) else {
+            if budget.call_timeout(s.call_timeout, s.min_call).is_none() {
                 let (reason, after) = last.unwrap_or_else(|| {
                     (
                         "deadline: not enough time left for the call".to_owned(),
@@ -408,6 +418,24 @@ impl RestConnector {
                     )
                 });
                 return Err(CallError::Retry { reason, after });
+            }
+            // A slot on the connection first: the wait counts against the
+            // budget, and the call still needs `min_call` once it has one.
+            let slot_by = Instant::now() + budget.remaining().saturating_sub(s.min_call);
+            let permit = self.limiter.acquire(slot_by).await.map_err(|n| {
+                let (reason, after) = last.clone().unwrap_or_else(|| {
+                    (
+                        format!(
+                            "deadline: no free call slot on {} ({} calls in flight, limit {})",
+                            self.conn.name, n.in_flight, n.limit
+                        ),
+                        None,
+                    )
+                });
+                CallError::Retry { reason, after }
+            })?;
+            let Some(timeout) = budget.call_timeout(s.call_timeout, s.min_call) else {
+                continue;
             };
             let auth = self
                 .auth
@@ -419,6 +447,15 @@ impl RestConnector {
             let sent = Instant::now();
             let answer = req.send().await;
             self.note_call(&out, &answer, sent);
+            // How the target coped, for the connection's limit: a file's
+            // transfer time says nothing about its load.
+            let sampled = matches!(&out, Outbound::Call(c) if !matches!(c.body, CallBody::File(_)));
+            permit.done(match &answer {
+                Ok(r) if matches!(r.status().as_u16(), 429 | 503) => Outcome::Overloaded,
+                Ok(_) if sampled => Outcome::Answered,
+                Err(e) if e.is_timeout() => Outcome::Overloaded,
+                _ => Outcome::Unsampled,
+            });
             let (reason, asked) = match answer {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
