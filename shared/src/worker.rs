@@ -153,13 +153,20 @@ impl Worker {
 
     /// One message body (an encoded envelope) to an outcome.
     pub async fn process(&self, body: &str, budget: &Budget) -> Outcome {
-        self.process_inner(body, budget, false).await.0
+        self.process_inner(body, budget, false, false).await.0
     }
 
     /// Decode → duplicate check → plan → (behind parked events of the same
     /// record?) → execute → park or remember. `replaying`: the event comes
-    /// out of the park, in its turn.
-    async fn process_inner(&self, body: &str, budget: &Budget, replaying: bool) -> (Outcome, Meta) {
+    /// out of the park, in its turn. `first_receive`: the queue hands the
+    /// message out for the first time.
+    async fn process_inner(
+        &self,
+        body: &str,
+        budget: &Budget,
+        replaying: bool,
+        first_receive: bool,
+    ) -> (Outcome, Meta) {
         let env = match Envelope::decode(body) {
             Ok(e) => e,
             Err(e) => return (Outcome::from_error(&e), Meta::default()),
@@ -205,11 +212,18 @@ impl Worker {
                 Err(e) => return (Outcome::from_error(&e), meta),
             }
         };
+        // The source record's creation, from its webhook, on the first
+        // receive: no earlier attempt can have written its twin.
+        let first_sight = first_receive
+            && !replaying
+            && env.origin == crate::intake::envelope::Origin::Webhook
+            && is_creation(&change);
         let exec = Exec {
             connectors: &self.connectors,
             links: &self.links,
             budget,
             change: &change,
+            first_sight,
         };
         let executed = match behind {
             Some(w) => w,
@@ -333,7 +347,7 @@ impl Worker {
         let started = tokio::time::Instant::now();
         let msg = parked_message(&p);
         let ((outcome, meta), calls) =
-            calls::capture(self.process_inner(&p.body, budget, true)).await;
+            calls::capture(self.process_inner(&p.body, budget, true, false)).await;
         let done = match &outcome {
             Outcome::Retry { .. } => false,
             // Waits for another record now: parked under that one.
@@ -492,7 +506,7 @@ impl Worker {
     async fn handle(&self, inbox: &dyn Inbox, m: &InMessage, budget: &Budget) -> (bool, String) {
         let started = tokio::time::Instant::now();
         let ((outcome, meta), calls) =
-            calls::capture(self.process_inner(&m.body, budget, false)).await;
+            calls::capture(self.process_inner(&m.body, budget, false, m.receive_count <= 1)).await;
         let last_receive = self
             .settings
             .max_receive_count
@@ -568,6 +582,15 @@ impl Worker {
         }
         (handled, outcome.label().to_owned())
     }
+}
+
+/// A change id that stands for the creation of a Jira issue
+/// (`issue:<id>:created`; a comment's is `issue:<id>:comment:<id>:created`).
+fn is_creation(change: &str) -> bool {
+    change
+        .strip_prefix("issue:")
+        .and_then(|r| r.strip_suffix(":created"))
+        .is_some_and(|id| !id.is_empty() && !id.contains(':'))
 }
 
 /// A parked event as a message (it is in no queue: no receipt), for the

@@ -271,6 +271,13 @@ pub struct Exec<'a> {
     /// The change the event stands for (its deduplication id): marks the
     /// writes it makes, so a repeat can recognise them.
     pub change: &'a str,
+    /// The event is the creation of its source record, straight from the
+    /// webhook, on the queue's first receive. A create rule then skips its
+    /// correlation lookup when the link store knows no twin: the key is
+    /// new, and the create is marked in the store before it is sent (the
+    /// same mark a lost answer leaves), so any later attempt — after a
+    /// crash, a timeout, a lost answer — sees the mark and looks up first.
+    pub first_sight: bool,
 }
 
 fn store_down(e: LinkError) -> Outcome {
@@ -430,6 +437,10 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
     let mut target = None;
     let mut created = false;
     let mut from_store = false;
+    // The lookup was skipped (see `Exec::first_sight`): the create is
+    // marked in the store right before it is sent (`marked`).
+    let mut unlooked = false;
+    let mut marked = false;
     let mut record: Option<Pair> = None;
     let mut paired = Vec::new();
     for step in &rp.steps {
@@ -463,6 +474,16 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
                     }
                     Ok(None) => {}
                     Err(e) => return RuleEnd::Stop(store_down(e)),
+                }
+                if ex.first_sight
+                    && unsure_since.is_none()
+                    && has_once
+                    && step.on_empty.is_some()
+                    && matches!(rp.action, Action::Create | Action::Upsert)
+                {
+                    unlooked = true;
+                    results.insert(step.id.clone(), StepResult::default());
+                    continue;
                 }
             }
         }
@@ -519,6 +540,12 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
         if let Err(e) = ex.connectors.people(&mut call, ex.budget).await {
             return RuleEnd::Stop(Outcome::from_call(e));
         }
+        if unlooked && once && !marked {
+            if let Err(e) = ex.links.mark_uncertain(&what).await {
+                return RuleEnd::Stop(store_down(e));
+            }
+            marked = true;
+        }
         let reply = match conn.call(&call, ex.budget).await {
             Ok(r) => r,
             Err(CallError::Retry { reason, after })
@@ -536,7 +563,16 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
                     after: Some(after.map_or(settle, |a| a.max(settle))),
                 });
             }
-            Err(e) => return RuleEnd::Stop(Outcome::from_call(e)),
+            Err(e) => {
+                // Refused, never sent, or not handled (429/503): nothing
+                // was written, so the mark made before sending goes.
+                if marked {
+                    if let Err(e) = ex.links.clear_uncertain(&what).await {
+                        tracing::warn!(rule, error = %e, "could not clear the create's mark");
+                    }
+                }
+                return RuleEnd::Stop(Outcome::from_call(e));
+            }
         };
         let lookup = step.on_empty.is_some();
         let mut result = StepResult::default();
@@ -581,6 +617,11 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
                 after: None,
             });
         } else {
+            if marked {
+                if let Err(e) = ex.links.clear_uncertain(&what).await {
+                    tracing::warn!(rule, error = %e, "could not clear the create's mark");
+                }
+            }
             return RuleEnd::Stop(rejected(&reply, conn.name(), &call));
         }
         if once && item_twin(step, conn) {
@@ -644,7 +685,7 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
         }
         results.insert(step.id.clone(), result);
     }
-    if unsure_since.is_some() {
+    if unsure_since.is_some() || marked {
         if let Err(e) = ex.links.clear_uncertain(&what).await {
             tracing::warn!(rule, error = %e, "could not clear the unanswered-write mark");
         }

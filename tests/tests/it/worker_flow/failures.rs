@@ -205,3 +205,63 @@ async fn a_dead_letter_queue_outage_loses_nothing() {
     );
     assert!(r.sn.requests().is_empty(), "nothing was applied");
 }
+
+/// A Jira create on its first receive goes out without the correlation
+/// lookup (the key is new), but marked in the link store before it is sent:
+/// when the worker dies after ServiceNow committed the incident and before
+/// anything else happened, the redelivery looks the record up and finds it.
+/// One incident, not two.
+#[tokio::test]
+async fn a_create_sent_without_a_lookup_is_looked_up_after_a_crash() {
+    use shared::queue::port::InMessage;
+    // given ServiceNow committing the create and answering only after 10 s
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    r.sn.faults().push(
+        Match::method_path(http::Method::POST, "/api/now/table/incident"),
+        Fault::answer_late(Duration::from_secs(10)),
+        1,
+    );
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "crash-1").await, 202);
+    let body = r.take_bodies().await.pop().expect("queued");
+    let message = |receive_count| InMessage {
+        id: "m-1".into(),
+        group_id: None,
+        dedup_id: None,
+        body: body.clone(),
+        receive_count,
+        receipt: None,
+    };
+    let budget = || shared::outbound::Budget::from_now(Duration::from_secs(30));
+    // when the worker is killed 1 s into its first receive
+    let first = [message(1)];
+    let killed = tokio::time::timeout(
+        Duration::from_secs(1),
+        r.worker.run_batch(&r.inbox, &first, &budget()),
+    )
+    .await;
+    assert!(
+        killed.is_err(),
+        "the worker was still waiting for the answer"
+    );
+    // then the create went out alone: no lookup on first sight
+    let calls = |r: &Relay| -> Vec<String> {
+        r.sn.requests()
+            .iter()
+            .filter(|q| q.path.starts_with("/api/now/table/incident"))
+            .map(|q| q.method.clone())
+            .collect()
+    };
+    assert_eq!(calls(&r), ["POST"]);
+    assert_eq!(r.incidents(), 1, "committed before the answer");
+    // when the queue hands the message out again — counted as a first
+    // receive even (SQS's count is "approximate"): the mark alone must do
+    let report = r.worker.run_batch(&r.inbox, &[message(1)], &budget()).await;
+    // then the record is looked up and found: nothing sent again
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(calls(&r), ["POST", "GET"]);
+    assert_eq!(r.incidents(), 1, "one incident, not two");
+    assert!(r.dead_letters().await.is_empty());
+}
