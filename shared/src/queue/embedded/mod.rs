@@ -28,8 +28,10 @@
 //! returns, and the sender will not deliver again, so a commit that rolls
 //! back is a lost event. `FULL` fsyncs the log on every commit, so after
 //! `send` returns `Ok` the message is on stable storage. The price is one
-//! fsync per call (measured in `throughput`); the relay's load is webhooks,
-//! far below that bound.
+//! fsync per commit; concurrent sends and deletes share one commit (group
+//! commit, `commit`): a lone send commits at once, sends that arrive while a
+//! commit runs go together into the next, so intake is not bound by the
+//! disk's fsyncs per second (`throughput_concurrent`, BENCHMARKS.md).
 //!
 //! # Model
 //!
@@ -63,6 +65,8 @@
 //!
 //! - [`store`]: the handle, its settings, opening a file (WAL, `FULL`);
 //! - [`schema`]: the tables and their migration;
+//! - `commit`: group commit of sends and deletes;
+//! - `commit`: group commit of sends and deletes;
 //! - `send`: [`Queue::send`](super::port::Queue::send) with deduplication;
 //! - `receive`: the receiving side ([`Receiver`](super::port::Receiver) and
 //!   [`Inbox`](super::port::Inbox)): receive, delete, release, delay, dead-letter;
@@ -70,6 +74,7 @@
 
 mod admin;
 mod base;
+mod commit;
 mod receive;
 pub mod schema;
 mod send;

@@ -100,14 +100,16 @@ impl Receiver for EmbeddedQueue {
     /// the receipt is stale (the message was received again, released,
     /// delayed, dead-lettered or deleted since): nothing changes then.
     async fn delete(&self, receipt: &str) -> Result<bool, QueueError> {
-        let receipt = receipt.to_owned();
-        self.call(move |conn, _| {
-            let n = conn
-                .prepare_cached("DELETE FROM messages WHERE receipt = ?1")?
-                .execute([&receipt])?;
-            Ok(n == 1)
-        })
-        .await
+        // Acknowledgements share their commit with concurrent ones (and sends).
+        match self
+            .write(super::commit::Write::Delete(receipt.to_owned()))
+            .await?
+        {
+            super::commit::Written::Deleted(d) => Ok(d),
+            super::commit::Written::Sent(_) => {
+                Err(super::base::unavailable("a delete answered as a send"))
+            }
+        }
     }
 
     /// Negative acknowledgement: the message holding `receipt` becomes

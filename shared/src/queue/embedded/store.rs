@@ -54,8 +54,38 @@ pub struct EmbeddedQueue {
 
 pub(super) struct Inner {
     pub(super) conn: Mutex<Connection>,
+    /// Sends and deletes waiting for their group commit.
+    pub(super) line: Mutex<Line>,
     pub(super) settings: EmbeddedSettings,
     pub(super) path: PathBuf,
+}
+
+/// One write waiting for its commit.
+pub(super) enum Write {
+    /// Enqueue, deduplicated within the window.
+    Send(crate::queue::port::OutgoingMessage, String),
+    /// Acknowledge the message holding this receipt.
+    Delete(String),
+}
+
+/// Its result once committed.
+pub(super) enum Written {
+    Sent(crate::queue::port::SendReceipt),
+    Deleted(bool),
+}
+
+/// Sends and deletes in line for their group commit (see `commit`), and
+/// whether a committer is running.
+#[derive(Default)]
+pub(super) struct Line {
+    pub(super) waiting: Vec<(
+        Write,
+        tokio::sync::oneshot::Sender<Result<Written, QueueError>>,
+    )>,
+    pub(super) running: bool,
+    /// Transactions committed and writes they carried (tests, the bench).
+    pub(super) commits: u64,
+    pub(super) writes: u64,
 }
 
 impl std::fmt::Debug for EmbeddedQueue {
@@ -93,6 +123,7 @@ impl EmbeddedQueue {
         let q = Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                line: Mutex::default(),
                 settings,
                 path: path.to_path_buf(),
             }),

@@ -1,0 +1,174 @@
+//! Group commit: concurrent sends and deletes share one transaction, so one
+//! fsync makes many of them durable.
+//!
+//! A caller puts its write in line and waits. When no commit is running it
+//! starts one on the blocking pool: the committer takes everything in line
+//! (at most [`MAX_GROUP`]), applies it in one `BEGIN IMMEDIATE` transaction,
+//! commits (with `synchronous=FULL`, one fsync of the log), and only then
+//! answers each caller. Writes that arrived during that commit go into the
+//! next one, started at once. A lone write waits for nothing (no timer);
+//! under load each fsync carries everything that queued up behind the last.
+//!
+//! A failed transaction fails every write in it (each caller gets the error:
+//! the intake answers 503, the worker retries its acknowledgement); nothing
+//! of it is applied.
+
+use super::base::{ms, token, unavailable, Fail};
+use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Line};
+pub(super) use super::store::{Write, Written};
+use crate::queue::port::{QueueError, SendReceipt};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+/// The most writes one transaction carries.
+pub(super) const MAX_GROUP: usize = 256;
+
+pub(super) type Answer = oneshot::Sender<Result<Written, QueueError>>;
+
+fn lock(m: &Mutex<Line>) -> MutexGuard<'_, Line> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl EmbeddedQueue {
+    /// Puts `w` in line; returns once the transaction holding it committed.
+    pub(super) async fn write(&self, w: Write) -> Result<Written, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut line = lock(&self.inner.line);
+            line.waiting.push((w, tx));
+            !std::mem::replace(&mut line.running, true)
+        };
+        if start {
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || commit_while_waiting(&inner));
+        }
+        rx.await
+            .map_err(|_| unavailable("the commit holding this write was abandoned"))?
+    }
+
+    /// (transactions committed, writes they carried) since the queue was opened.
+    pub fn group_commits(&self) -> (u64, u64) {
+        let line = lock(&self.inner.line);
+        (line.commits, line.writes)
+    }
+}
+
+/// Clears `running` however the committer ends; a committer that panicked
+/// answers what is still in line with an error instead of leaving it waiting.
+struct Running<'a>(&'a Inner);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut line = lock(&self.0.line);
+        line.running = false;
+        if std::thread::panicking() {
+            for (_, answer) in line.waiting.drain(..) {
+                let _ = answer.send(Err(unavailable("the committer failed")));
+            }
+        }
+    }
+}
+
+fn commit_while_waiting(inner: &Inner) {
+    let running = Running(inner);
+    loop {
+        let group: Vec<(Write, Answer)> = {
+            let mut line = lock(&inner.line);
+            if line.waiting.is_empty() {
+                // `running` is cleared under this same lock: a write put in
+                // line after this point starts a new committer.
+                line.running = false;
+                std::mem::forget(running);
+                return;
+            }
+            let n = line.waiting.len().min(MAX_GROUP);
+            line.waiting.drain(..n).collect()
+        };
+        let (writes, answers): (Vec<Write>, Vec<Answer>) = group.into_iter().unzip();
+        let result = {
+            let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+            apply(&mut conn, &inner.settings, &writes)
+        };
+        match result {
+            Ok(done) => {
+                {
+                    let mut line = lock(&inner.line);
+                    line.commits += 1;
+                    line.writes += writes.len() as u64;
+                }
+                for (answer, d) in answers.into_iter().zip(done) {
+                    let _ = answer.send(Ok(d));
+                }
+            }
+            Err(Fail(e)) => {
+                for answer in answers {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies `writes` in one transaction, in line order.
+fn apply(
+    conn: &mut rusqlite::Connection,
+    settings: &EmbeddedSettings,
+    writes: &[Write],
+) -> Result<Vec<Written>, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
+    let now = settings.now_ms();
+    let dedup = !settings.dedup_window.is_zero();
+    if writes.iter().any(|w| matches!(w, Write::Send(..))) {
+        tx.prepare_cached("DELETE FROM dedup WHERE sent_at <= ?1")?
+            .execute([now.saturating_sub(ms(settings.dedup_window))])?;
+    }
+    let mut out = Vec::with_capacity(writes.len());
+    for w in writes {
+        match w {
+            Write::Send(m, attributes) => {
+                // A send earlier in this transaction is in the table already.
+                let seen: Option<String> = if dedup {
+                    tx.prepare_cached("SELECT message_id FROM dedup WHERE dedup_id = ?1")?
+                        .query_row([&m.dedup_id], |r| r.get(0))
+                        .optional()?
+                } else {
+                    None
+                };
+                if let Some(id) = seen {
+                    out.push(Written::Sent(SendReceipt {
+                        message_id: id,
+                        duplicate: true,
+                    }));
+                    continue;
+                }
+                let id = token();
+                tx.prepare_cached(
+                    "INSERT INTO messages
+                            (id, group_id, dedup_id, body, attributes, enqueued_at, visible_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )?
+                .execute(params![id, m.group_id, m.dedup_id, m.body, attributes, now])?;
+                if dedup {
+                    tx.prepare_cached(
+                        "INSERT INTO dedup (dedup_id, message_id, sent_at) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![m.dedup_id, id, now])?;
+                }
+                out.push(Written::Sent(SendReceipt {
+                    message_id: id,
+                    duplicate: false,
+                }));
+            }
+            Write::Delete(receipt) => {
+                let n = tx
+                    .prepare_cached("DELETE FROM messages WHERE receipt = ?1")?
+                    .execute([receipt])?;
+                out.push(Written::Deleted(n == 1));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
