@@ -6,7 +6,10 @@
 //! [`Permit`] first and reports how it went when the answer is in:
 //!
 //! - **Slow start.** The limit starts at [`INITIAL`] and grows by half each
-//!   window while latency holds, until the first sign of trouble.
+//!   window while latency holds, until the first sign of trouble: a window
+//!   whose upper quarter is slower than 1.25× no-load (some calls queue;
+//!   TCP's HyStart exits on the same kind of delay signal), a cut, or a
+//!   refusal.
 //! - **Additive increase.** After that it grows by one per window while
 //!   latency holds and the limit was used (a limit nobody reached tells
 //!   nothing about the target).
@@ -266,10 +269,18 @@ impl Limiter {
             None => median,
         };
         s.no_load_ms = Some(no_load);
-        let queueing = median > no_load * TOLERANCE + SLACK.as_secs_f64() * 1000.0;
+        let slack = SLACK.as_secs_f64() * 1000.0;
+        let queueing = median > no_load * TOLERANCE + slack;
+        // Slow start ends at the first calls that queue (the upper quarter
+        // of the window slower than 1.25x no-load), before the median shows
+        // it: a jump by half past the target's queue would be refused.
+        let p75 = s.samples[s.samples.len() * 3 / 4];
+        let some_queue = p75 > no_load * 1.25 + slack;
         let used = s.peak + 1 >= self.cap(s);
         if queueing {
             s.limit = (s.limit * 0.9).max(MIN);
+            s.slow_start = false;
+        } else if s.slow_start && some_queue {
             s.slow_start = false;
         } else if used && s.slow_start {
             s.limit = (s.limit * 1.5).min(max);
