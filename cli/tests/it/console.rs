@@ -163,7 +163,12 @@ async fn console_refuses_strangers_and_tells_the_truth() {
         assert_eq!(r.status(), 404, "{path} on the webhook port");
     }
 
-    // when: webhooks are handled
+    // when: webhooks are handled, ServiceNow refusing the first create once (429)
+    sn.faults().push(
+        sandbox::faults::Match::method_path(http::Method::POST, "/api/now/table/incident"),
+        sandbox::faults::Fault::rate_limited(0),
+        1,
+    );
     assert_eq!(
         post_demo_event(&serve.base, "1-issue-created.json", "c-1").await,
         202
@@ -203,6 +208,8 @@ async fn console_refuses_strangers_and_tells_the_truth() {
         "relay_handler_latency_seconds_count{stage=\"local\",function=\"worker\"} 2",
         "relay_queue_depth{stage=\"local\"} 0",
         "relay_dead_letters{stage=\"local\"} 0",
+        // The refusal cut the connection's adaptive concurrency limit.
+        "relay_concurrency_cut_total{stage=\"local\",connection=\"servicenow\",reason=\"refused\"} 1",
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }

@@ -98,6 +98,8 @@ pub enum Outcome {
 /// The limiter of one connection.
 #[derive(Debug)]
 pub struct Limiter {
+    /// The connection's name (the `ConcurrencyCut` metric's dimension).
+    name: String,
     settings: Concurrency,
     state: Mutex<State>,
     freed: Notify,
@@ -148,9 +150,10 @@ pub struct Snapshot {
 }
 
 impl Limiter {
-    pub fn new(settings: Concurrency) -> Self {
+    pub fn new(name: &str, settings: Concurrency) -> Self {
         let max = f64::from(settings.max.max(1));
         Self {
+            name: name.to_owned(),
             settings,
             state: Mutex::new(State {
                 limit: INITIAL.min(max),
@@ -240,6 +243,7 @@ impl Limiter {
                         s.slow_start = false;
                         s.last_cut = Some(now);
                         new_window(&mut s, now);
+                        self.cut("refused");
                     }
                 }
                 Outcome::Answered if self.settings.adaptive && sent >= s.window_start => {
@@ -258,6 +262,14 @@ impl Limiter {
         } else {
             self.freed.notify_one();
         }
+    }
+
+    /// Counts a cut (`ConcurrencyCut`): operators see a target pushing back.
+    fn cut(&self, reason: &str) {
+        crate::support::metrics::count(
+            "ConcurrencyCut",
+            &[("Connection", &self.name), ("Reason", reason)],
+        );
     }
 
     fn end_window(&self, s: &mut State, now: Instant) {
@@ -280,6 +292,7 @@ impl Limiter {
         if queueing {
             s.limit = (s.limit * 0.9).max(MIN);
             s.slow_start = false;
+            self.cut("queueing");
         } else if s.slow_start && some_queue {
             s.slow_start = false;
         } else if used && s.slow_start {
@@ -354,10 +367,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn grows_to_the_ceiling_when_latency_holds() {
-        let l = Limiter::new(Concurrency {
-            max: 40,
-            adaptive: true,
-        });
+        let l = Limiter::new(
+            "test",
+            Concurrency {
+                max: 40,
+                adaptive: true,
+            },
+        );
         let seen = against_semaphore(&l, 1000, Duration::from_millis(50), 2000).await;
         assert_eq!(*seen.last().unwrap(), 40, "{seen:?}");
         assert_eq!(l.snapshot().overloads, 0);
@@ -365,10 +381,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn settles_near_the_targets_threads_when_calls_queue() {
-        let l = Limiter::new(Concurrency {
-            max: 64,
-            adaptive: true,
-        });
+        let l = Limiter::new(
+            "test",
+            Concurrency {
+                max: 64,
+                adaptive: true,
+            },
+        );
         let seen = against_semaphore(&l, 8, Duration::from_millis(50), 3000).await;
         // Past warm-up the limit stays between the target's threads and the
         // point where queueing doubles the latency.
@@ -379,10 +398,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn overload_halves_once_per_window() {
-        let l = Limiter::new(Concurrency {
-            max: 64,
-            adaptive: true,
-        });
+        let l = Limiter::new(
+            "test",
+            Concurrency {
+                max: 64,
+                adaptive: true,
+            },
+        );
         // Warm up to a limit of 20 or more.
         against_semaphore(&l, 1000, Duration::from_millis(10), 600).await;
         let before = l.snapshot().limit;
@@ -410,10 +432,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waits_give_up_at_the_deadline_and_fixed_stays_fixed() {
-        let l = Limiter::new(Concurrency {
-            max: 3,
-            adaptive: false,
-        });
+        let l = Limiter::new(
+            "test",
+            Concurrency {
+                max: 3,
+                adaptive: false,
+            },
+        );
         let held: Vec<_> = futures_util::future::join_all((0..3).map(|_| l.acquire(far())))
             .await
             .into_iter()

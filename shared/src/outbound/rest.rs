@@ -240,7 +240,7 @@ impl RestConnector {
         let dialect = Dialect::of(conn.kind);
         let auth = Auth::new(conn.auth.clone(), dialect.token_request());
         let downloads = download_client(&conn.base_url, conn.kind);
-        let limiter = Limiter::new(conn.concurrency);
+        let limiter = Limiter::new(&conn.name, conn.concurrency);
         Self {
             limiter,
             conn,

@@ -19,6 +19,7 @@
 //! | `DeadLettered` | Count | | worker, message moved to the DLQ |
 //! | `HandlerLatency` | Milliseconds | `Function` | ingress request / worker message |
 //! | `ConnectorLatency` | Milliseconds | `Connection` | worker, per outbound call |
+//! | `ConcurrencyCut` | Count | `Connection`, `Reason` (`refused`, `queueing`) | connector, each cut of the adaptive limit |
 //! | `ReconcileScanned`, `ReconcileDrift`, `ReconcileEnqueued` | Count | `Endpoint` | reconciler, per sweep |
 //! | `ReconcileFailed` | Count | `Endpoint` | reconciler, a sweep that stopped before the end |
 //!
@@ -183,6 +184,12 @@ pub const METRICS: &[MetricDef] = &[
         Unit::Count,
         &[],
         "Calls refused because an OAuth consent must be given again.",
+    ),
+    def(
+        "ConcurrencyCut",
+        Unit::Count,
+        &["Connection", "Reason"],
+        "A connection's adaptive concurrency limit cut: the target refused (429/503/timeout) or its latency rose (calls queue).",
     ),
     def(
         "JournalDropped",
