@@ -217,7 +217,7 @@ impl Worker {
         let first_sight = first_receive
             && !replaying
             && env.origin == crate::intake::envelope::Origin::Webhook
-            && is_creation(&change);
+            && crate::intake::body::is_creation(&change);
         let exec = Exec {
             connectors: &self.connectors,
             links: &self.links,
@@ -582,15 +582,6 @@ impl Worker {
         }
         (handled, outcome.label().to_owned())
     }
-}
-
-/// A change id that stands for the creation of a Jira issue
-/// (`issue:<id>:created`; a comment's is `issue:<id>:comment:<id>:created`).
-fn is_creation(change: &str) -> bool {
-    change
-        .strip_prefix("issue:")
-        .and_then(|r| r.strip_suffix(":created"))
-        .is_some_and(|id| !id.is_empty() && !id.contains(':'))
 }
 
 /// A parked event as a message (it is in no queue: no receipt), for the

@@ -454,6 +454,16 @@ fn issue_id_from_url(url: &str) -> Option<String> {
     (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_owned())
 }
 
+/// Whether a change id made by [`read_meta`] stands for the creation of a
+/// Jira issue (`issue:<id>:created`; a comment's is
+/// `issue:<id>:comment:<id>:created`).
+pub fn is_creation(change: &str) -> bool {
+    change
+        .strip_prefix("issue:")
+        .and_then(|r| r.strip_suffix(":created"))
+        .is_some_and(|id| !id.is_empty() && !id.contains(':'))
+}
+
 /// Reads the header fields of a webhook body. Fails if the body is not JSON the
 /// worker can parse (see [`Readable`]) or repeats a head field; fields of
 /// unexpected types are ignored.
@@ -547,6 +557,18 @@ mod tests {
         assert_eq!(m.source_key.as_deref(), Some("TES-41"));
         assert_eq!(m.actor.unwrap().account_id.as_deref(), Some("abc"));
         assert_eq!(m.change_id, None, "no changelog: no change id");
+    }
+
+    #[test]
+    fn only_an_issue_creation_is_a_creation() {
+        let c = |json: &str| meta(json).change_id.unwrap();
+        assert!(is_creation(&c(
+            r#"{"webhookEvent":"jira:issue_created","issue":{"id":"10040"}}"#
+        )));
+        assert!(!is_creation(&c(
+            r#"{"webhookEvent":"comment_created","comment":{"id":"77"},"issue":{"id":"1"}}"#
+        )));
+        assert!(!is_creation("issue::created"));
     }
 
     #[test]

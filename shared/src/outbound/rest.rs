@@ -257,11 +257,6 @@ impl RestConnector {
         &self.settings
     }
 
-    /// The connection's concurrency limit, calls in flight and overloads seen.
-    pub fn concurrency(&self) -> super::concurrency::Snapshot {
-        self.limiter.snapshot()
-    }
-
     /// OAuth access tokens fetched so far (tests, metrics).
     pub fn oauth_tokens_fetched(&self) -> u64 {
         self.auth.tokens_fetched()

@@ -83,7 +83,7 @@ pub(super) struct Line {
         tokio::sync::oneshot::Sender<Result<Written, QueueError>>,
     )>,
     pub(super) running: bool,
-    /// Transactions committed and writes they carried (tests, the bench).
+    /// Transactions committed and writes they carried (tests).
     pub(super) commits: u64,
     pub(super) writes: u64,
 }
