@@ -1,7 +1,8 @@
 //! Rules + mapping throughput: every Jira fixture through the Jira →
 //! ServiceNow example config (whitelist, rule matching, mapping, request
-//! planning), reported as events per second on one core; once on parsed
-//! payloads and once including the JSON parse of the body, as the worker does.
+//! planning), reported as events per second on one core: on parsed payloads,
+//! including the JSON parse of the whole body, and including the parse through
+//! the endpoint's projection, as the worker does.
 //!
 //! Run: `cargo bench -p shared --bench rules`. Needs `../shared/fixtures`
 //! (or `RELAY_FIXTURES_DIR`); without them it prints a skip and measures nothing.
@@ -62,6 +63,25 @@ fn bench(c: &mut Criterion) {
             std::hint::black_box(steps)
         })
     });
+    // As the worker does it: only what the endpoint's rules can read is built.
+    let texts: Vec<String> = bodies
+        .iter()
+        .map(|b| String::from_utf8(b.clone()).unwrap())
+        .collect();
+    g.bench_function(
+        "jira_to_servicenow_all_fixtures_from_bytes_projected",
+        |b| {
+            b.iter(|| {
+                let mut steps = 0usize;
+                for body in &texts {
+                    let e = shared::rules::engine::parse_for(&config, "jira", body).unwrap();
+                    let plan = shared::rules::plan(&config, "jira", &e).unwrap();
+                    steps += plan.rules.iter().map(|r| r.steps.len()).sum::<usize>();
+                }
+                std::hint::black_box(steps)
+            })
+        },
+    );
     g.finish();
 }
 

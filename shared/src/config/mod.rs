@@ -35,6 +35,10 @@ pub struct Config {
     /// Per-endpoint whitelists by endpoint name (`endpoints[].whitelist`);
     /// kept here so that `Endpoint` stays a plain auth/routing record.
     pub whitelists: std::collections::BTreeMap<String, crate::rules::whitelist::Whitelist>,
+    /// What of a payload each endpoint's whitelist and rules can read, by
+    /// endpoint name: the worker builds only that (see
+    /// [`crate::rules::projection`]).
+    pub projections: std::collections::BTreeMap<String, crate::rules::projection::Projection>,
     /// Reconciliation sweeps by endpoint name (`endpoints[].reconcile`).
     pub reconcile: std::collections::BTreeMap<String, crate::reconcile::spec::ReconcileSpec>,
     /// How people are mapped between the systems (`users:`), for mappings
@@ -246,6 +250,17 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         }
     }
     let users = check_users(raw.users, &connections, &rules, problems);
+    let projections = endpoints
+        .iter()
+        .map(|e| {
+            let p = crate::rules::projection::Projection::for_endpoint(
+                &e.name,
+                whitelists.get(&e.name),
+                &rules,
+            );
+            (e.name.clone(), p)
+        })
+        .collect();
     Config {
         version: raw.version.value,
         limits,
@@ -253,6 +268,7 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         connections,
         rules,
         whitelists,
+        projections,
         reconcile,
         users,
     }

@@ -48,11 +48,10 @@ impl crate::support::error::Classified for PlanError {
 
 /// Plans a queued envelope (the worker's entry point).
 pub fn plan_envelope(config: &Config, env: &Envelope) -> Result<Plan, PlanError> {
-    let payload: Value =
-        serde_json::from_str(env.payload.get()).map_err(|e| PlanError::BadJson(e.to_string()))?;
     let endpoint = config
         .endpoint(&env.endpoint)
         .ok_or_else(|| PlanError::UnknownEndpoint(env.endpoint.clone()))?;
+    let payload = parse_for(config, &endpoint.name, env.payload.get())?;
     plan_event(
         config,
         endpoint,
@@ -60,6 +59,16 @@ pub fn plan_envelope(config: &Config, env: &Envelope) -> Result<Plan, PlanError>
         env.event_type.as_deref(),
         &payload,
     )
+}
+
+/// Parses a body as the rules of `endpoint` read it: only what they can
+/// read is built (see [`crate::rules::projection`]).
+pub fn parse_for(config: &Config, endpoint: &str, body: &str) -> Result<Value, PlanError> {
+    let parsed = match config.projections.get(endpoint) {
+        Some(p) => p.parse(body),
+        None => serde_json::from_str(body),
+    };
+    parsed.map_err(|e| PlanError::BadJson(e.to_string()))
 }
 
 /// Plans a raw webhook body that arrived on `endpoint` (what `relay dry-run`

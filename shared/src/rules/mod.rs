@@ -10,6 +10,7 @@ pub mod engine;
 pub mod model;
 pub mod path;
 pub mod plan;
+pub mod projection;
 pub mod template;
 pub mod whitelist;
 

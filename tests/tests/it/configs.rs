@@ -119,3 +119,108 @@ async fn example_secrets_file_serves_the_example_config() {
         }
     }
 }
+
+/// The worker parses a payload through its endpoint's projection (only what
+/// the rules can read is built). For every shipped config, every endpoint and
+/// every real payload of its kind, the plan from the projected payload is the
+/// plan from the whole one.
+#[test]
+fn every_shipped_config_plans_the_projected_payload_as_the_whole() {
+    use relay_tests::fixture_files;
+    // given the shipped configs and the real payloads
+    let Some(jira) = fixture_files("jira-webhooks") else {
+        return;
+    };
+    let Some(sn) = fixture_files("servicenow") else {
+        return;
+    };
+    let mut jira_bodies: Vec<serde_json::Value> = jira
+        .iter()
+        .map(|(_, b)| serde_json::from_slice(b).unwrap())
+        .collect();
+    // The comment, worklog and attachment events also as `jira:issue_updated`
+    // with a `changelog`, so that `changed:` conditions read something.
+    for v in jira_bodies.clone() {
+        let mut v = v;
+        v["webhookEvent"] = "jira:issue_updated".into();
+        if v.get("changelog").is_none() {
+            v["changelog"] = serde_json::json!({"items": [
+                {"field": "status", "fieldId": "status", "fromString": "Open", "toString": "Done"},
+                {"field": "priority", "fromString": "Low", "toString": "High"}]});
+        }
+        jira_bodies.push(v);
+    }
+    let mut sn_bodies = Vec::new();
+    for (_, b) in &sn {
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+        let records = match &v["result"] {
+            serde_json::Value::Array(a) => a.clone(),
+            serde_json::Value::Object(_) => vec![v["result"].clone()],
+            _ => Vec::new(),
+        };
+        for r in records.into_iter().filter(|r| r.is_object()) {
+            for event in [
+                "incident.created",
+                "incident.updated",
+                "incident.commented",
+                "incident.attachment",
+            ] {
+                let mut r = r.clone();
+                r["event"] = event.into();
+                r["comment"] = "a work note".into();
+                r["attachment"] = serde_json::json!({"sys_id": "a1", "file_name": "x.log", "download_url": "https://x/a1"});
+                sn_bodies.push(r);
+            }
+        }
+    }
+    assert!(jira_bodies.len() >= 36 && sn_bodies.len() >= 8);
+    let mut files: Vec<_> = std::fs::read_dir(repo("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("secrets.example.yaml")
+        })
+        .collect();
+    files.push(repo("config/relay.yaml"));
+    let env = |name: &str| {
+        Some(match name {
+            n if n.ends_with("_URL") => "https://example.invalid".to_owned(),
+            n if n.ends_with("_BYTES") => "250000".to_owned(),
+            "RELAY_STAGE" => "prod".to_owned(),
+            n if n.ends_with("_ARN") => {
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf".to_owned()
+            }
+            _ => "x".to_owned(),
+        })
+    };
+    let mut planned = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let config = Config::from_yaml(&text, file, env).unwrap_or_else(|e| panic!("{e}"));
+        for ep in &config.endpoints {
+            let bodies = match ep.kind {
+                SourceKind::Jira => &jira_bodies,
+                SourceKind::Servicenow => &sn_bodies,
+            };
+            for whole in bodies {
+                // when it is planned from the whole payload and from the projected one
+                let text = whole.to_string();
+                let projected = shared::rules::engine::parse_for(&config, &ep.name, &text).unwrap();
+                let a = shared::rules::plan(&config, &ep.name, whole).unwrap();
+                let b = shared::rules::plan(&config, &ep.name, &projected).unwrap();
+                // then the plans are the same
+                assert_eq!(a, b, "{} / {}: {text}", file.display(), ep.name);
+                planned += 1;
+                // and the projection did leave something out of real Jira payloads
+                if ep.kind == SourceKind::Jira && whole.get("issue").is_some() {
+                    assert!(
+                        projected.to_string().len() < text.len(),
+                        "{}",
+                        file.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(planned > 200, "{planned}");
+}
