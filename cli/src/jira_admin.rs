@@ -33,6 +33,9 @@ pub const EVENTS: &[&str] = &[
     "attachment_deleted",
 ];
 
+/// Jira's user events: registered only for an endpoint whose rules take them.
+pub const USER_EVENTS: &[&str] = &["user_created", "user_updated", "user_deleted"];
+
 pub struct JiraAdmin {
     config: Config,
     secrets: Arc<dyn SecretStore>,
@@ -122,10 +125,23 @@ impl JiraAdmin {
             url.push_str(v.current.expose());
             mask = Some((v.current.expose().to_owned(), format!("<{}>", describe(t))));
         }
+        // Jira's user events too, when a rule of this endpoint takes them
+        // (docs/identity.md).
+        let mut events: Vec<&str> = EVENTS.to_vec();
+        for e in USER_EVENTS {
+            if self
+                .config
+                .rules
+                .iter()
+                .any(|r| r.from == endpoint && r.events.iter().any(|x| x == e))
+            {
+                events.push(e);
+            }
+        }
         let mut body = json!({
             "name": name.unwrap_or(&format!("jira-relay {endpoint}")),
             "url": url,
-            "events": EVENTS,
+            "events": events,
             "filters": {"issue-related-events-section": jql.unwrap_or("")},
             "excludeBody": false,
         });

@@ -287,7 +287,6 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
 /// in order. Size: `RELAY_SOAK_JIRA_INCIDENTS` (default 40, 4 comments each).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_into_jira_with_lost_answers_and_search_lag() {
-    use sandbox::faults::Rates;
     let incidents = std::env::var("RELAY_SOAK_JIRA_INCIDENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -297,43 +296,20 @@ async fn soak_into_jira_with_lost_answers_and_search_lag() {
     let sn = ServiceNowServer::start().await;
     let jira = JiraServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = std::fs::read_to_string(repo().join("examples/servicenow-to-jira.yaml"))
-        .unwrap()
-        .replace("https://example.service-now.com", &sn.base_url())
-        .replace("https://example.atlassian.net", &jira.base_url());
-    std::fs::write(dir.path().join("relay.yaml"), config).unwrap();
-    let secrets = format!(
-        "secrets:\n  relay/servicenow-sender:\n    username: snow.sender\n    password: sender-pw\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {DEFAULT_PASSWORD}\n  relay/jira:\n    email: {DEFAULT_EMAIL}\n    api_token: {DEFAULT_API_TOKEN}\n"
+    setup_into_jira(
+        dir.path(),
+        "servicenow-to-jira",
+        &sn,
+        &jira,
+        "relay/jira",
+        "",
     );
-    std::fs::write(dir.path().join("secrets.yaml"), secrets).unwrap();
-    chmod(&dir.path().join("secrets.yaml"), 0o600);
     let data = dir.path().join("data");
     let port = free_port();
-    // Settle 3 s: longer than the search lag, so a lost create is looked up
-    // only once the index could show it.
-    let args = [
-        "--workers",
-        "4",
-        "--visibility-timeout-secs",
-        "20",
-        "--call-timeout-secs",
-        "2",
-        "--settle-ms",
-        "3000",
-    ];
-    let mut serve = Serve::spawn_with(dir.path(), port, &args);
+    let mut serve = Serve::spawn_with(dir.path(), port, &INTO_JIRA_ARGS);
     serve.ready().await;
     jira.set_search_lag(Duration::from_secs(2));
-    jira.faults().set_rates(
-        Rates {
-            server_error: 0.10,
-            rate_limited: 0.05,
-            answer_lost: 0.15,
-            answer_lost_late_ms: 3000,
-            ..Rates::default()
-        },
-        23,
-    );
+    jira_faults(&jira, 23);
 
     // Each incident's events, in order; some with the first comment first.
     let mut plans = Vec::new();
@@ -356,20 +332,7 @@ async fn soak_into_jira_with_lost_answers_and_search_lag() {
         }
         plans.push((number, events));
     }
-    let client = reqwest::Client::new();
-    let sent = Arc::new(Sender::default());
-    let mut tasks = tokio::task::JoinSet::new();
-    for (_, events) in plans.clone() {
-        let (client, base, sent) = (client.clone(), serve.base.clone(), sent.clone());
-        tasks.spawn(async move {
-            for body in events {
-                deliver_sn(&client, &base, &body, &sent).await;
-            }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap();
-    }
+    let sent = deliver_all_sn(&serve.base, plans.iter().map(|p| p.1.clone()).collect()).await;
     let limit = Duration::from_secs(240);
     let stats = drained(&data, limit).await;
     let (dead, dlq) = dead_letters(&data);
@@ -446,6 +409,77 @@ fn json_event(sys_id: &str, number: &str, event: &str, comment: &str) -> Value {
         "sys_updated_by": "beth.anglin", "sys_updated_on": "2026-12-04 10:00:00", "changes": []})
 }
 
+/// `relay.yaml` (the example, on the sandboxes) and the secrets file for the
+/// soaks into Jira: the ServiceNow sender and integration user, the Jira
+/// token under `jira_secret`, and `extra` secrets lines.
+fn setup_into_jira(
+    dir: &Path,
+    example: &str,
+    sn: &ServiceNowServer,
+    jira: &JiraServer,
+    jira_secret: &str,
+    extra: &str,
+) {
+    let config = std::fs::read_to_string(repo().join(format!("examples/{example}.yaml")))
+        .unwrap()
+        .replace("https://example.service-now.com", &sn.base_url())
+        .replace("https://example.atlassian.net", &jira.base_url());
+    std::fs::write(dir.join("relay.yaml"), config).unwrap();
+    let secrets = format!(
+        "secrets:\n  relay/servicenow-sender:\n    username: snow.sender\n    password: sender-pw\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {DEFAULT_PASSWORD}\n  {jira_secret}:\n    email: {DEFAULT_EMAIL}\n    api_token: {DEFAULT_API_TOKEN}\n{extra}"
+    );
+    std::fs::write(dir.join("secrets.yaml"), secrets).unwrap();
+    chmod(&dir.join("secrets.yaml"), 0o600);
+}
+
+/// `relay serve` for the soaks into Jira: settle 3 s, longer than the search
+/// lag, so a lost create is looked up only once the index could show it.
+const INTO_JIRA_ARGS: [&str; 8] = [
+    "--workers",
+    "4",
+    "--visibility-timeout-secs",
+    "20",
+    "--call-timeout-secs",
+    "2",
+    "--settle-ms",
+    "3000",
+];
+
+/// Jira's faults in the soaks into it: 10 % 503, 5 % 429, 15 % of the
+/// answers lost after the commit (the connection cut, or sent after 3 s).
+fn jira_faults(jira: &JiraServer, seed: u64) {
+    jira.faults().set_rates(
+        Rates {
+            server_error: 0.10,
+            rate_limited: 0.05,
+            answer_lost: 0.15,
+            answer_lost_late_ms: 3000,
+            ..Rates::default()
+        },
+        seed,
+    );
+}
+
+/// Posts each sequence of business-rule payloads in order, the sequences at
+/// once (one person's or one incident's events after another, many at a time).
+async fn deliver_all_sn(base: &str, sequences: Vec<Vec<Value>>) -> Arc<Sender> {
+    let client = reqwest::Client::new();
+    let sent = Arc::new(Sender::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for events in sequences {
+        let (client, base, sent) = (client.clone(), base.to_owned(), sent.clone());
+        tasks.spawn(async move {
+            for body in events {
+                deliver_sn(&client, &base, &body, &sent).await;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    sent
+}
+
 /// Posts a business-rule payload like ServiceNow's REST message: again after
 /// a 5xx or a refused connection, until accepted.
 /// A ServiceNow business rule's post.
@@ -460,4 +494,167 @@ async fn deliver_sn(client: &reqwest::Client, base: &str, body: &Value, sent: &S
         )
     };
     sent.deliver("servicenow post", post).await;
+}
+
+/// People through `relay serve` (`examples/servicenow-users-to-jira.yaml`):
+/// 40 ServiceNow users × 5 events (created; into Software Engineering; out of
+/// it; into the Service Desk; then a leaver's deactivation or a move into the
+/// admins) = 200 events, while Jira answers 10 % 503 and 5 % 429 and loses the
+/// answer of 15 % of its writes (the account created, the membership added or
+/// removed, then the connection cut or the answer after 3 s); for 20 % of the
+/// users the first membership arrives before the user. Exactly one account per
+/// person, memberships exactly as sent, no dead letter, nothing deleted.
+/// Size: `RELAY_SOAK_IDENTITY_USERS` (default 40).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identity_soak_with_lost_answers_and_out_of_order_memberships() {
+    let users = std::env::var("RELAY_SOAK_IDENTITY_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40usize);
+    let started = Instant::now();
+    let sn = ServiceNowServer::start().await;
+    let jira = JiraServer::start().await;
+    for g in [
+        "jira-software-users",
+        "jira-servicemanagement-users",
+        "jira-admins",
+    ] {
+        jira.add_group(g);
+    }
+    sn.allow_fields("sys_user", &["u_jira_account_id", "locked_out"]);
+    let dir = tempfile::tempdir().unwrap();
+    let webhook = format!("  relay/webhook:\n    token: {TOKEN}\n");
+    setup_into_jira(
+        dir.path(),
+        "servicenow-users-to-jira",
+        &sn,
+        &jira,
+        "relay/jira-admin",
+        &webhook,
+    );
+    let data = dir.path().join("data");
+    let mut serve = Serve::spawn_with(dir.path(), free_port(), &INTO_JIRA_ARGS);
+    serve.ready().await;
+    jira_faults(&jira, 29);
+
+    // Each user's events, in order; some with the first membership first.
+    let mut plans = Vec::new();
+    let mut out_of_order = 0;
+    for i in 0..users {
+        let name = format!("soak.user{i:03}");
+        let sys_id = sn.seed(
+            "sys_user",
+            serde_json::json!({"user_name": name, "email": format!("{name}@example.com"), "active": "true"}),
+        );
+        let member = |group: &str, op: &str, n: usize| {
+            serde_json::json!({"event": format!("sys_user_grmember.{op}"), "sys_id": sys_id,
+                "membership": format!("m-{i}-{n}"), "user_name": name, "email": format!("{name}@example.com"),
+                "active": "true", "group": group, "sys_updated_by": "admin",
+                "sys_updated_on": format!("2026-12-06 08:{n:02}:00")})
+        };
+        let mut events = vec![
+            serde_json::json!({"event": "sys_user.created", "sys_id": sys_id, "user_name": name,
+                "email": format!("{name}@example.com"), "name": name, "active": "true",
+                "sys_updated_by": "admin", "sys_updated_on": "2026-12-06 08:00:00", "changes": []}),
+            member("Software Engineering", "created", 1),
+            member("Software Engineering", "deleted", 2),
+            member("Service Desk", "created", 3),
+        ];
+        let leaver = i % 2 == 0;
+        events.push(if leaver {
+            serde_json::json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": name,
+                "email": format!("{name}@example.com"), "name": name, "active": "false",
+                "sys_updated_by": "admin", "sys_updated_on": "2026-12-06 09:00:00",
+                "changes": [{"field": "active", "from": "true", "to": "false"}]})
+        } else {
+            member("Jira Administrators", "created", 4)
+        });
+        if i % 5 == 2 {
+            events.swap(0, 1);
+            out_of_order += 1;
+        }
+        plans.push((name, leaver, events));
+    }
+    let sent = deliver_all_sn(&serve.base, plans.iter().map(|p| p.2.clone()).collect()).await;
+    let stats = drained(&data, Duration::from_secs(240)).await;
+    let (dead, dlq) = dead_letters(&data);
+
+    let accounts = jira.accounts();
+    let member_of = |g: &str| jira.group_members(g).unwrap();
+    let (software, desk, admins) = (
+        member_of("jira-software-users"),
+        member_of("jira-servicemanagement-users"),
+        member_of("jira-admins"),
+    );
+    let (mut missing, mut duplicates, mut wrong) = (0, 0, 0);
+    for (name, leaver, _) in &plans {
+        let email = format!("{name}@example.com");
+        let mine: Vec<_> = accounts
+            .iter()
+            .filter(|a| a.1.as_deref() == Some(email.as_str()))
+            .collect();
+        match mine.len() {
+            0 => missing += 1,
+            1 => {}
+            n => duplicates += n - 1,
+        }
+        let Some(a) = mine.first() else { continue };
+        let id = &a.0;
+        let want = (false, !leaver, !leaver);
+        let got = (
+            software.contains(id),
+            desk.contains(id),
+            admins.contains(id),
+        );
+        if got != want {
+            wrong += 1;
+            eprintln!("  {name}: groups (software, desk, admins) {got:?}, expected {want:?}");
+        }
+    }
+    // Create answers lost after the commit: the sandbox answers a repeated
+    // create with the same account, so count the creates Jira committed.
+    let creates = jira
+        .requests()
+        .iter()
+        .filter(|q| q.method == "POST" && q.path == "/rest/api/3/user")
+        .count();
+    let user_deletes = jira
+        .requests()
+        .iter()
+        .filter(|q| q.method == "DELETE" && q.path == "/rest/api/3/user")
+        .count();
+    let answers_lost = jira.faults().count("answer_lost");
+    let violations = jira.violations();
+    eprintln!(
+        "identity soak: {users} users × 5 events, {out_of_order} with a membership before the user; \
+         Jira: {answers_lost} answers lost after the commit, {} faults in all; accounts {}; \
+         user creates sent {creates}; missing {missing}; duplicates {duplicates}; wrong groups {wrong}; \
+         dead-lettered {dead}; re-posted {}; wall {:.1} s; {}",
+        jira.faults().injected().len(),
+        accounts.len(),
+        sent.reposts.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        stats.trim()
+    );
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(dead, 0, "{dlq}");
+    assert_eq!((missing, duplicates, wrong), (0, 0, 0));
+    assert_eq!(accounts.len(), users);
+    assert_eq!(user_deletes, 0, "no account is deleted");
+    // Every paired user holds its account id.
+    let paired = sn
+        .records("sys_user")
+        .iter()
+        .filter(|u| {
+            u.get("u_jira_account_id")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        })
+        .count();
+    assert_eq!(paired, users);
+    assert!(
+        answers_lost > 0,
+        "no answer was lost: the fault did not run"
+    );
+    assert!(out_of_order > 0);
 }

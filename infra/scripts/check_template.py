@@ -108,6 +108,7 @@ EMF_METRICS: dict[str, tuple[frozenset, ...]] = {
     "Retried": (_STAGE,),
     "DeadLettered": (_STAGE,),
     "OAuthConsentRequired": (_STAGE,),
+    "DeleteCapReached": (_STAGE, frozenset({"Stage", "Connection"})),
     "HandlerLatency": (_STAGE, frozenset({"Stage", "Function"})),
     "ConnectorLatency": (_STAGE, frozenset({"Stage", "Connection"})),
     "ReconcileScanned": _STAGE_ENDPOINT,

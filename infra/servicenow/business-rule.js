@@ -12,6 +12,12 @@
  *     this update changed. The rule is after; the HTTP call is asynchronous
  *     (executeAsync), so the user's save never waits for AWS.
  *
+ *   "jira-relay: send user"   (docs/identity.md)
+ *     Table: User [sys_user]   When: after   Insert, Update, Delete: checked
+ *
+ *   "jira-relay: send group membership"
+ *     Table: Group Member [sys_user_grmember]   When: after   Insert, Delete: checked
+ *
  *   "jira-relay: send incident attachment"
  *     Table: Attachment [sys_attachment]   When: async   Insert: checked
  *     Filter: Table name is incident (condition: current.table_name == 'incident')
@@ -53,10 +59,32 @@
     }
 
     // String(): Rhino may hand back Java strings, which are never === a JS string.
-    var isAttachment = String(current.getTableName()) === 'sys_attachment';
+    var table = String(current.getTableName());
+    var isAttachment = table === 'sys_attachment';
     var payload = null;
     var what = '';
-    if (isAttachment) {
+    // Who made this change: for a delete, sys_updated_by still names the last editor.
+    var actor = String(gs.getUserName());
+    if (table === 'sys_user' || table === 'sys_user_grmember') {
+        if (actor === String(INTEGRATION_USER)) {
+            return; // the relay's own change (the pairing, a deactivation)
+        }
+        if (table === 'sys_user') {
+            payload = RelayPayload.buildUserPayload(current, previous, {by: actor});
+        } else {
+            var member = new GlideRecord('sys_user');
+            if (!member.get(current.getValue('user'))) {
+                gs.warn('jira-relay: membership ' + current.getUniqueValue() + ': no user '
+                    + current.getValue('user'));
+                return;
+            }
+            payload = RelayPayload.buildMembershipPayload(current, {user: member, by: actor});
+        }
+        if (payload === null) {
+            return; // no watched user field changed
+        }
+        what = payload.event + ' ' + payload.user_name;
+    } else if (isAttachment) {
         if (String(current.getValue('table_name')) !== 'incident') {
             return;
         }

@@ -35,11 +35,27 @@
  *      short_description, state, sys_updated_by (who uploaded), sys_updated_on,
  *      attachment: {sys_id, file_name, content_type, size_bytes,
  *                   download_url: "<instance>/api/now/attachment/<sys_id>/file"}}
+ *
+ *   sys_user insert/update/delete (docs/identity.md)
+ *     {event: "sys_user.created" | "sys_user.updated" | "sys_user.deleted",
+ *      sys_id, user_name, email, name, first_name, last_name, active, locked_out,
+ *      u_jira_account_id, sys_updated_by (for a delete: who deleted), sys_updated_on,
+ *      changes: [{field, from, to}]}   watched user fields that changed
+ *   An update that changed no watched user field builds nothing (null).
+ *
+ *   sys_user_grmember insert/delete
+ *     {event: "sys_user_grmember.created" | "sys_user_grmember.deleted",
+ *      sys_id (the USER's, so one person's events keep their order), membership
+ *      (the membership's sys_id), user_name, email, active (the user's), group (the
+ *      group's name), sys_updated_by (who added / removed), sys_updated_on}
  */
 var RelayPayload = (function () {
     // Fields whose changes are reported in `changes` (add the ones your rules use).
     var WATCHED_FIELDS = ['short_description', 'description', 'priority', 'impact', 'urgency',
         'state', 'assigned_to', 'assignment_group', 'category', 'close_code', 'close_notes'];
+
+    // sys_user fields whose changes make a sys_user.updated (joiners, movers, leavers).
+    var USER_FIELDS = ['active', 'locked_out', 'email', 'user_name', 'first_name', 'last_name', 'name'];
 
     // getJournalEntry(1) starts with a header line,
     // "2019-09-26 23:15:02 - Beth Anglin (Additional comments)\n"; the date is in the
@@ -198,6 +214,66 @@ var RelayPayload = (function () {
     }
 
     /*
+     * The payload for a sys_user record, or null when an update changed no watched
+     * user field. opts: {operation: "insert" | "update" | "delete" (default:
+     * current.operation()), by: who made the change (a delete: gs.getUserName(),
+     * as sys_updated_by names the last editor, not the deleter)}.
+     */
+    function buildUserPayload(current, previous, opts) {
+        opts = opts || {};
+        var op = operation(current, opts);
+        var changes = [];
+        if (op === 'update') {
+            var full = fieldChanges(current, previous, USER_FIELDS);
+            for (var i = 0; i < full.length; i++) {
+                changes.push({field: full[i].field, from: full[i].from, to: full[i].to});
+            }
+            if (changes.length === 0) {
+                return null;
+            }
+        }
+        var event = op === 'insert' ? 'sys_user.created'
+            : (op === 'delete' ? 'sys_user.deleted' : 'sys_user.updated');
+        return {
+            event: event,
+            sys_id: text(current.getUniqueValue()),
+            user_name: value(current, 'user_name'),
+            email: value(current, 'email'),
+            name: value(current, 'name'),
+            first_name: value(current, 'first_name'),
+            last_name: value(current, 'last_name'),
+            active: value(current, 'active'),
+            locked_out: value(current, 'locked_out'),
+            u_jira_account_id: value(current, 'u_jira_account_id'),
+            sys_updated_by: text(opts.by) || value(current, 'sys_updated_by'),
+            sys_updated_on: value(current, 'sys_updated_on'),
+            changes: changes
+        };
+    }
+
+    /*
+     * The payload for a sys_user_grmember record (a membership added or removed).
+     * opts: {operation: "insert" | "delete", user: the member's sys_user GlideRecord,
+     * by: who made the change (gs.getUserName())}.
+     */
+    function buildMembershipPayload(current, opts) {
+        opts = opts || {};
+        var op = operation(current, opts);
+        var user = opts.user || null;
+        return {
+            event: op === 'delete' ? 'sys_user_grmember.deleted' : 'sys_user_grmember.created',
+            sys_id: value(current, 'user'),
+            membership: text(current.getUniqueValue()),
+            user_name: value(user, 'user_name'),
+            email: value(user, 'email'),
+            active: value(user, 'active'),
+            group: display(current, 'group'),
+            sys_updated_by: text(opts.by) || value(current, 'sys_updated_by'),
+            sys_updated_on: value(current, 'sys_updated_on')
+        };
+    }
+
+    /*
      * Echo guard: false when the change was made by the relay's integration user
      * (an incident's sys_updated_by, an attachment's sys_created_by), so what the
      * relay copied here from Jira is not copied back to Jira.
@@ -213,8 +289,11 @@ var RelayPayload = (function () {
 
     return {
         WATCHED_FIELDS: WATCHED_FIELDS,
+        USER_FIELDS: USER_FIELDS,
         buildRelayPayload: buildRelayPayload,
         buildAttachmentPayload: buildAttachmentPayload,
+        buildUserPayload: buildUserPayload,
+        buildMembershipPayload: buildMembershipPayload,
         shouldSend: shouldSend,
         type: 'RelayPayload'
     };
@@ -225,6 +304,9 @@ if (typeof module !== 'undefined') {
         WATCHED_FIELDS: RelayPayload.WATCHED_FIELDS,
         buildRelayPayload: RelayPayload.buildRelayPayload,
         buildAttachmentPayload: RelayPayload.buildAttachmentPayload,
+        buildUserPayload: RelayPayload.buildUserPayload,
+        buildMembershipPayload: RelayPayload.buildMembershipPayload,
+        USER_FIELDS: RelayPayload.USER_FIELDS,
         shouldSend: RelayPayload.shouldSend
     };
 }

@@ -448,7 +448,32 @@ impl JiraServer {
             account_id: account_id.into(),
             display_name: display_name.into(),
             email: email.map(str::to_owned),
+            products: Vec::new(),
         });
+    }
+
+    /// Adds an (empty) group, as an admin would.
+    pub fn add_group(&self, name: &str) {
+        self.state().site.groups.entry(name.to_owned()).or_default();
+    }
+
+    /// The account ids in group `name` (`None`: no such group).
+    pub fn group_members(&self, name: &str) -> Option<Vec<String>> {
+        self.state()
+            .site
+            .groups
+            .get(name)
+            .map(|m| m.iter().cloned().collect())
+    }
+
+    /// The accounts of the site (account id, e-mail, products).
+    pub fn accounts(&self) -> Vec<(String, Option<String>, Vec<String>)> {
+        self.state()
+            .site
+            .users
+            .iter()
+            .map(|a| (a.account_id.clone(), a.email.clone(), a.products.clone()))
+            .collect()
     }
 
     /// Deletes a custom field and adds one of the same name under a new id
@@ -820,6 +845,9 @@ const WEBHOOK_EVENTS: &[&str] = &[
     "worklog_deleted",
     "issuelink_created",
     "issuelink_deleted",
+    "user_created",
+    "user_updated",
+    "user_deleted",
 ];
 
 /// Checks an admin webhook registration body; returns the stored form.
@@ -1004,7 +1032,8 @@ fn is_write(method: &Method, path: &str) -> bool {
     };
     matches!(
         (method.as_str(), rest),
-        ("POST", ["issue"])
+        ("POST", ["issue"] | ["user"] | ["group", "user"])
+            | ("DELETE", ["user"] | ["group", "user"])
             | ("PUT", ["issue", _])
             | (
                 "POST",
@@ -1168,20 +1197,45 @@ fn route(
     let m = ctx.method.clone();
     match (m, rest) {
         (Method::POST, ["issue"]) => create_issue(ctx, body),
+        (Method::POST, ["user"]) => meta::create_user(ctx, body),
+        (Method::DELETE, ["user"]) => meta::delete_user(ctx),
+        (Method::POST, ["group", "user"]) => meta::add_to_group(ctx, body),
+        (Method::DELETE, ["group", "user"]) => meta::remove_from_group(ctx),
         (Method::GET, ["issue", key]) => get_issue(ctx, key),
         (Method::PUT, ["issue", key]) => edit_issue(ctx, key, body),
         (Method::DELETE, ["issue", key]) => {
             let mut st = lock(&ctx.sh.state);
-            match st.find(key) {
-                Some(i) => {
-                    let issue = st.issues.remove(i);
-                    for f in issue.attachments {
-                        st.files.remove(&f);
-                    }
-                    empty_response(204)
-                }
-                None => issue_not_found(),
+            let Some(i) = st.find(key) else {
+                return issue_not_found();
+            };
+            // Subtasks name their parent in `fields.parent` (key or id).
+            // Jira refuses to delete a parent unless `deleteSubtasks=true`,
+            // and then deletes them with it.
+            let (pkey, pid) = (st.issues[i].key.clone(), st.issues[i].id.to_string());
+            let is_child = |issue: &Issue| {
+                let p = &issue.fields.get("parent");
+                p.and_then(|p| p.get("key")).and_then(Value::as_str) == Some(pkey.as_str())
+                    || p.and_then(|p| p.get("id")).and_then(Value::as_str) == Some(pid.as_str())
+            };
+            let children = st.issues.iter().filter(|x| is_child(x)).count();
+            if children > 0 && ctx.param("deleteSubtasks") != Some("true") {
+                return jira_error(
+                    400,
+                    &["The issue has subtasks. To delete the issue, delete its subtasks too (deleteSubtasks=true)."],
+                    json!({}),
+                );
             }
+            let gone: Vec<Issue> = {
+                let (gone, kept) = std::mem::take(&mut st.issues)
+                    .into_iter()
+                    .partition(|x| x.key == pkey || is_child(x));
+                st.issues = kept;
+                gone
+            };
+            for f in gone.into_iter().flat_map(|x| x.attachments) {
+                st.files.remove(&f);
+            }
+            empty_response(204)
         }
         (Method::GET, ["issue", key, "comment"]) => {
             let st = lock(&ctx.sh.state);
@@ -3521,6 +3575,93 @@ mod tests {
         assert_eq!(get(&j, &format!("{base}/{id}")).await.status(), 404);
         assert_eq!(j.comments(&key).unwrap().len(), 1);
         assert_eq!(j.violations().len(), n, "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn users_and_group_membership_as_the_spec_shapes_them() {
+        let j = JiraServer::start().await;
+        j.add_group("jira-software-users");
+        let c = reqwest::Client::new();
+        let url = |p: &str| format!("{}/rest/api/3/{p}", j.base_url());
+        let send = |r: reqwest::RequestBuilder| async move {
+            let r = r
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        };
+        // Create, and create again: the same account.
+        let body = json!({"emailAddress": "ann.lee@example.com", "displayName": "Ann Lee", "products": ["jira-software"]});
+        let (st, a) = send(c.post(url("user")).json(&body)).await;
+        assert_eq!(st, 201, "{a}");
+        let id = a["accountId"].as_str().unwrap().to_owned();
+        let (st, again) = send(c.post(url("user")).json(&body)).await;
+        assert_eq!((st, again["accountId"].as_str()), (201, Some(id.as_str())));
+        let (_, hits) = send(c.get(url("user/search?query=ann.lee@example.com"))).await;
+        assert_eq!(hits[0]["accountId"], json!(id));
+        // Membership: add, add again (400), read both ways, remove, remove again (400).
+        let add = || {
+            c.post(url("group/user?groupname=jira-software-users"))
+                .json(&json!({"accountId": id}))
+        };
+        assert_eq!(send(add()).await.0, 201);
+        assert_eq!(send(add()).await.0, 400);
+        let (_, groups) = send(c.get(url(&format!("user/groups?accountId={id}")))).await;
+        assert_eq!(groups[0]["name"], "jira-software-users");
+        let (_, members) = send(c.get(url("group/member?groupname=jira-software-users"))).await;
+        assert_eq!(members["values"][0]["accountId"], json!(id));
+        let remove = || {
+            c.delete(url(&format!(
+                "group/user?groupname=jira-software-users&accountId={id}"
+            )))
+        };
+        assert_eq!(send(remove()).await.0, 200);
+        assert_eq!(send(remove()).await.0, 400);
+        assert_eq!(j.group_members("jira-software-users"), Some(vec![]));
+        assert_eq!(
+            send(
+                c.post(url("group/user?groupname=nope"))
+                    .json(&json!({"accountId": id}))
+            )
+            .await
+            .0,
+            404
+        );
+        // Leaving the site.
+        assert_eq!(
+            send(c.delete(url(&format!("user?accountId={id}")))).await.0,
+            204
+        );
+        assert_eq!(
+            send(c.get(url(&format!("user/groups?accountId={id}"))))
+                .await
+                .0,
+            404
+        );
+        assert!(j.violations().is_empty(), "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn a_parent_is_deleted_only_with_its_subtasks() {
+        let j = JiraServer::start().await;
+        let parent = j.seed_issue("SUP", json!({"summary": "parent"}));
+        let sub = j.seed_issue("SUP", json!({"summary": "sub", "parent": {"key": parent}}));
+        let other = j.seed_issue("SUP", json!({"summary": "other"}));
+        let del = |q: &'static str| {
+            reqwest::Client::new()
+                .delete(format!("{}/rest/api/3/issue/{parent}{q}", j.base_url()))
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .send()
+        };
+        assert_eq!(del("").await.unwrap().status(), 400);
+        assert_eq!(del("?deleteSubtasks=false").await.unwrap().status(), 400);
+        assert!(j.issue(&parent).is_some() && j.issue(&sub).is_some());
+        assert_eq!(del("?deleteSubtasks=true").await.unwrap().status(), 204);
+        assert!(j.issue(&parent).is_none() && j.issue(&sub).is_none());
+        assert!(j.issue(&other).is_some());
+        assert!(j.violations().is_empty(), "{:?}", j.violations());
     }
 
     #[tokio::test]

@@ -262,10 +262,15 @@ impl Worker {
         plan: &crate::rules::plan::Plan,
     ) -> Result<Option<Outcome>, crate::links::backend::LinkError> {
         for r in &plan.rules {
+            // A membership change of a person whose earlier changes are
+            // parked keeps its place behind them even when it would not wait
+            // itself (a removal, a leaver): applied first, the parked add
+            // would undo it on replay.
             let waits = r
                 .steps
                 .iter()
-                .any(|s| s.on_empty == Some(crate::rules::plan::OnEmpty::RetryLater));
+                .any(|s| s.on_empty == Some(crate::rules::plan::OnEmpty::RetryLater))
+                || r.action == crate::rules::model::Action::GroupMember;
             let Some(scope) = r.link.as_ref().filter(|_| waits) else {
                 continue;
             };

@@ -56,6 +56,7 @@ const EXAMPLES: &[&str] = &[
     "jira-to-jira",
     "jira-to-http",
     "servicenow-tables",
+    "servicenow-users-to-jira",
 ];
 
 fn example(name: &str) -> Config {
@@ -145,7 +146,16 @@ fn every_jira_fixture_plans_through_every_jira_example() {
                 let json = serde_json::to_string_pretty(&plan).unwrap() + "\n";
                 golden(&format!("{name}/{fixture}.json"), &json);
             }
-            assert!(matched > 0, "{name}: no fixture matched any rule");
+            // An endpoint whose rules take only Jira's user events plans
+            // every issue event as no rule (the goldens show it).
+            let issue_rules = config
+                .rules
+                .iter()
+                .any(|r| r.from == ep.name && !r.events.iter().all(|e| e.starts_with("user_")));
+            assert!(
+                matched > 0 || !issue_rules,
+                "{name}: no fixture matched any rule"
+            );
         }
     }
 }
@@ -168,6 +178,86 @@ fn servicenow_events_plan_through_servicenow_to_jira() {
             &(serde_json::to_string_pretty(&plan).unwrap() + "\n"),
         );
     }
+}
+
+/// Identity events (`shared/tests/events-identity/`, shaped as the business
+/// rule and Jira send them) through `servicenow-users-to-jira`: the planned
+/// calls are golden files, and the main ones are spelled out here.
+#[test]
+fn identity_events_plan_through_servicenow_users_to_jira() {
+    let config = example("servicenow-users-to-jira");
+    let dir = repo().join("shared/tests/events-identity");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let mut plans = std::collections::BTreeMap::new();
+    for p in names {
+        let payload: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let endpoint = if stem.starts_with("jira-") {
+            "jira"
+        } else {
+            "servicenow"
+        };
+        let plan = shared::rules::plan(&config, endpoint, &payload).unwrap();
+        golden(
+            &format!("servicenow-users-to-jira/{stem}.json"),
+            &(serde_json::to_string_pretty(&plan).unwrap() + "\n"),
+        );
+        plans.insert(stem, plan);
+    }
+    let steps = |n: &str| -> Vec<String> {
+        plans[n]
+            .rules
+            .iter()
+            .flat_map(|r| &r.steps)
+            .map(|s| format!("{} {}", s.id, s.path))
+            .collect()
+    };
+    assert_eq!(
+        steps("servicenow-user-created"),
+        ["lookup /rest/api/3/user/search", "create /rest/api/3/user"]
+    );
+    assert!(plans["servicenow-user-created"].rules[0]
+        .pair_back
+        .is_some());
+    assert_eq!(
+        steps("servicenow-grmember-created"),
+        [
+            "lookup /rest/api/3/user/search",
+            "member0 /rest/api/3/user/groups",
+            "add0 /rest/api/3/group/user"
+        ]
+    );
+    assert!(
+        matches!(&plans["servicenow-grmember-unmapped"].rules[0].status,
+        RuleStatus::Skipped { reason } if reason.contains("no Jira group"))
+    );
+    // The leaver: out of the three product groups, nothing else.
+    let leaver = steps("servicenow-user-deactivated");
+    assert_eq!(
+        leaver.iter().filter(|s| s.starts_with("remove")).count(),
+        3,
+        "{leaver:?}"
+    );
+    assert!(leaver
+        .iter()
+        .all(|s| !s.contains("/rest/api/3/user ") && !s.ends_with("/rest/api/3/user")));
+    assert!(matches!(
+        plans["servicenow-user-echo"].decision,
+        Decision::Filtered { .. }
+    ));
+    // An account removed in Jira: the paired sys_user is updated, not deleted.
+    let removed = &plans["jira-user-deleted"].rules[0];
+    assert_eq!(
+        removed.steps.iter().map(|s| s.method).collect::<Vec<_>>(),
+        [
+            shared::rules::plan::Method::Get,
+            shared::rules::plan::Method::Patch
+        ]
+    );
 }
 
 #[test]

@@ -140,6 +140,8 @@ fn permission(action: Action) -> &'static str {
         Action::Update => "EDIT_ISSUES",
         Action::Attach => "CREATE_ATTACHMENTS",
         Action::Delete => "DELETE_ISSUES",
+        // Site-wide, not a project permission: checked as ADMINISTER.
+        Action::User | Action::GroupMember => "ADMINISTER",
     }
 }
 

@@ -35,6 +35,7 @@ fn validate_accepts_examples_and_rejects_with_lines() {
         "servicenow-to-jira",
         "jira-to-jira",
         "jira-to-http",
+        "servicenow-users-to-jira",
     ] {
         let (code, out, err) = relay(&["validate", &format!("examples/{ex}.yaml")]);
         assert_eq!(code, 0, "{ex}: {out}{err}");

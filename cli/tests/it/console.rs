@@ -269,3 +269,73 @@ async fn no_credential_no_console() {
         "{output}"
     );
 }
+
+#[tokio::test]
+async fn a_delete_past_the_cap_is_counted_on_metrics() {
+    // given: relay serve with a Jira issue_deleted -> incident delete rule, at most
+    // one delete a minute through the ServiceNow connection, and two paired incidents
+    let sn = ServiceNowServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_setup(dir.path(), &sn, true);
+    let file = dir.path().join("relay.yaml");
+    let config = std::fs::read_to_string(&file).unwrap().replacen(
+        "    table: incident\n",
+        "    table: incident\n    deletes_per_minute: 1\n",
+        1,
+    );
+    let config = format!(
+        "{config}\n  - name: delete incident\n    from: jira\n    when:\n      events: [jira:issue_deleted]\n    to: servicenow\n    action: delete\n    correlate: {{ key: issue.key }}\n"
+    );
+    std::fs::write(&file, config).unwrap();
+    for key in ["SUP-801", "SUP-802"] {
+        sn.seed(
+            "incident",
+            serde_json::json!({"short_description": key, "correlation_id": key}),
+        );
+    }
+    let console = format!("127.0.0.1:{}", free_port());
+    let mut serve = Serve::spawn_with(
+        dir.path(),
+        free_port(),
+        &["--workers", "1", "--console", &console],
+    );
+    serve.ready().await;
+    // when: both issues are deleted in Jira within the minute
+    for (i, key) in ["SUP-801", "SUP-802"].iter().enumerate() {
+        let body = serde_json::json!({"webhookEvent": "jira:issue_deleted", "timestamp": 1765004400000u64 + i as u64,
+            "user": {"accountId": "5b10a2844c20165700ede21g"},
+            "issue": {"id": format!("{}", 20801 + i), "key": key, "fields": {"summary": "gone"}}});
+        let status = reqwest::Client::new()
+            .post(format!(
+                "{}/webhooks/jira?token=console-test-token",
+                serve.base
+            ))
+            .header("x-atlassian-webhook-identifier", format!("del-{i}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 202);
+    }
+    // then: one incident is deleted, the other is not; the cap is counted and
+    // the refused event is a dead letter
+    let base = format!("http://{console}");
+    let line = "relay_delete_cap_reached_total{stage=\"local\",connection=\"servicenow\"} 1";
+    until(
+        "the cap counted and one dead letter",
+        Duration::from_secs(20),
+        async || {
+            let text = scrape(&base).await;
+            text.contains(line) && text.contains("relay_dead_letters{stage=\"local\"} 1")
+        },
+    )
+    .await;
+    assert_eq!(sn.records("incident").len(), 1);
+    let s = ConsoleSession::login(&base, "admin", CONSOLE_PASSWORD)
+        .await
+        .unwrap();
+    let (status, page) = s.get("/dead").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("delete_cap_reached"), "{page}");
+}

@@ -47,6 +47,9 @@ pub struct Site {
     pub denied: BTreeSet<(String, String)>,
     /// Accounts (`/user`, `/user/search`).
     pub users: Vec<Account>,
+    /// Groups by name, with their members' account ids (`/group/user`,
+    /// `/group/member`, `/user/groups`).
+    pub groups: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A Jira account. `email: None` is an address the user's profile
@@ -57,6 +60,8 @@ pub struct Account {
     pub account_id: String,
     pub display_name: String,
     pub email: Option<String>,
+    /// Products the account has access to (`POST /user` gives them).
+    pub products: Vec<String>,
 }
 
 fn account_json(ctx: &Ctx<'_>, a: &Account) -> Value {
@@ -97,6 +102,7 @@ impl Default for Site {
             project_names: BTreeMap::new(),
             denied: BTreeSet::new(),
             users: Vec::new(),
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -459,6 +465,38 @@ pub(super) fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Option<Response> {
                 ),
             }
         }
+        ["user", "groups"] => {
+            let id = ctx.param("accountId").unwrap_or_default();
+            if !st.site.users.iter().any(|a| a.account_id == id) {
+                return Some(no_user());
+            }
+            let list: Vec<Value> = st
+                .site
+                .groups
+                .iter()
+                .filter(|(_, m)| m.contains(id))
+                .map(|(name, _)| group_ref(ctx, name))
+                .collect();
+            json_response(200, &Value::Array(list))
+        }
+        ["group", "member"] => {
+            let name = ctx.param("groupname").unwrap_or_default();
+            let Some(members) = st.site.groups.get(name) else {
+                return Some(no_group());
+            };
+            let values: Vec<Value> = st
+                .site
+                .users
+                .iter()
+                .filter(|a| members.contains(&a.account_id))
+                .map(|a| account_json(ctx, a))
+                .collect();
+            let n = values.len();
+            json_response(
+                200,
+                &json!({"isLast": true, "maxResults": 50, "startAt": 0, "total": n, "values": values}),
+            )
+        }
         ["user", "search"] => {
             let q = ctx.param("query").unwrap_or_default().to_lowercase();
             let hits: Vec<Value> = st
@@ -638,4 +676,144 @@ pub(super) fn allowed(st: &JiraState, project: &str, permission: &str) -> bool {
     !st.site
         .denied
         .contains(&(project.to_ascii_uppercase(), permission.to_string()))
+}
+
+fn no_user() -> Response {
+    jira_error(
+        404,
+        &["Specified user does not exist or you do not have required permissions"],
+        json!({}),
+    )
+}
+
+fn no_group() -> Response {
+    jira_error(404, &["Specified group does not exist."], json!({}))
+}
+
+/// A stable id for a group name (FNV-1a), in the UUID-like form Jira uses.
+fn group_id(name: &str) -> String {
+    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xffff,
+        (h >> 48) & 0xffff,
+        h & 0xffff_ffff_ffff
+    )
+}
+
+fn group_ref(ctx: &Ctx<'_>, name: &str) -> Value {
+    json!({"name": name, "groupId": group_id(name),
+           "self": format!("{}/rest/api/{}/group?groupId={}", ctx.sh.base, ctx.api(), group_id(name))})
+}
+
+/// `POST /user {emailAddress, displayName, products}`: a new account, or
+/// the existing one of that address (201 when it has Jira access, else 400).
+pub(super) fn create_user(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
+    let body = body.unwrap_or(Value::Null);
+    let Some(email) = body["emailAddress"].as_str().filter(|e| e.contains('@')) else {
+        return jira_error(
+            400,
+            &[],
+            json!({"emailAddress": "You must specify an email address."}),
+        );
+    };
+    let mut st = lock(&ctx.sh.state);
+    let known = st.site.users.iter().find(|a| {
+        a.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(email))
+    });
+    // As the spec says: an existing account with Jira access is answered
+    // 201, one without access 400.
+    if let Some(a) = known {
+        if a.products.is_empty() {
+            return jira_error(
+                400,
+                &["The user exists but does not have access to Jira."],
+                json!({}),
+            );
+        }
+        return json_response(201, &account_json(ctx, a));
+    }
+    let account = Account {
+        account_id: format!("712020:{}", group_id(&email.to_ascii_lowercase())),
+        display_name: body["displayName"].as_str().map_or_else(
+            || email.split('@').next().unwrap_or(email).to_owned(),
+            str::to_owned,
+        ),
+        email: Some(email.to_owned()),
+        products: body["products"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let v = account_json(ctx, &account);
+    st.site.users.push(account);
+    json_response(201, &v)
+}
+
+/// `DELETE /user?accountId=`: the account leaves the site (and its groups).
+pub(super) fn delete_user(ctx: &Ctx<'_>) -> Response {
+    let id = ctx.param("accountId").unwrap_or_default().to_owned();
+    let mut st = lock(&ctx.sh.state);
+    let before = st.site.users.len();
+    st.site.users.retain(|a| a.account_id != id);
+    if st.site.users.len() == before {
+        return no_user();
+    }
+    for m in st.site.groups.values_mut() {
+        m.remove(&id);
+    }
+    crate::faults::empty_response(204)
+}
+
+/// `POST /group/user?groupname= {accountId}`.
+pub(super) fn add_to_group(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
+    let name = ctx.param("groupname").unwrap_or_default().to_owned();
+    let id = body
+        .as_ref()
+        .and_then(|b| b["accountId"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let mut st = lock(&ctx.sh.state);
+    if !st.site.users.iter().any(|a| a.account_id == id) {
+        return no_user();
+    }
+    let Some(members) = st.site.groups.get_mut(&name) else {
+        return no_group();
+    };
+    if !members.insert(id) {
+        let msg = format!("Cannot add user. User is already a member of '{name}'");
+        return jira_error(400, &[msg.as_str()], json!({}));
+    }
+    let mut v = group_ref(ctx, &name);
+    v["users"] = json!({"size": members.len(), "items": [], "max-results": 50, "start-index": 0, "end-index": 0});
+    v["expand"] = json!("users");
+    json_response(201, &v)
+}
+
+/// `DELETE /group/user?groupname=&accountId=`.
+pub(super) fn remove_from_group(ctx: &Ctx<'_>) -> Response {
+    let name = ctx.param("groupname").unwrap_or_default().to_owned();
+    let id = ctx.param("accountId").unwrap_or_default().to_owned();
+    let mut st = lock(&ctx.sh.state);
+    if !st.site.users.iter().any(|a| a.account_id == id) {
+        return no_user();
+    }
+    let Some(members) = st.site.groups.get_mut(&name) else {
+        return no_group();
+    };
+    if !members.remove(&id) {
+        let msg = format!("Cannot remove user. User is not a member of '{name}'");
+        return jira_error(400, &[msg.as_str()], json!({}));
+    }
+    crate::faults::empty_response(200)
 }

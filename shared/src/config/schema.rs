@@ -118,6 +118,7 @@ pub fn config_schema() -> Value {
                     "adaptive": { "type": "boolean", "description": "adapt below max to the target's latency, 429s, 503s and timeouts; default true" }
                 }
             },
+            "deletes_per_minute": { "type": "integer", "minimum": 0, "maximum": 1000, "description": "the most records action: delete rules may delete through this connection in one minute; the next is dead-lettered with reason delete_cap_reached and counted (DeleteCapReached); default 10, 0 refuses every delete" },
             "auth": {
                 "type": "object",
                 "additionalProperties": false,
@@ -186,7 +187,7 @@ pub fn config_schema() -> Value {
                 }
             },
             "to": { "type": "string", "description": "connection name" },
-            "action": { "enum": ["create", "update", "upsert", "comment", "transition", "attach", "delete"] },
+            "action": { "enum": ["create", "update", "upsert", "comment", "transition", "attach", "delete", "user", "group_member"], "description": "user: find or create the Jira Cloud account of the correlated e-mail address (map displayName, products); group_member: add it to (member: true) or remove it from (member: false) the mapped group or groups" },
             "table": { "type": "string" },
             "correlate": {
                 "type": "object",
@@ -220,6 +221,7 @@ pub fn config_schema() -> Value {
                 }
             },
             "wait_for_correlation": { "type": "boolean" },
+            "delete_subtasks": { "type": "boolean", "description": "jira delete rules: delete the issue's subtasks with it (deleteSubtasks=true); without it Jira refuses to delete an issue that has subtasks" },
             "stop": { "type": "boolean" }
         }
     });

@@ -428,6 +428,8 @@ struct Head {
     sys_id: Str,
     number: Str,
     sys_updated_by: Str,
+    /// `sys_user` events carry no number: the user name is their key.
+    user_name: Str,
 }
 
 head_reader!(Head {
@@ -443,6 +445,7 @@ head_reader!(Head {
     sys_id: "sys_id",
     number: "number",
     sys_updated_by: "sys_updated_by",
+    user_name: "user_name",
 });
 
 /// The issue id inside a Jira REST URL such as
@@ -476,7 +479,7 @@ pub fn read_meta(source: SourceKind, text: &str) -> Result<WebhookMeta, PayloadE
             event: head.event.0.unwrap_or_else(|| "unknown".to_owned()),
             event_type: None,
             source_id: head.sys_id.0,
-            source_key: head.number.0,
+            source_key: head.number.0.or(head.user_name.0),
             actor: head.sys_updated_by.0.map(|name| Actor {
                 name: Some(name),
                 ..Actor::default()
@@ -487,8 +490,11 @@ pub fn read_meta(source: SourceKind, text: &str) -> Result<WebhookMeta, PayloadE
 }
 
 fn jira_meta(head: Head) -> WebhookMeta {
-    let issue = head.issue.0.unwrap_or_default();
     let event = head.webhook_event.0.unwrap_or_else(|| "unknown".to_owned());
+    if event.starts_with("user_") {
+        return jira_user_meta(event, head.user.0.unwrap_or_default());
+    }
+    let issue = head.issue.0.unwrap_or_default();
     let changelog_id = head.changelog.0.and_then(|c| c.id.0);
     let children = [head.comment.0, head.worklog.0, head.attachment.0];
     let child_issue_id = children.iter().flatten().find_map(|c| {
@@ -537,6 +543,29 @@ fn jira_meta(head: Head) -> WebhookMeta {
     }
 }
 
+/// A Jira user webhook (`user_created`, `user_updated`, `user_deleted`):
+/// its `user` is the person the change is about, not who made it (Jira
+/// names no actor there), so there is no actor. The account keys the event:
+/// its id (Cloud `accountId`, else the Data Center key or name) is the
+/// source id, so one person's events keep their order, and a creation or
+/// deletion is a change of its own (`user:<id>:created`).
+fn jira_user_meta(event: String, user: UserHead) -> WebhookMeta {
+    let source_id = user.account_id.0.or(user.key.0).or(user.name.0);
+    let change_id = match event.as_str() {
+        "user_created" => source_id.as_ref().map(|id| format!("user:{id}:created")),
+        "user_deleted" => source_id.as_ref().map(|id| format!("user:{id}:deleted")),
+        _ => None,
+    };
+    WebhookMeta {
+        event,
+        event_type: None,
+        source_id,
+        source_key: user.display_name.0,
+        actor: None,
+        change_id,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +598,26 @@ mod tests {
             r#"{"webhookEvent":"comment_created","comment":{"id":"77"},"issue":{"id":"1"}}"#
         )));
         assert!(!is_creation("issue::created"));
+    }
+
+    #[test]
+    fn user_events_are_keyed_by_the_account_and_have_no_actor() {
+        let m = meta(
+            r#"{"webhookEvent":"user_deleted","user":{"accountId":"5b10ac","displayName":"Ann"}}"#,
+        );
+        assert_eq!(m.source_id.as_deref(), Some("5b10ac"));
+        assert_eq!(m.change_id.as_deref(), Some("user:5b10ac:deleted"));
+        assert_eq!(m.source_key.as_deref(), Some("Ann"));
+        assert!(m.actor.is_none(), "the user is the subject, not the actor");
+        let m = meta(r#"{"webhookEvent":"user_updated","user":{"name":"ann","key":"JIRAUSER1"}}"#);
+        assert_eq!(m.source_id.as_deref(), Some("JIRAUSER1"));
+        assert_eq!(m.change_id, None, "an update is its delivery");
+        let sn = read_meta(
+            SourceKind::Servicenow,
+            r#"{"event":"sys_user.updated","sys_id":"u1","user_name":"ann.lee","sys_updated_by":"admin"}"#,
+        )
+        .unwrap();
+        assert_eq!(sn.source_key.as_deref(), Some("ann.lee"));
     }
 
     #[test]

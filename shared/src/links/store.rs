@@ -319,6 +319,44 @@ impl Links {
         self.clock.as_ref()
     }
 
+    // --- the delete cap -----------------------------------------------------------------
+
+    /// Takes one of the `cap` delete slots of `connection` for the current
+    /// minute (by the store's clock) on behalf of `holder` (the change and
+    /// rule that deletes). `true` if `holder` has a slot, taken now or by an
+    /// earlier attempt of the same delivery (a redelivery takes no second
+    /// one); `false` when all `cap` are held by others.
+    ///
+    /// Each slot is its own entry written only if absent (`put_new`, a
+    /// conditional write on DynamoDB), so concurrent workers and Lambda
+    /// instances never hand out more than `cap` in one minute.
+    pub async fn take_delete_slot(
+        &self,
+        connection: &str,
+        holder: &str,
+        cap: u32,
+    ) -> Result<bool, LinkError> {
+        let minute = self.now_ms().div_euclid(60_000);
+        let pk = format!("cap/delete/{}/{minute}", enc(connection));
+        let now = self.now_s();
+        let held = self.backend.query(&pk, "", cap as usize + 1, now).await?;
+        if held.iter().any(|e| e.value == holder) {
+            return Ok(true);
+        }
+        for n in held.len() as u32..cap {
+            let entry = Entry {
+                pk: pk.clone(),
+                sk: format!("{n:05}"),
+                value: holder.to_owned(),
+                expires_at: Some(now + 180),
+            };
+            if self.backend.put_new(&entry, now).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     // --- locks ------------------------------------------------------------------------
 
     /// Takes the lock `name` for `ttl` (it expires by itself if the holder
@@ -491,5 +529,55 @@ mod tests {
                 .as_deref(),
             Some("10200")
         );
+    }
+    #[tokio::test]
+    async fn the_delete_cap_hands_out_slots_per_minute_once_per_holder() {
+        let t0: jiff::Timestamp = "2026-12-04T10:00:10Z".parse().unwrap();
+        let clock = Arc::new(FixedClock::new(t0));
+        let links = Links::memory().with_clock(clock.clone());
+        assert!(links.take_delete_slot("jira", "a", 2).await.unwrap());
+        assert!(links.take_delete_slot("jira", "b", 2).await.unwrap());
+        assert!(
+            !links.take_delete_slot("jira", "c", 2).await.unwrap(),
+            "the third in a minute"
+        );
+        assert!(
+            links.take_delete_slot("jira", "a", 2).await.unwrap(),
+            "a redelivery keeps its slot"
+        );
+        assert!(
+            links.take_delete_slot("servicenow", "c", 2).await.unwrap(),
+            "per connection"
+        );
+        assert!(
+            !links.take_delete_slot("jira", "d", 0).await.unwrap(),
+            "0 refuses all"
+        );
+        clock.set(t0 + jiff::SignedDuration::from_secs(50));
+        assert!(
+            links.take_delete_slot("jira", "c", 2).await.unwrap(),
+            "the next minute"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_deleters_never_pass_the_cap() {
+        let links = Links::memory();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let l = links.clone();
+            tasks.push(tokio::spawn(async move {
+                l.take_delete_slot("jira", &format!("h{i}"), 7)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += usize::from(t.await.unwrap());
+        }
+        // A minute boundary may fall between the first and last task: at
+        // most two minutes' worth.
+        assert!((7..=14).contains(&granted), "{granted}");
     }
 }

@@ -192,7 +192,16 @@ pub struct Connection {
     pub auth: ConnectionAuth,
     /// Calls in flight at once: the ceiling, and whether to adapt below it.
     pub concurrency: Concurrency,
+    /// The most records `action: delete` rules may delete through this
+    /// connection in one minute; the next is dead-lettered with reason
+    /// `delete_cap_reached` (a misfiring rule cannot delete in bulk).
+    pub deletes_per_minute: u32,
 }
+
+/// `deletes_per_minute` when the file does not say.
+pub const DEFAULT_DELETES_PER_MINUTE: u32 = 10;
+/// The highest `deletes_per_minute` accepted.
+pub const MAX_DELETES_PER_MINUTE: u32 = 1000;
 
 /// The highest `concurrency.max` accepted.
 pub const MAX_CONCURRENCY: u32 = 1000;
@@ -241,6 +250,8 @@ pub(crate) struct ConnectionSpec {
     auth: Spanned<ConnectionAuth>,
     #[serde(default)]
     concurrency: Option<Spanned<Concurrency>>,
+    #[serde(default)]
+    deletes_per_minute: Option<Spanned<u32>>,
 }
 
 /// Checks the `connections` section; problems carry the YAML line.
@@ -349,6 +360,19 @@ pub(crate) fn check_connections(
                 ));
             }
         }
+        if let Some(d) = &c.deletes_per_minute {
+            if d.value > MAX_DELETES_PER_MINUTE {
+                problems.push(problem(
+                    d,
+                    at("deletes_per_minute"),
+                    format!(
+                        "`{}` deletes a minute is over {MAX_DELETES_PER_MINUTE}",
+                        d.value
+                    ),
+                    "the cap stops a misfiring rule from deleting in bulk: give the most a minute should ever see (default 10; 0 refuses every delete)",
+                ));
+            }
+        }
         out.push(Connection {
             name,
             kind: c.kind,
@@ -358,6 +382,9 @@ pub(crate) fn check_connections(
             headers: c.headers.map(|h| h.value).unwrap_or_default(),
             auth: c.auth.value,
             concurrency: c.concurrency.map(|c| c.value).unwrap_or_default(),
+            deletes_per_minute: c
+                .deletes_per_minute
+                .map_or(DEFAULT_DELETES_PER_MINUTE, |d| d.value),
         });
     }
     out

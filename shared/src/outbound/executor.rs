@@ -540,6 +540,32 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
         if let Err(e) = ex.connectors.people(&mut call, ex.budget).await {
             return RuleEnd::Stop(Outcome::from_call(e));
         }
+        if let (Some(cap), Method::Delete) = (rp.delete_cap, step.method) {
+            match ex.links.take_delete_slot(conn.name(), &what, cap).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    crate::support::metrics::count(
+                        "DeleteCapReached",
+                        &[("Connection", conn.name())],
+                    );
+                    tracing::warn!(
+                        rule,
+                        connection = conn.name(),
+                        cap,
+                        target = target.as_deref().unwrap_or(""),
+                        "delete not sent: the connection's deletes_per_minute is used up"
+                    );
+                    return RuleEnd::Stop(Outcome::Dead {
+                        reason: format!(
+                            "delete_cap_reached: rule `{rule}`: `{}` has deleted {cap} records this minute (deletes_per_minute: {cap}); {} was not deleted",
+                            conn.name(),
+                            target.as_deref().unwrap_or("the record")
+                        ),
+                    });
+                }
+                Err(e) => return RuleEnd::Stop(store_down(e)),
+            }
+        }
         if unlooked && once && !marked {
             if let Err(e) = ex.links.mark_uncertain(&what).await {
                 return RuleEnd::Stop(store_down(e));

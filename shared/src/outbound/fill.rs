@@ -29,11 +29,14 @@ impl StepResult {
 }
 
 /// Whether a step is a write that must not run twice: a POST (create,
-/// comment, upload, transition) or a ServiceNow journal write (a PATCH of
-/// `comments` / `work_notes` appends an entry each time).
+/// comment, upload, transition), a ServiceNow journal write (a PATCH of
+/// `comments` / `work_notes` appends an entry each time), or the removal of
+/// a Jira group membership (sent again after a lost answer it is refused with
+/// 400 "not a member": the rule reads the membership again instead).
 pub fn step_once(step: &Step) -> bool {
     match step.method {
         Method::Post => true,
+        Method::Delete => step.path.ends_with("/group/user"),
         Method::Patch => matches!(&step.body, Body::Json { json }
             if json.get("comments").is_some() || json.get("work_notes").is_some()),
         _ => false,

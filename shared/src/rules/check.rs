@@ -49,6 +49,9 @@ pub(crate) struct RuleSpec {
     /// their twin.
     #[serde(default)]
     pair_back: Option<Spanned<PairBackSpec>>,
+    /// Jira delete rules: `deleteSubtasks=true`.
+    #[serde(default)]
+    delete_subtasks: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -365,6 +368,63 @@ pub(crate) fn check_rules(
                     Some(_) => {}
                 }
             }
+            if action.is_identity() {
+                let name = action_name(action);
+                if conn.kind != ConnectionKind::Jira
+                    || conn.api != crate::outbound::connections::JiraApi::V3
+                {
+                    local.push(problem(
+                        &r.action,
+                        at("action"),
+                        format!("action `{name}` is for jira connections with `api: v3` (Jira Cloud); Data Center users and ServiceNow's sys_user are not provisioned by it"),
+                        "for ServiceNow write `sys_user` with `action: upsert` or `update` and `table: sys_user`",
+                    ));
+                }
+                if correlate
+                    .as_ref()
+                    .is_some_and(|c| c.field != "emailAddress")
+                {
+                    local.push(problem(
+                        &r.action,
+                        at("correlate.field"),
+                        format!("action `{name}` finds the person's account by e-mail address"),
+                        "write `correlate: { key: email, field: emailAddress }` (the event's e-mail address)",
+                    ));
+                }
+                let allowed: &[&str] = if action == Action::User {
+                    &["displayName", "products"]
+                } else {
+                    &["group", "member"]
+                };
+                for (target, spec) in &r.map {
+                    if !allowed.contains(&target.as_str()) {
+                        local.push(problem(
+                            spec,
+                            at(&format!("map.{target}")),
+                            format!("action `{name}` has no field `{target}`"),
+                            &format!("map only {}", allowed.join(", ")),
+                        ));
+                    }
+                }
+                if action == Action::GroupMember && !has("group") {
+                    local.push(problem(
+                        &r.action,
+                        at("map"),
+                        "a group_member rule needs `map.group`: the Jira group (or a list of groups)",
+                        "map `group` from the event through a table of ServiceNow group → Jira group",
+                    ));
+                }
+            }
+            if let Some(d) = &r.delete_subtasks {
+                if action != Action::Delete || conn.kind != ConnectionKind::Jira {
+                    local.push(problem(
+                        d,
+                        at("delete_subtasks"),
+                        "`delete_subtasks` applies only to `action: delete` rules to a jira connection",
+                        "remove it",
+                    ));
+                }
+            }
             if action == Action::Attach && conn.kind != ConnectionKind::Http && !has("url") {
                 local.push(problem(
                     &r.action,
@@ -405,7 +465,7 @@ pub(crate) fn check_rules(
                 } else {
                     f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 };
-            if !matches!(action, Action::Create | Action::Upsert) {
+            if !matches!(action, Action::Create | Action::Upsert | Action::User) {
                 local.push(problem(
                     pb,
                     at("pair_back"),
@@ -455,6 +515,7 @@ pub(crate) fn check_rules(
             stop: r.stop,
             download_from: r.download_from.map(|d| d.value),
             pair_back,
+            delete_subtasks: r.delete_subtasks.is_some_and(|d| d.value),
             lines,
         });
     }
@@ -470,6 +531,8 @@ fn action_name(a: Action) -> &'static str {
         Action::Transition => "transition",
         Action::Attach => "attach",
         Action::Delete => "delete",
+        Action::User => "user",
+        Action::GroupMember => "group_member",
     }
 }
 

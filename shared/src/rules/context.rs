@@ -22,7 +22,13 @@ impl<'a> Context<'a> {
     pub fn new(payload: &'a Value, event: &str, kind: SourceKind) -> Self {
         Self {
             payload,
-            actor: resolve_actor(payload, kind),
+            // A Jira user webhook's `user` is the person the change is
+            // about; Jira names no actor there.
+            actor: if kind == SourceKind::Jira && event.starts_with("user_") {
+                Value::Object(Map::new())
+            } else {
+                resolve_actor(payload, kind)
+            },
             item: None,
             event: Value::String(event.to_owned()),
         }
@@ -103,5 +109,8 @@ mod tests {
             "relay.integration"
         );
         assert_eq!(resolve_actor(&json!({}), SourceKind::Jira), json!({}));
+        let deleted = json!({"webhookEvent": "user_deleted", "user": {"accountId": "5b10ac"}});
+        let ctx = Context::new(&deleted, "user_deleted", SourceKind::Jira);
+        assert_eq!(ctx.actor, json!({}), "the deleted user is no actor");
     }
 }

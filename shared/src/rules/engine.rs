@@ -9,6 +9,7 @@
 
 use super::calls::common::{convert_text, step, Stop};
 use super::calls::http::http_steps;
+use super::calls::identity::identity_steps;
 use super::calls::jira::{comment_twin, jira_steps};
 use super::calls::servicenow::servicenow_steps;
 use super::context::Context;
@@ -295,6 +296,7 @@ fn plan_rule(
         link: None,
         pair_back: None,
         twin: None,
+        delete_cap: (rule.action == Action::Delete).then_some(conn.deletes_per_minute),
     };
     let mut fields: Vec<(String, Value)> = Vec::with_capacity(rule.map.len());
     for (target, m) in &rule.map {
@@ -340,7 +342,7 @@ fn plan_rule(
         };
         return rp;
     }
-    let not_found = if matches!(rule.action, Action::Create | Action::Upsert) {
+    let not_found = if matches!(rule.action, Action::Create | Action::Upsert | Action::User) {
         OnEmpty::Continue
     } else if rule.wait_for_correlation {
         OnEmpty::RetryLater
@@ -350,6 +352,9 @@ fn plan_rule(
     let result = match conn.kind {
         ConnectionKind::Servicenow => {
             servicenow_steps(rule, conn, via, key.as_deref(), fields, not_found)
+        }
+        ConnectionKind::Jira if rule.action.is_identity() => {
+            identity_steps(rule, conn, key.as_deref(), fields, not_found)
         }
         ConnectionKind::Jira => {
             let twin = comment_twin(rule, ctx);

@@ -57,6 +57,21 @@ pub enum Action {
     Transition,
     Attach,
     Delete,
+    /// Jira Cloud: the account of the person with the correlated e-mail
+    /// address, created (with the mapped `products`) when there is none.
+    User,
+    /// Jira Cloud: the correlated person's account added to (`member:
+    /// true`, the default) or removed from the mapped `group`(s).
+    #[serde(rename = "group_member")]
+    GroupMember,
+}
+
+impl Action {
+    /// Identity actions: their target is a person's account, found by the
+    /// e-mail address the rule correlates by.
+    pub fn is_identity(self) -> bool {
+        matches!(self, Action::User | Action::GroupMember)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -80,6 +95,8 @@ pub struct Rule {
     pub stop: bool,
     pub download_from: Option<String>,
     pub pair_back: Option<PairBackRule>,
+    /// Jira delete rules: delete the subtasks with it.
+    pub delete_subtasks: bool,
     /// Where the rule is written in the config file.
     pub lines: RuleLines,
 }

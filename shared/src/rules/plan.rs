@@ -69,6 +69,12 @@ pub struct RulePlan {
     /// the comment property when the store does not know it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twin: Option<String>,
+    /// Delete rules: the most deletes the connection takes in one minute
+    /// (`deletes_per_minute`); the executor takes a slot before sending the
+    /// delete and dead-letters the event with `delete_cap_reached` when none
+    /// is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_cap: Option<u32>,
 }
 
 /// The pairing written back into the record an event came from, after the

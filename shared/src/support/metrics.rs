@@ -20,6 +20,7 @@
 //! | `HandlerLatency` | Milliseconds | `Function` | ingress request / worker message |
 //! | `ConnectorLatency` | Milliseconds | `Connection` | worker, per outbound call |
 //! | `ConcurrencyCut` | Count | `Connection`, `Reason` (`refused`, `queueing`) | connector, each cut of the adaptive limit |
+//! | `DeleteCapReached` | Count | `Connection` | worker, a delete refused by the connection's `deletes_per_minute` |
 //! | `ReconcileScanned`, `ReconcileDrift`, `ReconcileEnqueued` | Count | `Endpoint` | reconciler, per sweep |
 //! | `ReconcileFailed` | Count | `Endpoint` | reconciler, a sweep that stopped before the end |
 //!
@@ -190,6 +191,12 @@ pub const METRICS: &[MetricDef] = &[
         Unit::Count,
         &["Connection", "Reason"],
         "A connection's adaptive concurrency limit cut: the target refused (429/503/timeout) or its latency rose (calls queue).",
+    ),
+    def(
+        "DeleteCapReached",
+        Unit::Count,
+        &["Connection"],
+        "A delete not sent: the connection's deletes_per_minute was used up this minute (the event is dead-lettered with reason delete_cap_reached).",
     ),
     def(
         "JournalDropped",

@@ -25,6 +25,8 @@
 
 mod bad_input;
 mod configs;
+mod deletes;
+mod identity;
 mod jsm;
 mod languages;
 mod links_dynamo;

@@ -36,17 +36,22 @@ fn node() -> Option<String> {
 
 /// Runs the payload builder with `env`; returns its scenarios by name.
 fn build_payloads(env: &[(&str, String)]) -> Vec<(String, bool, Value)> {
+    run_builder("build-payloads.js", env)
+}
+
+/// Runs `infra/servicenow/test/<script>` with `env`; returns its scenarios.
+fn run_builder(script: &str, env: &[(&str, String)]) -> Vec<(String, bool, Value)> {
     let out = Command::new("node")
-        .arg(infra().join("test/build-payloads.js"))
+        .arg(infra().join("test").join(script))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("run node");
     assert!(
         out.status.success(),
-        "build-payloads.js failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let all: Value = serde_json::from_slice(&out.stdout).expect("build-payloads.js prints JSON");
+    let all: Value = serde_json::from_slice(&out.stdout).expect("the builder prints JSON");
     all.as_array()
         .expect("a JSON array")
         .iter()
@@ -290,4 +295,91 @@ async fn servicenow_script_payloads_become_one_jira_issue() {
         .requests()
         .iter()
         .any(|q| q.method == "GET" && q.path == format!("/api/now/attachment/{attachment}/file")));
+}
+
+#[tokio::test]
+async fn servicenow_user_script_payloads_provision_one_jira_account() {
+    // given a ServiceNow user's life as the business rule sends it: a joiner
+    // in Software Engineering, moved to the Service Desk, then deactivated
+    if node().is_none() {
+        return;
+    }
+    let Some(r) = Relay::start("servicenow-users-to-jira").await else {
+        return;
+    };
+    r.jira.set_basic(
+        crate::worker_flow::JIRA_EMAIL,
+        crate::worker_flow::JIRA_TOKEN,
+    );
+    for g in [
+        "jira-software-users",
+        "jira-servicemanagement-users",
+        "jira-admins",
+    ] {
+        r.jira.add_group(g);
+    }
+    r.sn.allow_fields("sys_user", &["u_jira_account_id", "locked_out"]);
+    let user = r.sn.seed(
+        "sys_user",
+        json!({"user_name": "abel.tuter", "email": "abel.tuter@example.com", "name": "Abel Tuter", "active": "true"}),
+    );
+    let scenarios = run_builder(
+        "build-user-payloads.js",
+        &[
+            ("RELAY_SN_USER_SYS_ID", user.clone()),
+            ("RELAY_SN_INTEGRATION_USER", DEFAULT_USER.into()),
+        ],
+    );
+    let names: Vec<&str> = scenarios.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "user inserted",
+            "added to Software Engineering",
+            "pairing written by the integration user (echo)",
+            "removed from Software Engineering",
+            "added to Service Desk",
+            "update of an unwatched field",
+            "deactivated",
+        ]
+    );
+    let sent: Vec<&Value> = scenarios.iter().filter(|s| s.1).map(|s| &s.2).collect();
+    assert_eq!(
+        sent.len(),
+        5,
+        "the echo and the unwatched update are not sent"
+    );
+    // when every payload goes through the relay, one at a time as the
+    // business rule sends them
+    let mut after_move = Vec::new();
+    for payload in &sent {
+        assert_eq!(r.post_sn(payload).await, 202, "{payload}");
+        assert_eq!(r.pump().await, 0, "no failed rounds");
+        if payload["group"] == "Service Desk" {
+            after_move = r
+                .jira
+                .group_members("jira-servicemanagement-users")
+                .unwrap();
+        }
+    }
+    // then one Jira account, moved to the Service Desk group, then out of every group
+    assert_eq!(r.dead_letters().await, Vec::<(String, String)>::new());
+    let accounts = r.jira.accounts();
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    assert_eq!(accounts[0].1.as_deref(), Some("abel.tuter@example.com"));
+    assert_eq!(after_move, [accounts[0].0.clone()]);
+    for g in [
+        "jira-software-users",
+        "jira-servicemanagement-users",
+        "jira-admins",
+    ] {
+        assert_eq!(
+            r.jira.group_members(g).unwrap(),
+            Vec::<String>::new(),
+            "{g}"
+        );
+    }
+    let paired = r.sn.find("sys_user", "sys_id", &user).unwrap();
+    assert_eq!(paired["u_jira_account_id"], json!(accounts[0].0));
+    assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
 }

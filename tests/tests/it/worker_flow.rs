@@ -233,6 +233,10 @@ impl Relay {
                        "client_id": JIRA_CLIENT_ID, "client_secret": JIRA_CLIENT_SECRET}),
             ),
             (
+                "jira-admin",
+                json!({"email": JIRA_EMAIL, "api_token": JIRA_TOKEN}),
+            ),
+            (
                 "servicenow-sender",
                 json!({"username": "snow.sender", "password": "sender-pw"}),
             ),

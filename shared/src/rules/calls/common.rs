@@ -49,6 +49,16 @@ pub(crate) fn take(fields: &mut Vec<(String, Value)>, name: &str) -> Option<Valu
     Some(fields.remove(i).1)
 }
 
+/// `true`, `"true"`, `1`, `"yes"`: a mapped flag that is set.
+pub(crate) fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
+        _ => false,
+    }
+}
+
 pub(crate) fn text_of(v: &Value) -> String {
     as_text(v).into_owned()
 }

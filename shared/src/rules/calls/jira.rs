@@ -20,16 +20,6 @@ pub fn is_field_name(key: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_'))
 }
 
-/// `true`, `"true"`, `1`, `"yes"`: a mapped flag that is set.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
-        _ => false,
-    }
-}
-
 pub(crate) fn jql_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -353,9 +343,18 @@ pub(crate) fn jira_steps(
             post.extract.insert("id".into(), "[0].id".into());
             steps.push(post);
         }
+        Action::User | Action::GroupMember => {
+            // Planned by `calls::identity` (the engine sends them there).
+            return Err(Stop::Error(
+                "an identity action has no issue to act on".to_owned(),
+            ));
+        }
         Action::Delete => {
             let r = need_ref()?;
             let mut del = step("delete", Method::Delete, format!("{api}/issue/{r}"));
+            if rule.delete_subtasks {
+                del.query = vec![("deleteSubtasks".into(), "true".into())];
+            }
             found(&mut del);
             steps.push(del);
         }

@@ -2,5 +2,6 @@
 
 pub mod common;
 pub mod http;
+pub mod identity;
 pub mod jira;
 pub mod servicenow;

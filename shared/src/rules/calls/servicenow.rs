@@ -154,6 +154,13 @@ pub(crate) fn servicenow_steps(
             post.body = body;
             steps.push(post);
         }
+        Action::User | Action::GroupMember => {
+            // The config check refuses these on ServiceNow connections.
+            return Err(Stop::Error(
+                "identity actions are for Jira Cloud; write sys_user with upsert or update"
+                    .to_owned(),
+            ));
+        }
         Action::Delete => {
             let mut del = step("delete", Method::Delete, record);
             del.run_if = RunIf::Found("lookup".into());

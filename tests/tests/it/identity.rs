@@ -1,0 +1,224 @@
+//! People, not tickets (`examples/servicenow-users-to-jira.yaml`): a joiner in
+//! ServiceNow becomes a Jira Cloud account in the mapped group, a mover
+//! changes Jira group membership, a leaver loses the product groups and
+//! nothing is deleted, and an account removed from the Jira site deactivates
+//! the ServiceNow user. Each with the echoes the systems send for the relay's
+//! own writes, and with lost answers on the Jira writes.
+
+use crate::worker_flow::{Relay, JIRA_EMAIL, JIRA_TOKEN, SN_USER};
+use relay_tests::text;
+use sandbox::faults::{Fault, Match};
+use serde_json::{json, Value};
+
+const GROUPS: [&str; 3] = [
+    "jira-software-users",
+    "jira-servicemanagement-users",
+    "jira-admins",
+];
+
+async fn start() -> Option<Relay> {
+    let r = Relay::start("servicenow-users-to-jira").await?;
+    r.jira.set_basic(JIRA_EMAIL, JIRA_TOKEN);
+    for g in GROUPS {
+        r.jira.add_group(g);
+    }
+    r.sn.allow_fields("sys_user", &["u_jira_account_id", "locked_out"]);
+    Some(r)
+}
+
+/// A ServiceNow user (as an admin creates it) and its `sys_user.created`.
+fn new_user(r: &Relay, user_name: &str) -> (String, Value) {
+    let email = format!("{user_name}@example.com");
+    let sys_id = r.sn.seed(
+        "sys_user",
+        json!({"user_name": user_name, "email": email, "name": user_name.replace('.', " "), "active": "true"}),
+    );
+    let event = json!({"event": "sys_user.created", "sys_id": sys_id, "user_name": user_name,
+        "email": email, "name": user_name.replace('.', " "), "active": "true",
+        "sys_updated_by": "admin", "sys_updated_on": "2026-12-06 07:00:00", "changes": []});
+    (sys_id, event)
+}
+
+fn membership(sys_id: &str, user_name: &str, group: &str, op: &str, n: u32) -> Value {
+    json!({"event": format!("sys_user_grmember.{op}"), "sys_id": sys_id, "membership": format!("m-{n}"),
+        "user_name": user_name, "email": format!("{user_name}@example.com"), "active": "true",
+        "group": group, "sys_updated_by": "admin", "sys_updated_on": format!("2026-12-06 07:0{n}:00")})
+}
+
+fn account_of(r: &Relay, email: &str) -> String {
+    let all = r.jira.accounts();
+    let mine: Vec<_> = all
+        .iter()
+        .filter(|(_, e, _)| e.as_deref() == Some(email))
+        .collect();
+    assert_eq!(mine.len(), 1, "one account for {email}: {all:?}");
+    mine[0].0.clone()
+}
+
+fn members(r: &Relay, group: &str) -> Vec<String> {
+    r.jira.group_members(group).unwrap()
+}
+
+/// Writes the relay made to Jira and ServiceNow, by method and path.
+fn writes(r: &Relay) -> Vec<String> {
+    let jira = r.jira.requests();
+    let sn = r.sn.requests();
+    jira.iter()
+        .chain(sn.iter())
+        .filter(|q| q.method != "GET")
+        .map(|q| format!("{} {}", q.method, q.path))
+        .collect()
+}
+
+/// Posts the webhooks the systems send about the relay's own writes and
+/// checks that the relay writes nothing more.
+async fn no_echo(r: &Relay, sn: &[Value], jira: &[Value]) {
+    let before = writes(r);
+    for e in sn {
+        assert_eq!(r.post_sn(e).await, 202);
+    }
+    for (i, e) in jira.iter().enumerate() {
+        assert_eq!(r.post("jira", e, &format!("echo-{i}")).await, 202);
+    }
+    assert_eq!(r.pump().await, 0);
+    assert_eq!(writes(r), before, "an echo made the relay write again");
+    assert!(r.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_joiner_becomes_a_jira_account_in_the_mapped_group() {
+    // given a new active ServiceNow user in a mapped group, the membership
+    // event arriving before the user's, and Jira losing the create's answer
+    let Some(r) = start().await else { return };
+    let (sys_id, created) = new_user(&r, "ann.lee");
+    r.jira.faults().push(
+        Match::method_path(http::Method::POST, "/rest/api/3/user"),
+        Fault::answer_dropped(),
+        1,
+    );
+    // when
+    let joined = membership(&sys_id, "ann.lee", "Software Engineering", "created", 1);
+    assert_eq!(r.post_sn(&joined).await, 202);
+    assert_eq!(r.post_sn(&created).await, 202);
+    r.pump().await;
+    // then one account, with Jira Software, in jira-software-users only
+    let id = account_of(&r, "ann.lee@example.com");
+    assert_eq!(r.jira.faults().count("answer_lost"), 1);
+    let products = r.jira.accounts().into_iter().find(|a| a.0 == id).unwrap().2;
+    assert_eq!(products, ["jira-software"]);
+    assert_eq!(
+        members(&r, "jira-software-users"),
+        std::slice::from_ref(&id)
+    );
+    assert!(members(&r, "jira-servicemanagement-users").is_empty());
+    // and the pairing is in the ServiceNow user
+    let user = r.sn.find("sys_user", "sys_id", &sys_id).unwrap();
+    assert_eq!(text(&user["u_jira_account_id"]), id);
+    assert!(r.dead_letters().await.is_empty());
+    assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
+    // A group that grants no Jira access is skipped.
+    let other = membership(&sys_id, "ann.lee", "Facilities", "created", 2);
+    assert_eq!(r.post_sn(&other).await, 202);
+    assert_eq!(r.pump().await, 0);
+    // and the echoes change nothing: ServiceNow's update of the user by the
+    // integration user (the pairing), Jira's user_created for the account
+    let echo_sn = json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": "ann.lee",
+        "email": "ann.lee@example.com", "active": "true", "sys_updated_by": SN_USER,
+        "sys_updated_on": "2026-12-06 07:05:00",
+        "changes": [{"field": "u_jira_account_id", "from": "", "to": id}]});
+    let echo_jira = json!({"webhookEvent": "user_created", "timestamp": 1765004700000u64,
+        "user": {"accountId": id, "displayName": "ann lee", "accountType": "atlassian", "active": true}});
+    no_echo(&r, &[echo_sn], &[echo_jira]).await;
+}
+
+#[tokio::test]
+async fn a_mover_changes_groups_and_a_leaver_loses_access_with_nothing_deleted() {
+    // given a joiner in Software Engineering
+    let Some(r) = start().await else { return };
+    let (sys_id, created) = new_user(&r, "bo.chen");
+    assert_eq!(r.post_sn(&created).await, 202);
+    let joined = membership(&sys_id, "bo.chen", "Software Engineering", "created", 1);
+    assert_eq!(r.post_sn(&joined).await, 202);
+    r.pump().await;
+    let id = account_of(&r, "bo.chen@example.com");
+    assert_eq!(
+        members(&r, "jira-software-users"),
+        std::slice::from_ref(&id)
+    );
+    // when the user moves to the Service Desk, Jira losing the add's answer
+    r.jira.faults().push(
+        Match::method_path(http::Method::POST, "/rest/api/3/group/user"),
+        Fault::answer_dropped(),
+        1,
+    );
+    let left = membership(&sys_id, "bo.chen", "Software Engineering", "deleted", 2);
+    let joined = membership(&sys_id, "bo.chen", "Service Desk", "created", 3);
+    assert_eq!(r.post_sn(&left).await, 202);
+    assert_eq!(r.post_sn(&joined).await, 202);
+    r.pump().await;
+    // then the Jira groups follow, the add made once (no "already a member")
+    assert!(members(&r, "jira-software-users").is_empty());
+    assert_eq!(
+        members(&r, "jira-servicemanagement-users"),
+        std::slice::from_ref(&id)
+    );
+    assert_eq!(r.jira.faults().count("answer_lost"), 1);
+    assert!(r.dead_letters().await.is_empty());
+    // when the user leaves (active=false)
+    let deactivated = json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": "bo.chen",
+        "email": "bo.chen@example.com", "active": "false", "sys_updated_by": "admin",
+        "sys_updated_on": "2026-12-06 07:09:00",
+        "changes": [{"field": "active", "from": "true", "to": "false"}]});
+    assert_eq!(r.post_sn(&deactivated).await, 202);
+    r.pump().await;
+    // then no group grants the account Jira access any more, the account is
+    // still there and nothing was deleted but memberships
+    for g in GROUPS {
+        assert!(members(&r, g).is_empty(), "{g}");
+    }
+    account_of(&r, "bo.chen@example.com");
+    let deletes: Vec<String> = writes(&r)
+        .into_iter()
+        .filter(|w| w.starts_with("DELETE"))
+        .collect();
+    assert!(
+        deletes
+            .iter()
+            .all(|d| d.ends_with("/rest/api/3/group/user")),
+        "{deletes:?}"
+    );
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    assert!(r.dead_letters().await.is_empty());
+    assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
+}
+
+#[tokio::test]
+async fn an_account_removed_in_jira_deactivates_the_servicenow_user() {
+    // given a paired joiner
+    let Some(r) = start().await else { return };
+    let (sys_id, created) = new_user(&r, "cy.diaz");
+    assert_eq!(r.post_sn(&created).await, 202);
+    r.pump().await;
+    let id = account_of(&r, "cy.diaz@example.com");
+    // when an admin removes the account from the Jira site
+    let deleted = json!({"webhookEvent": "user_deleted", "timestamp": 1765005000000u64,
+        "user": {"accountId": id, "displayName": "cy diaz", "accountType": "atlassian"}});
+    assert_eq!(r.post("jira", &deleted, "user-del-1").await, 202);
+    // (Jira retries the same delivery: one change)
+    assert_eq!(r.post("jira", &deleted, "user-del-1").await, 202);
+    r.pump().await;
+    // then the ServiceNow user is deactivated and locked out, not deleted
+    let users = r.sn.records("sys_user");
+    assert_eq!(users.len(), 1);
+    let user = r.sn.find("sys_user", "sys_id", &sys_id).unwrap();
+    assert_eq!(text(&user["active"]), "false");
+    assert_eq!(text(&user["locked_out"]), "true");
+    assert!(writes(&r).iter().all(|w| !w.starts_with("DELETE")));
+    assert!(r.dead_letters().await.is_empty());
+    // and ServiceNow's update by the integration user is no new leaver
+    let echo = json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": "cy.diaz",
+        "email": "cy.diaz@example.com", "active": "false", "sys_updated_by": SN_USER,
+        "sys_updated_on": "2026-12-06 07:12:00",
+        "changes": [{"field": "active", "from": "true", "to": "false"}]});
+    no_echo(&r, &[echo], &[]).await;
+}
