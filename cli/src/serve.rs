@@ -299,21 +299,6 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     };
     let refusals = crate::listener::Refusals::default();
     let board = refusals.clone();
-    let server = tokio::spawn(async move {
-        let shutdown = async move { stopped.notified().await };
-        crate::listener::serve(
-            listener,
-            router,
-            settings,
-            refusals,
-            shutdown,
-            Duration::from_secs(5),
-        )
-        .await;
-        if let Some(t) = cert_task {
-            t.abort();
-        }
-    });
 
     let connectors = Connectors::from_config(
         &config,
@@ -397,6 +382,23 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
         },
     )
     .await?;
+    // Webhooks are served last: once /health answers, every listener the
+    // relay was asked for (the console's too) is bound and serving.
+    let server = tokio::spawn(async move {
+        let shutdown = async move { stopped.notified().await };
+        crate::listener::serve(
+            listener,
+            router,
+            settings,
+            refusals,
+            shutdown,
+            Duration::from_secs(5),
+        )
+        .await;
+        if let Some(t) = cert_task {
+            t.abort();
+        }
+    });
     Ok(Running {
         addr,
         scheme,
