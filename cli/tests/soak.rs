@@ -502,7 +502,8 @@ async fn deliver_sn(client: &reqwest::Client, base: &str, body: &Value, sent: &S
 /// admins) = 200 events, while Jira answers 10 % 503 and 5 % 429 and loses the
 /// answer of 15 % of its writes (the account created, the membership added or
 /// removed, then the connection cut or the answer after 3 s); for 20 % of the
-/// users the first membership arrives before the user. Exactly one account per
+/// users the first membership arrives before the user, and every tenth event is
+/// posted again after all the others. Exactly one account per
 /// person, memberships exactly as sent, no dead letter, nothing deleted.
 /// Size: `RELAY_SOAK_IDENTITY_USERS` (default 40).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -576,6 +577,16 @@ async fn identity_soak_with_lost_answers_and_out_of_order_memberships() {
         plans.push((name, leaver, events));
     }
     let sent = deliver_all_sn(&serve.base, plans.iter().map(|p| p.2.clone()).collect()).await;
+    // Late repeats: every tenth event posted once more after all the others
+    // (a sender retrying what it thinks failed). The same body is the same
+    // change: nothing moves.
+    let repeats: Vec<Value> = plans
+        .iter()
+        .flat_map(|p| p.2.iter().cloned())
+        .step_by(10)
+        .collect();
+    let late = repeats.len();
+    deliver_all_sn(&serve.base, vec![repeats]).await;
     let stats = drained(&data, Duration::from_secs(240)).await;
     let (dead, dlq) = dead_letters(&data);
 
@@ -626,7 +637,8 @@ async fn identity_soak_with_lost_answers_and_out_of_order_memberships() {
     let answers_lost = jira.faults().count("answer_lost");
     let violations = jira.violations();
     eprintln!(
-        "identity soak: {users} users × 5 events, {out_of_order} with a membership before the user; \
+        "identity soak: {users} users × 5 events, {out_of_order} with a membership before the user, \
+         {late} posted again at the end; \
          Jira: {answers_lost} answers lost after the commit, {} faults in all; accounts {}; \
          user creates sent {creates}; missing {missing}; duplicates {duplicates}; wrong groups {wrong}; \
          dead-lettered {dead}; re-posted {}; wall {:.1} s; {}",
