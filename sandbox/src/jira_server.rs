@@ -34,6 +34,7 @@ use crate::faults::{
     unauthorized, Credentials, Faults, Flavor, Recorded, XorShift,
 };
 
+mod dc_users;
 mod meta;
 pub use meta::{Account, Named, Site};
 
@@ -449,7 +450,38 @@ impl JiraServer {
             display_name: display_name.into(),
             email: email.map(str::to_owned),
             products: Vec::new(),
+            name: None,
+            active: true,
+            searchable_from: None,
         });
+    }
+
+    /// Users and groups on `/rest/api/2` answer as Jira Data Center's do:
+    /// accounts by username (`name`, `?username=`), `applicationKeys`,
+    /// `PUT /user {active}`, membership by `{name}` (see `dc_users`). The
+    /// Cloud spec does not describe them, so they are checked by hand.
+    pub fn set_data_center(&self, on: bool) {
+        self.state().site.data_center = on;
+    }
+
+    /// Data Center accounts: (key, username, e-mail, active, application keys).
+    #[allow(clippy::type_complexity)]
+    pub fn dc_accounts(&self) -> Vec<(String, String, Option<String>, bool, Vec<String>)> {
+        self.state()
+            .site
+            .users
+            .iter()
+            .filter_map(|a| {
+                let name = a.name.clone()?;
+                Some((
+                    a.account_id.clone(),
+                    name,
+                    a.email.clone(),
+                    a.active,
+                    a.products.clone(),
+                ))
+            })
+            .collect()
     }
 
     /// Adds an (empty) group, as an admin would.
@@ -1034,7 +1066,7 @@ fn is_write(method: &Method, path: &str) -> bool {
         (method.as_str(), rest),
         ("POST", ["issue"] | ["user"] | ["group", "user"])
             | ("DELETE", ["user"] | ["group", "user"])
-            | ("PUT", ["issue", _])
+            | ("PUT", ["issue", _] | ["user"])
             | (
                 "POST",
                 ["issue", _, "comment" | "attachments" | "transitions"]
@@ -1152,6 +1184,13 @@ fn dispatch(sh: &Arc<Shared>, parts: &http::request::Parts, bytes: &[u8], path: 
     } else {
         None
     };
+
+    // Data Center's user API is not Jira Cloud's (the spec checked below).
+    if v2 && lock(&ctx.sh.state).site.data_center {
+        if let Some(r) = dc_users::route(&ctx, rest, body.as_ref()) {
+            return r;
+        }
+    }
 
     // The contract check.
     let check = ctx
@@ -3577,21 +3616,24 @@ mod tests {
         assert_eq!(j.violations().len(), n, "{:?}", j.violations());
     }
 
+    /// Sends with the default Basic credentials: (status, JSON body or null).
+    async fn send_as_admin(r: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = r
+            .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
     #[tokio::test]
     async fn users_and_group_membership_as_the_spec_shapes_them() {
         let j = JiraServer::start().await;
         j.add_group("jira-software-users");
         let c = reqwest::Client::new();
         let url = |p: &str| format!("{}/rest/api/3/{p}", j.base_url());
-        let send = |r: reqwest::RequestBuilder| async move {
-            let r = r
-                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        };
+        let send = send_as_admin;
         // Create, and create again: the same account.
         let body = json!({"emailAddress": "ann.lee@example.com", "displayName": "Ann Lee", "products": ["jira-software"]});
         let (st, a) = send(c.post(url("user")).json(&body)).await;
@@ -3641,6 +3683,100 @@ mod tests {
             404
         );
         assert!(j.violations().is_empty(), "{:?}", j.violations());
+    }
+
+    #[tokio::test]
+    async fn cloud_user_search_lags_behind_a_create() {
+        let j = JiraServer::start().await;
+        j.set_search_lag(Duration::from_millis(300));
+        let c = reqwest::Client::new();
+        let url = |p: &str| format!("{}/rest/api/3/{p}", j.base_url());
+        let send = send_as_admin;
+        let body = json!({"emailAddress": "lag@example.com", "products": ["jira-software"]});
+        assert_eq!(send(c.post(url("user")).json(&body)).await.0, 201);
+        let search = || c.get(url("user/search?query=lag@example.com"));
+        assert_eq!(send(search()).await.1, json!([]));
+        // A create for the address meanwhile answers with the same account.
+        let (st, again) = send(c.post(url("user")).json(&body)).await;
+        assert_eq!((st, j.accounts().len()), (201, 1), "{again}");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(send(search()).await.1[0]["accountId"], again["accountId"]);
+    }
+
+    #[tokio::test]
+    async fn data_center_users_by_username() {
+        let j = JiraServer::start().await;
+        j.set_data_center(true);
+        j.set_bearer("pat");
+        j.add_group("jira-software-users");
+        let c = reqwest::Client::new();
+        let url = |p: &str| format!("{}/rest/api/2/{p}", j.base_url());
+        let send = |r: reqwest::RequestBuilder| async move {
+            let r = r.bearer_auth("pat").send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        };
+        let user = |name: &str| {
+            json!({"name": name, "emailAddress": "dee@example.com", "displayName": "Dee",
+                   "applicationKeys": ["jira-software"]})
+        };
+        // A username is unique, an address is not (Data Center's trap).
+        assert_eq!(send(c.post(url("user")).json(&user("dee"))).await.0, 201);
+        let (st, dup) = send(c.post(url("user")).json(&user("dee"))).await;
+        assert_eq!((st, dup["errors"]["username"].is_string()), (400, true));
+        assert_eq!(send(c.post(url("user")).json(&user("dee2"))).await.0, 201);
+        let (st, missing) = send(
+            c.post(url("user"))
+                .json(&json!({"emailAddress": "x@example.com"})),
+        )
+        .await;
+        assert_eq!(st, 400);
+        assert!(
+            missing["errors"]["username"].is_string() && missing["errors"]["fullname"].is_string()
+        );
+        let (_, hits) = send(c.get(url("user/search?username=dee@example.com"))).await;
+        assert_eq!(hits.as_array().unwrap().len(), 2);
+        // Deactivated: found only with includeInactive.
+        let (st, off) = send(
+            c.put(url("user?username=dee"))
+                .json(&json!({"active": false})),
+        )
+        .await;
+        assert_eq!((st, off["active"].as_bool()), (200, Some(false)));
+        let names = |v: Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (_, hits) = send(c.get(url("user/search?username=dee"))).await;
+        assert_eq!(names(hits), ["dee2"]);
+        let (_, hits) = send(c.get(url(
+            "user/search?username=dee&includeInactive=true&includeActive=false",
+        )))
+        .await;
+        assert_eq!(names(hits), ["dee"]);
+        // Membership by name, read through expand=groups.
+        let add = || {
+            c.post(url("group/user?groupname=jira-software-users"))
+                .json(&json!({"name": "dee"}))
+        };
+        assert_eq!(send(add()).await.0, 201);
+        assert_eq!(send(add()).await.0, 400);
+        let (_, u) = send(c.get(url("user?username=dee&expand=groups"))).await;
+        assert_eq!(u["groups"]["items"][0]["name"], "jira-software-users");
+        let remove = || c.delete(url("group/user?groupname=jira-software-users&username=dee"));
+        assert_eq!(send(remove()).await.0, 200);
+        assert_eq!(send(remove()).await.0, 400);
+        assert!(j.violations().is_empty(), "{:?}", j.violations());
+        // Cloud's dialect is a violation (and a 400 for the missing username).
+        assert_eq!(send(c.get(url("user/search?query=dee"))).await.0, 400);
+        assert_eq!(j.violations().len(), 1, "{:?}", j.violations());
+        assert_eq!(send(c.delete(url("user?username=dee2"))).await.0, 204);
+        assert_eq!(j.dc_accounts().len(), 1);
     }
 
     #[tokio::test]

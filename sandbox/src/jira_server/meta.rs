@@ -50,6 +50,9 @@ pub struct Site {
     /// Groups by name, with their members' account ids (`/group/user`,
     /// `/group/member`, `/user/groups`).
     pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// Users and groups answer as Jira Data Center's `/rest/api/2` does
+    /// (usernames, not account ids; see `dc_users`).
+    pub data_center: bool,
 }
 
 /// A Jira account. `email: None` is an address the user's profile
@@ -60,13 +63,21 @@ pub struct Account {
     pub account_id: String,
     pub display_name: String,
     pub email: Option<String>,
-    /// Products the account has access to (`POST /user` gives them).
+    /// Products the account has access to (`POST /user` gives them;
+    /// Data Center's `applicationKeys`).
     pub products: Vec<String>,
+    /// Data Center's username (`name`); Cloud accounts have none.
+    pub name: Option<String>,
+    /// Data Center can deactivate an account (`PUT /user {active}`).
+    pub active: bool,
+    /// With a search lag, `/user/search` finds the account only from
+    /// this moment (Jira Cloud's user index lags behind a create).
+    pub searchable_from: Option<std::time::Instant>,
 }
 
 fn account_json(ctx: &Ctx<'_>, a: &Account) -> Value {
     let mut v = json!({
-        "accountId": a.account_id, "accountType": "atlassian", "active": true,
+        "accountId": a.account_id, "accountType": "atlassian", "active": a.active,
         "displayName": a.display_name, "timeZone": "Europe/London",
         "self": format!("{}/rest/api/{}/user?accountId={}", ctx.sh.base, ctx.api(), a.account_id),
     });
@@ -103,6 +114,7 @@ impl Default for Site {
             denied: BTreeSet::new(),
             users: Vec::new(),
             groups: BTreeMap::new(),
+            data_center: false,
         }
     }
 }
@@ -499,10 +511,12 @@ pub(super) fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Option<Response> {
         }
         ["user", "search"] => {
             let q = ctx.param("query").unwrap_or_default().to_lowercase();
+            let now = std::time::Instant::now();
             let hits: Vec<Value> = st
                 .site
                 .users
                 .iter()
+                .filter(|a| a.searchable_from.is_none_or(|t| t <= now))
                 .filter(|a| {
                     !q.is_empty()
                         && (a.display_name.to_lowercase().starts_with(&q)
@@ -678,7 +692,7 @@ pub(super) fn allowed(st: &JiraState, project: &str, permission: &str) -> bool {
         .contains(&(project.to_ascii_uppercase(), permission.to_string()))
 }
 
-fn no_user() -> Response {
+pub(super) fn no_user() -> Response {
     jira_error(
         404,
         &["Specified user does not exist or you do not have required permissions"],
@@ -686,12 +700,12 @@ fn no_user() -> Response {
     )
 }
 
-fn no_group() -> Response {
+pub(super) fn no_group() -> Response {
     jira_error(404, &["Specified group does not exist."], json!({}))
 }
 
 /// A stable id for a group name (FNV-1a), in the UUID-like form Jira uses.
-fn group_id(name: &str) -> String {
+pub(super) fn group_id(name: &str) -> String {
     let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     });
@@ -746,18 +760,26 @@ pub(super) fn create_user(ctx: &Ctx<'_>, body: Option<Value>) -> Response {
             str::to_owned,
         ),
         email: Some(email.to_owned()),
-        products: body["products"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        products: strings(&body["products"]),
+        name: None,
+        active: true,
+        searchable_from: (!st.search_lag.is_zero())
+            .then(|| std::time::Instant::now() + st.search_lag),
     };
     let v = account_json(ctx, &account);
     st.site.users.push(account);
     json_response(201, &v)
+}
+
+/// The strings of a JSON array (nothing for anything else).
+pub(super) fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `DELETE /user?accountId=`: the account leaves the site (and its groups).
