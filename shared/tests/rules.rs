@@ -183,9 +183,20 @@ fn servicenow_events_plan_through_servicenow_to_jira() {
 /// Identity events (`shared/tests/events-identity/`, shaped as the business
 /// rule and Jira send them) through `servicenow-users-to-jira`: the planned
 /// calls are golden files, and the main ones are spelled out here.
-#[test]
-fn identity_events_plan_through_servicenow_users_to_jira() {
-    let config = example("servicenow-users-to-jira");
+/// Every step of every rule of `plan`, as `line` writes it.
+fn step_lines(
+    plan: &shared::rules::plan::Plan,
+    line: impl Fn(&shared::rules::plan::Step) -> String,
+) -> Vec<String> {
+    plan.rules.iter().flat_map(|r| &r.steps).map(line).collect()
+}
+
+/// Plans every event of `shared/tests/events-identity` through `example`
+/// (golden files under `golden/<example>/`), by file stem.
+fn identity_plans(
+    example_name: &str,
+) -> std::collections::BTreeMap<String, shared::rules::plan::Plan> {
+    let config = example(example_name);
     let dir = repo().join("shared/tests/events-identity");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -203,19 +214,18 @@ fn identity_events_plan_through_servicenow_users_to_jira() {
         };
         let plan = shared::rules::plan(&config, endpoint, &payload).unwrap();
         golden(
-            &format!("servicenow-users-to-jira/{stem}.json"),
+            &format!("{example_name}/{stem}.json"),
             &(serde_json::to_string_pretty(&plan).unwrap() + "\n"),
         );
         plans.insert(stem, plan);
     }
-    let steps = |n: &str| -> Vec<String> {
-        plans[n]
-            .rules
-            .iter()
-            .flat_map(|r| &r.steps)
-            .map(|s| format!("{} {}", s.id, s.path))
-            .collect()
-    };
+    plans
+}
+
+#[test]
+fn identity_events_plan_through_servicenow_users_to_jira() {
+    let plans = identity_plans("servicenow-users-to-jira");
+    let steps = |n: &str| step_lines(&plans[n], |s| format!("{} {}", s.id, s.path));
     assert_eq!(
         steps("servicenow-user-created"),
         ["lookup /rest/api/3/user/search", "create /rest/api/3/user"]
@@ -402,6 +412,81 @@ fn problems(yaml: &str) -> Vec<shared::config::Problem> {
         Err(ConfigError::Invalid { problems, .. }) => problems,
         other => panic!("expected problems, got {other:?}"),
     }
+}
+
+#[test]
+fn identity_events_plan_through_the_data_center_example() {
+    let plans = identity_plans("servicenow-users-to-jira-datacenter");
+    let steps = |n: &str| step_lines(&plans[n], |s| format!("{} {:?} {}", s.id, s.method, s.path));
+    // A joiner: looked up (inactive users too), created by username,
+    // reactivated only if a search shows the account inactive.
+    assert_eq!(
+        steps("servicenow-user-created"),
+        [
+            "lookup Get /rest/api/2/user/search",
+            "create Post /rest/api/2/user",
+            "state Get /rest/api/2/user/search",
+            "activate Put /rest/api/2/user"
+        ]
+    );
+    let joiner = &plans["servicenow-user-created"].rules[0].steps;
+    assert!(joiner[0]
+        .query
+        .contains(&("includeInactive".into(), "true".into())));
+    let shared::rules::plan::Body::Json { json: create } = &joiner[1].body else {
+        panic!("{:?}", joiner[1].body)
+    };
+    assert!(create["name"].is_string() && create.get("accountId").is_none());
+    assert!(create["applicationKeys"].is_array() && create.get("products").is_none());
+    // A leaver: deactivated if active, never created.
+    assert_eq!(
+        steps("servicenow-user-deactivated"),
+        [
+            "lookup Get /rest/api/2/user/search",
+            "state Get /rest/api/2/user/search",
+            "activate Put /rest/api/2/user"
+        ]
+    );
+    let leaver = &plans["servicenow-user-deactivated"].rules[0].steps;
+    assert_eq!(leaver[0].on_empty, Some(shared::rules::plan::OnEmpty::Skip));
+    assert_eq!(
+        leaver[2].body,
+        shared::rules::plan::Body::Json {
+            json: serde_json::json!({"active": false})
+        }
+    );
+    // Membership by username.
+    assert_eq!(
+        steps("servicenow-grmember-created"),
+        [
+            "lookup Get /rest/api/2/user/search",
+            "member0 Get /rest/api/2/user",
+            "add0 Post /rest/api/2/group/user"
+        ]
+    );
+    let add = &plans["servicenow-grmember-created"].rules[0].steps[2];
+    assert_eq!(
+        add.body,
+        shared::rules::plan::Body::Json {
+            json: serde_json::json!({"name": "{{lookup.id}}"})
+        }
+    );
+}
+
+#[test]
+fn cloud_identity_rules_refuse_data_center_fields() {
+    let yaml =
+        std::fs::read_to_string(repo().join("examples/servicenow-users-to-jira.yaml")).unwrap();
+    let from = "      products: { value: [jira-software] }\n";
+    assert!(yaml.contains(from));
+    let yaml = yaml.replacen(from, &format!("{from}      active: {{ value: true }}\n"), 1);
+    let p = problems(&yaml);
+    let hit = p
+        .iter()
+        .find(|p| p.field == "rules[0].map.active")
+        .unwrap_or_else(|| panic!("{p:?}"));
+    assert!(hit.message.contains("Data Center"), "{hit:?}");
+    assert!(hit.message.contains("organization admin API"), "{hit:?}");
 }
 
 /// A valid config the problem cases below change one line of.

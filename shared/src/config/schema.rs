@@ -187,7 +187,7 @@ pub fn config_schema() -> Value {
                 }
             },
             "to": { "type": "string", "description": "connection name" },
-            "action": { "enum": ["create", "update", "upsert", "comment", "transition", "attach", "delete", "user", "group_member"], "description": "user: find or create the Jira Cloud account of the correlated e-mail address (map displayName, products); group_member: add it to (member: true) or remove it from (member: false) the mapped group or groups" },
+            "action": { "enum": ["create", "update", "upsert", "comment", "transition", "attach", "delete", "user", "group_member"], "description": "user: find or create the Jira account of the correlated e-mail address (map displayName, products; Data Center `api: v2` also name, the username, and active, to deactivate or reactivate); group_member: add it to (member: true) or remove it from (member: false) the mapped group or groups" },
             "table": { "type": "string" },
             "correlate": {
                 "type": "object",

@@ -370,13 +370,11 @@ pub(crate) fn check_rules(
             }
             if action.is_identity() {
                 let name = action_name(action);
-                if conn.kind != ConnectionKind::Jira
-                    || conn.api != crate::outbound::connections::JiraApi::V3
-                {
+                if conn.kind != ConnectionKind::Jira {
                     local.push(problem(
                         &r.action,
                         at("action"),
-                        format!("action `{name}` is for jira connections with `api: v3` (Jira Cloud); Data Center users and ServiceNow's sys_user are not provisioned by it"),
+                        format!("action `{name}` is for jira connections (Cloud `api: v3`, Data Center `api: v2`); ServiceNow's sys_user is not provisioned by it"),
                         "for ServiceNow write `sys_user` with `action: upsert` or `update` and `table: sys_user`",
                     ));
                 }
@@ -391,20 +389,27 @@ pub(crate) fn check_rules(
                         "write `correlate: { key: email, field: emailAddress }` (the event's e-mail address)",
                     ));
                 }
-                let allowed: &[&str] = if action == Action::User {
-                    &["displayName", "products"]
-                } else {
-                    &["group", "member"]
+                let dc = conn.api == crate::outbound::connections::JiraApi::V2;
+                let allowed: &[&str] = match (action, dc) {
+                    (Action::User, false) => &["displayName", "products"],
+                    (Action::User, true) => &["displayName", "products", "name", "active"],
+                    _ => &["group", "member"],
                 };
                 for (target, spec) in &r.map {
-                    if !allowed.contains(&target.as_str()) {
-                        local.push(problem(
-                            spec,
-                            at(&format!("map.{target}")),
-                            format!("action `{name}` has no field `{target}`"),
-                            &format!("map only {}", allowed.join(", ")),
-                        ));
+                    if allowed.contains(&target.as_str()) {
+                        continue;
                     }
+                    let (why, fix) = match target.as_str() {
+                        "active" | "name" if action == Action::User => (
+                            format!("`{target}` is for Jira Data Center (`api: v2`): Jira Cloud has no usernames, and deactivates accounts only through the organization admin API, which the relay does not call"),
+                            "on Cloud take a leaver's access away with a `group_member` rule (`member: false`) on the groups that grant it".to_owned(),
+                        ),
+                        _ => (
+                            format!("action `{name}` has no field `{target}`"),
+                            format!("map only {}", allowed.join(", ")),
+                        ),
+                    };
+                    local.push(problem(spec, at(&format!("map.{target}")), why, &fix));
                 }
                 if action == Action::GroupMember && !has("group") {
                     local.push(problem(

@@ -222,3 +222,176 @@ async fn an_account_removed_in_jira_deactivates_the_servicenow_user() {
         "changes": [{"field": "active", "from": "true", "to": "false"}]});
     no_echo(&r, &[echo], &[]).await;
 }
+
+/// The Jira groups of the Data Center example.
+const DC_GROUPS: [&str; 3] = [
+    "jira-software-users",
+    "jira-servicedesk-users",
+    "jira-administrators",
+];
+
+/// Jira Data Center (`examples/servicenow-users-to-jira-datacenter.yaml`).
+async fn start_dc() -> Option<Relay> {
+    let r = Relay::start("servicenow-users-to-jira-datacenter").await?;
+    r.jira.set_data_center(true);
+    DC_GROUPS.iter().for_each(|g| r.jira.add_group(g));
+    r.sn.allow_fields("sys_user", &["u_jira_username", "locked_out"]);
+    Some(r)
+}
+
+/// The Data Center users with `email`: (username, active, application keys).
+fn dc_users(r: &Relay, email: &str) -> Vec<(String, bool, Vec<String>)> {
+    r.jira
+        .dc_accounts()
+        .into_iter()
+        .filter(|a| a.2.as_deref() == Some(email))
+        .map(|(_, name, _, active, keys)| (name, active, keys))
+        .collect()
+}
+
+fn groups_of(r: &Relay, username: &str) -> Vec<&'static str> {
+    let key = r
+        .jira
+        .dc_accounts()
+        .into_iter()
+        .find(|a| a.1 == username)
+        .map(|a| a.0)
+        .unwrap();
+    DC_GROUPS
+        .into_iter()
+        .filter(|g| members(r, g).contains(&key))
+        .collect()
+}
+
+#[tokio::test]
+async fn data_center_joiner_mover_leaver_and_returner_by_username() {
+    // given Jira Data Center, a joiner whose membership arrives first, and
+    // Jira losing the answer of the user's create
+    let Some(r) = start_dc().await else { return };
+    let (sys_id, created) = new_user(&r, "dee.ng");
+    r.jira.faults().push(
+        Match::method_path(http::Method::POST, "/rest/api/2/user"),
+        Fault::answer_dropped(),
+        1,
+    );
+    let joined = membership(&sys_id, "dee.ng", "Software Engineering", "created", 1);
+    assert_eq!(r.post_sn(&joined).await, 202);
+    assert_eq!(r.post_sn(&created).await, 202);
+    r.pump().await;
+    // then one user named by the ServiceNow user_name, Jira Software access,
+    // in jira-software-users, paired in ServiceNow by username
+    assert_eq!(r.jira.faults().count("answer_lost"), 1);
+    assert_eq!(
+        dc_users(&r, "dee.ng@example.com"),
+        [("dee.ng".to_owned(), true, vec!["jira-software".to_owned()])]
+    );
+    assert_eq!(groups_of(&r, "dee.ng"), ["jira-software-users"]);
+    let user = r.sn.find("sys_user", "sys_id", &sys_id).unwrap();
+    assert_eq!(text(&user["u_jira_username"]), "dee.ng");
+
+    // when the user moves to the Service Desk, Jira losing the add's answer
+    r.jira.faults().push(
+        Match::method_path(http::Method::POST, "/rest/api/2/group/user"),
+        Fault::answer_dropped(),
+        1,
+    );
+    let left = membership(&sys_id, "dee.ng", "Software Engineering", "deleted", 2);
+    let joined = membership(&sys_id, "dee.ng", "Service Desk", "created", 3);
+    assert_eq!(r.post_sn(&left).await, 202);
+    assert_eq!(r.post_sn(&joined).await, 202);
+    r.pump().await;
+    assert_eq!(groups_of(&r, "dee.ng"), ["jira-servicedesk-users"]);
+
+    // when the user leaves: deactivated, groups and account kept
+    let leaver = |active: &str, at: &str| {
+        json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": "dee.ng",
+            "email": "dee.ng@example.com", "name": "dee ng", "active": active, "sys_updated_by": "admin",
+            "sys_updated_on": at,
+            "changes": [{"field": "active", "from": if active == "true" { "false" } else { "true" }, "to": active}]})
+    };
+    assert_eq!(
+        r.post_sn(&leaver("false", "2026-12-06 07:09:00")).await,
+        202
+    );
+    r.pump().await;
+    assert_eq!(
+        dc_users(&r, "dee.ng@example.com"),
+        [("dee.ng".to_owned(), false, vec!["jira-software".to_owned()])]
+    );
+    assert_eq!(groups_of(&r, "dee.ng"), ["jira-servicedesk-users"]);
+
+    // when the person returns: the same account reactivated, not a second one
+    assert_eq!(r.post_sn(&leaver("true", "2026-12-06 07:19:00")).await, 202);
+    r.pump().await;
+    assert_eq!(
+        dc_users(&r, "dee.ng@example.com"),
+        [("dee.ng".to_owned(), true, vec!["jira-software".to_owned()])]
+    );
+    // an update that changes nothing sends nothing (the state is read first)
+    let before = writes(&r);
+    let phone = json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": "dee.ng",
+        "email": "dee.ng@example.com", "name": "dee ng", "active": "true", "sys_updated_by": "admin",
+        "sys_updated_on": "2026-12-06 07:29:00",
+        "changes": [{"field": "phone", "from": "", "to": "555"}]});
+    assert_eq!(r.post_sn(&phone).await, 202);
+    r.pump().await;
+    assert_eq!(writes(&r), before);
+    assert!(writes(&r)
+        .iter()
+        .all(|w| !w.starts_with("DELETE /rest/api/2/user")));
+    assert!(r.dead_letters().await.is_empty());
+    assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
+
+    // and the pairing echo changes nothing; a user deleted in Jira
+    // deactivates the ServiceNow user
+    let echo_sn = json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": "dee.ng",
+        "email": "dee.ng@example.com", "active": "true", "sys_updated_by": SN_USER,
+        "sys_updated_on": "2026-12-06 07:31:00",
+        "changes": [{"field": "u_jira_username", "from": "", "to": "dee.ng"}]});
+    no_echo(&r, &[echo_sn], &[]).await;
+    let deleted = json!({"webhookEvent": "user_deleted", "timestamp": 1765005000000u64,
+        "user": {"name": "dee.ng", "key": "JIRAUSER10100", "displayName": "dee ng"}});
+    assert_eq!(r.post("jira", &deleted, "dc-user-del-1").await, 202);
+    r.pump().await;
+    let user = r.sn.find("sys_user", "sys_id", &sys_id).unwrap();
+    assert_eq!(text(&user["active"]), "false");
+    assert_eq!(text(&user["locked_out"]), "true");
+    assert!(r.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn data_center_pairs_an_existing_user_instead_of_a_second_one() {
+    // given a Data Center user an admin made by hand for the same address
+    // (Data Center would accept a second user with that address)
+    let Some(r) = start_dc().await else { return };
+    let pat = crate::worker_flow::DC_PAT;
+    let c = reqwest::Client::new();
+    let made = c
+        .post(format!("{}/rest/api/2/user", r.jira.base_url()))
+        .bearer_auth(pat)
+        .json(
+            &json!({"name": "eli.ross.old", "emailAddress": "eli.ross@example.com",
+                      "displayName": "Eli Ross", "applicationKeys": ["jira-software"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    // when ServiceNow sends the joiner (username eli.ross)
+    let (sys_id, created) = new_user(&r, "eli.ross");
+    assert_eq!(r.post_sn(&created).await, 202);
+    r.pump().await;
+    // then the existing user is paired, and no second one is made
+    assert_eq!(
+        dc_users(&r, "eli.ross@example.com"),
+        [(
+            "eli.ross.old".to_owned(),
+            true,
+            vec!["jira-software".to_owned()]
+        )]
+    );
+    let user = r.sn.find("sys_user", "sys_id", &sys_id).unwrap();
+    assert_eq!(text(&user["u_jira_username"]), "eli.ross.old");
+    assert!(r.dead_letters().await.is_empty());
+    assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
+}

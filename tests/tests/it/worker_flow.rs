@@ -50,7 +50,7 @@ const SN_CLIENT_SECRET: &str = relay_tests::servicenow_server::DEFAULT_CLIENT_SE
 const JIRA_CLIENT_ID: &str = relay_tests::jira_server::DEFAULT_CLIENT_ID;
 const JIRA_CLIENT_SECRET: &str = relay_tests::jira_server::DEFAULT_CLIENT_SECRET;
 const HMAC_KEY: &str = "hmac-key-77b0";
-const DC_PAT: &str = "dc-pat-5e1f";
+pub(crate) const DC_PAT: &str = "dc-pat-5e1f";
 const HOOK_TOKEN: &str = "hook-token-c3a9";
 const MAX_RECEIVES: u32 = 5;
 

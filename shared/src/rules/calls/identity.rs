@@ -1,4 +1,5 @@
-//! The calls of identity rules into Jira Cloud's REST API (v3).
+//! The calls of identity rules into Jira: Cloud's REST API (v3) and Data
+//! Center's (v2).
 //!
 //! Both actions first find the person's account by the e-mail address the
 //! rule correlates by: the link store is asked first (the executor answers a
@@ -15,8 +16,20 @@
 //!   redelivery, or a retry after a lost answer, changes nothing twice, and
 //!   Jira's 400 for "already a member" never happens. An account not found
 //!   waits (`wait_for_correlation`) for the rule that creates it.
+//!
+//! Data Center (`api: v2`) names a person by username, not account id: the
+//! lookup is `GET /user/search?username=<email>&includeInactive=true` and
+//! keeps the `name` of the exact address; a create sends `name` (the
+//! mapped username, else the address), `emailAddress`, `displayName` and
+//! `applicationKeys`; a member's groups are read with
+//! `GET /user?username=&expand=groups`; membership changes send `{name}` /
+//! `username=`. Data Center allows two accounts with one address, so the
+//! lookup before a create is what keeps one person one account. A mapped
+//! `active` (Data Center 8.3 and later) deactivates or reactivates the
+//! account with `PUT /user?username= {active}`, only after a search shows
+//! the account in the other state; `active: false` never creates one.
 
-use crate::outbound::connections::Connection;
+use crate::outbound::connections::{Connection, JiraApi};
 use crate::rules::model::{Action, Rule};
 use crate::rules::plan::{Body, Method, OnEmpty, RunIf, Step};
 use serde_json::{json, Map, Value};
@@ -48,41 +61,107 @@ pub(crate) fn identity_steps(
     not_found: OnEmpty,
 ) -> Result<Vec<Step>, Stop> {
     let api = conn.api.prefix();
+    let dc = conn.api == JiraApi::V2;
     let email = email.filter(|e| e.contains('@')).ok_or_else(|| {
         Stop::Skip("the event has no e-mail address to find the account by".into())
     })?;
+    let exact = format!("[emailAddress={}]", filter_value(email));
+    // Data Center: a search by username/address, inactive accounts too (a
+    // returning joiner is reactivated, not created twice); `None`: Cloud.
+    let dc_search = |id: &str, active: bool, inactive: bool| {
+        let mut s = step(id, Method::Get, format!("{api}/user/search"));
+        s.query = vec![
+            ("username".into(), email.to_owned()),
+            ("includeActive".into(), active.to_string()),
+            ("includeInactive".into(), inactive.to_string()),
+            ("maxResults".into(), "50".into()),
+        ];
+        s.extract.insert("id".into(), format!("{exact}.name"));
+        s
+    };
     let mut steps = Vec::new();
-    let mut lookup = step("lookup", Method::Get, format!("{api}/user/search"));
-    lookup.query = vec![
-        ("query".into(), email.to_owned()),
-        ("maxResults".into(), "50".into()),
-    ];
-    lookup.extract.insert(
-        "id".into(),
-        format!("[emailAddress={}].accountId", filter_value(email)),
-    );
+    let mut lookup = if dc {
+        dc_search("lookup", true, true)
+    } else {
+        let mut l = step("lookup", Method::Get, format!("{api}/user/search"));
+        l.query = vec![
+            ("query".into(), email.to_owned()),
+            ("maxResults".into(), "50".into()),
+        ];
+        l.extract.insert("id".into(), format!("{exact}.accountId"));
+        l
+    };
     lookup.on_empty = Some(not_found);
-    steps.push(lookup);
     match rule.action {
         Action::User => {
-            let mut body = Map::new();
-            body.insert("emailAddress".into(), Value::String(email.to_owned()));
-            if let Some(name) = take(&mut fields, "displayName").filter(|v| !v.is_null()) {
-                body.insert("displayName".into(), Value::String(text_of(&name)));
+            let active = take(&mut fields, "active")
+                .filter(|v| !v.is_null())
+                .map(|v| truthy(&v));
+            if active.is_some() && !dc {
+                return Err(Stop::Error(
+                    "`active` is for Jira Data Center (`api: v2`); Jira Cloud deactivates through the organization admin API, which the relay does not call".into(),
+                ));
             }
-            // Jira requires the list; an empty one creates the account
-            // without product access.
+            let mut body = Map::new();
+            if dc {
+                let name = take(&mut fields, "name")
+                    .map(|v| text_of(&v))
+                    .filter(|n| !n.trim().is_empty())
+                    .unwrap_or_else(|| email.to_owned());
+                body.insert("name".into(), Value::String(name));
+            }
+            body.insert("emailAddress".into(), Value::String(email.to_owned()));
+            let name = take(&mut fields, "displayName")
+                .filter(|v| !v.is_null())
+                .map(|v| text_of(&v));
+            match name {
+                Some(n) => {
+                    body.insert("displayName".into(), Value::String(n));
+                }
+                // Data Center requires a full name.
+                None if dc => {
+                    let local = email.split('@').next().unwrap_or(email);
+                    body.insert("displayName".into(), Value::String(local.to_owned()));
+                }
+                None => {}
+            }
+            // Jira Cloud requires the list; an empty one creates the
+            // account without product access.
             let products = take(&mut fields, "products").map(texts).unwrap_or_default();
-            body.insert("products".into(), json!(products));
-            let mut create = step("create", Method::Post, format!("{api}/user"));
-            create.run_if = RunIf::NotFound("lookup".into());
-            create.body = Body::Json {
-                json: Value::Object(body),
-            };
-            create.extract.insert("id".into(), "accountId".into());
-            steps.push(create);
+            let key = if dc { "applicationKeys" } else { "products" };
+            body.insert(key.into(), json!(products));
+            if active == Some(false) {
+                // A leaver with no account: nothing to create or change.
+                lookup.on_empty = Some(OnEmpty::Skip);
+            }
+            steps.push(lookup);
+            if active != Some(false) {
+                let mut create = step("create", Method::Post, format!("{api}/user"));
+                create.run_if = RunIf::NotFound("lookup".into());
+                create.body = Body::Json {
+                    json: Value::Object(body),
+                };
+                let id = if dc { "name" } else { "accountId" };
+                create.extract.insert("id".into(), id.into());
+                steps.push(create);
+            }
+            if let Some(active) = active {
+                // Changed only when a search shows the other state.
+                let mut state = dc_search("state", !active, active);
+                state.on_empty = Some(OnEmpty::Continue);
+                state.run_if = RunIf::Found("lookup".into());
+                steps.push(state);
+                let mut change = step("activate", Method::Put, format!("{api}/user"));
+                change.query = vec![("username".into(), "{{lookup.id}}".into())];
+                change.body = Body::Json {
+                    json: json!({ "active": active }),
+                };
+                change.run_if = RunIf::Found("state".into());
+                steps.push(change);
+            }
         }
         Action::GroupMember => {
+            steps.push(lookup);
             let groups = take(&mut fields, "group").map(texts).unwrap_or_default();
             if groups.is_empty() {
                 return Err(Stop::Skip(
@@ -92,15 +171,30 @@ pub(crate) fn identity_steps(
             let member = take(&mut fields, "member").is_none_or(|v| truthy(&v));
             for (i, group) in groups.iter().enumerate() {
                 let seen_id = format!("member{i}");
-                let mut seen = step(&seen_id, Method::Get, format!("{api}/user/groups"));
-                seen.query = vec![("accountId".into(), "{{lookup.id}}".into())];
-                seen.extract.insert(
-                    "name".into(),
-                    format!("[name={}].name", filter_value(group)),
-                );
+                let mut seen = if dc {
+                    let mut s = step(&seen_id, Method::Get, format!("{api}/user"));
+                    s.query = vec![
+                        ("username".into(), "{{lookup.id}}".into()),
+                        ("expand".into(), "groups".into()),
+                    ];
+                    s.extract.insert(
+                        "name".into(),
+                        format!("groups.items[name={}].name", filter_value(group)),
+                    );
+                    s
+                } else {
+                    let mut s = step(&seen_id, Method::Get, format!("{api}/user/groups"));
+                    s.query = vec![("accountId".into(), "{{lookup.id}}".into())];
+                    s.extract.insert(
+                        "name".into(),
+                        format!("[name={}].name", filter_value(group)),
+                    );
+                    s
+                };
                 seen.on_empty = Some(OnEmpty::Continue);
                 seen.run_if = RunIf::Found("lookup".into());
                 steps.push(seen);
+                let who = if dc { "name" } else { "accountId" };
                 let change = if member {
                     let mut add = step(
                         &format!("add{i}"),
@@ -109,7 +203,7 @@ pub(crate) fn identity_steps(
                     );
                     add.query = vec![("groupname".into(), group.clone())];
                     add.body = Body::Json {
-                        json: json!({"accountId": "{{lookup.id}}"}),
+                        json: json!({ who: "{{lookup.id}}" }),
                     };
                     add.run_if = RunIf::NotFound(seen_id);
                     add
@@ -119,9 +213,10 @@ pub(crate) fn identity_steps(
                         Method::Delete,
                         format!("{api}/group/user"),
                     );
+                    let param = if dc { "username" } else { "accountId" };
                     remove.query = vec![
                         ("groupname".into(), group.clone()),
-                        ("accountId".into(), "{{lookup.id}}".into()),
+                        (param.into(), "{{lookup.id}}".into()),
                     ];
                     remove.run_if = RunIf::Found(seen_id);
                     remove
