@@ -67,14 +67,21 @@ fn scalar(v: &Value) -> Option<String> {
 /// The values a mapping writes that the config itself names (a constant,
 /// a value table's values and default), sorted; `None`: from the event.
 fn named_values(m: &Mapping) -> Option<Vec<String>> {
+    // A list value (`group: { value: [a, b] }`) names each of its items.
+    let each = |v: &Value| -> Vec<String> {
+        match v {
+            Value::Array(a) => a.iter().filter_map(scalar).collect(),
+            v => scalar(v).into_iter().collect(),
+        }
+    };
     let mut out: Vec<String> = match (&m.table, &m.source) {
         (Some(t), _) => t
             .entries
             .values()
             .chain(t.default.iter())
-            .filter_map(scalar)
+            .flat_map(each)
             .collect(),
-        (None, Source::Const(v)) => scalar(v).into_iter().collect(),
+        (None, Source::Const(v)) => each(v),
         (None, _) => return None,
     };
     out.sort();
@@ -182,6 +189,99 @@ pub async fn check(config: &Config, text: &str, secrets: Arc<dyn SecretStore>) -
         }
     }
     report
+}
+
+/// Identity rules: the global ADMINISTER permission they need, the groups
+/// `group_member` rules name and the products `user` rules give.
+async fn identity(
+    text: &str,
+    c: &Connection,
+    site: &JiraSite,
+    rules: &[(usize, &Rule)],
+    report: &mut Report,
+) -> Result<(), String> {
+    let ids: Vec<&(usize, &Rule)> = rules
+        .iter()
+        .filter(|(_, r)| r.action.is_identity())
+        .collect();
+    let Some((first, rule)) = ids.first() else {
+        return Ok(());
+    };
+    report.checked += 1;
+    if !site.global_permission("ADMINISTER").await? {
+        report.problems.push(problem(
+            &At {
+                field: format!("rules[{first}].action"),
+                line: rule.lines.rule,
+            },
+            format!(
+                "the user of connection `{}` lacks the global permission ADMINISTER (Administer Jira), which creating accounts and changing group membership need",
+                c.name
+            ),
+            "give this connection a Jira administrator's credentials, apart from the ones that write issues (docs/identity.md)".into(),
+        ));
+    }
+    let mut products: Option<Vec<site::IdName>> = None;
+    for (i, r) in ids {
+        for (target, m) in &r.map {
+            let at = map_at(*i, r, target);
+            let Some(values) = named_values(m) else {
+                if matches!(target.as_str(), "group" | "products") {
+                    report.from_events += 1;
+                }
+                continue;
+            };
+            match (r.action, target.as_str()) {
+                (Action::GroupMember, "group") => {
+                    for g in values {
+                        report.checked += 1;
+                        let like = site.groups_like(&g).await?;
+                        if !like.contains(&g) {
+                            let close = if like.is_empty() {
+                                site.groups_like("").await?
+                            } else {
+                                like
+                            };
+                            report.problems.push(problem(
+                                &value_at(text, &at, &g),
+                                format!("the Jira site {} has no group `{g}`", c.base_url),
+                                format!(
+                                    "create the group in Jira or name an existing one (names are exact): {}",
+                                    listing(close)
+                                ),
+                            ));
+                        }
+                    }
+                }
+                (Action::User, "products") => {
+                    if products.is_none() {
+                        products = Some(site.products().await?);
+                    }
+                    let offered = products.as_deref().unwrap_or_default();
+                    for p in values {
+                        report.checked += 1;
+                        if !offered.iter().any(|o| o.id == p) {
+                            report.problems.push(problem(
+                                &value_at(text, &at, &p),
+                                format!(
+                                    "the Jira site {} has no product (application role) `{p}`",
+                                    c.base_url
+                                ),
+                                format!(
+                                    "use a product key of the site: {}",
+                                    listing(
+                                        offered.iter().map(|o| format!("{} ({})", o.id, o.name))
+                                    )
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A field id of a `fields.<id>[.…]` target.
@@ -299,7 +399,9 @@ async fn jira(
         }
     }
     let mut actions: BTreeMap<&'static str, At> = BTreeMap::new();
-    for (i, r) in &rules {
+    // Identity rules need a global permission, checked with their groups
+    // and products (`identity`), not per project.
+    for (i, r) in rules.iter().filter(|(_, r)| !r.action.is_identity()) {
         actions.entry(permission(r.action)).or_insert(At {
             field: format!("rules[{i}].action"),
             line: r.lines.rule,
@@ -354,6 +456,8 @@ async fn jira(
         }
     }
     read.push(format!("{} project(s)", project_ids.len()));
+
+    identity(text, c, &site, &rules, report).await?;
 
     // Issue types and create screens of the create rules.
     for (i, r) in &rules {

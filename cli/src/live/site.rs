@@ -237,6 +237,57 @@ impl JiraSite {
         }
     }
 
+    /// Whether the user has a global permission (`ADMINISTER`).
+    pub async fn global_permission(&self, key: &str) -> Result<bool, String> {
+        let v = self
+            .reader
+            .get(
+                &format!("{}/mypermissions", self.api),
+                &[("permissions", key)],
+            )
+            .await?
+            .unwrap_or(Value::Null);
+        Ok(v["permissions"][key]["havePermission"]
+            .as_bool()
+            .unwrap_or(false))
+    }
+
+    /// The products accounts can be given (application roles: key, name).
+    pub async fn products(&self) -> Result<Vec<IdName>, String> {
+        let v = self
+            .reader
+            .get(&format!("{}/applicationrole", self.api), &[])
+            .await?;
+        Ok(v.as_ref()
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|r| IdName {
+                id: text(&r["key"]),
+                name: text(&r["name"]),
+            })
+            .collect())
+    }
+
+    /// The names of the groups whose name contains `query` (the group
+    /// picker; at most 50, Cloud and Data Center alike).
+    pub async fn groups_like(&self, query: &str) -> Result<Vec<String>, String> {
+        let v = self
+            .reader
+            .get(
+                &format!("{}/groups/picker", self.api),
+                &[("query", query), ("maxResults", "50")],
+            )
+            .await?
+            .unwrap_or(Value::Null);
+        Ok(v["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| text(&g["name"]))
+            .collect())
+    }
+
     /// Whether the user has each permission in the project.
     pub async fn permissions(
         &self,

@@ -195,3 +195,115 @@ async fn the_shipped_config_passes_and_each_planted_mistake_is_found_with_its_li
     assert!(err.contains("401"), "{err}");
     assert!(!err.contains(DEFAULT_PASSWORD), "{err}");
 }
+
+/// The identity examples: the groups `group_member` rules name, the
+/// products `user` rules give and the global ADMINISTER they need are
+/// checked on the site; each planted mistake is found with its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_groups_products_and_the_admin_permission_are_checked() {
+    for (example, groups, dc) in [
+        (
+            "servicenow-users-to-jira",
+            [
+                "jira-software-users",
+                "jira-servicemanagement-users",
+                "jira-admins",
+            ],
+            false,
+        ),
+        (
+            "servicenow-users-to-jira-datacenter",
+            [
+                "jira-software-users",
+                "jira-servicedesk-users",
+                "jira-administrators",
+            ],
+            true,
+        ),
+    ] {
+        let jira = JiraServer::start().await;
+        let sn = ServiceNowServer::start().await;
+        jira.set_data_center(dc);
+        jira.set_bearer("dc-pat");
+        groups.iter().for_each(|g| jira.add_group(g));
+        jira.add_group("jira-software-users-old");
+        sn.allow_fields(
+            "sys_user",
+            &["u_jira_account_id", "u_jira_username", "locked_out"],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets.yaml");
+        std::fs::write(
+            &secrets,
+            format!(
+                "secrets:\n  relay/jira-admin:\n    email: {DEFAULT_EMAIL}\n    api_token: {DEFAULT_API_TOKEN}\n  relay/jira-dc:\n    pat: dc-pat\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {DEFAULT_PASSWORD}\n  relay/servicenow-sender:\n    username: s\n    password: p\n  relay/webhook:\n    token: t\n"
+            ),
+        )
+        .unwrap();
+        chmod(&secrets, 0o600);
+        let good =
+            std::fs::read_to_string(crate::common::repo().join(format!("examples/{example}.yaml")))
+                .unwrap()
+                .replace("https://example.atlassian.net", &jira.base_url())
+                .replace("https://jira.example.com", &jira.base_url())
+                .replace("https://example.service-now.com", &sn.base_url());
+        let config = dir.path().join("relay.yaml");
+        std::fs::write(&config, &good).unwrap();
+        let args = [
+            "check",
+            "--live",
+            config.to_str().unwrap(),
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ];
+        let (ok, out, err) = relay(&args);
+        assert!(ok, "{example} should pass:\n{out}\n{err}");
+        assert!(jira.violations().is_empty(), "{:?}", jira.violations());
+
+        // A group the site lacks (in a value table), a product it does not
+        // sell, and an integration user who is no Jira administrator.
+        let bad = good
+            .replacen(
+                "Software Engineering: jira-software-users",
+                "Software Engineering: jira-software-user",
+                1,
+            )
+            .replacen(
+                "products: { value: [jira-software] }",
+                "products: { value: [jira-softwear] }",
+                1,
+            );
+        assert_ne!(bad, good);
+        std::fs::write(&config, &bad).unwrap();
+        jira.deny_permission("", "ADMINISTER");
+        let (ok, out, err) = relay(&args);
+        assert!(!ok, "{example}: planted mistakes must fail:\n{out}\n{err}");
+        reported(
+            &err,
+            &config,
+            line_of(&bad, "Software Engineering: jira-software-user\n", ""),
+            "has no group `jira-software-user`",
+        );
+        assert!(
+            err.contains("jira-software-users, jira-software-users-old"),
+            "{example}: the fix lists the close groups: {err}"
+        );
+        reported(
+            &err,
+            &config,
+            line_of(&bad, "jira-softwear", ""),
+            "no product (application role) `jira-softwear`",
+        );
+        assert!(err.contains("jira-software (Jira Software)"), "{err}");
+        reported(
+            &err,
+            &config,
+            line_of(&bad, "- name: joiner account", ""),
+            "lacks the global permission ADMINISTER",
+        );
+        assert!(
+            err.contains("live check found 3 problem(s)"),
+            "{example}: {err}"
+        );
+    }
+}

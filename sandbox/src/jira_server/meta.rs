@@ -50,6 +50,9 @@ pub struct Site {
     /// Groups by name, with their members' account ids (`/group/user`,
     /// `/group/member`, `/user/groups`).
     pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// Application roles (`/applicationrole`): the products an account can
+    /// be given (key, name).
+    pub products: Vec<Named>,
     /// Users and groups answer as Jira Data Center's `/rest/api/2` does
     /// (usernames, not account ids; see `dc_users`).
     pub data_center: bool,
@@ -114,6 +117,10 @@ impl Default for Site {
             denied: BTreeSet::new(),
             users: Vec::new(),
             groups: BTreeMap::new(),
+            products: named(&[
+                ("jira-software", "Jira Software"),
+                ("jira-servicedesk", "Jira Service Management"),
+            ]),
             data_center: false,
         }
     }
@@ -128,6 +135,7 @@ const PERMISSIONS: &[(&str, &str, &str)] = &[
     ("46", "TRANSITION_ISSUES", "Transition Issues"),
     ("16", "DELETE_ISSUES", "Delete Issues"),
     ("10", "BROWSE_PROJECTS", "Browse Projects"),
+    ("0", "ADMINISTER", "Administer Jira"),
 ];
 
 /// System fields on every create screen: (id, name, required, schema type).
@@ -491,6 +499,41 @@ pub(super) fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Option<Response> {
                 .collect();
             json_response(200, &Value::Array(list))
         }
+        ["applicationrole"] => {
+            let roles: Vec<Value> = st
+                .site
+                .products
+                .iter()
+                .map(|p| {
+                    let users = format!("{}-users", p.id);
+                    json!({"key": p.id, "name": p.name, "groups": [users], "defaultGroups": [users],
+                           "selectedByDefault": false, "defined": false, "numberOfSeats": 10,
+                           "remainingSeats": 5, "userCount": 5, "userCountDescription": "users",
+                           "hasUnlimitedSeats": false, "platform": false})
+                })
+                .collect();
+            json_response(200, &Value::Array(roles))
+        }
+        ["groups", "picker"] => {
+            let q = ctx.param("query").unwrap_or_default().to_lowercase();
+            let max = ctx
+                .param("maxResults")
+                .and_then(|m| m.parse::<usize>().ok())
+                .unwrap_or(20);
+            let hits: Vec<&String> = st
+                .site
+                .groups
+                .keys()
+                .filter(|g| g.to_lowercase().contains(&q))
+                .collect();
+            let groups: Vec<Value> = hits
+                .iter()
+                .take(max)
+                .map(|g| json!({"name": g, "groupId": group_id(g), "html": g, "labels": []}))
+                .collect();
+            let header = format!("Showing {} of {} matching groups", groups.len(), hits.len());
+            json_response(200, &json!({"groups": groups, "header": header, "total": hits.len()}))
+        }
         ["group", "member"] => {
             let name = ctx.param("groupname").unwrap_or_default();
             let Some(members) = st.site.groups.get(name) else {
@@ -588,12 +631,17 @@ pub(super) fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Option<Response> {
                         json!({}),
                     ));
                 };
-                let have = project
-                    .as_ref()
-                    .is_none_or(|p| !st.site.denied.contains(&(p.clone(), key.to_string())));
+                // A global permission (ADMINISTER) is denied under the
+                // project "" and holds in every project.
+                let global = *key == "ADMINISTER";
+                let on = if global { None } else { project.as_ref() };
+                let have = !st
+                    .site
+                    .denied
+                    .contains(&(on.cloned().unwrap_or_default(), key.to_string()));
                 perms.insert(
                     key.to_string(),
-                    json!({"id": id, "key": key, "name": name, "type": "PROJECT",
+                    json!({"id": id, "key": key, "name": name, "type": if global { "GLOBAL" } else { "PROJECT" },
                            "description": format!("Ability to {}.", name.to_lowercase()),
                            "havePermission": have}),
                 );
