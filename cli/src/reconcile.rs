@@ -11,7 +11,8 @@ use shared::outbound::rest::http_client;
 use shared::outbound::{Budget, ConnectorSettings};
 use shared::queue::Queue;
 use shared::reconcile::{
-    parse_duration, DriftKind, Reconciler, SqliteStore, SweepOptions, SweepReport, SweepResult,
+    parse_duration, DriftKind, Reconciler, SqliteStore, SweepError, SweepOptions, SweepReport,
+    SweepResult, UserSweepReport,
 };
 use shared::secrets::SecretStore;
 use shared::support::clock::SystemClock;
@@ -150,6 +151,111 @@ pub async fn run_once(
         .await
 }
 
+/// A copy of an outcome for rendering (the error as its message).
+fn clone_outcome(r: &Result<UserSweepReport, SweepError>) -> Result<UserSweepReport, SweepError> {
+    match r {
+        Ok(rep) => Ok(rep.clone()),
+        Err(e) => Err(SweepError::Stopped(e.to_string())),
+    }
+}
+
+/// One user sweep's outcome, by endpoint.
+pub type UserSweep = (String, Result<UserSweepReport, SweepError>);
+
+/// The user sweeps of every endpoint with `reconcile_users:` (or only
+/// `endpoint`).
+pub async fn run_users(
+    reconciler: &Reconciler,
+    config: &Config,
+    endpoint: Option<&str>,
+    dry_run: bool,
+    budget: Duration,
+) -> Vec<UserSweep> {
+    let mut out = Vec::new();
+    for name in config.reconcile_users.keys() {
+        if endpoint.is_some_and(|e| e != name) {
+            continue;
+        }
+        let r = reconciler
+            .sweep_users(name, dry_run, &Budget::from_now(budget))
+            .await;
+        out.push((name.clone(), r));
+    }
+    out
+}
+
+/// What the user sweeps found, for people.
+pub fn render_users(results: &[UserSweep]) -> String {
+    let mut out = String::new();
+    for (endpoint, r) in results {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                out.push_str(&format!("{endpoint}: user sweep not done: {e}\n"));
+                continue;
+            }
+        };
+        for g in &r.groups {
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_owned()
+                } else {
+                    v.join(", ")
+                }
+            };
+            out.push_str(&format!(
+                "{endpoint}  {} (from {}): {} in ServiceNow, {} in Jira; to add: {}; to remove: {}{}\n",
+                g.jira_group,
+                g.servicenow_groups.join(", "),
+                g.expected,
+                g.members,
+                list(&g.missing),
+                list(&g.extra),
+                if g.unmanaged > 0 {
+                    format!("; {} Jira member(s) ServiceNow does not know, left alone", g.unmanaged)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        for g in &r.unknown_servicenow_groups {
+            out.push_str(&format!(
+                "{endpoint}  ServiceNow has no group `{g}` (named in the rule's table)\n"
+            ));
+        }
+        for g in &r.unknown_jira_groups {
+            out.push_str(&format!(
+                "{endpoint}  Jira has no group `{g}` (named in the rule's table): not compared\n"
+            ));
+        }
+        out.push_str(&format!(
+            "{endpoint}: user sweep: {} group(s), {} difference(s), {} enqueued{}{}, {} ServiceNow + {} Jira request(s), {} ms{}\n",
+            r.groups.len(),
+            r.drift(),
+            r.enqueued,
+            if r.already_queued > 0 {
+                format!(" ({} already queued)", r.already_queued)
+            } else {
+                String::new()
+            },
+            if r.without_email > 0 {
+                format!(", {} active member(s) without an e-mail address", r.without_email)
+            } else {
+                String::new()
+            },
+            r.servicenow_requests,
+            r.jira_requests,
+            r.duration.as_millis(),
+            if r.dry_run {
+                ", report only: nothing enqueued (`apply: true` in reconcile_users, or no --dry-run)"
+            } else {
+                ""
+            }
+        ));
+    }
+    out
+}
+
 /// `relay serve`'s sweeps: each endpoint on its own `every`, the first one
 /// shortly after start (catching up on what arrived while the relay was
 /// down), until `stop`.
@@ -176,6 +282,30 @@ impl SweepBoard {
             .values()
             .cloned()
             .collect()
+    }
+
+    fn note_users(&self, endpoint: &str, r: &Result<UserSweepReport, SweepError>) {
+        let key = format!("{endpoint} (users)");
+        let mut st = SweepStatus {
+            endpoint: key.clone(),
+            at_ms: jiff::Timestamp::now().as_millisecond(),
+            ..SweepStatus::default()
+        };
+        match r {
+            Ok(rep) => {
+                st.scanned = rep.groups.iter().map(|g| g.expected as u64).sum();
+                st.drift = rep.drift() as u64;
+                st.enqueued = rep.enqueued;
+                if rep.dry_run && rep.drift() > 0 {
+                    st.problem = "report only (apply: false): nothing queued".into();
+                }
+            }
+            Err(e) => st.problem = e.to_string(),
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, st);
     }
 
     fn note(&self, r: &shared::reconcile::sweep::SweepResult) {
@@ -208,16 +338,18 @@ pub async fn serve_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let first = Duration::from_secs(5);
-    let mut next: Vec<(String, Duration, tokio::time::Instant)> = config
+    // (endpoint, every, when next, a user sweep)
+    let start = |every: Duration| tokio::time::Instant::now() + first.min(every);
+    let mut next: Vec<(String, Duration, tokio::time::Instant, bool)> = config
         .reconcile
         .iter()
-        .map(|(name, spec)| {
-            (
-                name.clone(),
-                spec.every,
-                tokio::time::Instant::now() + first.min(spec.every),
-            )
-        })
+        .map(|(name, spec)| (name.clone(), spec.every, start(spec.every), false))
+        .chain(
+            config
+                .reconcile_users
+                .iter()
+                .map(|(name, spec)| (name.clone(), spec.every, start(spec.every), true)),
+        )
         .collect();
     loop {
         let Some(due) = next.iter().map(|n| n.2).min() else {
@@ -231,8 +363,20 @@ pub async fn serve_loop(
             return;
         }
         let now = tokio::time::Instant::now();
-        for (name, every, at) in next.iter_mut() {
+        for (name, every, at, users) in next.iter_mut() {
             if *at > now {
+                continue;
+            }
+            if *users {
+                let budget = (*every).max(Duration::from_secs(60));
+                let results = run_users(&reconciler, &config, Some(name), false, budget).await;
+                for (endpoint, r) in &results {
+                    board.note_users(endpoint, r);
+                    if r.as_ref().map_or(true, |r| r.drift() > 0) {
+                        tracing::warn!(target: "relay::delivery", endpoint = %endpoint, "reconcile: {}", render_users(std::slice::from_ref(&(endpoint.clone(), clone_outcome(r)))).trim_end());
+                    }
+                }
+                *at = tokio::time::Instant::now() + *every;
                 continue;
             }
             let opts = SweepOptions {

@@ -339,7 +339,7 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     });
     let (stop, _) = watch::channel(false);
     let sweeps = crate::reconcile::SweepBoard::default();
-    let sweeper = if config.reconcile.is_empty() {
+    let sweeper = if config.reconcile.is_empty() && config.reconcile_users.is_empty() {
         None
     } else {
         let reconciler = crate::reconcile::reconciler(

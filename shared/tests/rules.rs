@@ -588,3 +588,44 @@ fn schema_declares_every_key_the_examples_use() {
         }
     }
 }
+
+#[test]
+fn a_user_sweep_names_a_servicenow_connection_and_a_group_table_rule() {
+    let yaml =
+        std::fs::read_to_string(repo().join("examples/servicenow-users-to-jira.yaml")).unwrap();
+    let config = Config::from_yaml(&yaml, "ok.yaml", |_| None).unwrap();
+    let spec = &config.reconcile_users["servicenow"];
+    assert_eq!((spec.rule.as_str(), spec.apply), ("group joined", false));
+    for (from, to, needle) in [
+        (
+            "      rule: group joined\n",
+            "      rule: group joind\n",
+            "no rule is named `group joind`",
+        ),
+        (
+            "      rule: group joined\n",
+            "      rule: leaver\n",
+            "maps no ServiceNow group to a Jira group",
+        ),
+        (
+            "      rule: group joined\n",
+            "      rule: joiner account\n",
+            "is not a group_member rule",
+        ),
+        (
+            "      connection: servicenow\n      rule:",
+            "      connection: jira\n      rule:",
+            "not a ServiceNow connection",
+        ),
+        ("      every: 1h\n", "      every: 0s\n", "more than zero"),
+    ] {
+        assert!(yaml.contains(from), "{from}");
+        let p = problems(&yaml.replacen(from, to, 1));
+        assert!(
+            p.iter()
+                .any(|p| p.field.starts_with("endpoints[0].reconcile_users")
+                    && p.message.contains(needle)),
+            "{needle}: {p:?}"
+        );
+    }
+}

@@ -35,17 +35,24 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<(), String> {
     let c = Arc::new(load(&a.config)?);
-    if c.reconcile.is_empty() {
+    if c.reconcile.is_empty() && c.reconcile_users.is_empty() {
         return Err(format!(
-            "{}: no endpoint has a `reconcile:` section (see docs/reconcile.md)",
+            "{}: no endpoint has a `reconcile:` or `reconcile_users:` section (see docs/reconcile.md, docs/identity.md)",
             a.config.display()
         ));
     }
     if let Some(e) = &a.endpoint {
-        if !c.reconcile.contains_key(e) {
-            return Err(format!("endpoint `{e}` has no `reconcile:` section"));
+        if !c.reconcile.contains_key(e) && !c.reconcile_users.contains_key(e) {
+            return Err(format!(
+                "endpoint `{e}` has no `reconcile:` or `reconcile_users:` section"
+            ));
         }
     }
+    // Issue sweeps run when there are any (for the endpoint asked for).
+    let issues = match &a.endpoint {
+        Some(e) => c.reconcile.contains_key(e),
+        None => !c.reconcile.is_empty(),
+    };
     let since = a.since.as_deref().map(reconcile::parse_since).transpose()?;
     crate::logs::init_stderr();
     runtime()?.block_on(async {
@@ -53,13 +60,25 @@ pub fn run(a: Args) -> Result<(), String> {
             Arc::new(CachedSecretStore::new(open_secrets(a.secrets.as_deref())?));
         let queue = open_data_queue(&a.data_dir, shared::queue::EmbeddedSettings::default())?;
         let r = reconcile::reconciler(
-            c,
+            c.clone(),
             secrets,
             Arc::new(queue),
             &a.data_dir,
             std::time::Duration::from_secs(10),
         )?;
-        let results = reconcile::run_once(&r, a.endpoint, since, a.dry_run).await;
+        let results = if issues {
+            reconcile::run_once(&r, a.endpoint.clone(), since, a.dry_run).await
+        } else {
+            Vec::new()
+        };
+        let users = reconcile::run_users(
+            &r,
+            &c,
+            a.endpoint.as_deref(),
+            a.dry_run,
+            std::time::Duration::from_secs(3600),
+        )
+        .await;
         if a.json {
             let v: Vec<serde_json::Value> = results
                 .iter()
@@ -67,15 +86,20 @@ pub fn run(a: Args) -> Result<(), String> {
                     Ok(rep) => serde_json::json!({"endpoint": r.endpoint, "report": rep}),
                     Err(e) => serde_json::json!({"endpoint": r.endpoint, "error": e.to_string()}),
                 })
+                .chain(users.iter().map(|(endpoint, r)| match r {
+                    Ok(rep) => serde_json::json!({"endpoint": endpoint, "users": rep}),
+                    Err(e) => serde_json::json!({"endpoint": endpoint, "error": e.to_string()}),
+                }))
                 .collect();
             emit(&format!("{}\n", serde_json::Value::Array(v)))?;
         } else {
             emit(&reconcile::render(&results))?;
+            emit(&reconcile::render_users(&users))?;
         }
         let failed = results.iter().any(|r| match &r.outcome {
             Ok(rep) => !rep.complete,
             Err(_) => true,
-        });
+        }) || users.iter().any(|(_, r)| r.is_err());
         if failed {
             Err("the sweep did not finish (see above); run it again to resume".into())
         } else {

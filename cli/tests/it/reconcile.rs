@@ -525,3 +525,92 @@ async fn a_sweep_brings_servicenow_level_with_jira() {
         assert!(v.is_empty(), "requests the real Jira would reject: {v:?}");
     }
 }
+
+/// The user sweep (`reconcile_users` of examples/servicenow-users-to-jira.yaml):
+/// `relay reconcile` reports a ServiceNow member missing from the mapped Jira
+/// group while the section says `apply: false`; with `apply: true` and
+/// `every: 2s`, `relay serve`'s schedule gives the person an account in that
+/// group without any webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_sweep_reports_by_hand_and_heals_on_relay_serves_schedule() {
+    let (sn, jira) = (ServiceNowServer::start().await, JiraServer::start().await);
+    for g in [
+        "jira-software-users",
+        "jira-servicemanagement-users",
+        "jira-admins",
+    ] {
+        jira.add_group(g);
+    }
+    sn.allow_fields("sys_user", &["u_jira_account_id", "locked_out"]);
+    let group = sn.seed("sys_user_group", json!({"name": "Software Engineering"}));
+    let dee = sn.seed(
+        "sys_user",
+        json!({"user_name": "dee.ng", "email": "dee.ng@example.com", "name": "Dee Ng", "active": "true"}),
+    );
+    sn.seed("sys_user_grmember", json!({"user": dee, "group": group}));
+    let dir = tempfile::tempdir().unwrap();
+    let config = |apply: &str| {
+        std::fs::read_to_string(repo().join("examples/servicenow-users-to-jira.yaml"))
+            .unwrap()
+            .replace("https://example.service-now.com", &sn.base_url())
+            .replace("https://example.atlassian.net", &jira.base_url())
+            .replace(
+                "      every: 1h\n      apply: false\n",
+                &format!("      every: 2s\n      apply: {apply}\n"),
+            )
+    };
+    std::fs::write(dir.path().join("relay.yaml"), config("false")).unwrap();
+    assert!(std::fs::read_to_string(dir.path().join("relay.yaml"))
+        .unwrap()
+        .contains("every: 2s"));
+    let secrets = dir.path().join("secrets.yaml");
+    std::fs::write(
+        &secrets,
+        format!(
+            "secrets:\n  relay/servicenow-sender:\n    username: s\n    password: p\n  relay/servicenow:\n    username: {DEFAULT_USER}\n    password: {DEFAULT_PASSWORD}\n  relay/jira-admin:\n    email: {DEFAULT_EMAIL}\n    api_token: {DEFAULT_API_TOKEN}\n  relay/webhook:\n    token: {TOKEN}\n"
+        ),
+    )
+    .unwrap();
+    chmod(&secrets, 0o600);
+    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let (ok, out, err) = relay(&[
+        "reconcile",
+        "--config",
+        &path("relay.yaml"),
+        "--secrets",
+        &path("secrets.yaml"),
+        "--data-dir",
+        &path("data"),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("jira-software-users (from Software Engineering): 1 in ServiceNow, 0 in Jira; to add: dee.ng@example.com; to remove: none"),
+        "{out}"
+    );
+    assert!(out.contains("report only: nothing enqueued"), "{out}");
+    assert!(jira.accounts().is_empty());
+
+    std::fs::write(dir.path().join("relay.yaml"), config("true")).unwrap();
+    let mut serve = Serve::spawn_with(dir.path(), free_port(), &["--workers", "2"]);
+    serve.ready().await;
+    let start = Instant::now();
+    while jira
+        .group_members("jira-software-users")
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "relay serve's user sweep did not heal the membership"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let accounts = jira.accounts();
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    assert_eq!(
+        jira.group_members("jira-software-users").unwrap(),
+        [accounts[0].0.clone()]
+    );
+    serve.stop().await;
+    assert!(jira.violations().is_empty(), "{:?}", jira.violations());
+}

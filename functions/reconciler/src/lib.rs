@@ -25,7 +25,7 @@ use shared::outbound::executor::Connectors;
 use shared::outbound::Budget;
 use shared::queue::Queue;
 use shared::reconcile::{
-    Reconciler, SweepError, SweepOptions, SweepReport, SweepResult, WatermarkStore,
+    Reconciler, SweepError, SweepOptions, SweepReport, SweepResult, UserSweepReport, WatermarkStore,
 };
 use shared::support::clock::Clock;
 use std::sync::Arc;
@@ -94,6 +94,9 @@ pub struct EndpointSummary {
     pub drift_total: Option<usize>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub report: Option<SweepReport>,
+    /// A user sweep's report (`reconcile_users:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<UserSweepReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -123,6 +126,7 @@ fn endpoint_summary(r: SweepResult) -> EndpointSummary {
                 outcome: if report.complete { "swept" } else { "stopped" },
                 drift_total: Some(total),
                 report: Some(report),
+                users: None,
                 error: None,
             }
         }
@@ -135,6 +139,29 @@ fn endpoint_summary(r: SweepResult) -> EndpointSummary {
             },
             drift_total: None,
             report: None,
+            users: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// A user sweep's outcome as an endpoint of the summary.
+fn users_summary(endpoint: String, r: Result<UserSweepReport, SweepError>) -> EndpointSummary {
+    match r {
+        Ok(report) => EndpointSummary {
+            endpoint,
+            outcome: "swept",
+            drift_total: Some(report.drift()),
+            report: None,
+            users: Some(report),
+            error: None,
+        },
+        Err(e) => EndpointSummary {
+            endpoint,
+            outcome: "failed",
+            drift_total: None,
+            report: None,
+            users: None,
             error: Some(e.to_string()),
         },
     }
@@ -166,11 +193,29 @@ pub async fn handle(
         owner: request_id.clone(),
         ..SweepOptions::default()
     };
-    let results = reconciler.sweep_all(&opts, &budget).await;
+    // Issue sweeps (every endpoint with `reconcile:`, or the one asked
+    // for), then user sweeps (`reconcile_users:`) on the same schedule.
+    // An endpoint in neither section is the issue sweep's to refuse.
+    let issues = opts.endpoint.as_ref().is_none_or(|e| {
+        deps.config.reconcile.contains_key(e) || !deps.config.reconcile_users.contains_key(e)
+    });
+    let results = if issues {
+        reconciler.sweep_all(&opts, &budget).await
+    } else {
+        Vec::new()
+    };
+    let mut endpoints: Vec<EndpointSummary> = results.into_iter().map(endpoint_summary).collect();
+    for name in deps.config.reconcile_users.keys() {
+        if opts.endpoint.as_ref().is_some_and(|e| e != name) {
+            continue;
+        }
+        let r = reconciler.sweep_users(name, opts.dry_run, &budget).await;
+        endpoints.push(users_summary(name.clone(), r));
+    }
     let summary = Summary {
         request_id,
         dry_run: opts.dry_run,
-        endpoints: results.into_iter().map(endpoint_summary).collect(),
+        endpoints,
     };
     let failed = summary
         .endpoints
@@ -185,7 +230,9 @@ pub async fn handle(
         "reconcile run"
     );
     if summary.endpoints.is_empty() {
-        tracing::warn!("no endpoint has a `reconcile:` section; nothing to sweep");
+        tracing::warn!(
+            "no endpoint has a `reconcile:` or `reconcile_users:` section; nothing to sweep"
+        );
     }
     if summary.all_failed() {
         let reasons: Vec<String> = summary

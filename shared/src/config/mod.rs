@@ -41,6 +41,9 @@ pub struct Config {
     pub projections: std::collections::BTreeMap<String, crate::rules::projection::Projection>,
     /// Reconciliation sweeps by endpoint name (`endpoints[].reconcile`).
     pub reconcile: std::collections::BTreeMap<String, crate::reconcile::spec::ReconcileSpec>,
+    /// User sweeps by endpoint name (`endpoints[].reconcile_users`).
+    pub reconcile_users:
+        std::collections::BTreeMap<String, crate::reconcile::users_spec::UserSweepSpec>,
     /// How people are mapped between the systems (`users:`), for mappings
     /// with `user: true`.
     pub users: Option<crate::config::users::UsersSpec>,
@@ -103,6 +106,8 @@ struct RawEndpoint {
     whitelist: Option<Spanned<crate::rules::whitelist::WhitelistSpec>>,
     #[serde(default)]
     reconcile: Option<Spanned<crate::reconcile::spec::ReconcileYaml>>,
+    #[serde(default)]
+    reconcile_users: Option<Spanned<crate::reconcile::users_spec::UserSweepYaml>>,
 }
 
 impl Config {
@@ -195,6 +200,7 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     let mut endpoints = Vec::with_capacity(raw.endpoints.value.len());
     let mut whitelists = std::collections::BTreeMap::new();
     let mut sweeps = Vec::new();
+    let mut user_sweeps = Vec::new();
     for (i, ep) in raw.endpoints.value.into_iter().enumerate() {
         let name = ep.name.value.clone();
         if !is_valid_endpoint_name(&name) {
@@ -232,6 +238,9 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         if let Some(r) = ep.reconcile {
             sweeps.push((i, name.clone(), ep.kind, r));
         }
+        if let Some(r) = ep.reconcile_users {
+            user_sweeps.push((i, name.clone(), ep.kind, r));
+        }
         endpoints.push(Endpoint {
             name,
             kind: ep.kind,
@@ -247,6 +256,21 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             crate::reconcile::spec::check(i, &name, kind, &raw, &connections, &rules, problems);
         if let Some(spec) = spec {
             reconcile.insert(name, spec);
+        }
+    }
+    let mut reconcile_users = std::collections::BTreeMap::new();
+    for (i, name, kind, raw) in user_sweeps {
+        let spec = crate::reconcile::users_spec::check(
+            i,
+            &name,
+            kind,
+            &raw,
+            &connections,
+            &rules,
+            problems,
+        );
+        if let Some(spec) = spec {
+            reconcile_users.insert(name, spec);
         }
     }
     let users = check_users(raw.users, &connections, &rules, problems);
@@ -270,6 +294,7 @@ fn check(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         whitelists,
         projections,
         reconcile,
+        reconcile_users,
         users,
     }
 }

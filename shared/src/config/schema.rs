@@ -89,6 +89,18 @@ pub fn config_schema() -> Value {
                     "page_size": { "type": "integer", "minimum": 1, "maximum": 100 }
                 }
             },
+            "reconcile_users": {
+                "description": "User sweep (ServiceNow endpoints): the active members of each ServiceNow group the rule's map.group table names against the members of the Jira group it maps to; what differs is queued as sys_user / sys_user_grmember events (apply: true) or only reported (the default).",
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["connection", "rule"],
+                "properties": {
+                    "connection": { "type": "string", "description": "The ServiceNow connection that reads sys_user_group, sys_user_grmember and sys_user." },
+                    "rule": { "type": "string", "description": "The group_member rule whose map.group value table maps ServiceNow groups to Jira groups." },
+                    "every": duration,
+                    "apply": { "type": "boolean", "default": false, "description": "Queue what differs; false: report only (read the report first)." }
+                }
+            },
             "whitelist": {
                 "description": "ONEiO syntax (`user.accountId!=ID1,!=ID2`; comma = AND; =, !=, IN (a,b)) or a list of clauses.",
                 "oneOf": [

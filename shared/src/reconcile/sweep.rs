@@ -188,6 +188,9 @@ pub enum SweepError {
     NoConnector(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A user sweep stopped: a system could not be read or the queue refused.
+    #[error("stopped: {0}")]
+    Stopped(String),
 }
 
 /// The result for one endpoint.
@@ -224,6 +227,22 @@ impl Reconciler {
             clock,
             lease: Duration::from_secs(15 * 60),
         }
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(super) fn connector(&self, name: &str) -> Option<Arc<dyn Connector>> {
+        self.connectors.get(name).cloned()
+    }
+
+    pub(super) fn queue(&self) -> &Arc<dyn Queue> {
+        &self.queue
+    }
+
+    pub(super) fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
     }
 
     /// Sweeps every endpoint with a `reconcile:` section, or only

@@ -395,3 +395,146 @@ async fn data_center_pairs_an_existing_user_instead_of_a_second_one() {
     assert!(r.dead_letters().await.is_empty());
     assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
 }
+
+/// The user sweep (`reconcile_users`) of the Cloud example, applied: a
+/// ServiceNow member with no Jira account, one missing from a group, one
+/// ServiceNow deactivated who is still in a group, and two Jira members
+/// ServiceNow does not know (an admin, an address Jira hides).
+#[tokio::test]
+async fn the_user_sweep_reports_then_heals_group_membership() {
+    use shared::outbound::executor::Connectors;
+    use shared::outbound::rest::http_client;
+    use shared::outbound::{Budget, ConnectorSettings};
+    use shared::reconcile::{MemoryStore, Reconciler};
+    use std::sync::Arc;
+
+    let Some(r) = Relay::start_with_config("examples/servicenow-users-to-jira.yaml", |y, _| {
+        y.replace("      apply: false\n", "      apply: true\n")
+    })
+    .await
+    else {
+        return;
+    };
+    r.jira.set_basic(JIRA_EMAIL, JIRA_TOKEN);
+    GROUPS.iter().for_each(|g| r.jira.add_group(g));
+    r.sn.allow_fields("sys_user", &["u_jira_account_id", "locked_out"]);
+    // ServiceNow: groups, users, memberships.
+    let eng =
+        r.sn.seed("sys_user_group", json!({"name": "Software Engineering"}));
+    let desk = r.sn.seed("sys_user_group", json!({"name": "Service Desk"}));
+    let user = |name: &str, active: &str| {
+        r.sn.seed(
+            "sys_user",
+            json!({"user_name": name, "email": format!("{name}@example.com"),
+                   "name": name.replace('.', " "), "active": active}),
+        )
+    };
+    let (ann, bo, cy) = (
+        user("ann.lee", "true"),
+        user("bo.chen", "true"),
+        user("cy.diaz", "false"),
+    );
+    for (u, g) in [(&ann, &eng), (&bo, &eng), (&bo, &desk), (&cy, &eng)] {
+        r.sn.seed("sys_user_grmember", json!({"user": u, "group": g}));
+    }
+    // Jira: bo and cy in jira-software-users; an admin and a hidden address.
+    r.jira
+        .add_user("712020:bo", "bo chen", Some("bo.chen@example.com"));
+    r.jira
+        .add_user("712020:cy", "cy diaz", Some("cy.diaz@example.com"));
+    r.jira
+        .add_user("712020:admin", "Site Admin", Some("admin@example.com"));
+    r.jira.add_user("712020:hidden", "Hidden", None);
+    let c = reqwest::Client::new();
+    for (id, g) in [
+        ("712020:bo", "jira-software-users"),
+        ("712020:cy", "jira-software-users"),
+        ("712020:hidden", "jira-software-users"),
+        ("712020:admin", "jira-admins"),
+    ] {
+        let s = c
+            .post(format!(
+                "{}/rest/api/3/group/user?groupname={g}",
+                r.jira.base_url()
+            ))
+            .basic_auth(JIRA_EMAIL, Some(JIRA_TOKEN))
+            .json(&json!({"accountId": id}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, 201);
+    }
+    let connectors = Connectors::from_config(
+        &r.config,
+        http_client(),
+        r.secrets.clone(),
+        ConnectorSettings::default(),
+    );
+    let rec = Reconciler::new(
+        r.config.clone(),
+        connectors,
+        Arc::new(shared::queue::SqsQueue::from_conf(&r.aws, r.queue_url())),
+        Arc::new(MemoryStore::new()),
+        Arc::new(shared::support::clock::SystemClock),
+    );
+    let budget = || Budget::from_now(std::time::Duration::from_secs(60));
+
+    // when: a dry run first
+    let dry = rec
+        .sweep_users("servicenow", true, &budget())
+        .await
+        .unwrap();
+    // then: what differs, per Jira group, and nothing queued or written
+    let group = |rep: &shared::reconcile::UserSweepReport, g: &str| {
+        rep.groups
+            .iter()
+            .find(|x| x.jira_group == g)
+            .unwrap()
+            .clone()
+    };
+    let sw = group(&dry, "jira-software-users");
+    assert_eq!(sw.missing, ["ann.lee@example.com"]);
+    assert_eq!(sw.extra, ["cy.diaz@example.com"]);
+    assert_eq!(sw.unmanaged, 1, "the hidden address");
+    assert_eq!(
+        group(&dry, "jira-servicemanagement-users").missing,
+        ["bo.chen@example.com"]
+    );
+    let admins = group(&dry, "jira-admins");
+    assert_eq!((admins.extra.len(), admins.unmanaged), (0, 1), "{admins:?}");
+    assert_eq!((dry.enqueued, dry.drift()), (0, 3));
+    assert_eq!(r.pump().await, 0);
+
+    // when: applied, and the worker runs
+    let done = rec
+        .sweep_users("servicenow", false, &budget())
+        .await
+        .unwrap();
+    assert_eq!(done.enqueued, 5, "{done:?}");
+    r.pump().await;
+    // then: ann has an account in jira-software-users, bo is in both of his
+    // groups, cy is out, the admin and the hidden account are untouched
+    let ann_id = account_of(&r, "ann.lee@example.com");
+    let mut sw = members(&r, "jira-software-users");
+    sw.sort();
+    let mut want = vec![ann_id, "712020:bo".to_owned(), "712020:hidden".to_owned()];
+    want.sort();
+    assert_eq!(sw, want);
+    assert_eq!(members(&r, "jira-servicemanagement-users"), ["712020:bo"]);
+    assert_eq!(members(&r, "jira-admins"), ["712020:admin"]);
+    assert_eq!(
+        account_of(&r, "cy.diaz@example.com"),
+        "712020:cy",
+        "nothing deleted"
+    );
+    assert!(r.dead_letters().await.is_empty());
+    assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
+
+    // and a sweep after that finds nothing to do
+    let again = rec
+        .sweep_users("servicenow", false, &budget())
+        .await
+        .unwrap();
+    assert_eq!((again.drift(), again.enqueued), (0, 0), "{again:?}");
+}

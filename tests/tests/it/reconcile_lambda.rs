@@ -205,3 +205,54 @@ async fn bad_input_and_an_all_failed_run_are_function_errors() {
     );
     assert!(r.sn.requests().is_empty() && r.jira.requests().is_empty());
 }
+
+#[tokio::test]
+async fn the_scheduled_run_includes_the_user_sweep() {
+    // given the people example (report only) and a ServiceNow member of a
+    // mapped group who has no Jira account
+    let Some(r) =
+        Relay::start_with_config("examples/servicenow-users-to-jira.yaml", |y, _| y).await
+    else {
+        return;
+    };
+    r.jira.set_basic(
+        crate::worker_flow::JIRA_EMAIL,
+        crate::worker_flow::JIRA_TOKEN,
+    );
+    r.jira.add_group("jira-software-users");
+    let group =
+        r.sn.seed("sys_user_group", json!({"name": "Software Engineering"}));
+    let user = r.sn.seed(
+        "sys_user",
+        json!({"user_name": "fay.ono", "email": "fay.ono@example.com", "active": "true"}),
+    );
+    r.sn.seed("sys_user_grmember", json!({"user": user, "group": group}));
+    let deps = deps(&r, &format!("/jira-relay/{}/reconcile", unique("lambda")));
+    // when the schedule invokes the reconciler
+    let out = invoke(&deps, scheduled()).await.unwrap();
+    // then the answer carries the user sweep's report, and nothing is queued
+    let ep = out["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["endpoint"] == "servicenow")
+        .cloned()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(ep["outcome"], "swept", "{out}");
+    assert_eq!(ep["drift_total"], 1, "{out}");
+    assert_eq!(ep["users"]["dry_run"], true, "{out}");
+    let software = ep["users"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["jira_group"] == "jira-software-users")
+        .cloned()
+        .unwrap();
+    assert_eq!(software["missing"], json!(["fay.ono@example.com"]));
+    // (the groups the site lacks are said, not a failed run)
+    assert_eq!(
+        ep["users"]["unknown_jira_groups"],
+        json!(["jira-admins", "jira-servicemanagement-users"])
+    );
+    assert!(drain(&r.sqs, r.queue_url()).await.is_empty());
+}
