@@ -233,6 +233,8 @@ struct JiraState {
     rng: XorShift,
     /// How long a change takes to reach JQL search (0: at once).
     search_lag: Duration,
+    /// The organization admin API's key (see [`JiraServer::set_org_api_key`]).
+    org_api_key: Option<String>,
     /// Where attachment downloads are redirected (`302`), if anywhere.
     content_redirect: Option<String>,
     /// Jira Service Management projects (by key): their comments carry
@@ -300,6 +302,7 @@ impl JiraServer {
                 violations: Vec::new(),
                 rng: XorShift::new(0x7172_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
                 search_lag: Duration::ZERO,
+                org_api_key: None,
                 content_redirect: None,
                 service_desks: Default::default(),
                 customer_mail: Vec::new(),
@@ -454,6 +457,22 @@ impl JiraServer {
             active: true,
             searchable_from: None,
         });
+    }
+
+    /// The organization API key the admin API (`/users/{id}/manage/lifecycle/…`)
+    /// accepts as its bearer token (none: every call is refused).
+    pub fn set_org_api_key(&self, key: &str) {
+        self.state().org_api_key = Some(key.to_owned());
+    }
+
+    /// Whether the account is active (`None`: no such account).
+    pub fn account_active(&self, account_id: &str) -> Option<bool> {
+        self.state()
+            .site
+            .users
+            .iter()
+            .find(|a| a.account_id == account_id)
+            .map(|a| a.active)
     }
 
     /// Users and groups on `/rest/api/2` answer as Jira Data Center's do:
@@ -1060,6 +1079,8 @@ fn is_write(method: &Method, path: &str) -> bool {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let rest = match segs.as_slice() {
         ["rest", "api", "2" | "3", rest @ ..] => rest,
+        // The organization admin API's lifecycle writes.
+        ["users", _, "manage", "lifecycle", _] => return method == Method::POST,
         _ => return false,
     };
     matches!(
@@ -1074,11 +1095,48 @@ fn is_write(method: &Method, path: &str) -> bool {
     )
 }
 
+/// The Atlassian organization admin API (`api.atlassian.com/users/{id}/manage/
+/// lifecycle/disable|enable`, an organization API key as the bearer token),
+/// served here for the accounts of this site: `None` for any other path.
+fn org_admin(sh: &Arc<Shared>, parts: &http::request::Parts, path: &str) -> Option<Response> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["users", id, "manage", "lifecycle", verb] = segs.as_slice() else {
+        return None;
+    };
+    let id = faults::percent_decode(id);
+    let mut st = lock(&sh.state);
+    let authorised = matches!(credentials(&parts.headers), Some(Credentials::Bearer(t))
+        if st.org_api_key.as_deref() == Some(t.as_str()));
+    if !authorised {
+        return Some(json_response(
+            401,
+            &json!({"code": 401, "message": "Unauthorized"}),
+        ));
+    }
+    if parts.method != Method::POST || !matches!(*verb, "disable" | "enable") {
+        return Some(json_response(
+            405,
+            &json!({"code": 405, "message": "Method Not Allowed"}),
+        ));
+    }
+    let Some(a) = st.site.users.iter_mut().find(|a| a.account_id == id) else {
+        return Some(json_response(
+            404,
+            &json!({"code": 404, "message": "The account was not found or is not managed by this organization"}),
+        ));
+    };
+    a.active = *verb == "enable";
+    Some(faults::empty_response(204))
+}
+
 /// Everything after the faults: OAuth, auth, the contract check, the handler.
 fn dispatch(sh: &Arc<Shared>, parts: &http::request::Parts, bytes: &[u8], path: &str) -> Response {
     let path = path.to_string();
     if path == "/oauth/token" && parts.method == Method::POST {
         return oauth(sh, &parts.headers, bytes);
+    }
+    if let Some(r) = org_admin(sh, parts, &path) {
+        return r;
     }
     let author = {
         let st = lock(&sh.state);

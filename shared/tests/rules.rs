@@ -485,7 +485,7 @@ fn cloud_identity_rules_refuse_data_center_fields() {
         .iter()
         .find(|p| p.field == "rules[0].map.active")
         .unwrap_or_else(|| panic!("{p:?}"));
-    assert!(hit.message.contains("Data Center"), "{hit:?}");
+    assert!(hit.message.contains("org_admin"), "{hit:?}");
     assert!(hit.message.contains("organization admin API"), "{hit:?}");
 }
 
@@ -628,4 +628,39 @@ fn a_user_sweep_names_a_servicenow_connection_and_a_group_table_rule() {
             "{needle}: {p:?}"
         );
     }
+}
+
+#[test]
+fn org_admin_names_an_http_connection_of_a_cloud_jira_connection() {
+    let yaml =
+        std::fs::read_to_string(repo().join("examples/servicenow-users-to-jira.yaml")).unwrap();
+    let from = "    api: v3\n    auth:\n      kind: email_token";
+    assert!(yaml.contains(from));
+    for (org, needle) in [
+        ("servicenow", "is not an `http` connection"),
+        ("nowhere", "no connection is named `nowhere`"),
+    ] {
+        let bad = yaml.replacen(
+            from,
+            &from.replace("api: v3\n", &format!("api: v3\n    org_admin: {org}\n")),
+            1,
+        );
+        let p = problems(&bad);
+        assert!(
+            p.iter()
+                .any(|p| p.field == "connections[0].org_admin" && p.message.contains(needle)),
+            "{org}: {p:?}"
+        );
+    }
+    let dc =
+        std::fs::read_to_string(repo().join("examples/servicenow-users-to-jira-datacenter.yaml"))
+            .unwrap();
+    let bad = dc.replacen(
+        "    api: v2\n",
+        "    api: v2\n    org_admin: servicenow\n",
+        1,
+    );
+    assert!(problems(&bad)
+        .iter()
+        .any(|p| p.field == "connections[0].org_admin" && p.message.contains("Jira Cloud")));
 }

@@ -485,6 +485,26 @@ pub(super) fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Option<Response> {
                 ),
             }
         }
+        ["user", "bulk"] => {
+            let ids: Vec<&str> = ctx
+                .query
+                .iter()
+                .filter(|(k, _)| k == "accountId")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let values: Vec<Value> = st
+                .site
+                .users
+                .iter()
+                .filter(|a| ids.contains(&a.account_id.as_str()))
+                .map(|a| account_json(ctx, a))
+                .collect();
+            let n = values.len();
+            json_response(
+                200,
+                &json!({"isLast": true, "maxResults": 10, "startAt": 0, "total": n, "values": values}),
+            )
+        }
         ["user", "groups"] => {
             let id = ctx.param("accountId").unwrap_or_default();
             if !st.site.users.iter().any(|a| a.account_id == id) {

@@ -131,6 +131,7 @@ pub fn config_schema() -> Value {
                 }
             },
             "deletes_per_minute": { "type": "integer", "minimum": 0, "maximum": 1000, "description": "the most records action: delete rules may delete through this connection in one minute; the next is dead-lettered with reason delete_cap_reached and counted (DeleteCapReached); default 10, 0 refuses every delete" },
+            "org_admin": { "type": "string", "description": "Jira Cloud: the http connection to the Atlassian organization admin API (https://api.atlassian.com, an organization API key as bearer) through which user rules with map.active deactivate and reactivate accounts" },
             "auth": {
                 "type": "object",
                 "additionalProperties": false,

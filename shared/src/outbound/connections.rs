@@ -196,6 +196,12 @@ pub struct Connection {
     /// connection in one minute; the next is dead-lettered with reason
     /// `delete_cap_reached` (a misfiring rule cannot delete in bulk).
     pub deletes_per_minute: u32,
+    /// Jira Cloud only: the `http` connection to the Atlassian organization
+    /// admin API (`https://api.atlassian.com`, an organization API key as
+    /// its bearer token) through which `user` rules deactivate and
+    /// reactivate accounts (`map.active`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_admin: Option<String>,
 }
 
 /// `deletes_per_minute` when the file does not say.
@@ -252,6 +258,8 @@ pub(crate) struct ConnectionSpec {
     concurrency: Option<Spanned<Concurrency>>,
     #[serde(default)]
     deletes_per_minute: Option<Spanned<u32>>,
+    #[serde(default)]
+    org_admin: Option<Spanned<String>>,
 }
 
 /// Checks the `connections` section; problems carry the YAML line.
@@ -261,6 +269,7 @@ pub(crate) fn check_connections(
 ) -> Vec<Connection> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
+    let mut orgs = Vec::new();
     for (i, spanned) in raw.into_iter().enumerate() {
         let c = spanned.value;
         let at = |f: &str| format!("connections[{i}].{f}");
@@ -385,7 +394,36 @@ pub(crate) fn check_connections(
             deletes_per_minute: c
                 .deletes_per_minute
                 .map_or(DEFAULT_DELETES_PER_MINUTE, |d| d.value),
+            org_admin: c.org_admin.as_ref().map(|o| o.value.clone()),
         });
+        let api = out.last().map(|c: &Connection| c.api).unwrap_or_default();
+        orgs.push((i, c.kind, api, c.org_admin));
+    }
+    // `org_admin` names an `http` connection, on a Jira Cloud one.
+    for (i, kind, api, org) in orgs {
+        let Some(org) = org else { continue };
+        let target = out.iter().find(|c| c.name == org.value);
+        let cloud = kind == ConnectionKind::Jira && api == JiraApi::V3;
+        let why = if !cloud {
+            Some("`org_admin` is for Jira Cloud connections (`kind: jira`, `api: v3`)".to_owned())
+        } else {
+            match target {
+                None => Some(format!("no connection is named `{}`", org.value)),
+                Some(t) if t.kind != ConnectionKind::Http => Some(format!(
+                    "connection `{}` is not an `http` connection",
+                    org.value
+                )),
+                Some(_) => None,
+            }
+        };
+        if let Some(why) = why {
+            problems.push(problem(
+                &org,
+                format!("connections[{i}].org_admin"),
+                why,
+                "name an `http` connection with `base_url: https://api.atlassian.com` and an organization API key as its bearer token (docs/identity.md)",
+            ));
+        }
     }
     out
 }

@@ -572,7 +572,23 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
             }
             marked = true;
         }
-        let reply = match conn.call(&call, ex.budget).await {
+        // A step sent elsewhere (the organization admin API) goes through
+        // that connection's connector and credentials.
+        let sender = match &step.via {
+            None => conn.clone(),
+            Some(via) => match ex.connectors.get(via) {
+                Some(c) => c.clone(),
+                None => {
+                    return RuleEnd::Stop(Outcome::Dead {
+                        reason: format!(
+                            "mapping_error: rule `{rule}` step `{}`: no connection `{via}` to send it through",
+                            step.id
+                        ),
+                    })
+                }
+            },
+        };
+        let reply = match sender.call(&call, ex.budget).await {
             Ok(r) => r,
             Err(CallError::Retry { reason, after })
                 if once && reason.starts_with("outcome_unknown") =>

@@ -390,7 +390,9 @@ pub(crate) fn check_rules(
                     ));
                 }
                 let dc = conn.api == crate::outbound::connections::JiraApi::V2;
+                let org = conn.org_admin.is_some();
                 let allowed: &[&str] = match (action, dc) {
+                    (Action::User, false) if org => &["displayName", "products", "active"],
                     (Action::User, false) => &["displayName", "products"],
                     (Action::User, true) => &["displayName", "products", "name", "active"],
                     _ => &["group", "member"],
@@ -400,9 +402,13 @@ pub(crate) fn check_rules(
                         continue;
                     }
                     let (why, fix) = match target.as_str() {
-                        "active" | "name" if action == Action::User => (
-                            format!("`{target}` is for Jira Data Center (`api: v2`): Jira Cloud has no usernames, and deactivates accounts only through the organization admin API, which the relay does not call"),
-                            "on Cloud take a leaver's access away with a `group_member` rule (`member: false`) on the groups that grant it".to_owned(),
+                        "name" if action == Action::User => (
+                            "`name` (a username) is for Jira Data Center (`api: v2`): Jira Cloud has no usernames".to_owned(),
+                            "leave it out: Cloud accounts are found and made by e-mail address".to_owned(),
+                        ),
+                        "active" if action == Action::User => (
+                            format!("`active` on Jira Cloud needs the organization admin API: connection `{}` has no `org_admin`", conn.name),
+                            "add `org_admin: <http connection to https://api.atlassian.com with an organization API key>` to the connection (docs/identity.md), or take a leaver's access away with a `group_member` rule (`member: false`)".to_owned(),
                         ),
                         _ => (
                             format!("action `{name}` has no field `{target}`"),

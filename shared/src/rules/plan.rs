@@ -130,6 +130,10 @@ pub struct Step {
     /// What to do when `extract` finds nothing; only on lookups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_empty: Option<OnEmpty>,
+    /// Sent through this connection instead of the rule's (Jira Cloud's
+    /// organization admin API, another host with its own credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// A look-before-repeat check: runs only when an earlier send of this
     /// rule's write got no answer (its outcome is unknown); otherwise it is
     /// taken as having found nothing.

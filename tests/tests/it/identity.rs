@@ -538,3 +538,100 @@ async fn the_user_sweep_reports_then_heals_group_membership() {
         .unwrap();
     assert_eq!((again.drift(), again.enqueued), (0, 0), "{again:?}");
 }
+
+/// The Cloud example with the organization admin API turned on: an `http`
+/// connection to it, `org_admin` on the Jira connection, leavers deactivated
+/// and returners reactivated.
+fn with_org_admin(yaml: String, s: &crate::worker_flow::Servers) -> String {
+    let org = format!(
+        "connections:\n  - name: atlassian-org\n    kind: http\n    base_url: {}\n    auth:\n      kind: bearer\n      token: {}/atlassian-org#api_key\n",
+        s.jira, s.prefix
+    );
+    let leaver = "\n  - name: leaver deactivated\n    from: servicenow\n    when:\n      events: [sys_user.updated]\n      conditions:\n        - { changed: active, to: \"false\" }\n    to: jira\n    action: user\n    correlate: { key: email, field: emailAddress }\n    map:\n      active: { value: false }\n";
+    let y = yaml
+        .replacen("connections:\n", &org, 1)
+        .replacen(
+            "    api: v3\n    auth:\n      kind: email_token",
+            "    api: v3\n    org_admin: atlassian-org\n    auth:\n      kind: email_token",
+            1,
+        )
+        .replacen(
+            "      products: { value: [jira-software] }\n",
+            "      products: { value: [jira-software] }\n      active: { value: true }\n",
+            1,
+        );
+    assert!(y.contains("org_admin: atlassian-org") && y.contains("active: { value: true }"));
+    y + leaver
+}
+
+#[tokio::test]
+async fn a_cloud_leaver_is_deactivated_through_the_organization_admin_api() {
+    // given the organization admin API (its own key), a paired joiner
+    let Some(r) =
+        Relay::start_with_config("examples/servicenow-users-to-jira.yaml", with_org_admin).await
+    else {
+        return;
+    };
+    r.jira.set_basic(JIRA_EMAIL, JIRA_TOKEN);
+    r.jira.set_org_api_key(crate::worker_flow::ORG_API_KEY);
+    GROUPS.iter().for_each(|g| r.jira.add_group(g));
+    r.sn.allow_fields("sys_user", &["u_jira_account_id", "locked_out"]);
+    let (sys_id, created) = new_user(&r, "gus.ward");
+    assert_eq!(r.post_sn(&created).await, 202);
+    r.pump().await;
+    let id = account_of(&r, "gus.ward@example.com");
+    assert_eq!(r.jira.account_active(&id), Some(true));
+    // when the person leaves, and the admin API's answer is lost
+    let path = format!("/users/{}/manage/lifecycle/disable", id.replace(':', "%3A"));
+    r.jira.faults().push(
+        Match::method_path(http::Method::POST, &path),
+        Fault::answer_dropped(),
+        1,
+    );
+    let left = |active: &str, at: &str| {
+        json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": "gus.ward",
+            "email": "gus.ward@example.com", "name": "gus ward", "active": active,
+            "sys_updated_by": "admin", "sys_updated_on": at,
+            "changes": [{"field": "active", "from": if active == "true" { "false" } else { "true" }, "to": active}]})
+    };
+    assert_eq!(r.post_sn(&left("false", "2026-12-06 08:00:00")).await, 202);
+    r.pump().await;
+    // then the account is deactivated (once: the retry found it so) and kept
+    let lifecycle = |verb: &str| {
+        r.jira
+            .requests()
+            .iter()
+            .filter(|q| q.method == "POST" && q.path.ends_with(&format!("/lifecycle/{verb}")))
+            .count()
+    };
+    assert_eq!(
+        r.jira.faults().count("answer_lost"),
+        1,
+        "{:?}",
+        r.jira
+            .requests()
+            .iter()
+            .map(|q| q.path.clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(r.jira.account_active(&id), Some(false));
+    assert_eq!(lifecycle("disable"), 1);
+    assert!(r.dead_letters().await.is_empty());
+    // when the person returns
+    assert_eq!(r.post_sn(&left("true", "2026-12-06 09:00:00")).await, 202);
+    r.pump().await;
+    // then the same account is active again, no second one
+    assert_eq!(r.jira.account_active(&id), Some(true));
+    assert_eq!(account_of(&r, "gus.ward@example.com"), id);
+    assert_eq!(lifecycle("enable"), 1);
+    // and an update that changes nothing sends nothing to the admin API
+    let phone = json!({"event": "sys_user.updated", "sys_id": sys_id, "user_name": "gus.ward",
+        "email": "gus.ward@example.com", "name": "gus ward", "active": "true",
+        "sys_updated_by": "admin", "sys_updated_on": "2026-12-06 10:00:00",
+        "changes": [{"field": "phone", "from": "", "to": "555"}]});
+    assert_eq!(r.post_sn(&phone).await, 202);
+    r.pump().await;
+    assert_eq!((lifecycle("disable"), lifecycle("enable")), (1, 1));
+    assert!(r.dead_letters().await.is_empty());
+    assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
+}

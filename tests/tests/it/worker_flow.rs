@@ -50,6 +50,8 @@ const SN_CLIENT_SECRET: &str = relay_tests::servicenow_server::DEFAULT_CLIENT_SE
 const JIRA_CLIENT_ID: &str = relay_tests::jira_server::DEFAULT_CLIENT_ID;
 const JIRA_CLIENT_SECRET: &str = relay_tests::jira_server::DEFAULT_CLIENT_SECRET;
 const HMAC_KEY: &str = "hmac-key-77b0";
+/// The organization admin API's key (Jira Cloud deactivation).
+pub(crate) const ORG_API_KEY: &str = "org-api-key-41c9";
 pub(crate) const DC_PAT: &str = "dc-pat-5e1f";
 const HOOK_TOKEN: &str = "hook-token-c3a9";
 const MAX_RECEIVES: u32 = 5;
@@ -242,6 +244,7 @@ impl Relay {
             ),
             ("jira-cloud-webhook", json!({"hmac": HMAC_KEY})),
             ("jira-dc", json!({"pat": DC_PAT})),
+            ("atlassian-org", json!({"api_key": ORG_API_KEY})),
             ("hook", json!({"token": HOOK_TOKEN})),
         ] {
             sm.create_secret()

@@ -129,6 +129,7 @@ pub(crate) fn step(id: &str, method: Method, path: String) -> Step {
         run_if: RunIf::Always,
         extract: BTreeMap::new(),
         on_empty: None,
+        via: None,
         check: false,
     }
 }

@@ -28,6 +28,11 @@
 //! `active` (Data Center 8.3 and later) deactivates or reactivates the
 //! account with `PUT /user?username= {active}`, only after a search shows
 //! the account in the other state; `active: false` never creates one.
+//!
+//! Jira Cloud deactivates through the organization admin API (the
+//! connection's `org_admin`: `POST /users/{id}/manage/lifecycle/disable` or
+//! `enable` on api.atlassian.com with an organization API key), only after
+//! `GET /user/bulk?accountId=` shows the account in the other state.
 
 use crate::outbound::connections::{Connection, JiraApi};
 use crate::rules::model::{Action, Rule};
@@ -97,9 +102,9 @@ pub(crate) fn identity_steps(
             let active = take(&mut fields, "active")
                 .filter(|v| !v.is_null())
                 .map(|v| truthy(&v));
-            if active.is_some() && !dc {
+            if active.is_some() && !dc && conn.org_admin.is_none() {
                 return Err(Stop::Error(
-                    "`active` is for Jira Data Center (`api: v2`); Jira Cloud deactivates through the organization admin API, which the relay does not call".into(),
+                    "`active` on Jira Cloud needs the connection's `org_admin` (the organization admin API)".into(),
                 ));
             }
             let mut body = Map::new();
@@ -146,15 +151,41 @@ pub(crate) fn identity_steps(
                 steps.push(create);
             }
             if let Some(active) = active {
-                // Changed only when a search shows the other state.
-                let mut state = dc_search("state", !active, active);
+                // Changed only when the account shows the other state.
+                let mut state = if dc {
+                    dc_search("state", !active, active)
+                } else {
+                    let mut s = step("state", Method::Get, format!("{api}/user/bulk"));
+                    s.query = vec![("accountId".into(), "{{lookup.id}}".into())];
+                    s.extract
+                        .insert("id".into(), format!("values[active={}].accountId", !active));
+                    s
+                };
                 state.on_empty = Some(OnEmpty::Continue);
                 state.run_if = RunIf::Found("lookup".into());
                 steps.push(state);
-                let mut change = step("activate", Method::Put, format!("{api}/user"));
-                change.query = vec![("username".into(), "{{lookup.id}}".into())];
-                change.body = Body::Json {
-                    json: json!({ "active": active }),
+                let mut change = if dc {
+                    let mut c = step("activate", Method::Put, format!("{api}/user"));
+                    c.query = vec![("username".into(), "{{lookup.id}}".into())];
+                    c.body = Body::Json {
+                        json: json!({ "active": active }),
+                    };
+                    c
+                } else {
+                    // The organization admin API, on its own host.
+                    let verb = if active { "enable" } else { "disable" };
+                    let mut c = step(
+                        "activate",
+                        Method::Post,
+                        format!("/users/{{{{lookup.id}}}}/manage/lifecycle/{verb}"),
+                    );
+                    c.via = conn.org_admin.clone();
+                    if !active {
+                        c.body = Body::Json {
+                            json: json!({"message": "Deactivated by jira-relay: the person left"}),
+                        };
+                    }
+                    c
                 };
                 change.run_if = RunIf::Found("state".into());
                 steps.push(change);
