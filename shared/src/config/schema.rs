@@ -200,7 +200,7 @@ pub fn config_schema() -> Value {
                 }
             },
             "to": { "type": "string", "description": "connection name" },
-            "action": { "enum": ["create", "update", "upsert", "comment", "transition", "attach", "delete", "user", "group_member"], "description": "user: find or create the Jira account of the correlated e-mail address (map displayName, products; Data Center `api: v2` also name, the username, and active, to deactivate or reactivate); group_member: add it to (member: true) or remove it from (member: false) the mapped group or groups" },
+            "action": { "enum": ["create", "update", "upsert", "comment", "transition", "attach", "delete", "user", "group_member"], "description": "user: find or create the Jira account of the correlated e-mail address (map displayName, products; active with a Cloud connection's org_admin or on Data Center; name, the username, on Data Center); group_member: add it to (member: true) or remove it from (member: false) the mapped group or groups (Jira groups, or ServiceNow's sys_user_grmember toward a servicenow connection)" },
             "table": { "type": "string" },
             "correlate": {
                 "type": "object",

@@ -707,6 +707,19 @@ async fn run_rule(rp: &RulePlan, conn: &Arc<dyn Connector>, ex: &Exec<'_>) -> Ru
                         conn.name()
                     ))
                 }
+                OnEmpty::Fail => {
+                    let what: Vec<String> =
+                        step.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    return RuleEnd::Stop(Outcome::Dead {
+                        reason: format!(
+                            "not_found: rule `{rule}` step `{}`: `{}` has nothing at {}?{}",
+                            step.id,
+                            conn.name(),
+                            step.path,
+                            what.join("&")
+                        ),
+                    });
+                }
                 OnEmpty::RetryLater => {
                     let reason = format!(
                         "not_correlated: rule `{rule}`: `{}` has no record for this event yet",

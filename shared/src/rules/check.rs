@@ -370,17 +370,21 @@ pub(crate) fn check_rules(
             }
             if action.is_identity() {
                 let name = action_name(action);
-                if conn.kind != ConnectionKind::Jira {
+                let sn = conn.kind == ConnectionKind::Servicenow;
+                if conn.kind == ConnectionKind::Http || (sn && action == Action::User) {
                     local.push(problem(
                         &r.action,
                         at("action"),
-                        format!("action `{name}` is for jira connections (Cloud `api: v3`, Data Center `api: v2`); ServiceNow's sys_user is not provisioned by it"),
-                        "for ServiceNow write `sys_user` with `action: upsert` or `update` and `table: sys_user`",
+                        format!("action `{name}` is for jira connections (Cloud `api: v3`, Data Center `api: v2`){}", if sn { "; ServiceNow's sys_user is a table like any other" } else { "" }),
+                        "for ServiceNow write `sys_user` with `action: upsert` or `update` and `table: sys_user` (group_member works toward ServiceNow: sys_user_grmember)",
                     ));
                 }
-                if correlate
-                    .as_ref()
-                    .is_some_and(|c| c.field != "emailAddress")
+                // Toward ServiceNow the user is found by any sys_user column
+                // (`email`, `user_name`, `u_jira_account_id`).
+                if !sn
+                    && correlate
+                        .as_ref()
+                        .is_some_and(|c| c.field != "emailAddress")
                 {
                     local.push(problem(
                         &r.action,

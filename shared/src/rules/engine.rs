@@ -9,7 +9,7 @@
 
 use super::calls::common::{convert_text, step, Stop};
 use super::calls::http::http_steps;
-use super::calls::identity::identity_steps;
+use super::calls::identity::{identity_steps, servicenow_member_steps};
 use super::calls::jira::{comment_twin, jira_steps};
 use super::calls::servicenow::servicenow_steps;
 use super::context::Context;
@@ -350,6 +350,9 @@ fn plan_rule(
         OnEmpty::Skip
     };
     let result = match conn.kind {
+        ConnectionKind::Servicenow if rule.action == Action::GroupMember => {
+            servicenow_member_steps(rule, key.as_deref(), fields, not_found)
+        }
         ConnectionKind::Servicenow => {
             servicenow_steps(rule, conn, via, key.as_deref(), fields, not_found)
         }

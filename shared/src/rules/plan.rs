@@ -202,4 +202,7 @@ pub enum OnEmpty {
     Skip,
     /// Stop and redeliver later (`wait_for_correlation`).
     RetryLater,
+    /// Stop and dead-letter: what the rule names must exist (a ServiceNow
+    /// group a membership rule adds to).
+    Fail,
 }

@@ -635,3 +635,63 @@ async fn a_cloud_leaver_is_deactivated_through_the_organization_admin_api() {
     assert!(r.dead_letters().await.is_empty());
     assert!(r.jira.violations().is_empty(), "{:?}", r.jira.violations());
 }
+
+/// `group_member` toward ServiceNow: an account created in Jira puts the
+/// paired ServiceNow user in "Jira Users", one removed from the site takes
+/// them out; a group ServiceNow does not have is a dead letter with its
+/// reason.
+#[tokio::test]
+async fn jira_accounts_drive_servicenow_group_membership() {
+    let rules = "\n  - name: jira users group\n    from: jira\n    when:\n      events: [user_created]\n    to: servicenow\n    action: group_member\n    correlate: { key: user.accountId, field: u_jira_account_id }\n    map:\n      group: { value: Jira Users }\n  - name: jira users group left\n    from: jira\n    when:\n      events: [user_deleted]\n    to: servicenow\n    action: group_member\n    correlate: { key: user.accountId, field: u_jira_account_id }\n    map:\n      group: { value: [Jira Users, Jira Admins] }\n      member: { value: false }\n";
+    let Some(r) =
+        Relay::start_with_config("examples/servicenow-users-to-jira.yaml", |y, _| y + rules).await
+    else {
+        return;
+    };
+    r.sn.allow_fields("sys_user", &["u_jira_account_id", "locked_out"]);
+    let user = r.sn.seed(
+        "sys_user",
+        json!({"user_name": "hal.ito", "email": "hal.ito@example.com", "active": "true",
+               "u_jira_account_id": "712020:hal"}),
+    );
+    let group = r.sn.seed("sys_user_group", json!({"name": "Jira Users"}));
+    let memberships = |r: &Relay| {
+        r.sn.records("sys_user_grmember")
+            .into_iter()
+            .filter(|m| text(&m["user"]) == user && text(&m["group"]) == group)
+            .count()
+    };
+    // when Jira sends user_created (twice: a retried delivery), with the
+    // membership write's answer lost
+    r.sn.faults().push(
+        Match::method_path(http::Method::POST, "/api/now/table/sys_user_grmember"),
+        Fault::answer_dropped(),
+        1,
+    );
+    let created = json!({"webhookEvent": "user_created", "timestamp": 1765010000000u64,
+        "user": {"accountId": "712020:hal", "displayName": "hal ito", "accountType": "atlassian"}});
+    assert_eq!(r.post("jira", &created, "hal-1").await, 202);
+    r.pump().await;
+    assert_eq!(r.post("jira", &created, "hal-2").await, 202);
+    r.pump().await;
+    // then one membership
+    assert_eq!(r.sn.faults().count("answer_lost"), 1);
+    assert_eq!(memberships(&r), 1);
+    assert!(r.dead_letters().await.is_empty());
+    // when the account is removed from the site: out of Jira Users, and
+    // "Jira Admins", which ServiceNow does not have, is a dead letter saying so
+    let deleted = json!({"webhookEvent": "user_deleted", "timestamp": 1765010100000u64,
+        "user": {"accountId": "712020:hal", "displayName": "hal ito", "accountType": "atlassian"}});
+    assert_eq!(r.post("jira", &deleted, "hal-3").await, 202);
+    r.pump().await;
+    assert_eq!(memberships(&r), 0);
+    let dead = r.dead_letters().await;
+    assert!(
+        dead.iter().any(|(reason, _)| reason
+            .contains("not_found: rule `jira users group left` step `group1`")
+            && reason.contains("name=Jira Admins")),
+        "{dead:?}"
+    );
+    // the user itself is never deleted
+    assert!(r.sn.find("sys_user", "sys_id", &user).is_some());
+}

@@ -29,6 +29,13 @@
 //! account with `PUT /user?username= {active}`, only after a search shows
 //! the account in the other state; `active: false` never creates one.
 //!
+//! Toward ServiceNow, `group_member` finds the user (`sys_user` by the
+//! correlated column: `email`, `user_name`, `u_jira_account_id`) and each
+//! group by name
+//! (`sys_user_group`; a group ServiceNow does not have is a dead letter
+//! with its reason), reads the membership (`sys_user_grmember` of that user
+//! and group) and creates or deletes only the row that differs.
+//!
 //! Jira Cloud deactivates through the organization admin API (the
 //! connection's `org_admin`: `POST /users/{id}/manage/lifecycle/disable` or
 //! `enable` on api.atlassian.com with an organization API key), only after
@@ -269,6 +276,84 @@ pub(crate) fn identity_steps(
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default()
         )));
+    }
+    Ok(steps)
+}
+
+/// `group_member` toward ServiceNow: the user's membership of each mapped
+/// group (`sys_user_grmember`), read first and changed only when it differs.
+pub(crate) fn servicenow_member_steps(
+    rule: &Rule,
+    key: Option<&str>,
+    mut fields: Vec<(String, Value)>,
+    not_found: OnEmpty,
+) -> Result<Vec<Step>, Stop> {
+    let key = key
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| Stop::Skip("the event names no ServiceNow user to find".into()))?;
+    let field = rule
+        .correlate
+        .as_ref()
+        .map_or("email", |c| c.field.as_str());
+    let table = |t: &str| format!("/api/now/table/{t}");
+    let one = |id: &str, t: &str, query: String| {
+        let mut s = step(id, Method::Get, table(t));
+        s.query = vec![
+            ("sysparm_query".into(), query),
+            ("sysparm_fields".into(), "sys_id".into()),
+            ("sysparm_limit".into(), "1".into()),
+        ];
+        s.extract.insert("id".into(), "result[0].sys_id".into());
+        s
+    };
+    // ServiceNow's encoded queries end a condition at `^`.
+    let clean = |v: &str| v.replace('^', "");
+    let mut person = one("person", "sys_user", format!("{field}={}", clean(key)));
+    person.on_empty = Some(not_found);
+    let mut steps = vec![person];
+    let groups = take(&mut fields, "group").map(texts).unwrap_or_default();
+    if groups.is_empty() {
+        return Err(Stop::Skip(
+            "no ServiceNow group is mapped for this event".to_owned(),
+        ));
+    }
+    let member = take(&mut fields, "member").is_none_or(|v| truthy(&v));
+    if let Some((extra, _)) = fields.first() {
+        return Err(Stop::Error(format!(
+            "action `group_member` has no field `{extra}`"
+        )));
+    }
+    for (i, group) in groups.iter().enumerate() {
+        let gid = format!("group{i}");
+        let mut g = one(&gid, "sys_user_group", format!("name={}", clean(group)));
+        g.on_empty = Some(OnEmpty::Fail);
+        steps.push(g);
+        let seen_id = format!("member{i}");
+        let mut seen = one(
+            &seen_id,
+            "sys_user_grmember",
+            format!("user={{{{person.id}}}}^group={{{{{gid}.id}}}}"),
+        );
+        seen.on_empty = Some(OnEmpty::Continue);
+        steps.push(seen);
+        let change = if member {
+            let mut add = step(&format!("add{i}"), Method::Post, table("sys_user_grmember"));
+            add.body = Body::Json {
+                json: json!({"user": "{{person.id}}", "group": format!("{{{{{gid}.id}}}}")}),
+            };
+            add.extract.insert("id".into(), "result.sys_id".into());
+            add.run_if = RunIf::NotFound(seen_id);
+            add
+        } else {
+            let mut remove = step(
+                &format!("remove{i}"),
+                Method::Delete,
+                format!("{}/{{{{{seen_id}.id}}}}", table("sys_user_grmember")),
+            );
+            remove.run_if = RunIf::Found(seen_id);
+            remove
+        };
+        steps.push(change);
     }
     Ok(steps)
 }
