@@ -33,8 +33,15 @@ pub const EVENTS: &[&str] = &[
     "attachment_deleted",
 ];
 
-/// Jira's user events: registered only for an endpoint whose rules take them.
-pub const USER_EVENTS: &[&str] = &["user_created", "user_updated", "user_deleted"];
+/// Jira's user and group events: registered only for an endpoint whose
+/// rules take them.
+pub const USER_EVENTS: &[&str] = &[
+    "user_created",
+    "user_updated",
+    "user_deleted",
+    "group_created",
+    "group_deleted",
+];
 
 pub struct JiraAdmin {
     config: Config,
@@ -125,7 +132,7 @@ impl JiraAdmin {
             url.push_str(v.current.expose());
             mask = Some((v.current.expose().to_owned(), format!("<{}>", describe(t))));
         }
-        // Jira's user events too, when a rule of this endpoint takes them
+        // Jira's user and group events too, when a rule of this endpoint takes them
         // (docs/identity.md).
         let mut events: Vec<&str> = EVENTS.to_vec();
         for e in USER_EVENTS {

@@ -899,6 +899,8 @@ const WEBHOOK_EVENTS: &[&str] = &[
     "user_created",
     "user_updated",
     "user_deleted",
+    "group_created",
+    "group_deleted",
 ];
 
 /// Checks an admin webhook registration body; returns the stored form.

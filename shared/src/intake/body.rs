@@ -349,6 +349,18 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     }
 }
 
+/// The group of Jira's `group_created` / `group_deleted`.
+#[derive(Default, Debug)]
+struct GroupHead {
+    name: Str,
+    group_id: Str,
+}
+
+head_reader!(GroupHead {
+    name: "name",
+    group_id: "groupId",
+});
+
 #[derive(Default, Debug)]
 struct UserHead {
     account_id: Str,
@@ -423,6 +435,7 @@ struct Head {
     worklog: Obj<ChildHead>,
     attachment: Obj<ChildHead>,
     changelog: Obj<ChangelogHead>,
+    group: Obj<GroupHead>,
     // ServiceNow (the relay's business rule sends these)
     event: Str,
     sys_id: Str,
@@ -441,6 +454,7 @@ head_reader!(Head {
     worklog: "worklog",
     attachment: "attachment",
     changelog: "changelog",
+    group: "group",
     event: "event",
     sys_id: "sys_id",
     number: "number",
@@ -493,6 +507,21 @@ fn jira_meta(head: Head) -> WebhookMeta {
     let event = head.webhook_event.0.unwrap_or_else(|| "unknown".to_owned());
     if event.starts_with("user_") {
         return jira_user_meta(event, head.user.0.unwrap_or_default());
+    }
+    if event.starts_with("group_") {
+        // `group_created` / `group_deleted`: keyed by the group (its id,
+        // else its name); each is a change of its own.
+        let g = head.group.0.unwrap_or_default();
+        let source_id = g.group_id.0.or(g.name.0.clone());
+        let what = event.trim_start_matches("group_").to_owned();
+        return WebhookMeta {
+            change_id: source_id.as_ref().map(|id| format!("group:{id}:{what}")),
+            event,
+            event_type: None,
+            source_id,
+            source_key: g.name.0,
+            actor: None,
+        };
     }
     let issue = head.issue.0.unwrap_or_default();
     let changelog_id = head.changelog.0.and_then(|c| c.id.0);
@@ -598,6 +627,19 @@ mod tests {
             r#"{"webhookEvent":"comment_created","comment":{"id":"77"},"issue":{"id":"1"}}"#
         )));
         assert!(!is_creation("issue::created"));
+    }
+
+    #[test]
+    fn group_events_are_keyed_by_the_group() {
+        let m = meta(
+            r#"{"webhookEvent":"group_created","group":{"name":"jira-testers","groupId":"abc-123"}}"#,
+        );
+        assert_eq!(m.source_id.as_deref(), Some("abc-123"));
+        assert_eq!(m.source_key.as_deref(), Some("jira-testers"));
+        assert_eq!(m.change_id.as_deref(), Some("group:abc-123:created"));
+        assert!(m.actor.is_none());
+        let m = meta(r#"{"webhookEvent":"group_deleted","group":{"name":"old"}}"#);
+        assert_eq!(m.change_id.as_deref(), Some("group:old:deleted"));
     }
 
     #[test]

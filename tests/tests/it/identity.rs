@@ -695,3 +695,25 @@ async fn jira_accounts_drive_servicenow_group_membership() {
     // the user itself is never deleted
     assert!(r.sn.find("sys_user", "sys_id", &user).is_some());
 }
+
+/// Jira's `group_created`, mirrored into `sys_user_group` by a rule: one
+/// group however often Jira delivers it.
+#[tokio::test]
+async fn a_jira_group_is_mirrored_into_servicenow_once() {
+    let rule = "\n  - name: group mirrored\n    from: jira\n    when:\n      events: [group_created]\n    to: servicenow\n    action: upsert\n    table: sys_user_group\n    correlate: { key: group.name, field: name }\n    map:\n      name: group.name\n      description: { value: Jira group (jira-relay) }\n";
+    let Some(r) =
+        Relay::start_with_config("examples/servicenow-users-to-jira.yaml", |y, _| y + rule).await
+    else {
+        return;
+    };
+    r.sn.allow_fields("sys_user_group", &["name", "description"]);
+    let created = json!({"timestamp": 1765010000000u64, "webhookEvent": "group_created",
+        "group": {"name": "jira-testers", "groupId": "276f955c-63d7-42c8-9520-92d01dca0625"}});
+    assert_eq!(r.post("jira", &created, "grp-1").await, 202);
+    assert_eq!(r.post("jira", &created, "grp-2").await, 202);
+    r.pump().await;
+    let groups = r.sn.records("sys_user_group");
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(text(&groups[0]["name"]), "jira-testers");
+    assert!(r.dead_letters().await.is_empty());
+}
