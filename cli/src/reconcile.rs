@@ -217,6 +217,9 @@ pub fn render_users(results: &[UserSweep]) -> String {
                     String::new()
                 }
             ));
+            if let Some(why) = &g.removals_held {
+                out.push_str(&format!("{endpoint}  {}: {why}\n", g.jira_group));
+            }
         }
         for g in &r.unknown_servicenow_groups {
             out.push_str(&format!(

@@ -73,6 +73,10 @@ pub struct GroupDrift {
     /// Jira members ServiceNow does not know (or whose address Jira hides):
     /// left alone.
     pub unmanaged: usize,
+    /// Why nobody was taken out of this group (a feeding ServiceNow group
+    /// ServiceNow does not have: its members are unknown, not absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removals_held: Option<String>,
 }
 
 /// What one user sweep found and did.
@@ -448,11 +452,28 @@ impl Reconciler {
                     to_queue.push((u.clone(), "sys_user_grmember.created", g.clone()));
                 }
             }
-            let candidates: Vec<String> = present
+            let unknown: Vec<&String> = sn_groups
                 .iter()
-                .filter(|e| !expected.contains_key(**e))
-                .map(|e| (*e).clone())
+                .filter(|g| report.unknown_servicenow_groups.contains(g))
                 .collect();
+            let candidates: Vec<String> = if unknown.is_empty() {
+                present
+                    .iter()
+                    .filter(|e| !expected.contains_key(**e))
+                    .map(|e| (*e).clone())
+                    .collect()
+            } else {
+                // A misspelt group would otherwise empty the Jira group.
+                drift.removals_held = Some(format!(
+                    "ServiceNow has no group {}: nobody is taken out of {jira_group}",
+                    unknown
+                        .iter()
+                        .map(|g| format!("`{g}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                Vec::new()
+            };
             // Only people ServiceNow knows are taken out; the rest is not
             // ServiceNow's business.
             let known = reads.users_by("email", &candidates, &mut n_sn).await?;
