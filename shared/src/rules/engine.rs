@@ -277,6 +277,15 @@ fn object_keys(v: &Value) -> Option<Vec<String>> {
     Some(keys)
 }
 
+/// A Jira delete rule correlated by e-mail address removes the account.
+fn deletes_an_account(rule: &Rule) -> bool {
+    rule.action == Action::Delete
+        && rule
+            .correlate
+            .as_ref()
+            .is_some_and(|c| c.field == "emailAddress")
+}
+
 fn plan_rule(
     rule: &Rule,
     conn: &Connection,
@@ -356,7 +365,9 @@ fn plan_rule(
         ConnectionKind::Servicenow => {
             servicenow_steps(rule, conn, via, key.as_deref(), fields, not_found)
         }
-        ConnectionKind::Jira if rule.action.is_identity() => {
+        // An account, not an issue: identity rules, and a delete found by
+        // e-mail address.
+        ConnectionKind::Jira if rule.action.is_identity() || deletes_an_account(rule) => {
             identity_steps(rule, conn, key.as_deref(), fields, not_found)
         }
         ConnectionKind::Jira => {

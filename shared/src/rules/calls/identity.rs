@@ -29,6 +29,11 @@
 //! account with `PUT /user?username= {active}`, only after a search shows
 //! the account in the other state; `active: false` never creates one.
 //!
+//! `action: delete` correlated by `emailAddress` removes the account
+//! (`DELETE /user?accountId=` on Cloud, `?username=` on Data Center) after
+//! the same lookup; the connection's `deletes_per_minute` caps it as every
+//! delete.
+//!
 //! Toward ServiceNow, `group_member` finds the user (`sys_user` by the
 //! correlated column: `email`, `user_name`, `u_jira_account_id`) and each
 //! group by name
@@ -261,6 +266,18 @@ pub(crate) fn identity_steps(
                 };
                 steps.push(change);
             }
+        }
+        Action::Delete => {
+            // The account leaves the site (Cloud) or the directory (Data
+            // Center); guarded by the connection's deletes_per_minute as
+            // every delete. Nothing found: nothing to delete.
+            lookup.on_empty = Some(OnEmpty::Skip);
+            steps.push(lookup);
+            let mut del = step("delete", Method::Delete, format!("{api}/user"));
+            let param = if dc { "username" } else { "accountId" };
+            del.query = vec![(param.into(), "{{lookup.id}}".into())];
+            del.run_if = RunIf::Found("lookup".into());
+            steps.push(del);
         }
         _ => {
             return Err(Stop::Error(
