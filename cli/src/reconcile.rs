@@ -151,111 +151,100 @@ pub async fn run_once(
         .await
 }
 
-/// A copy of an outcome for rendering (the error as its message).
-fn clone_outcome(r: &Result<UserSweepReport, SweepError>) -> Result<UserSweepReport, SweepError> {
-    match r {
-        Ok(rep) => Ok(rep.clone()),
-        Err(e) => Err(SweepError::Stopped(e.to_string())),
-    }
-}
-
 /// One user sweep's outcome, by endpoint.
 pub type UserSweep = (String, Result<UserSweepReport, SweepError>);
 
 /// The user sweeps of every endpoint with `reconcile_users:` (or only
-/// `endpoint`).
+/// `endpoint`), within `budget`.
 pub async fn run_users(
     reconciler: &Reconciler,
-    config: &Config,
     endpoint: Option<&str>,
     dry_run: bool,
     budget: Duration,
 ) -> Vec<UserSweep> {
-    let mut out = Vec::new();
-    for name in config.reconcile_users.keys() {
-        if endpoint.is_some_and(|e| e != name) {
-            continue;
-        }
-        let r = reconciler
-            .sweep_users(name, dry_run, &Budget::from_now(budget))
-            .await;
-        out.push((name.clone(), r));
-    }
-    out
+    reconciler
+        .sweep_users_all(endpoint, dry_run, &Budget::from_now(budget))
+        .await
 }
 
 /// What the user sweeps found, for people.
 pub fn render_users(results: &[UserSweep]) -> String {
+    results
+        .iter()
+        .map(|(endpoint, r)| render_user_sweep(endpoint, r))
+        .collect()
+}
+
+/// What one endpoint's user sweep found.
+fn render_user_sweep(endpoint: &str, r: &Result<UserSweepReport, SweepError>) -> String {
     let mut out = String::new();
-    for (endpoint, r) in results {
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => {
-                out.push_str(&format!("{endpoint}: user sweep not done: {e}\n"));
-                continue;
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => return format!("{endpoint}: user sweep not done: {e}\n"),
+    };
+    for g in &r.groups {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.join(", ")
             }
         };
-        for g in &r.groups {
-            let list = |v: &[String]| {
-                if v.is_empty() {
-                    "none".to_owned()
-                } else {
-                    v.join(", ")
-                }
-            };
-            out.push_str(&format!(
-                "{endpoint}  {} (from {}): {} in ServiceNow, {} in Jira; to add: {}; to remove: {}{}\n",
-                g.jira_group,
-                g.servicenow_groups.join(", "),
-                g.expected,
-                g.members,
-                list(&g.missing),
-                list(&g.extra),
-                if g.unmanaged > 0 {
-                    format!("; {} Jira member(s) ServiceNow does not know, left alone", g.unmanaged)
-                } else {
-                    String::new()
-                }
-            ));
-            if let Some(why) = &g.removals_held {
-                out.push_str(&format!("{endpoint}  {}: {why}\n", g.jira_group));
-            }
-        }
-        for g in &r.unknown_servicenow_groups {
-            out.push_str(&format!(
-                "{endpoint}  ServiceNow has no group `{g}` (named in the rule's table)\n"
-            ));
-        }
-        for g in &r.unknown_jira_groups {
-            out.push_str(&format!(
-                "{endpoint}  Jira has no group `{g}` (named in the rule's table): not compared\n"
-            ));
-        }
         out.push_str(&format!(
-            "{endpoint}: user sweep: {} group(s), {} difference(s), {} enqueued{}{}, {} ServiceNow + {} Jira request(s), {} ms{}\n",
-            r.groups.len(),
-            r.drift(),
-            r.enqueued,
-            if r.already_queued > 0 {
-                format!(" ({} already queued)", r.already_queued)
+            "{endpoint}  {} (from {}): {} in ServiceNow, {} in Jira; to add: {}; to remove: {}{}\n",
+            g.jira_group,
+            g.servicenow_groups.join(", "),
+            g.expected,
+            g.members,
+            list(&g.missing),
+            list(&g.extra),
+            if g.unmanaged > 0 {
+                format!(
+                    "; {} Jira member(s) ServiceNow does not know, left alone",
+                    g.unmanaged
+                )
             } else {
                 String::new()
-            },
-            if r.without_email > 0 {
-                format!(", {} active member(s) without an e-mail address", r.without_email)
-            } else {
-                String::new()
-            },
-            r.servicenow_requests,
-            r.jira_requests,
-            r.duration.as_millis(),
-            if r.dry_run {
-                ", report only: nothing enqueued (`apply: true` in reconcile_users, or no --dry-run)"
-            } else {
-                ""
             }
         ));
+        if let Some(why) = &g.removals_held {
+            out.push_str(&format!("{endpoint}  {}: {why}\n", g.jira_group));
+        }
     }
+    for g in &r.unknown_servicenow_groups {
+        out.push_str(&format!(
+            "{endpoint}  ServiceNow has no group `{g}` (named in the rule's table)\n"
+        ));
+    }
+    for g in &r.unknown_jira_groups {
+        out.push_str(&format!(
+            "{endpoint}  Jira has no group `{g}` (named in the rule's table): not compared\n"
+        ));
+    }
+    out.push_str(&format!(
+        "{endpoint}: user sweep: {} group(s), {} difference(s), {} enqueued{}{}, {} ServiceNow + {} Jira request(s), {} ms{}\n",
+        r.groups.len(),
+        r.drift(),
+        r.enqueued,
+        if r.already_queued > 0 {
+            format!(" ({} already queued)", r.already_queued)
+        } else {
+            String::new()
+        },
+        if r.without_email > 0 {
+            format!(", {} active member(s) without an e-mail address", r.without_email)
+        } else {
+            String::new()
+        },
+        r.servicenow_requests,
+        r.jira_requests,
+        r.duration.as_millis(),
+        if r.dry_run {
+            ", report only: nothing enqueued (`apply: true` in reconcile_users, or no --dry-run)"
+        } else {
+            ""
+        }
+    ));
     out
 }
 
@@ -372,11 +361,11 @@ pub async fn serve_loop(
             }
             if *users {
                 let budget = (*every).max(Duration::from_secs(60));
-                let results = run_users(&reconciler, &config, Some(name), false, budget).await;
+                let results = run_users(&reconciler, Some(name), false, budget).await;
                 for (endpoint, r) in &results {
                     board.note_users(endpoint, r);
                     if r.as_ref().map_or(true, |r| r.drift() > 0) {
-                        tracing::warn!(target: "relay::delivery", endpoint = %endpoint, "reconcile: {}", render_users(std::slice::from_ref(&(endpoint.clone(), clone_outcome(r)))).trim_end());
+                        tracing::warn!(target: "relay::delivery", endpoint = %endpoint, "reconcile: {}", render_user_sweep(endpoint, r).trim_end());
                     }
                 }
                 *at = tokio::time::Instant::now() + *every;

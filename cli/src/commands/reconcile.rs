@@ -48,11 +48,6 @@ pub fn run(a: Args) -> Result<(), String> {
             ));
         }
     }
-    // Issue sweeps run when there are any (for the endpoint asked for).
-    let issues = match &a.endpoint {
-        Some(e) => c.reconcile.contains_key(e),
-        None => !c.reconcile.is_empty(),
-    };
     let since = a.since.as_deref().map(reconcile::parse_since).transpose()?;
     crate::logs::init_stderr();
     runtime()?.block_on(async {
@@ -60,20 +55,19 @@ pub fn run(a: Args) -> Result<(), String> {
             Arc::new(CachedSecretStore::new(open_secrets(a.secrets.as_deref())?));
         let queue = open_data_queue(&a.data_dir, shared::queue::EmbeddedSettings::default())?;
         let r = reconcile::reconciler(
-            c.clone(),
+            c,
             secrets,
             Arc::new(queue),
             &a.data_dir,
             std::time::Duration::from_secs(10),
         )?;
-        let results = if issues {
+        let results = if r.sweeps_issues(a.endpoint.as_deref()) {
             reconcile::run_once(&r, a.endpoint.clone(), since, a.dry_run).await
         } else {
             Vec::new()
         };
         let users = reconcile::run_users(
             &r,
-            &c,
             a.endpoint.as_deref(),
             a.dry_run,
             std::time::Duration::from_secs(3600),

@@ -195,22 +195,17 @@ pub async fn handle(
     };
     // Issue sweeps (every endpoint with `reconcile:`, or the one asked
     // for), then user sweeps (`reconcile_users:`) on the same schedule.
-    // An endpoint in neither section is the issue sweep's to refuse.
-    let issues = opts.endpoint.as_ref().is_none_or(|e| {
-        deps.config.reconcile.contains_key(e) || !deps.config.reconcile_users.contains_key(e)
-    });
-    let results = if issues {
+    let results = if reconciler.sweeps_issues(opts.endpoint.as_deref()) {
         reconciler.sweep_all(&opts, &budget).await
     } else {
         Vec::new()
     };
     let mut endpoints: Vec<EndpointSummary> = results.into_iter().map(endpoint_summary).collect();
-    for name in deps.config.reconcile_users.keys() {
-        if opts.endpoint.as_ref().is_some_and(|e| e != name) {
-            continue;
-        }
-        let r = reconciler.sweep_users(name, opts.dry_run, &budget).await;
-        endpoints.push(users_summary(name.clone(), r));
+    for (name, r) in reconciler
+        .sweep_users_all(opts.endpoint.as_deref(), opts.dry_run, &budget)
+        .await
+    {
+        endpoints.push(users_summary(name, r));
     }
     let summary = Summary {
         request_id,

@@ -4,7 +4,6 @@
 
 use crate::config::model::SourceKind;
 use crate::intake::envelope::{DeliveryHeaders, Envelope, Origin};
-use crate::outbound::connector::{Call, CallBody};
 use crate::queue::port::OutgoingMessage;
 use crate::rules::context::Context;
 use crate::rules::engine::plan_event;
@@ -280,7 +279,7 @@ impl Sweep<'_> {
         Ok(out)
     }
 
-    /// A ServiceNow list read to the end, `LIST_LIMIT` rows per request.
+    /// A ServiceNow list of the target read to the end.
     async fn list(
         &self,
         path: &str,
@@ -288,32 +287,15 @@ impl Sweep<'_> {
         fields: &str,
         report: &mut SweepReport,
     ) -> Result<Vec<Value>, String> {
-        let mut out = Vec::new();
-        loop {
-            let call = Call {
-                method: Method::Get,
-                once: false,
-                path: path.to_owned(),
-                query: vec![
-                    ("sysparm_query".into(), query.to_owned()),
-                    ("sysparm_fields".into(), fields.to_owned()),
-                    ("sysparm_exclude_reference_link".into(), "true".into()),
-                    ("sysparm_limit".into(), LIST_LIMIT.to_string()),
-                    ("sysparm_offset".into(), out.len().to_string()),
-                ],
-                headers: Vec::new(),
-                body: CallBody::None,
-            };
-            let v = self
-                .call(&self.target, call, &mut report.target_requests)
-                .await?;
-            let rows = v["result"].as_array().cloned().unwrap_or_default();
-            let n = rows.len();
-            out.extend(rows);
-            if n < LIST_LIMIT {
-                return Ok(out);
-            }
-        }
+        list_all(
+            &self.target,
+            path,
+            query,
+            fields,
+            self.budget,
+            &mut report.target_requests,
+        )
+        .await
     }
 
     /// Journal entries and attachments of the found records.

@@ -53,7 +53,7 @@ use super::spec::ReconcileSpec;
 use super::store::{Progress, StoreError, Watermark, WatermarkStore};
 use crate::config::model::Endpoint;
 use crate::config::Config;
-use crate::outbound::connector::{Budget, Call, CallBody, CallError, Connector};
+use crate::outbound::connector::{Budget, Call, CallBody, CallError, Connector, Reply};
 use crate::outbound::executor::Connectors;
 use crate::queue::port::Queue;
 use crate::rules::model::{Condition, Rule};
@@ -198,6 +198,73 @@ pub enum SweepError {
 pub struct SweepResult {
     pub endpoint: String,
     pub outcome: Result<SweepReport, SweepError>,
+}
+
+/// One read of a sweep (counted in `counter`); a call that got no answer is
+/// an error naming the connection.
+pub(super) async fn send(
+    conn: &Arc<dyn Connector>,
+    call: &Call,
+    budget: &Budget,
+    counter: &mut u64,
+) -> Result<Reply, String> {
+    *counter += 1;
+    conn.call(call, budget).await.map_err(|e| match e {
+        CallError::Retry { reason, .. } | CallError::Permanent { reason } => {
+            format!("{} {}: {reason}", conn.name(), call.path)
+        }
+    })
+}
+
+/// The JSON of a 2xx answer; any other status is an error saying what the
+/// system answered.
+pub(super) fn answer(conn: &Arc<dyn Connector>, call: &Call, r: Reply) -> Result<Value, String> {
+    if r.is_success() {
+        return Ok(r.json.unwrap_or(Value::Null));
+    }
+    Err(format!(
+        "{} {} answered {}: {}",
+        conn.name(),
+        call.path,
+        r.status,
+        r.error.unwrap_or_default()
+    ))
+}
+
+/// A ServiceNow table list read to the end, [`LIST_LIMIT`] rows per request.
+pub(super) async fn list_all(
+    conn: &Arc<dyn Connector>,
+    path: &str,
+    query: &str,
+    fields: &str,
+    budget: &Budget,
+    counter: &mut u64,
+) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    loop {
+        let call = Call {
+            method: Method::Get,
+            once: false,
+            path: path.to_owned(),
+            query: vec![
+                ("sysparm_query".into(), query.to_owned()),
+                ("sysparm_fields".into(), fields.to_owned()),
+                ("sysparm_exclude_reference_link".into(), "true".into()),
+                ("sysparm_limit".into(), LIST_LIMIT.to_string()),
+                ("sysparm_offset".into(), out.len().to_string()),
+            ],
+            headers: Vec::new(),
+            body: CallBody::None,
+        };
+        let reply = send(conn, &call, budget, counter).await?;
+        let v = answer(conn, &call, reply)?;
+        let rows = v["result"].as_array().cloned().unwrap_or_default();
+        let n = rows.len();
+        out.extend(rows);
+        if n < LIST_LIMIT {
+            return Ok(out);
+        }
+    }
 }
 
 /// Runs sweeps; built once per process.
@@ -615,20 +682,8 @@ impl Sweep<'_> {
         call: Call,
         counter: &mut u64,
     ) -> Result<Value, String> {
-        *counter += 1;
-        match conn.call(&call, self.budget).await {
-            Ok(r) if r.is_success() => Ok(r.json.unwrap_or(Value::Null)),
-            Ok(r) => Err(format!(
-                "{} {} answered {}: {}",
-                conn.name(),
-                call.path,
-                r.status,
-                r.error.unwrap_or_default()
-            )),
-            Err(CallError::Retry { reason, .. }) | Err(CallError::Permanent { reason }) => {
-                Err(format!("{} {}: {reason}", conn.name(), call.path))
-            }
-        }
+        let reply = send(conn, &call, self.budget, counter).await?;
+        answer(conn, &call, reply)
     }
 
     /// One page of Jira's search (enhanced `search/jql` on v3, classic

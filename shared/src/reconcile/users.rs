@@ -33,12 +33,12 @@
 //! the report is what an operator reads before turning it on. The section
 //! itself is read in [`super::users_spec`].
 
-use super::sweep::{Reconciler, SweepError};
+use super::sweep::{answer, list_all, send, Reconciler, SweepError};
 use super::users_spec::group_table;
 use crate::config::model::SourceKind;
 use crate::intake::envelope::{DeliveryHeaders, Envelope, Origin};
 use crate::outbound::connections::JiraApi;
-use crate::outbound::connector::{Budget, Call, CallBody, CallError, Connector};
+use crate::outbound::connector::{Budget, Call, CallBody, Connector};
 use crate::queue::port::OutgoingMessage;
 use crate::rules::model::Rule;
 use crate::rules::plan::Method;
@@ -51,8 +51,7 @@ use std::time::{Duration, Instant};
 /// Who the queued events say made the change (not the integration user,
 /// so the echo guard lets them through).
 pub const SWEEP_ACTOR: &str = "relay.reconcile";
-/// Rows per ServiceNow list request; ids per `sys_idIN` / `emailIN` query.
-const SN_PAGE: usize = 1000;
+/// Ids per `sys_idIN` / `emailIN` query.
 const IN_CHUNK: usize = 100;
 /// Members per Jira group page.
 const JIRA_PAGE: usize = 50;
@@ -152,18 +151,6 @@ struct Reads<'a> {
 }
 
 impl Reads<'_> {
-    async fn get(
-        &self,
-        conn: &Arc<dyn Connector>,
-        path: &str,
-        query: Vec<(String, String)>,
-        counter: &mut u64,
-    ) -> Result<Value, String> {
-        self.get_found(conn, path, query, counter)
-            .await?
-            .ok_or_else(|| format!("{} GET {path} answered 404", conn.name()))
-    }
-
     /// A GET whose 404 is an answer (`None`), not an error.
     async fn get_found(
         &self,
@@ -172,7 +159,6 @@ impl Reads<'_> {
         query: Vec<(String, String)>,
         counter: &mut u64,
     ) -> Result<Option<Value>, String> {
-        *counter += 1;
         let call = Call {
             method: Method::Get,
             once: false,
@@ -181,19 +167,11 @@ impl Reads<'_> {
             headers: Vec::new(),
             body: CallBody::None,
         };
-        match conn.call(&call, self.budget).await {
-            Ok(r) if r.is_success() => Ok(Some(r.json.unwrap_or(Value::Null))),
-            Ok(r) if r.status == 404 => Ok(None),
-            Ok(r) => Err(format!(
-                "{} GET {path} answered {}: {}",
-                conn.name(),
-                r.status,
-                r.error.unwrap_or_default()
-            )),
-            Err(CallError::Retry { reason, .. }) | Err(CallError::Permanent { reason }) => {
-                Err(format!("{} GET {path}: {reason}", conn.name()))
-            }
+        let reply = send(conn, &call, self.budget, counter).await?;
+        if reply.status == 404 {
+            return Ok(None);
         }
+        answer(conn, &call, reply).map(Some)
     }
 
     /// Every row of a ServiceNow table query.
@@ -204,25 +182,8 @@ impl Reads<'_> {
         fields: &str,
         counter: &mut u64,
     ) -> Result<Vec<Value>, String> {
-        let mut out = Vec::new();
-        loop {
-            let q = vec![
-                ("sysparm_query".into(), query.to_owned()),
-                ("sysparm_fields".into(), fields.to_owned()),
-                ("sysparm_exclude_reference_link".into(), "true".into()),
-                ("sysparm_limit".into(), SN_PAGE.to_string()),
-                ("sysparm_offset".into(), out.len().to_string()),
-            ];
-            let v = self
-                .get(self.sn, &format!("/api/now/table/{table}"), q, counter)
-                .await?;
-            let rows = v["result"].as_array().cloned().unwrap_or_default();
-            let n = rows.len();
-            out.extend(rows);
-            if n < SN_PAGE {
-                return Ok(out);
-            }
-        }
+        let path = format!("/api/now/table/{table}");
+        list_all(self.sn, &path, query, fields, self.budget, counter).await
     }
 
     /// Users by a field's values (`sys_id` or `email`), in chunks.
@@ -283,6 +244,35 @@ impl Reads<'_> {
 }
 
 impl Reconciler {
+    /// Whether a run for `endpoint` (every endpoint: `None`) has issue
+    /// sweeps to do; an endpoint in neither section is the issue sweep's
+    /// to refuse.
+    pub fn sweeps_issues(&self, endpoint: Option<&str>) -> bool {
+        let config = self.config();
+        match endpoint {
+            None => !config.reconcile.is_empty(),
+            Some(e) => config.reconcile.contains_key(e) || !config.reconcile_users.contains_key(e),
+        }
+    }
+
+    /// The user sweeps of every endpoint with `reconcile_users:` (or only
+    /// `endpoint`), one after another.
+    pub async fn sweep_users_all(
+        &self,
+        endpoint: Option<&str>,
+        dry_run: bool,
+        budget: &Budget,
+    ) -> Vec<(String, Result<UserSweepReport, SweepError>)> {
+        let mut out = Vec::new();
+        for name in self.config().reconcile_users.keys() {
+            if endpoint.is_some_and(|e| e != name) {
+                continue;
+            }
+            out.push((name.clone(), self.sweep_users(name, dry_run, budget).await));
+        }
+        out
+    }
+
     /// One user sweep of a ServiceNow endpoint. Queues what differs when the
     /// section says `apply: true` and `dry_run` is false.
     pub async fn sweep_users(
@@ -370,8 +360,8 @@ impl Reconciler {
         report: &mut UserSweepReport,
     ) -> Result<(), String> {
         let table = group_table(rule);
-        // Active ServiceNow members by address, per ServiceNow group.
-        let mut sn_members: BTreeMap<String, BTreeMap<String, SnUser>> = BTreeMap::new();
+        // The members (user sys_ids) of each ServiceNow group.
+        let mut member_ids: BTreeMap<&String, BTreeSet<String>> = BTreeMap::new();
         let mut n_sn = 0;
         for group in table.keys() {
             let found = reads
@@ -394,24 +384,42 @@ impl Reconciler {
                     &mut n_sn,
                 )
                 .await?;
-            let ids: Vec<String> = rows
+            let ids = rows
                 .iter()
                 .map(|r| text(&r["user"]))
                 .filter(|s| !s.is_empty())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
                 .collect();
-            let users = reads.users_by("sys_id", &ids, &mut n_sn).await?;
-            let mut by_email = BTreeMap::new();
-            for u in users.into_iter().filter(|u| u.active) {
-                if u.email.contains('@') {
-                    by_email.insert(u.email.to_lowercase(), u);
-                } else {
-                    report.without_email += 1;
-                }
-            }
-            sn_members.insert(group.clone(), by_email);
+            member_ids.insert(group, ids);
         }
+        // Each person read once, however many groups they are in.
+        let everyone: Vec<String> = member_ids
+            .values()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let users: BTreeMap<String, SnUser> = reads
+            .users_by("sys_id", &everyone, &mut n_sn)
+            .await?
+            .into_iter()
+            .filter(|u| u.active)
+            .map(|u| (u.sys_id.clone(), u))
+            .collect();
+        report.without_email = users.values().filter(|u| !u.email.contains('@')).count();
+        // Active ServiceNow members by address, per ServiceNow group.
+        let sn_members: BTreeMap<String, BTreeMap<String, SnUser>> = member_ids
+            .into_iter()
+            .map(|(group, ids)| {
+                let by_email = ids
+                    .iter()
+                    .filter_map(|id| users.get(id))
+                    .filter(|u| u.email.contains('@'))
+                    .map(|u| (u.email.to_lowercase(), u.clone()))
+                    .collect();
+                (group.clone(), by_email)
+            })
+            .collect();
         // Jira group → the ServiceNow groups feeding it.
         let mut feeds: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (sn_group, jira_groups) in &table {
