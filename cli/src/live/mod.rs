@@ -139,17 +139,18 @@ fn listing(names: impl IntoIterator<Item = String>) -> String {
 }
 
 /// The permission a rule's action needs in the Jira project.
-fn permission(action: Action) -> &'static str {
-    match action {
+/// `None` for identity rules: theirs is the site-wide ADMINISTER, checked
+/// with their groups and products (`identity`), not per project.
+fn permission(action: Action) -> Option<&'static str> {
+    Some(match action {
         Action::Create | Action::Upsert => "CREATE_ISSUES",
         Action::Comment => "ADD_COMMENTS",
         Action::Transition => "TRANSITION_ISSUES",
         Action::Update => "EDIT_ISSUES",
         Action::Attach => "CREATE_ATTACHMENTS",
         Action::Delete => "DELETE_ISSUES",
-        // Site-wide, not a project permission: checked as ADMINISTER.
-        Action::User | Action::GroupMember => "ADMINISTER",
-    }
+        Action::User | Action::GroupMember => return None,
+    })
 }
 
 /// Asks the live systems about every name `config` (read from `text`) uses.
@@ -399,10 +400,11 @@ async fn jira(
         }
     }
     let mut actions: BTreeMap<&'static str, At> = BTreeMap::new();
-    // Identity rules need a global permission, checked with their groups
-    // and products (`identity`), not per project.
-    for (i, r) in rules.iter().filter(|(_, r)| !r.action.is_identity()) {
-        actions.entry(permission(r.action)).or_insert(At {
+    for (i, r) in &rules {
+        let Some(perm) = permission(r.action) else {
+            continue;
+        };
+        actions.entry(perm).or_insert(At {
             field: format!("rules[{i}].action"),
             line: r.lines.rule,
         });

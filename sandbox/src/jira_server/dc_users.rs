@@ -161,12 +161,16 @@ fn get(ctx: &Ctx<'_>) -> Response {
     json_response(200, &user_json(ctx, a, groups))
 }
 
+/// Whether the account has this username (Data Center compares them
+/// without case).
+fn is_named(a: &Account, name: &str) -> bool {
+    a.name
+        .as_deref()
+        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+}
+
 fn find<'a>(users: &'a [Account], name: &str) -> Option<&'a Account> {
-    users.iter().find(|a| {
-        a.name
-            .as_deref()
-            .is_some_and(|n| n.eq_ignore_ascii_case(name))
-    })
+    users.iter().find(|a| is_named(a, name))
 }
 
 fn create(ctx: &Ctx<'_>, body: Option<&Value>) -> Response {
@@ -224,11 +228,7 @@ fn update(ctx: &Ctx<'_>, body: Option<&Value>) -> Response {
     };
     let body = body.cloned().unwrap_or(Value::Null);
     let mut st = lock(&ctx.sh.state);
-    let Some(a) = st.site.users.iter_mut().find(|a| {
-        a.name
-            .as_deref()
-            .is_some_and(|n| n.eq_ignore_ascii_case(&name))
-    }) else {
+    let Some(a) = st.site.users.iter_mut().find(|a| is_named(a, &name)) else {
         return no_such(&name);
     };
     if let Some(active) = body.get("active") {

@@ -396,14 +396,15 @@ pub(crate) fn check_connections(
                 .map_or(DEFAULT_DELETES_PER_MINUTE, |d| d.value),
             org_admin: c.org_admin.as_ref().map(|o| o.value.clone()),
         });
-        let api = out.last().map(|c: &Connection| c.api).unwrap_or_default();
-        orgs.push((i, c.kind, api, c.org_admin));
+        if let Some(org) = c.org_admin {
+            orgs.push((i, org));
+        }
     }
-    // `org_admin` names an `http` connection, on a Jira Cloud one.
-    for (i, kind, api, org) in orgs {
-        let Some(org) = org else { continue };
+    // `org_admin` names an `http` connection, on a Jira Cloud one (every
+    // connection is in `out`, at its index).
+    for (i, org) in orgs {
         let target = out.iter().find(|c| c.name == org.value);
-        let cloud = kind == ConnectionKind::Jira && api == JiraApi::V3;
+        let cloud = out[i].kind == ConnectionKind::Jira && out[i].api == JiraApi::V3;
         let why = if !cloud {
             Some("`org_admin` is for Jira Cloud connections (`kind: jira`, `api: v3`)".to_owned())
         } else {

@@ -79,6 +79,8 @@ pub(crate) fn identity_steps(
 ) -> Result<Vec<Step>, Stop> {
     let api = conn.api.prefix();
     let dc = conn.api == JiraApi::V2;
+    // How a query names the account: Data Center by username, Cloud by id.
+    let id_param = if dc { "username" } else { "accountId" };
     let email = email.filter(|e| e.contains('@')).ok_or_else(|| {
         Stop::Skip("the event has no e-mail address to find the account by".into())
     })?;
@@ -256,10 +258,9 @@ pub(crate) fn identity_steps(
                         Method::Delete,
                         format!("{api}/group/user"),
                     );
-                    let param = if dc { "username" } else { "accountId" };
                     remove.query = vec![
                         ("groupname".into(), group.clone()),
-                        (param.into(), "{{lookup.id}}".into()),
+                        (id_param.into(), "{{lookup.id}}".into()),
                     ];
                     remove.run_if = RunIf::Found(seen_id);
                     remove
@@ -274,8 +275,7 @@ pub(crate) fn identity_steps(
             lookup.on_empty = Some(OnEmpty::Skip);
             steps.push(lookup);
             let mut del = step("delete", Method::Delete, format!("{api}/user"));
-            let param = if dc { "username" } else { "accountId" };
-            del.query = vec![(param.into(), "{{lookup.id}}".into())];
+            del.query = vec![(id_param.into(), "{{lookup.id}}".into())];
             del.run_if = RunIf::Found("lookup".into());
             steps.push(del);
         }
