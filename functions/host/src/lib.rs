@@ -23,6 +23,10 @@
 //!   86400): how long an event waits for its record before it is dead-lettered.
 //! - `RELAY_WATERMARK_PREFIX`: the reconciler's SSM parameter path
 //!   (e.g. `/jira-relay/prod/reconcile`).
+//! - What Lambda sets itself: `AWS_REGION` and the execution role's
+//!   `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` (the
+//!   SDK reads nothing else: no profile files, no metadata endpoints), and
+//!   `AWS_ENDPOINT_URL` when set (a local emulator).
 #![forbid(unsafe_code)]
 
 use shared::config::Config;
@@ -159,7 +163,8 @@ impl Host {
     async fn build(function: &'static str) -> Result<Self, StartError> {
         let settings = Settings::from_env()?;
         let config = Config::load(&settings.config_path)?;
-        let sdk = shared::support::aws::sdk_config(None).await;
+        let sdk = shared::support::aws::lambda_sdk_config(|name| std::env::var(name).ok())
+            .map_err(StartError::Settings)?;
         let secrets = Arc::new(CachedSecretStore::new(AwsSecretStore::from_conf(&sdk)));
         Ok(Self {
             settings,

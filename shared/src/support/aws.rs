@@ -11,9 +11,13 @@
 //! Every SDK configuration of the project starts from [`defaults`]; one loaded
 //! from `aws_config::defaults` alone has no HTTP client and fails its first call.
 
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::Region;
 pub use aws_config::SdkConfig;
 use aws_config::{BehaviorVersion, ConfigLoader};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };
@@ -130,18 +134,127 @@ fn transport_error(e: reqwest::Error) -> ConnectorError {
     }
 }
 
+/// The timeouts of every SDK configuration here: an unreachable queue or secret
+/// store becomes a prompt error (and Jira's retry), not a hung request.
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+}
+
 /// Loads the standard AWS configuration (credential chain, region,
 /// `AWS_ENDPOINT_URL`) with timeouts fit for a webhook handler. `endpoint`
 /// overrides the endpoint (tests point it at a local emulator).
 pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(5))
-        .build();
-    let mut loader = defaults().timeout_config(timeouts);
+    let mut loader = defaults().timeout_config(timeouts());
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// The SDK configuration of a Lambda function, from what Lambda sets in every
+/// execution environment: the execution role's credentials
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and
+/// `AWS_REGION`; `AWS_ENDPOINT_URL` when set (a local emulator). The same
+/// timeouts, HTTP client and retry behaviour as [`sdk_config`], without the
+/// SDK's default credential chain (profile files, SSO, web identity through
+/// STS, the container and instance metadata endpoints), which a function never
+/// reaches: the chain's first provider is these variables. Leaving it out keeps
+/// `aws-config`'s providers and the STS client out of the functions' binaries.
+///
+/// Fails, naming the variable, when one Lambda always sets is missing.
+pub fn lambda_sdk_config(env: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, String> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let need = |name: &str| {
+        var(name).ok_or_else(|| {
+            format!("{name} is not set (Lambda sets it for the function's execution role)")
+        })
+    };
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .ok_or("AWS_REGION is not set (Lambda sets it for every function)")?;
+    let credentials = Credentials::new(
+        need("AWS_ACCESS_KEY_ID")?,
+        need("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN"),
+        None,
+        "lambda-environment",
+    );
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(ReqwestHttpClient::default())
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard());
+    if let Some(url) = var("AWS_ENDPOINT_URL") {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::provider::ProvideCredentials;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lambda_configuration_is_built_from_the_environment_lambda_sets() {
+        let vars = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "not-a-real-secret"),
+            ("AWS_SESSION_TOKEN", "session"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5599"),
+        ];
+        let conf = lambda_sdk_config(env(&vars)).unwrap();
+        assert_eq!(conf.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(conf.endpoint_url(), Some("http://127.0.0.1:5599"));
+        assert!(conf.http_client().is_some(), "the project's HTTP client");
+        let creds = conf
+            .credentials_provider()
+            .unwrap()
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(creds.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(creds.session_token(), Some("session"));
+        assert_eq!(
+            conf.timeout_config().and_then(|t| t.operation_timeout()),
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let no_region = [("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "b")];
+        let e = lambda_sdk_config(env(&no_region)).unwrap_err();
+        assert!(e.contains("AWS_REGION"), "{e}");
+        let no_secret = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+        ];
+        let e = lambda_sdk_config(env(&no_secret)).unwrap_err();
+        assert!(e.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+        let default_region = [
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "b"),
+        ];
+        let conf = lambda_sdk_config(env(&default_region)).unwrap();
+        assert_eq!(conf.region().map(|r| r.as_ref()), Some("us-east-1"));
+        assert_eq!(conf.endpoint_url(), None);
+    }
 }
