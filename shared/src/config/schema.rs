@@ -160,7 +160,7 @@ pub fn config_schema() -> Value {
             "not_equals": scalar,
             "in": { "type": "array", "items": scalar },
             "exists": { "type": "boolean" },
-            "matches": { "type": "string", "description": "Rust regex" },
+            "matches": { "type": "string", "description": "Rust regex (Unicode-aware \\w \\d \\s, (?i), general categories such as \\p{L}; no look-around, no scripts or other Unicode properties)" },
             "changed": { "type": "string", "description": "field name (changelog item field or fieldId)" },
             "from": scalar,
             "to": scalar

@@ -618,15 +618,183 @@ fn compile_condition(c: &ConditionSpec) -> Result<Condition, Fail> {
     } else if let Some(e) = c.exists {
         Condition::Exists(path, e)
     } else {
-        let re = c.matches.as_deref().unwrap_or_default();
-        let re = regex::Regex::new(re).map_err(|e| {
-            (
-                format!("bad regex: {e}"),
-                "check the pattern (Rust regex syntax; no look-around)",
-            )
-        })?;
-        Condition::Matches(path, re)
+        Condition::Matches(
+            path,
+            compile_regex(c.matches.as_deref().unwrap_or_default())?,
+        )
     })
+}
+
+/// A `matches:` pattern. Rust regex syntax with Unicode-aware `\w`, `\d`,
+/// `\s`, `\b`, case-insensitive matching (`(?i)`) and general categories
+/// (`\p{L}`, `\p{Lu}`, `\pN`). The other Unicode properties (scripts such as
+/// `\p{Greek}`, ages, boolean properties, segmentation) are not built into the
+/// relay (their tables would be in every Lambda binary) and are refused here,
+/// by the relay's own check, so that every build (the Lambdas, `relay`, the
+/// tests, whose dependencies switch the regex crate's full tables on) says the
+/// same of a pattern.
+fn compile_regex(pattern: &str) -> Result<regex::Regex, Fail> {
+    const FIX: &str = "check the pattern (Rust regex syntax; no look-around)";
+    if let Some(property) = unsupported_property(pattern) {
+        return Err((
+            format!(
+                "bad regex: `{property}` is a Unicode property the relay does not carry; of the Unicode properties only general categories are built in (`\\p{{L}}`, `\\p{{Lu}}`, `\\pN`, …)"
+            ),
+            "write the characters as a range instead (Greek: `[\\u{370}-\\u{3FF}]`)",
+        ));
+    }
+    regex::Regex::new(pattern).map_err(|e| (format!("bad regex: {e}"), FIX))
+}
+
+/// The first `\p{…}` / `\P{…}` of `pattern` that is not a general category,
+/// as written. `None` for a pattern that does not parse (the regex crate then
+/// says why).
+fn unsupported_property(pattern: &str) -> Option<String> {
+    use regex_syntax::ast::{self, Ast, ClassSetItem, ClassUnicode, ClassUnicodeKind};
+
+    struct Find<'a>(&'a str, Option<String>);
+    impl Find<'_> {
+        fn check(&mut self, class: &ClassUnicode) {
+            let general = match &class.kind {
+                ClassUnicodeKind::OneLetter(_) => true,
+                ClassUnicodeKind::Named(name) => is_general_category(name),
+                ClassUnicodeKind::NamedValue { name, value, .. } => {
+                    matches!(normalize(name).as_str(), "gc" | "generalcategory")
+                        && is_general_category(value)
+                }
+            };
+            if !general && self.1.is_none() {
+                let span = class.span;
+                self.1 = Some(self.0[span.start.offset..span.end.offset].to_owned());
+            }
+        }
+    }
+    impl ast::Visitor for Find<'_> {
+        type Output = Option<String>;
+        type Err = ();
+        fn finish(self) -> Result<Self::Output, ()> {
+            Ok(self.1)
+        }
+        fn visit_pre(&mut self, ast: &Ast) -> Result<(), ()> {
+            if let Ast::ClassUnicode(class) = ast {
+                self.check(class);
+            }
+            Ok(())
+        }
+        fn visit_class_set_item_pre(&mut self, item: &ClassSetItem) -> Result<(), ()> {
+            if let ClassSetItem::Unicode(class) = item {
+                self.check(class);
+            }
+            Ok(())
+        }
+    }
+    let parsed = ast::parse::Parser::new().parse(pattern).ok()?;
+    ast::visit(&parsed, Find(pattern, None)).ok().flatten()
+}
+
+/// A property name as Unicode compares them (UAX #44 LM3): case, spaces,
+/// `_` and `-` ignored, and a leading `is`.
+fn normalize(name: &str) -> String {
+    let n: String = name
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    match n.strip_prefix("is") {
+        Some(rest) if !rest.is_empty() => rest.to_owned(),
+        _ => n,
+    }
+}
+
+/// The general categories and their aliases (PropertyValueAliases.txt, `gc`),
+/// plus `Any`, `ASCII` and `Assigned`, which the regex crate files with them.
+fn is_general_category(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "any",
+        "ascii",
+        "assigned",
+        "l",
+        "letter",
+        "lu",
+        "uppercaseletter",
+        "ll",
+        "lowercaseletter",
+        "lt",
+        "titlecaseletter",
+        "lc",
+        "casedletter",
+        "lm",
+        "modifierletter",
+        "lo",
+        "otherletter",
+        "m",
+        "mark",
+        "combiningmark",
+        "mn",
+        "nonspacingmark",
+        "mc",
+        "spacingmark",
+        "me",
+        "enclosingmark",
+        "n",
+        "number",
+        "nd",
+        "decimalnumber",
+        "digit",
+        "nl",
+        "letternumber",
+        "no",
+        "othernumber",
+        "p",
+        "punctuation",
+        "punct",
+        "pc",
+        "connectorpunctuation",
+        "pd",
+        "dashpunctuation",
+        "ps",
+        "openpunctuation",
+        "pe",
+        "closepunctuation",
+        "pi",
+        "initialpunctuation",
+        "pf",
+        "finalpunctuation",
+        "po",
+        "otherpunctuation",
+        "s",
+        "symbol",
+        "sm",
+        "mathsymbol",
+        "sc",
+        "currencysymbol",
+        "sk",
+        "modifiersymbol",
+        "so",
+        "othersymbol",
+        "z",
+        "separator",
+        "zs",
+        "spaceseparator",
+        "zl",
+        "lineseparator",
+        "zp",
+        "paragraphseparator",
+        "c",
+        "other",
+        "cc",
+        "control",
+        "cntrl",
+        "cf",
+        "format",
+        "cs",
+        "surrogate",
+        "co",
+        "privateuse",
+        "cn",
+        "unassigned",
+    ];
+    NAMES.contains(&normalize(name).as_str())
 }
 
 fn compile_mapping(spec: &MapSpec) -> Result<Mapping, Fail> {
@@ -710,4 +878,51 @@ fn compile_mapping(spec: &MapSpec) -> Result<Mapping, Fail> {
         required: full.required,
         user: full.user,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compile_regex;
+
+    #[test]
+    fn patterns_are_unicode_aware_where_rules_need_it() {
+        let m = |re: &str, text: &str| compile_regex(re).unwrap().is_match(text);
+        assert!(m("(?i)^störung", "STÖRUNG im Netz"));
+        assert!(m(r"^\p{L}+-\d+$", "ÄÉZ-١٢"));
+        assert!(m(r"^\w+$", "café"));
+        assert!(m(r"\bnetz\b", "Störung im netz."));
+        assert!(!m(r"^\p{Lu}", "ärger"));
+    }
+
+    #[test]
+    fn other_unicode_properties_are_refused_with_the_reason() {
+        for (re, named) in [
+            (r"^\p{Greek}+$", r"\p{Greek}"),
+            (r"[a-z\p{Alphabetic}]", r"\p{Alphabetic}"),
+            (r"\P{age:6.0}", r"\P{age:6.0}"),
+            (r"\p{L}\p{Script=Latin}", r"\p{Script=Latin}"),
+        ] {
+            let (message, fix) = compile_regex(re).unwrap_err();
+            assert!(message.starts_with("bad regex"), "{re}: {message}");
+            assert!(message.contains(&format!("`{named}`")), "{re}: {message}");
+            assert!(message.contains("general categories"), "{re}: {message}");
+            assert!(fix.contains("range"), "{re}: {fix}");
+        }
+        // General categories by any of their names, and plain syntax errors.
+        for re in [
+            r"\pL",
+            r"\p{Lu}",
+            r"\p{Uppercase_Letter}",
+            r"\p{gc=Nd}",
+            r"[\p{isPunct}]",
+            r"\P{any}",
+        ] {
+            compile_regex(re).unwrap_or_else(|e| panic!("{re}: {e:?}"));
+        }
+        let (message, _) = compile_regex("(").unwrap_err();
+        assert!(
+            message.starts_with("bad regex: regex parse error"),
+            "{message}"
+        );
+    }
 }
