@@ -262,10 +262,13 @@ check_template() {
 # -p reconciler` would unify them across the three, and SAM would then compile
 # everything again). Records each bootstrap's sha256 for the sam-build stage.
 LAMBDA_BUILT=$LOGS/lambda-build.sha256
+# Each bootstrap's size budget in bytes (issue #20: 6 MB each): a function that grows past
+# it fails the stage, so a dependency added to the functions is weighed when it is added.
+BOOTSTRAP_BUDGET=6000000
 
 lambda_build() {
   rm -f "$LAMBDA_BUILT"
-  local functions line fn bin codeuri target_dir bin_path machine size bins=() codeuris=()
+  local functions line fn bin codeuri target_dir bin_path machine size over=0 bins=() codeuris=()
   functions=$("$VENV/bin/python" infra/scripts/check_template.py --cargo-lambda-functions template.yaml)
   test -n "$functions" || { echo "template.yaml has no rust-cargolambda function"; return 1; }
   mapfile -t functions <<<"$functions"
@@ -302,9 +305,15 @@ lambda_build() {
     test "$machine" = 183 || { echo "$bin_path is not an aarch64 ELF (e_machine $machine)"; return 1; }
     size=$(stat -c %s "$bin_path")
     echo "$fn: $bin_path: $size bytes ($((size / 1024)) KiB), aarch64"
+    if [ "$size" -gt "$BOOTSTRAP_BUDGET" ]; then
+      echo "$fn: the bootstrap is over its budget of $BOOTSTRAP_BUDGET bytes by $((size - BOOTSTRAP_BUDGET))"
+      echo "(BENCHMARKS.md, \"Lambda package\": what is in it and what was done to keep it small)"
+      over=1
+    fi
     printf '%s %s %s\n' "$(sha256sum "$bin_path" | cut -d' ' -f1)" "$fn" "$target_dir" >>"$LAMBDA_BUILT.tmp"
   done
   mv "$LAMBDA_BUILT.tmp" "$LAMBDA_BUILT" # its time stamp: when the last build finished
+  return "$over"
 }
 
 # The template's own build. After lambda-build, cargo has nothing left to compile: each
