@@ -158,20 +158,48 @@ pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
 /// The SDK configuration of a Lambda function, from what Lambda sets in every
 /// execution environment: the execution role's credentials
 /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and
-/// `AWS_REGION`; `AWS_ENDPOINT_URL` when set (a local emulator). The same
-/// timeouts, HTTP client and retry behaviour as [`sdk_config`], without the
-/// SDK's default credential chain (profile files, SSO, web identity through
-/// STS, the container and instance metadata endpoints), which a function never
-/// reaches: the chain's first provider is these variables. Leaving it out keeps
-/// `aws-config`'s providers and the STS client out of the functions' binaries.
+/// `AWS_REGION` (or `AWS_DEFAULT_REGION`); `AWS_ENDPOINT_URL` when set (a local
+/// emulator). The same timeouts, HTTP client and retry behaviour as
+/// [`sdk_config`], without the SDK's default credential chain (profile files,
+/// SSO, web identity through STS, the container and instance metadata
+/// endpoints), which a function never reaches: the chain's first provider is
+/// these variables. Leaving it out keeps `aws-config`'s providers and the STS
+/// client out of the functions' binaries.
 ///
-/// Fails, naming the variable, when one Lambda always sets is missing.
+/// Of the SDK's other environment settings, `AWS_USE_FIPS_ENDPOINT`,
+/// `AWS_USE_DUALSTACK_ENDPOINT`, `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE` are
+/// read as the SDK reads them. Settings it would read and this does not (the
+/// per-service endpoint variables, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`) make
+/// it fail rather than be dropped unseen.
+///
+/// Fails, naming the variable, when one Lambda always sets is missing or a
+/// setting cannot be read.
 pub fn lambda_sdk_config(env: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, String> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    for name in UNREAD_SETTINGS {
+        if var(name).is_some() {
+            return Err(format!(
+                "{name} is set, but the functions do not read it: set AWS_ENDPOINT_URL (every \
+                 AWS service) or remove it"
+            ));
+        }
+    }
     let need = |name: &str| {
         var(name).ok_or_else(|| {
-            format!("{name} is not set (Lambda sets it for the function's execution role)")
+            if var("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some() {
+                format!(
+                    "{name} is not set, and the functions do not read credentials from a \
+                     container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"
+                )
+            } else {
+                format!("{name} is not set (Lambda sets it for the function's execution role)")
+            }
         })
+    };
+    let flag = |name: &str| match var(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(format!("{name} is `{other}`, not true or false")),
     };
     let region = var("AWS_REGION")
         .or_else(|| var("AWS_DEFAULT_REGION"))
@@ -183,18 +211,49 @@ pub fn lambda_sdk_config(env: impl Fn(&str) -> Option<String>) -> Result<SdkConf
         None,
         "lambda-environment",
     );
+    let mut retry = match var("AWS_RETRY_MODE")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("standard") => RetryConfig::standard(),
+        Some("adaptive") => RetryConfig::adaptive(),
+        Some(other) => {
+            return Err(format!(
+                "AWS_RETRY_MODE is `{other}`, not standard or adaptive"
+            ))
+        }
+    };
+    if let Some(n) = var("AWS_MAX_ATTEMPTS") {
+        match n.parse::<u32>() {
+            Ok(n) if n >= 1 => retry = retry.with_max_attempts(n),
+            _ => return Err(format!("AWS_MAX_ATTEMPTS is `{n}`, not a whole number ≥ 1")),
+        }
+    }
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region))
         .credentials_provider(SharedCredentialsProvider::new(credentials))
         .http_client(ReqwestHttpClient::default())
         .timeout_config(timeouts())
-        .retry_config(RetryConfig::standard());
+        .retry_config(retry)
+        .use_fips(flag("AWS_USE_FIPS_ENDPOINT")?)
+        .use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT")?);
     if let Some(url) = var("AWS_ENDPOINT_URL") {
         builder = builder.endpoint_url(url);
     }
     Ok(builder.build())
 }
+
+/// Endpoint settings the SDK's own loader would read and [`lambda_sdk_config`]
+/// does not: the per-service URLs of the services the functions call, and the
+/// switch that turns configured URLs off.
+const UNREAD_SETTINGS: &[&str] = &[
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_ENDPOINT_URL_SSM",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+];
 
 #[cfg(test)]
 mod tests {
@@ -256,5 +315,61 @@ mod tests {
         let conf = lambda_sdk_config(env(&default_region)).unwrap();
         assert_eq!(conf.region().map(|r| r.as_ref()), Some("us-east-1"));
         assert_eq!(conf.endpoint_url(), None);
+        let container = [
+            ("AWS_REGION", "eu-west-1"),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://127.0.0.1:9/creds",
+            ),
+        ];
+        let e = lambda_sdk_config(env(&container)).unwrap_err();
+        assert!(
+            e.contains("AWS_ACCESS_KEY_ID") && e.contains("container endpoint"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_sdk_settings_are_read_or_refused_never_dropped() {
+        let base = [
+            ("AWS_REGION", "us-gov-west-1"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "b"),
+        ];
+        let with = |extra: &'static [(&'static str, &'static str)]| {
+            let vars: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            lambda_sdk_config(env(&vars))
+        };
+        let conf = with(&[
+            ("AWS_USE_FIPS_ENDPOINT", "true"),
+            ("AWS_USE_DUALSTACK_ENDPOINT", "TRUE"),
+            ("AWS_MAX_ATTEMPTS", "5"),
+            ("AWS_RETRY_MODE", "adaptive"),
+        ])
+        .unwrap();
+        assert_eq!(conf.use_fips(), Some(true));
+        assert_eq!(conf.use_dual_stack(), Some(true));
+        let retry = conf.retry_config().unwrap();
+        assert_eq!(retry.max_attempts(), 5);
+        assert_eq!(retry.mode(), aws_config::retry::RetryMode::Adaptive);
+        let conf = with(&[]).unwrap();
+        assert_eq!(conf.use_fips(), Some(false));
+        assert_eq!(conf.retry_config().unwrap().max_attempts(), 3);
+        for (extra, needle) in [
+            (
+                &[("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:1")][..],
+                "AWS_ENDPOINT_URL_SQS is set",
+            ),
+            (
+                &[("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")][..],
+                "do not read it",
+            ),
+            (&[("AWS_USE_FIPS_ENDPOINT", "yes")][..], "not true or false"),
+            (&[("AWS_MAX_ATTEMPTS", "0")][..], "AWS_MAX_ATTEMPTS"),
+            (&[("AWS_RETRY_MODE", "eager")][..], "AWS_RETRY_MODE"),
+        ] {
+            let e = with(extra).unwrap_err();
+            assert!(e.contains(needle), "{extra:?}: {e}");
+        }
     }
 }
