@@ -291,6 +291,10 @@ lambda_build() {
       "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
   fi
   echo "--- cargo lambda build --release --arm64 ${bins[*]} (in $codeuri)"
+  if [ -n "${RUSTFLAGS:-}${CARGO_ENCODED_RUSTFLAGS:-}" ]; then
+    echo "note: RUSTFLAGS/CARGO_ENCODED_RUSTFLAGS is set and replaces the Lambda build's flags"
+    echo "      in .cargo/config.toml (opt-level z): the bootstraps will be larger"
+  fi
   for line in "${functions[@]}"; do
     read -r fn bin codeuri <<<"$line"
     rm -f "$target_dir/lambda/$bin/bootstrap"
@@ -308,6 +312,9 @@ lambda_build() {
     if [ "$size" -gt "$BOOTSTRAP_BUDGET" ]; then
       echo "$fn: the bootstrap is over its budget of $BOOTSTRAP_BUDGET bytes by $((size - BOOTSTRAP_BUDGET))"
       echo "(BENCHMARKS.md, \"Lambda package\": what is in it and what was done to keep it small)"
+      if [ -n "${RUSTFLAGS:-}${CARGO_ENCODED_RUSTFLAGS:-}" ]; then
+        echo "(RUSTFLAGS/CARGO_ENCODED_RUSTFLAGS is set: .cargo/config.toml's flags were not used)"
+      fi
       over=1
     fi
     printf '%s %s %s\n' "$(sha256sum "$bin_path" | cut -d' ' -f1)" "$fn" "$target_dir" >>"$LAMBDA_BUILT.tmp"

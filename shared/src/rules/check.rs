@@ -640,7 +640,7 @@ fn compile_regex(pattern: &str) -> Result<regex::Regex, Fail> {
             format!(
                 "bad regex: `{property}` is a Unicode property the relay does not carry; of the Unicode properties only general categories are built in (`\\p{{L}}`, `\\p{{Lu}}`, `\\pN`, …)"
             ),
-            "write the characters as a range instead (Greek: `[\\u{370}-\\u{3FF}]`)",
+            "write the characters as a range instead, in single quotes in YAML (Greek and Coptic: '[\\x{370}-\\x{3FF}]')",
         ));
     }
     regex::Regex::new(pattern).map_err(|e| (format!("bad regex: {e}"), FIX))
