@@ -548,7 +548,9 @@ async fn the_scanner_finds_canaries_planted_on_purpose() {
     // Through the same capture and collection as the real test.
     let panics = record_panics();
     let (cap, guard) = Captured::start("trace");
-    tracing::trace!(target: "shared::planted", token = %format!("{c}-token"), "planted");
+    // debug!, not trace!: release builds compile trace! out (tracing's
+    // release_max_level_debug), and the plant must be there in any profile.
+    tracing::debug!(target: "shared::planted", token = %format!("{c}-token"), "planted");
     // when it is planted in a log line, a panic and a dead letter
     let planted_panic = tokio::spawn({
         let c = c.clone();
