@@ -11,7 +11,7 @@
 //! Every SDK configuration of the project starts from [`defaults`]; one loaded
 //! from `aws_config::defaults` alone has no HTTP client and fails its first call.
 
-use aws_config::retry::RetryConfig;
+use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::Region;
 pub use aws_config::SdkConfig;
@@ -211,18 +211,14 @@ pub fn lambda_sdk_config(env: impl Fn(&str) -> Option<String>) -> Result<SdkConf
         None,
         "lambda-environment",
     );
-    let mut retry = match var("AWS_RETRY_MODE")
-        .map(|v| v.to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("standard") => RetryConfig::standard(),
-        Some("adaptive") => RetryConfig::adaptive(),
-        Some(other) => {
-            return Err(format!(
-                "AWS_RETRY_MODE is `{other}`, not standard or adaptive"
-            ))
-        }
-    };
+    let mut retry = RetryConfig::standard();
+    if let Some(mode) = var("AWS_RETRY_MODE") {
+        // The SDK's own reading of the value (trimmed, any case).
+        let mode = mode
+            .parse::<RetryMode>()
+            .map_err(|_| format!("AWS_RETRY_MODE is `{mode}`, not standard or adaptive"))?;
+        retry = retry.with_retry_mode(mode);
+    }
     if let Some(n) = var("AWS_MAX_ATTEMPTS") {
         match n.parse::<u32>() {
             Ok(n) if n >= 1 => retry = retry.with_max_attempts(n),
@@ -351,7 +347,7 @@ mod tests {
         assert_eq!(conf.use_dual_stack(), Some(true));
         let retry = conf.retry_config().unwrap();
         assert_eq!(retry.max_attempts(), 5);
-        assert_eq!(retry.mode(), aws_config::retry::RetryMode::Adaptive);
+        assert_eq!(retry.mode(), RetryMode::Adaptive);
         let conf = with(&[]).unwrap();
         assert_eq!(conf.use_fips(), Some(false));
         assert_eq!(conf.retry_config().unwrap().max_attempts(), 3);
