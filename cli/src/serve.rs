@@ -221,6 +221,16 @@ pub fn open_secrets(file: Option<&Path>) -> Result<LocalSecretStore, String> {
     }
 }
 
+/// [`open_secrets`] behind the cache the long-running commands use. A
+/// refused credential re-reads the file at most once a second (reading a
+/// local file costs nothing, and a password rotated a moment after the last
+/// read must not keep every event failing for the store's default 5 s).
+pub fn open_cached_secrets(
+    file: Option<&Path>,
+) -> Result<CachedSecretStore<LocalSecretStore>, String> {
+    Ok(CachedSecretStore::new(open_secrets(file)?).min_refetch(Duration::from_secs(1)))
+}
+
 /// Opens (creating the folder and the file if needed) the queue of the data
 /// directory: `<data-dir>/queue.db`, shared by `relay serve` and `relay reconcile`.
 pub fn open_data_queue(
@@ -236,9 +246,7 @@ pub fn open_data_queue(
 /// Starts intake and workers; returns once the listener is bound.
 pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
     let config = Arc::new(Config::load(&opts.config).map_err(|e| e.to_string())?);
-    let secrets: Arc<dyn SecretStore> = Arc::new(CachedSecretStore::new(open_secrets(
-        opts.secrets.as_deref(),
-    )?));
+    let secrets: Arc<dyn SecretStore> = Arc::new(open_cached_secrets(opts.secrets.as_deref())?);
     // Every secret the config names must resolve now, not at the first webhook.
     check_secrets(&config, &*secrets).await?;
     let queue = open_data_queue(

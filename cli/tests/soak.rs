@@ -100,6 +100,21 @@ async fn deliver(
     sent.deliver(delivery, post).await;
 }
 
+/// Deliveries that ended `target_unauthorized` (the relay's journal): how
+/// many, and the time from the first to the last of them.
+fn refused(data: &Path) -> (usize, Duration) {
+    let journal = rusqlite::Connection::open(data.join("journal.sqlite")).unwrap();
+    let (n, span_ms) = journal
+        .query_row(
+            "SELECT COUNT(*), COALESCE(MAX(at_ms) - MIN(at_ms), 0) FROM deliveries
+             WHERE reason LIKE 'target_unauthorized:%'",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .unwrap();
+    (n as usize, Duration::from_millis(span_ms.max(0) as u64))
+}
+
 /// The number of dead letters (`relay dlq list`), with the list.
 fn dead_letters(data: &Path) -> (usize, String) {
     let (ok, out, err) = relay(&["dlq", "list", "--data-dir", data.to_str().unwrap()]);
@@ -228,12 +243,14 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     let injected = sn.faults().injected().len() + jira.faults().injected().len();
     let answers_lost = sn.faults().count("answer_lost");
     let sn_requests = sn.requests().len();
+    let (unauthorized, unauthorized_for) = refused(&data);
     eprintln!(
         "soak: sent {webhooks} webhooks over {issues} issues ({} re-posted by the sender); \
          applied: {} issues checked; duplicates {}; lost {}; out of order {}; wrong fields {}; \
          dead-lettered {dead}; faults injected {injected} (ServiceNow saw {sn_requests} requests), \
          of them {answers_lost} answers lost after the commit; {} issues delivered out of order, \
          {} late retries; \
+         {unauthorized} deliveries refused after the rotation, over {:.1} s; \
          crash at {crashed_at} accepted; posting {:.1} s, wall {:.1} s; {}",
         sent.reposts.load(Ordering::Relaxed),
         expected.len(),
@@ -243,6 +260,7 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
         f.wrong_fields,
         injected_order.out_of_order_issues,
         injected_order.late_retries,
+        unauthorized_for.as_secs_f64(),
         posted.as_secs_f64(),
         wall.as_secs_f64(),
         stats.trim()
@@ -271,6 +289,16 @@ async fn soak_under_faults_crash_rotation_and_queue_outage() {
     assert_eq!(f.out_of_order, 0, "{:?}", f.problems);
     assert_eq!(f.wrong_fields, 0, "{:?}", f.problems);
     assert!(injected > webhooks / 10, "faults were injected: {injected}");
+    // The rotated password is in the file before ServiceNow refuses the old
+    // one, and a 401 re-reads it (at most once a second): the refusals end
+    // within about a second of the first. When the re-read was limited to once
+    // per 30 s, they went on for up to 30 s, each event refused again and
+    // again with its backoff doubling, and the queue took minutes to drain.
+    assert!(
+        unauthorized_for < Duration::from_secs(5),
+        "{unauthorized} deliveries refused over {unauthorized_for:?} after the rotation: \
+         the relay kept using the old password"
+    );
 
     serve.signal("-TERM");
     let status = serve.wait_exit(Duration::from_secs(30)).await;

@@ -3,8 +3,8 @@
 
 use super::{emit, load, runtime};
 use crate::reconcile;
-use crate::serve::{open_data_queue, open_secrets};
-use shared::secrets::{CachedSecretStore, SecretStore};
+use crate::serve::{open_cached_secrets, open_data_queue};
+use shared::secrets::SecretStore;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -51,8 +51,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let since = a.since.as_deref().map(reconcile::parse_since).transpose()?;
     crate::logs::init_stderr();
     runtime()?.block_on(async {
-        let secrets: Arc<dyn SecretStore> =
-            Arc::new(CachedSecretStore::new(open_secrets(a.secrets.as_deref())?));
+        let secrets: Arc<dyn SecretStore> = Arc::new(open_cached_secrets(a.secrets.as_deref())?);
         let queue = open_data_queue(&a.data_dir, shared::queue::EmbeddedSettings::default())?;
         let r = reconcile::reconciler(
             c,

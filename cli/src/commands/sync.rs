@@ -9,12 +9,12 @@
 
 use super::{emit, load, runtime};
 use crate::reconcile;
-use crate::serve::{open_data_queue, open_secrets};
+use crate::serve::{open_cached_secrets, open_data_queue};
 use shared::outbound::Budget;
 use shared::reconcile::{
     DriftKind, PageHook, SqliteStore, SweepOptions, SweepReport, Watermark, WatermarkStore,
 };
-use shared::secrets::{CachedSecretStore, SecretStore};
+use shared::secrets::SecretStore;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,8 +109,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let key = state_key(&endpoint, &a.jql);
     crate::logs::init_stderr();
     runtime()?.block_on(async {
-        let secrets: Arc<dyn SecretStore> =
-            Arc::new(CachedSecretStore::new(open_secrets(a.secrets.as_deref())?));
+        let secrets: Arc<dyn SecretStore> = Arc::new(open_cached_secrets(a.secrets.as_deref())?);
         let store = SqliteStore::open(&a.data_dir).map_err(|e| e.to_string())?;
         // A run that was killed holds its lease until it expires; if its
         // process is gone from this machine, its lease is given back now.
