@@ -23,8 +23,10 @@ has the machine) and after 0 ms (the workers apply at full speed on the same
 usage: intake.py [--requests 10000] [--concurrency 64] [--no-build] [--json FILE]
 """
 import argparse
+import collections
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +53,78 @@ def fsync_ceiling(directory, seconds=2.0):
     return n / (time.perf_counter() - t0)
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def threads_cpu(pid):
+    """CPU seconds (user + system) of each of `pid`'s threads, summed by
+    thread name (tokio's workers share one), from /proc."""
+    by_name = collections.Counter()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        by_name[name] += (int(fields[11]) + int(fields[12])) / TICK
+    return by_name
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system) of a whole process, ended threads included."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def write_bytes(pid):
+    with open(f"/proc/{pid}/io") as f:
+        return int(next(line for line in f if line.startswith("write_bytes:")).split()[1])
+
+
+def machine_cpu():
+    """(busy, all) CPU seconds of the whole machine since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v[:8]) - idle) / TICK, sum(v[:8]) / TICK
+
+
+class CpuSplit:
+    """Where the CPU went while the driver ran: the relay (by thread), the
+    driver, the sandbox, and what the machine left idle, per webhook."""
+
+    def __init__(self, relay_pid, sandbox_pid):
+        self.relay, self.sandbox = relay_pid, sandbox_pid
+        self.t0 = (proc_cpu(relay_pid), threads_cpu(relay_pid), proc_cpu(sandbox_pid),
+                   resource.getrusage(resource.RUSAGE_CHILDREN), machine_cpu(),
+                   write_bytes(relay_pid), time.perf_counter())
+
+    def done(self, webhooks):
+        relay0, threads0, sandbox0, children0, machine0, written0, wall0 = self.t0
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy, total = (a - b for a, b in zip(machine_cpu(), machine0))
+        per = 1e6 / max(webhooks, 1)
+        threads = threads_cpu(self.relay)
+        driver = (children.ru_utime + children.ru_stime) - (children0.ru_utime + children0.ru_stime)
+        return {
+            "wall_s": round(time.perf_counter() - wall0, 3),
+            "cpu_us_per_webhook": {
+                "relay": round((proc_cpu(self.relay) - relay0) * per, 1),
+                "driver": round(driver * per, 1),
+                "sandbox": round((proc_cpu(self.sandbox) - sandbox0) * per, 1),
+                "machine_busy": round(busy * per, 1),
+                "machine_idle": round((total - busy) * per, 1),
+            },
+            "relay_threads_cpu_us_per_webhook": {
+                name: round((sec - threads0.get(name, 0.0)) * per, 1)
+                for name, sec in threads.most_common() if sec - threads0.get(name, 0.0) > 0},
+            "relay_disk_bytes_per_webhook": round((write_bytes(self.relay) - written0) / max(webhooks, 1)),
+        }
+
+
 def queue_stats(data):
     """`relay queue stats` of a stopped relay as a dict of its counts."""
     out = subprocess.run([common.release_bin("relay"), "queue", "stats", "--data-dir", data],
@@ -66,10 +140,12 @@ def phase(a, work, token, reqs, latency_ms):
     sandbox = common.Sandbox(latency_ms)
     proc, port, data = common.start_relay(sandbox, run_dir, token)
     try:
+        split = CpuSplit(proc.pid, sandbox.proc.pid)
         out = subprocess.run([common.release_bin("drive"), "--port", str(port), "--requests", reqs,
                               "--concurrency", str(a.concurrency), "--timeout-s", str(int(a.timeout))],
                              capture_output=True, text=True, check=True).stdout
         drive = json.loads(out)
+        cpu = split.done(drive["statuses"].get("202", 0))
     finally:
         common.stop_process(proc)
         incidents = len(sandbox.stop())
@@ -81,6 +157,7 @@ def phase(a, work, token, reqs, latency_ms):
         "accepted_per_s": round(accepted / drive["wall_s"], 1),
         "intake_p50_ms": round(drive["p50_ms"], 2), "intake_p99_ms": round(drive["p99_ms"], 2),
         "incidents": incidents, "still_queued": queued, "dead": int(q.get("dead", 0)),
+        **cpu,
     }
     # An incident applied but not yet acknowledged when the relay stopped is
     # counted twice (it comes back and is recognised); none may be missing.
@@ -124,6 +201,12 @@ def main():
               f"(p50 {p['intake_p50_ms']} ms, p99 {p['intake_p99_ms']} ms) = "
               f"{p['accepted_per_s'] / ceiling:.2f}x the single-fsync ceiling of {ceiling:.0f}/s measured "
               f"in the same run; load average {load0:.1f} -> {load1:.1f}")
+        c = p["cpu_us_per_webhook"]
+        print(f"  CPU per accepted webhook: relay {c['relay']} us, driver {c['driver']} us, "
+              f"sandbox {c['sandbox']} us; machine busy {c['machine_busy']} us, idle {c['machine_idle']} us; "
+              f"relay wrote {p['relay_disk_bytes_per_webhook']} B/webhook to disk")
+        print("  relay threads (us per webhook): " + ", ".join(
+            f"{k} {v}" for k, v in p["relay_threads_cpu_us_per_webhook"].items()))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=2)
