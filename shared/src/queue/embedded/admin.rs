@@ -2,6 +2,7 @@
 
 use super::base::{count, timestamp, unavailable, Fail};
 use super::store::EmbeddedQueue;
+use super::stored::Body;
 use crate::queue::port::QueueError;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::time::Duration;
@@ -161,7 +162,7 @@ fn dead_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
         id: r.get(0)?,
         group_id: r.get(1)?,
         dedup_id: r.get(2)?,
-        body: r.get(3)?,
+        body: r.get::<_, Body>(3)?.0,
         reason: r.get(4)?,
         receive_count: count(r.get(5)?),
         enqueued_at: timestamp(r.get(6)?),

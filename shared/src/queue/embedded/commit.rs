@@ -127,7 +127,7 @@ fn apply(
     let mut out = Vec::with_capacity(writes.len());
     for w in writes {
         match w {
-            Write::Send(m, attributes) => {
+            Write::Send(m, attributes, body) => {
                 // A send earlier in this transaction is in the table already.
                 let seen: Option<String> = if dedup {
                     tx.prepare_cached("SELECT message_id FROM dedup WHERE dedup_id = ?1")?
@@ -149,7 +149,7 @@ fn apply(
                             (id, group_id, dedup_id, body, attributes, enqueued_at, visible_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 )?
-                .execute(params![id, m.group_id, m.dedup_id, m.body, attributes, now])?;
+                .execute(params![id, m.group_id, m.dedup_id, body, attributes, now])?;
                 if dedup {
                     tx.prepare_cached(
                         "INSERT INTO dedup (dedup_id, message_id, sent_at) VALUES (?1, ?2, ?3)",

@@ -66,7 +66,7 @@
 //! - [`store`]: the handle, its settings, opening a file (WAL, `FULL`);
 //! - [`schema`]: the tables and their migration;
 //! - `commit`: group commit of sends and deletes;
-//! - `commit`: group commit of sends and deletes;
+//! - `stored`: how a body is kept (long ones LZ4-compressed);
 //! - `send`: [`Queue::send`](super::port::Queue::send) with deduplication;
 //! - `receive`: the receiving side ([`Receiver`](super::port::Receiver) and
 //!   [`Inbox`](super::port::Inbox)): receive, delete, release, delay, dead-letter;
@@ -79,6 +79,7 @@ mod receive;
 pub mod schema;
 mod send;
 pub mod store;
+mod stored;
 #[cfg(test)]
 mod tests;
 

@@ -3,6 +3,7 @@
 
 use super::base::{count, ms, token, Fail};
 use super::store::EmbeddedQueue;
+use super::stored::{Body, Stored};
 use crate::queue::port::{InMessage, Inbox, QueueError, Receiver};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -46,7 +47,7 @@ impl Receiver for EmbeddedQueue {
                             r.get::<_, String>(1)?,
                             r.get::<_, String>(2)?,
                             r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
+                            r.get::<_, Body>(4)?.0,
                             r.get::<_, i64>(5)?,
                         ))
                     })?;
@@ -188,7 +189,7 @@ impl Inbox for EmbeddedQueue {
                         m.id,
                         m.group_id.clone().unwrap_or_else(|| "dead".into()),
                         m.dedup_id.clone().unwrap_or_else(|| m.id.clone()),
-                        m.body,
+                        Stored::pack(m.body.clone()),
                         reason,
                         m.receive_count,
                         now

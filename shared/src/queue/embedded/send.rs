@@ -4,6 +4,7 @@
 use super::base::unavailable;
 use super::commit::{Write, Written};
 use super::store::EmbeddedQueue;
+use super::stored::Stored;
 use crate::queue::port::{OutgoingMessage, Queue, QueueError, SendReceipt};
 use async_trait::async_trait;
 
@@ -11,14 +12,16 @@ use async_trait::async_trait;
 impl Queue for EmbeddedQueue {
     /// Committed (fsynced) when this returns `Ok`. A deduplication id seen
     /// within the window answers the original message id and enqueues nothing.
-    async fn send(&self, m: OutgoingMessage) -> Result<SendReceipt, QueueError> {
+    async fn send(&self, mut m: OutgoingMessage) -> Result<SendReceipt, QueueError> {
         if m.group_id.is_empty() || m.dedup_id.is_empty() {
             return Err(QueueError::Rejected(
                 "a message needs a group id and a deduplication id".into(),
             ));
         }
         let attributes = serde_json::to_string(&m.attributes).map_err(unavailable)?;
-        match self.write(Write::Send(m, attributes)).await? {
+        // Compressed here, on the sender's thread, not by the committer.
+        let body = Stored::pack(std::mem::take(&mut m.body));
+        match self.write(Write::Send(m, attributes, body)).await? {
             Written::Sent(r) => Ok(r),
             Written::Deleted(_) => Err(unavailable("a send answered as a delete")),
         }

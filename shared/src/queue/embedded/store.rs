@@ -63,7 +63,12 @@ pub(super) struct Inner {
 /// One write waiting for its commit.
 pub(super) enum Write {
     /// Enqueue, deduplicated within the window.
-    Send(crate::queue::port::OutgoingMessage, String),
+    /// (the message with its body taken out, its attributes as JSON, the body as stored)
+    Send(
+        crate::queue::port::OutgoingMessage,
+        String,
+        super::stored::Stored,
+    ),
     /// Acknowledge the message holding this receipt.
     Delete(String),
 }
