@@ -31,9 +31,20 @@ pub(super) fn timestamp(ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
-/// 128 random bits as hex: a receipt or a message id.
+/// 128 random bits as hex: a receipt.
 pub(super) fn token() -> String {
     crate::support::random::hex(16)
+}
+
+/// A message id, 32 hex digits like a receipt: the send time (unix ms, 12
+/// digits) and 80 random bits. Ids sort by time, so a commit's inserts land
+/// at the end of the id index (one page) instead of on a random page each.
+pub(super) fn message_id(now_ms: i64) -> String {
+    format!(
+        "{:012x}{}",
+        now_ms.clamp(0, 0xFFFF_FFFF_FFFF),
+        crate::support::random::hex(10)
+    )
 }
 
 pub(super) fn count(v: i64) -> u32 {

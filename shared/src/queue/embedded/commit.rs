@@ -13,7 +13,7 @@
 //! the intake answers 503, the worker retries its acknowledgement); nothing
 //! of it is applied.
 
-use super::base::{ms, token, unavailable, Fail};
+use super::base::{message_id, ms, unavailable, Fail};
 use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Line};
 pub(super) use super::store::{Write, Written};
 use crate::queue::port::{QueueError, SendReceipt};
@@ -143,7 +143,7 @@ fn apply(
                     }));
                     continue;
                 }
-                let id = token();
+                let id = message_id(now);
                 tx.prepare_cached(
                     "INSERT INTO messages
                             (id, group_id, dedup_id, body, attributes, enqueued_at, visible_at)

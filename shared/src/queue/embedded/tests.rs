@@ -784,3 +784,30 @@ async fn a_version_1_file_is_upgraded_in_place() {
     assert_eq!(version, SCHEMA_VERSION);
     assert_eq!(q.receive(1).await.unwrap()[0].body, long);
 }
+
+/// Message ids are 32 hex digits that sort by send time (the id index grows
+/// at its end), and stay unique within one millisecond.
+#[tokio::test]
+async fn message_ids_sort_by_send_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let r = q.send(msg(&format!("g{i}"), &format!("d{i}"), "x")).await.unwrap();
+        assert_eq!(r.message_id.len(), 32, "{}", r.message_id);
+        assert!(r.message_id.bytes().all(|b| b.is_ascii_hexdigit()));
+        ids.push(r.message_id);
+        if i % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+    // Ids of different milliseconds sort by time (within one they may not).
+    for w in ids.windows(2) {
+        if w[0][..12] != w[1][..12] {
+            assert!(w[0] < w[1], "{} then {}", w[0], w[1]);
+        }
+    }
+    assert!(ids[0][..12] < ids[39][..12], "{} .. {}", ids[0], ids[39]);
+}
