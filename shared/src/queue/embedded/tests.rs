@@ -793,7 +793,10 @@ async fn message_ids_sort_by_send_time() {
     let q = open(&dir, settings());
     let mut ids = Vec::new();
     for i in 0..40 {
-        let r = q.send(msg(&format!("g{i}"), &format!("d{i}"), "x")).await.unwrap();
+        let r = q
+            .send(msg(&format!("g{i}"), &format!("d{i}"), "x"))
+            .await
+            .unwrap();
         assert_eq!(r.message_id.len(), 32, "{}", r.message_id);
         assert!(r.message_id.bytes().all(|b| b.is_ascii_hexdigit()));
         ids.push(r.message_id);
