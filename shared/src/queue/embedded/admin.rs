@@ -162,7 +162,9 @@ fn dead_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
         id: r.get(0)?,
         group_id: r.get(1)?,
         dedup_id: r.get(2)?,
-        body: r.get::<_, Body>(3)?.0,
+        // Shown, not fatal to the list: the dead letter's reason says why.
+        body: Body::read(r.get_ref(3)?)
+            .unwrap_or_else(|e| format!("(the stored body cannot be read: {e})")),
         reason: r.get(4)?,
         receive_count: count(r.get(5)?),
         enqueued_at: timestamp(r.get(6)?),

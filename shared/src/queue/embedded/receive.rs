@@ -47,7 +47,9 @@ impl Receiver for EmbeddedQueue {
                             r.get::<_, String>(1)?,
                             r.get::<_, String>(2)?,
                             r.get::<_, String>(3)?,
-                            r.get::<_, Body>(4)?.0,
+                            // A body that does not unpack is dead-lettered below,
+                            // not an error that would stop every receive.
+                            Body::read(r.get_ref(4)?),
                             r.get::<_, i64>(5)?,
                         ))
                     })?;
@@ -61,6 +63,14 @@ impl Receiver for EmbeddedQueue {
                     if taken.contains(&group_id) {
                         continue;
                     }
+                    let body = match body {
+                        Ok(body) => body,
+                        Err(e) => {
+                            move_to_dead(&tx, seq, &format!("unreadable_body: {e}"), now)?;
+                            dead_any = true;
+                            continue;
+                        }
+                    };
                     let received = count(received);
                     if settings.max_receive_count > 0 && received >= settings.max_receive_count {
                         let reason =

@@ -63,6 +63,15 @@ impl ToSql for Stored {
 /// A body as it is read: text as it is, a blob unpacked.
 pub(super) struct Body(pub(super) String);
 
+impl Body {
+    /// The body of a column, or why it cannot be read.
+    pub(super) fn read(v: ValueRef<'_>) -> Result<String, String> {
+        Body::column_result(v)
+            .map(|b| b.0)
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl FromSql for Body {
     fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
         let text = match v {

@@ -814,3 +814,42 @@ async fn message_ids_sort_by_send_time() {
     }
     assert!(ids[0][..12] < ids[39][..12], "{} .. {}", ids[0], ids[39]);
 }
+
+/// A stored body that does not unpack (a damaged blob) does not stop the
+/// queue: the receive dead-letters it with the reason and hands out the
+/// rest, and the dead-letter list shows it without failing.
+#[tokio::test]
+async fn an_unreadable_body_is_dead_lettered_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    {
+        let conn = q.inner.conn.lock().unwrap();
+        // The LZ4 format byte and a length of 5 000, then a cut block.
+        let damaged: Vec<u8> = [&[1u8, 0x88, 0x13, 0, 0][..], &[0xf0, 1, 2][..]].concat();
+        conn.execute(
+            "INSERT INTO messages (id, group_id, dedup_id, body, enqueued_at, visible_at)
+             VALUES ('damaged', 'g1', 'd1', ?1, 0, 0)",
+            [damaged],
+        )
+        .unwrap();
+    }
+    q.send(msg("g2", "d2", "kept")).await.unwrap();
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, "kept");
+    let dead = q.dead_list(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, "damaged");
+    assert!(
+        dead[0]
+            .reason
+            .starts_with("unreadable_body: stored body does not unpack"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(
+        dead[0].body.starts_with("(the stored body cannot be read:"),
+        "{}",
+        dead[0].body
+    );
+}
