@@ -2,7 +2,7 @@
 
 use super::base::{count, timestamp, unavailable, Fail};
 use super::store::EmbeddedQueue;
-use super::stored::Body;
+use super::stored;
 use crate::queue::port::QueueError;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::time::Duration;
@@ -163,7 +163,7 @@ fn dead_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
         group_id: r.get(1)?,
         dedup_id: r.get(2)?,
         // Shown, not fatal to the list: the dead letter's reason says why.
-        body: Body::read(r.get_ref(3)?)
+        body: stored::read(r.get_ref(3)?)
             .unwrap_or_else(|e| format!("(the stored body cannot be read: {e})")),
         reason: r.get(4)?,
         receive_count: count(r.get(5)?),

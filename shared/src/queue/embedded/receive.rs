@@ -3,7 +3,7 @@
 
 use super::base::{count, ms, token, Fail};
 use super::store::EmbeddedQueue;
-use super::stored::{Body, Stored};
+use super::stored::{self, Stored};
 use crate::queue::port::{InMessage, Inbox, QueueError, Receiver};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -49,7 +49,7 @@ impl Receiver for EmbeddedQueue {
                             r.get::<_, String>(3)?,
                             // A body that does not unpack is dead-lettered below,
                             // not an error that would stop every receive.
-                            Body::read(r.get_ref(4)?),
+                            stored::read(r.get_ref(4)?),
                             r.get::<_, i64>(5)?,
                         ))
                     })?;

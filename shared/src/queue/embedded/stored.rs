@@ -11,13 +11,13 @@
 //! rewrite. The sender compresses (on its own thread, before its write joins
 //! the group commit), so the committer only copies the smaller bytes.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 
 /// Bodies shorter than this are stored as text: a few hundred bytes share a
 /// page with other rows anyway.
-pub(super) const COMPRESS_FROM: usize = 512;
+const COMPRESS_FROM: usize = 512;
 /// The format byte of an LZ4-compressed body.
-pub(super) const LZ4: u8 = 1;
+const LZ4: u8 = 1;
 /// The largest body a stored length may claim (a damaged length must not
 /// make a receive allocate gigabytes). Intake bodies are far below it.
 const MAX_BODY: usize = 64 << 20;
@@ -33,9 +33,8 @@ impl Stored {
         if body.len() < COMPRESS_FROM || body.len() > MAX_BODY {
             return Stored::Text(body);
         }
-        let Ok(len) = u32::try_from(body.len()) else {
-            return Stored::Text(body);
-        };
+        // At most MAX_BODY, so it fits.
+        let len = body.len() as u32;
         let max = lz4_flex::block::get_maximum_output_size(body.len());
         let mut out = vec![0u8; 5 + max];
         out[0] = LZ4;
@@ -60,29 +59,15 @@ impl ToSql for Stored {
     }
 }
 
-/// A body as it is read: text as it is, a blob unpacked.
-pub(super) struct Body(pub(super) String);
-
-impl Body {
-    /// The body of a column, or why it cannot be read.
-    pub(super) fn read(v: ValueRef<'_>) -> Result<String, String> {
-        Body::column_result(v)
-            .map(|b| b.0)
-            .map_err(|e| e.to_string())
-    }
-}
-
-impl FromSql for Body {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = match v {
-            ValueRef::Text(t) => t.to_vec(),
-            ValueRef::Blob(b) => unpack(b).map_err(|e| FromSqlError::Other(e.into()))?,
-            _ => return Err(FromSqlError::InvalidType),
-        };
-        String::from_utf8(text)
-            .map(Body)
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
+/// A body as it is read (text as it is, a blob unpacked), or why it
+/// cannot be.
+pub(super) fn read(v: ValueRef<'_>) -> Result<String, String> {
+    let text = match v {
+        ValueRef::Text(t) => t.to_vec(),
+        ValueRef::Blob(b) => unpack(b)?,
+        _ => return Err("stored body is neither text nor a blob".to_owned()),
+    };
+    String::from_utf8(text).map_err(|e| format!("stored body is not UTF-8: {e}"))
 }
 
 fn unpack(b: &[u8]) -> Result<Vec<u8>, String> {
@@ -118,7 +103,7 @@ mod tests {
         let packed = matches!(stored, Stored::Packed(_));
         let value = stored.to_sql().unwrap();
         let back = match &value {
-            ToSqlOutput::Borrowed(v) => Body::column_result(*v).unwrap().0,
+            ToSqlOutput::Borrowed(v) => read(*v).unwrap(),
             _ => unreachable!("pack borrows"),
         };
         (packed, back)
@@ -168,8 +153,8 @@ mod tests {
             (&short_len[..], "unpack"),
             (&good[..good.len() - 2], "unpack"),
         ] {
-            let e = Body::column_result(ValueRef::Blob(bad)).err().unwrap();
-            assert!(e.to_string().contains(says), "{e}");
+            let e = read(ValueRef::Blob(bad)).unwrap_err();
+            assert!(e.contains(says), "{e}");
         }
     }
 }
