@@ -58,27 +58,30 @@ def fsync_ceiling(directory, seconds=2.0):
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def stat_cpu(path):
+    """(name, CPU seconds: user + system) of a /proc `stat` file."""
+    with open(path) as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], (int(fields[11]) + int(fields[12])) / TICK
+
+
 def threads_cpu(pid):
-    """CPU seconds (user + system) of each of `pid`'s threads, summed by
-    thread name (tokio's workers share one), from /proc."""
+    """CPU seconds of each of `pid`'s threads, summed by thread name
+    (tokio's workers share one)."""
     by_name = collections.Counter()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                stat = f.read()
+            name, seconds = stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except FileNotFoundError:  # the thread ended meanwhile
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        by_name[name] += (int(fields[11]) + int(fields[12])) / TICK
+        by_name[name] += seconds
     return by_name
 
 
 def proc_cpu(pid):
-    """CPU seconds (user + system) of a whole process, ended threads included."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """CPU seconds of a whole process, ended threads included."""
+    return stat_cpu(f"/proc/{pid}/stat")[1]
 
 
 def write_bytes(pid):
