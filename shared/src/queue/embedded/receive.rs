@@ -176,18 +176,22 @@ impl Inbox for EmbeddedQueue {
             // A message that is not in the queue (an event the worker parked
             // in the link store and gives up on): written to the dead table
             // directly, once.
-            let m = msg.clone();
+            // Packed here, not under the connection's lock.
+            let body = Stored::pack(msg.body.clone());
+            let id = msg.id.clone();
+            let group_id = msg.group_id.clone().unwrap_or_else(|| "dead".into());
+            let dedup_id = msg.dedup_id.clone().unwrap_or_else(|| id.clone());
+            let receive_count = msg.receive_count;
             let reason = reason.to_owned();
             return self
                 .call(move |conn, settings| {
                     let now = settings.now_ms();
                     let queued: bool = conn
                         .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1)")?
-                        .query_row([&m.id], |r| r.get(0))?;
+                        .query_row([&id], |r| r.get(0))?;
                     if queued {
                         return Err(Fail(QueueError::Rejected(format!(
-                            "message {} is queued; dead_letter needs its receipt",
-                            m.id
+                            "message {id} is queued; dead_letter needs its receipt"
                         ))));
                     }
                     conn.prepare_cached(
@@ -196,12 +200,12 @@ impl Inbox for EmbeddedQueue {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                     )?
                     .execute(params![
-                        m.id,
-                        m.group_id.clone().unwrap_or_else(|| "dead".into()),
-                        m.dedup_id.clone().unwrap_or_else(|| m.id.clone()),
-                        Stored::pack(m.body.clone()),
+                        id,
+                        group_id,
+                        dedup_id,
+                        body,
                         reason,
-                        m.receive_count,
+                        receive_count,
                         now
                     ])?;
                     Ok(())

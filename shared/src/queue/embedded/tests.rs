@@ -853,3 +853,47 @@ async fn an_unreadable_body_is_dead_lettered_not_fatal() {
         dead[0].body
     );
 }
+
+/// A message that is not in the queue (a parked event given up on) is
+/// written to the dead table directly, once, long bodies packed like any;
+/// one that is queued needs its receipt.
+#[tokio::test]
+async fn dead_letter_without_a_receipt_writes_the_dead_table_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let body = "{\"parked\":\"".to_owned() + &"event ".repeat(300) + "\"}";
+    let parked = InMessage {
+        id: "parked:issue:1:created".into(),
+        group_id: None,
+        dedup_id: Some("issue:1:created".into()),
+        body: body.clone(),
+        receive_count: 1,
+        receipt: None,
+    };
+    q.dead_letter(&parked, "not_correlated: gave up")
+        .await
+        .unwrap();
+    q.dead_letter(&parked, "not_correlated: gave up")
+        .await
+        .unwrap();
+    let dead = q.dead_list(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].group_id.as_str(), dead[0].dedup_id.as_str()),
+        ("dead", "issue:1:created")
+    );
+    assert_eq!(dead[0].body, body);
+    assert_eq!(
+        sql_count(&q, "SELECT COUNT(*) FROM dead WHERE typeof(body) = 'blob'"),
+        1
+    );
+
+    let sent = q.send(msg("g", "d", "queued")).await.unwrap();
+    let queued = InMessage {
+        id: sent.message_id.clone(),
+        receipt: None,
+        ..parked
+    };
+    let err = q.dead_letter(&queued, "x").await.unwrap_err();
+    assert!(err.to_string().contains("needs its receipt"), "{err}");
+}
