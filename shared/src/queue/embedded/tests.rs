@@ -897,3 +897,57 @@ async fn dead_letter_without_a_receipt_writes_the_dead_table_once() {
     let err = q.dead_letter(&queued, "x").await.unwrap_err();
     assert!(err.to_string().contains("needs its receipt"), "{err}");
 }
+
+/// A receive reads a few index entries, not the whole queue: with 2 000
+/// single-message groups queued it walks from the oldest and stops at its
+/// batch. (The earlier query found every group's head first: its steps grew
+/// with the queue.) A version-2 file written before the index existed gets it
+/// when opened.
+#[tokio::test]
+async fn a_receive_walks_from_the_oldest_and_stops_at_its_batch() {
+    use rusqlite::StatementStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    {
+        let q = EmbeddedQueue::open(&path, settings()).unwrap();
+        let mut conn = q.inner.conn.lock().unwrap();
+        let tx = conn.transaction().unwrap();
+        for i in 0..2000 {
+            tx.execute(
+                "INSERT INTO messages (id, group_id, dedup_id, body, enqueued_at, visible_at)
+                 VALUES (?1, ?1, ?1, 'x', 0, 0)",
+                [format!("m{i:04}")],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        conn.execute_batch("DROP INDEX messages_fifo").unwrap();
+    }
+    let q = EmbeddedQueue::open(&path, settings()).unwrap();
+    let steps = {
+        let conn = q.inner.conn.lock().unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", receive::HEADS))
+            .unwrap()
+            .query_map(params![1, 8], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("messages_fifo")), "{plan:?}");
+        let mut stmt = conn.prepare(receive::HEADS).unwrap();
+        let seqs: Vec<i64> = stmt
+            .query_map(params![1, 8], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs, (1..=8).collect::<Vec<i64>>());
+        stmt.get_status(StatementStatus::VmStep)
+    };
+    assert!(steps < 1000, "{steps} VM steps for 8 heads of 2 000");
+    let got = q.receive(8).await.unwrap();
+    let ids: Vec<_> = got.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["m0000", "m0001", "m0002", "m0003", "m0004", "m0005", "m0006", "m0007"]
+    );
+}
