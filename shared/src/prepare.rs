@@ -19,7 +19,7 @@
 
 use crate::config::model::SourceKind;
 use crate::config::Config;
-use crate::intake::envelope::Envelope;
+use crate::intake::envelope::{Envelope, Payload};
 use crate::outbound::connections::{Connection, ConnectionKind};
 use crate::outbound::connector::{Budget, Call, CallBody, Connector};
 use crate::outbound::executor::{Connectors, Outcome};
@@ -184,15 +184,12 @@ impl JiraPayload {
         if !changed {
             return Ok(env);
         }
-        let raw = serde_json::value::to_raw_value(&payload).map_err(|e| Outcome::Dead {
-            reason: format!("bad_payload: {e}"),
-        })?;
         Ok(Envelope {
             source_key: payload["issue"]["key"]
                 .as_str()
                 .map(str::to_owned)
                 .or(env.source_key.clone()),
-            payload: raw,
+            payload: Payload::of(&payload),
             ..env
         })
     }

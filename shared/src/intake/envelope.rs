@@ -47,6 +47,9 @@ impl<'de> Deserialize<'de> for V1 {
 }
 
 /// Envelope version 1.
+///
+/// `Serialize` writes the header fields; [`Envelope::encode`] is the queue's
+/// form, with the payload appended as it arrived.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Envelope {
     pub v: V1,
@@ -82,8 +85,43 @@ pub struct Envelope {
     pub received_at: jiff::Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<Actor>,
-    /// The webhook body, unchanged.
-    pub payload: Box<RawValue>,
+    /// The webhook body, unchanged. Last in the encoded envelope, and not
+    /// written by `Serialize`: [`Envelope::encode`] appends its text.
+    #[serde(skip_serializing)]
+    pub payload: Payload,
+}
+
+/// A webhook body as it arrived: JSON text checked once, by the reader that
+/// took the head fields at intake ([`read_meta`], which refuses what the
+/// worker could not parse), by the decoder of a queue message, or written
+/// from a `serde_json::Value`; so the text is always one valid JSON value.
+#[derive(Clone)]
+pub struct Payload(Box<str>);
+
+impl Payload {
+    /// The text of a parsed payload (a worker that changed it).
+    pub fn of(value: &serde_json::Value) -> Self {
+        Payload(value.to_string().into())
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Payload")
+            .field(&format_args!("{}", self.0))
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Payload(Box::<RawValue>::deserialize(d)?.into()))
+    }
 }
 
 /// Why a queue message cannot be read as an envelope (permanent: DLQ).
@@ -151,12 +189,11 @@ impl Envelope {
             return Err(PayloadError::TooDeep);
         }
         // One pass reads the head fields and checks the rest of the body as
-        // the worker will parse it (`RawValue` skips without decoding), so
-        // what it could not read is refused here (400) rather than accepted
-        // and dead-lettered.
+        // the worker will parse it, so what it could not read is refused here
+        // (400) rather than accepted and dead-lettered. That pass is the only
+        // check: the payload is carried as text from here on.
         let meta = read_meta(source, text)?;
-        let payload = RawValue::from_string(text.trim().to_owned())
-            .map_err(|e| PayloadError::NotJson(e.to_string()))?;
+        let payload = Payload(text.trim().into());
         let delivery_id = match headers.webhook_id.as_deref().map(str::trim) {
             Some(id) if !id.is_empty() => clip(id),
             _ => format!("sha256:{}", hex::encode(Sha256::digest(body))),
@@ -179,9 +216,19 @@ impl Envelope {
         })
     }
 
-    /// The JSON text of the envelope.
+    /// The JSON text of the envelope: the header fields, then the payload's
+    /// text as it is (not parsed again).
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("an envelope always serialises")
+        const KEY: &str = ",\"payload\":";
+        let mut out = serde_json::to_string(self).expect("an envelope always serialises");
+        // `{"v":1,…}`: never empty, so the payload follows a comma.
+        debug_assert!(out.ends_with('}') && out.len() > 2);
+        out.pop();
+        out.reserve(KEY.len() + self.payload.0.len() + 1);
+        out.push_str(KEY);
+        out.push_str(&self.payload.0);
+        out.push('}');
+        out
     }
 
     /// Reads a queue message body.
@@ -320,6 +367,48 @@ mod tests {
             Envelope::decode(&unsupported),
             Err(EnvelopeError::UnsupportedVersion(_))
         ));
+    }
+
+    /// The encoded envelope is one JSON object whose payload is the body's
+    /// text as it arrived (spliced in, not re-serialised), and it reads back
+    /// to the same text with every header field.
+    #[test]
+    fn encode_appends_the_payload_as_it_arrived() {
+        let h = DeliveryHeaders {
+            webhook_id: Some("w-1".into()),
+            retry: Some(1),
+        };
+        // Spacing and key order a serialiser would not keep.
+        let body = r#"{ "webhookEvent" : "comment_created", "issue_event_type_name":"issue_commented",
+            "user":{"accountId":"5b10a2844c20165700ede21g","displayName":"Ann"},
+            "issue":{"id":"10002","key":"SUP-2"},"comment":{"id":"77","body":"caf\u00e9"} }"#;
+        let e = Envelope::build(
+            "jira-prod",
+            SourceKind::Jira,
+            body.as_bytes(),
+            &h,
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert!(e.event_type.is_some() && e.source_key.is_some() && e.change_id.is_some());
+        assert!(e.actor.is_some());
+        let text = e.encode();
+        assert!(
+            text.ends_with(&format!(",\"payload\":{}}}", body.trim())),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["payload"]["comment"]["body"], "café");
+        assert_eq!(v["source_key"], "SUP-2");
+        let back = Envelope::decode(&text).unwrap();
+        assert_eq!(back.payload.get(), body.trim());
+        assert_eq!(back.encode(), text);
+        // A payload written from a parsed value is valid JSON too.
+        let p = Payload::of(&v["payload"]);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(p.get()).unwrap(),
+            v["payload"]
+        );
     }
 
     #[test]
