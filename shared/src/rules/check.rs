@@ -148,7 +148,7 @@ struct MapFull {
     user: bool,
 }
 
-/// Connections and rules checks, called from [`crate::config`]'s `check()`.
+/// Connections and rules checks, run when a config is loaded.
 pub(crate) fn check_rules(
     raw: Vec<Spanned<RuleSpec>>,
     endpoints: &[Endpoint],

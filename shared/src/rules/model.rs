@@ -1,8 +1,8 @@
 //! The rules as the engine uses them, compiled: which events go where
 //! ([`Rule`], [`Condition`], [`Source`]) and what they become ([`Mapping`],
-//! [`Action`], [`Method`]). Their YAML form and the load-time check are in
-//! [`crate::rules::check`]; evaluation against one event is in
-//! [`crate::rules::engine`].
+//! [`Action`], [`Method`]). It depends on neither its YAML form and
+//! load-time check (`check.rs`) nor its evaluation against one event
+//! (`engine.rs`); both build on it.
 
 use super::path::Path;
 use super::template::Template;
