@@ -27,7 +27,6 @@ CREATE TABLE messages (
     receipt       TEXT    UNIQUE
 );
 CREATE INDEX messages_group ON messages (group_id, seq);
-CREATE INDEX messages_fifo ON messages (seq, visible_at, group_id);
 CREATE TABLE dedup (
     dedup_id   TEXT    PRIMARY KEY,
     message_id TEXT    NOT NULL,
@@ -95,8 +94,9 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), QueueErr
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(at)?;
     }
-    // Added within version 2 (a relay without it maintains it all the same):
-    // the receive's walk in queue order reads this index, not the table.
+    // The receive's walk in queue order reads this index, not the table. Its
+    // one definition, for new files and for version-2 files written before it
+    // (added within version 2: a relay without it maintains it all the same).
     tx.execute_batch(
         "CREATE INDEX IF NOT EXISTS messages_fifo ON messages (seq, visible_at, group_id)",
     )
