@@ -31,6 +31,23 @@ fn sql_count(q: &EmbeddedQueue, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Queues `n` visible messages in one transaction, straight into the table
+/// (faster than `send` for large backlogs): ids `m0000`, `m0001`, …, each its
+/// own dedup id, in the group `group(i)`.
+fn queue_directly(q: &EmbeddedQueue, n: usize, group: impl Fn(usize) -> String) {
+    let mut conn = q.inner.conn.lock().unwrap();
+    let tx = conn.transaction().unwrap();
+    for i in 0..n {
+        tx.execute(
+            "INSERT INTO messages (id, group_id, dedup_id, body, enqueued_at, visible_at)
+             VALUES (?1, ?2, ?1, '{}', 0, 0)",
+            params![format!("m{i:04}"), group(i)],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
 async fn drain_all(q: &EmbeddedQueue) -> Vec<InMessage> {
     let mut all = Vec::new();
     loop {
@@ -563,25 +580,14 @@ async fn backlog() {
     let dir = tempfile::tempdir().unwrap();
     let q = open(&dir, settings());
     let n = 50_000;
-    {
-        let mut conn = q.inner.conn.lock().unwrap();
-        let tx = conn.transaction().unwrap();
-        for i in 0..n {
-            // Half in one big group, half over 1000 groups.
-            let g = if i % 2 == 0 {
-                "big".to_owned()
-            } else {
-                format!("g{}", i % 1000)
-            };
-            tx.execute(
-                "INSERT INTO messages (id, group_id, dedup_id, body, enqueued_at, visible_at)
-                 VALUES (?1, ?2, ?1, '{}', 0, 0)",
-                params![format!("m{i}"), g],
-            )
-            .unwrap();
+    // Half in one big group, half over 1000 groups.
+    queue_directly(&q, n, |i| {
+        if i % 2 == 0 {
+            "big".to_owned()
+        } else {
+            format!("g{}", i % 1000)
         }
-        tx.commit().unwrap();
-    }
+    });
     let t = Instant::now();
     let rounds = 20;
     for _ in 0..rounds {
@@ -910,17 +916,8 @@ async fn a_receive_walks_from_the_oldest_and_stops_at_its_batch() {
     let path = dir.path().join("queue.db");
     {
         let q = EmbeddedQueue::open(&path, settings()).unwrap();
-        let mut conn = q.inner.conn.lock().unwrap();
-        let tx = conn.transaction().unwrap();
-        for i in 0..2000 {
-            tx.execute(
-                "INSERT INTO messages (id, group_id, dedup_id, body, enqueued_at, visible_at)
-                 VALUES (?1, ?1, ?1, 'x', 0, 0)",
-                [format!("m{i:04}")],
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
+        queue_directly(&q, 2000, |i| format!("g{i:04}"));
+        let conn = q.inner.conn.lock().unwrap();
         conn.execute_batch("DROP INDEX messages_fifo").unwrap();
     }
     let q = EmbeddedQueue::open(&path, settings()).unwrap();
