@@ -9,7 +9,7 @@
 //! a best-effort compare-and-swap: a writer that puts between our check and
 //! our put is overwritten. The window is one round trip (tens of ms); the
 //! OAuth refresher that uses this also re-reads and retries on
-//! `invalid_grant` (see [`crate::outbound::oauth3lo`]), which covers it.
+//! `invalid_grant` (`outbound/oauth3lo.rs`), which covers it.
 
 use super::store::{SecretError, SecretStore, SecretValue, SecretVersions};
 use async_trait::async_trait;

@@ -1,7 +1,7 @@
 //! Secret values and references to them.
 //!
 //! The configuration never holds a secret: it names one by secret id and key
-//! ([`SecretRef`]). The value, once resolved by a [`crate::secrets::store::SecretStore`],
+//! ([`SecretRef`]). The value, once resolved by a secret store (`store.rs`),
 //! travels as a [`Secret`], whose `Debug` is redacted and which has no `Display`,
 //! so it cannot reach a log line or an error body by accident.
 

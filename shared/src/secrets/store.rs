@@ -8,7 +8,7 @@
 //! for one-machine use, and a TTL cache that wraps either.
 //!
 //! Most secrets are only read. A rotating credential (the OAuth 2.0 3LO
-//! refresh token, see [`crate::outbound::oauth3lo`]) is also written back
+//! refresh token, which the outbound OAuth refresher rotates) is also written back
 //! with [`SecretStore::put`]: one key of a JSON-object secret is replaced,
 //! the other keys kept, optionally only if the secret is still at the
 //! version the caller read (compare-and-swap; how strict depends on the
