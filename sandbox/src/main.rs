@@ -10,7 +10,7 @@
 //!   semaphore: N requests handled at once, Q more wait, the rest get a 429
 //!   (latency grows past N concurrent calls, refusals start past N + Q).
 //! - `--records-json`: at exit, print each incident as one JSON line on
-//!   stdout, `{"record": {...}, "created_unix_ms": ...}`.
+//!   stdout, `{"record": {...}, "created_unix_ms": ..., "created_unix_us": ...}`.
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -106,13 +106,16 @@ async fn main() {
     }
     for (record, created) in incidents {
         if opts.records_json {
-            let ms = created
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0);
+            let since = created.duration_since(UNIX_EPOCH).unwrap_or_default();
+            // Microseconds too: a pipeline that takes about a millisecond is
+            // not measured by a stamp cut down to whole milliseconds.
             println!(
                 "{}",
-                serde_json::json!({"record": record, "created_unix_ms": ms as u64})
+                serde_json::json!({
+                    "record": record,
+                    "created_unix_ms": since.as_millis() as u64,
+                    "created_unix_us": since.as_micros() as u64,
+                })
             );
         } else {
             eprintln!("  {}", serde_json::Value::Object(record));
