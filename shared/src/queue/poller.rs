@@ -4,7 +4,7 @@
 //! Each loop receives a batch, hands it to a [`BatchHandler`] (the worker)
 //! with an [`Inbox`] for the batch, then settles every message: a handled one
 //! is deleted at once by the inbox, a failed one released with its delay, the
-//! rest deleted. Sends through [`Poller::sender`] wake idle loops; an idle
+//! rest deleted. Each send through [`Poller::sender`] wakes an idle loop; an idle
 //! loop gives the handler time for upkeep. On shutdown the host stops the
 //! loops (a `watch` channel) and [`Poller::release_in_flight`] gives back what
 //! they still held.
@@ -60,7 +60,9 @@ impl<Q> Clone for Poller<Q> {
     }
 }
 
-/// The queue as senders see it: a send wakes the idle loops.
+/// The queue as senders see it: a send wakes one idle loop (a message is
+/// work for one loop; waking all of them sent the rest to an empty receive,
+/// each in line for the queue's connection before the next send's commit).
 pub struct Waking<Q> {
     queue: Arc<Q>,
     wake: Arc<Notify>,
@@ -70,7 +72,7 @@ pub struct Waking<Q> {
 impl<Q: Queue> Queue for Waking<Q> {
     async fn send(&self, m: OutgoingMessage) -> Result<SendReceipt, QueueError> {
         let r = self.queue.send(m).await?;
-        self.wake.notify_waiters();
+        self.wake.notify_one();
         Ok(r)
     }
 }
