@@ -136,7 +136,10 @@ def start_relay(sandbox, work, token, workers=None, log_name="relay.log", servic
         f.write(config)
     secrets = os.path.join(work, "secrets.yaml")
     fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, (f"secrets:\n  relay/webhook:\n    token: {token}\n    hmac: {os.urandom(8).hex()}\n"
+    # JSON strings are YAML strings: a random hex of digits only (or digits
+    # with one `e`) would otherwise be read as a number, and refused.
+    os.write(fd, (f"secrets:\n  relay/webhook:\n    token: {json.dumps(token)}\n"
+                  f"    hmac: {json.dumps('bench-hmac-' + os.urandom(8).hex())}\n"
                   f"  relay/servicenow:\n    username: {SN_USER}\n    password: {SN_PASSWORD}\n"
                   "  relay/jira:\n    email: relay@example.com\n    api_token: jira-api-token\n").encode())
     os.close(fd)
