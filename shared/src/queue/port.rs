@@ -117,10 +117,23 @@ pub trait Inbox: Send + Sync {
 /// delivery of a message; a stale one (the message was received again,
 /// released, delayed, dead-lettered or deleted since) changes nothing.
 #[async_trait]
-pub trait Receiver: Inbox {
+pub trait Receiver: Inbox + Queue {
     /// Up to `max` messages, each hidden from other receivers for
     /// [`Receiver::visibility_timeout`] and holding a fresh receipt.
     async fn receive(&self, max: usize) -> Result<Vec<InMessage>, QueueError>;
+    /// Sends `message` for a host whose receivers wait for work: where the
+    /// queue can, the send's own commit also marks the message received
+    /// (receive count 1, a receipt, hidden for the visibility timeout) when
+    /// it is its group's head, and the next [`Receiver::receive`] of this
+    /// process takes it without a commit of its own. The default sends.
+    async fn send_leased(&self, message: OutgoingMessage) -> Result<SendReceipt, QueueError> {
+        self.send(message).await
+    }
+    /// Takes the receipts of messages leased at their send that no receive
+    /// has taken yet (a host that stops releases them).
+    fn unclaimed(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Acknowledges (deletes) the message holding `receipt`. `Ok(false)`
     /// when the receipt is stale: nothing changes then.
     async fn delete(&self, receipt: &str) -> Result<bool, QueueError>;

@@ -13,10 +13,10 @@
 //! the intake answers 503, the worker retries its acknowledgement); nothing
 //! of it is applied.
 
-use super::base::{message_id, ms, unavailable, Fail};
-use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Line};
+use super::base::{message_id, ms, token, unavailable, Fail};
+use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Leased, Line};
 pub(super) use super::store::{Write, Written};
-use crate::queue::port::{QueueError, SendReceipt};
+use crate::queue::port::{InMessage, QueueError, SendReceipt};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
@@ -88,14 +88,22 @@ fn commit_while_waiting(inner: &Inner) {
         let (writes, answers): (Vec<Write>, Vec<Answer>) = group.into_iter().unzip();
         let result = {
             let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
-            apply(&mut conn, &inner.settings, &writes)
+            apply(&mut conn, &inner.settings, writes)
         };
         match result {
-            Ok(done) => {
+            Ok((done, leased)) => {
                 {
                     let mut line = lock(&inner.line);
                     line.commits += 1;
-                    line.writes += writes.len() as u64;
+                    line.writes += done.len() as u64;
+                }
+                // Before the answers: the sender wakes a loop once answered.
+                if !leased.is_empty() {
+                    inner
+                        .leased
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(leased);
                 }
                 for (answer, d) in answers.into_iter().zip(done) {
                     let _ = answer.send(Ok(d));
@@ -110,12 +118,13 @@ fn commit_while_waiting(inner: &Inner) {
     }
 }
 
-/// Applies `writes` in one transaction, in line order.
+/// Applies `writes` in one transaction, in line order; returns each one's
+/// result and the messages their sends leased.
 fn apply(
     conn: &mut rusqlite::Connection,
     settings: &EmbeddedSettings,
-    writes: &[Write],
-) -> Result<Vec<Written>, Fail> {
+    writes: Vec<Write>,
+) -> Result<(Vec<Written>, Vec<Leased>), Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
     let now = settings.now_ms();
@@ -125,9 +134,10 @@ fn apply(
             .execute([now.saturating_sub(ms(settings.dedup_window))])?;
     }
     let mut out = Vec::with_capacity(writes.len());
+    let mut leased = Vec::new();
     for w in writes {
         match w {
-            Write::Send(m, attributes, body) => {
+            Write::Send(m, attributes, body, lease) => {
                 // A send earlier in this transaction is in the table already.
                 let seen: Option<String> = if dedup {
                     tx.prepare_cached("SELECT message_id FROM dedup WHERE dedup_id = ?1")?
@@ -144,12 +154,61 @@ fn apply(
                     continue;
                 }
                 let id = message_id(now);
-                tx.prepare_cached(
-                    "INSERT INTO messages
-                            (id, group_id, dedup_id, body, attributes, enqueued_at, visible_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                )?
-                .execute(params![id, m.group_id, m.dedup_id, body, attributes, now])?;
+                // Leased only as its group's head: with no message of its
+                // group queued, in flight or delayed (FIFO within a group).
+                let lease = match lease {
+                    Some(text) => {
+                        let alone = !tx
+                            .prepare_cached(
+                                "SELECT EXISTS (SELECT 1 FROM messages WHERE group_id = ?1)",
+                            )?
+                            .query_row([&m.group_id], |r| r.get::<_, bool>(0))?;
+                        alone.then_some(text)
+                    }
+                    None => None,
+                };
+                match &lease {
+                    None => tx
+                        .prepare_cached(
+                            "INSERT INTO messages
+                                (id, group_id, dedup_id, body, attributes, enqueued_at, visible_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                        )?
+                        .execute(params![id, m.group_id, m.dedup_id, body, attributes, now])?,
+                    Some(text) => {
+                        let receipt = token();
+                        let hidden_until = now.saturating_add(ms(settings.visibility_timeout));
+                        let n = tx
+                            .prepare_cached(
+                                "INSERT INTO messages
+                                    (id, group_id, dedup_id, body, attributes, enqueued_at,
+                                     visible_at, receive_count, receipt)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)",
+                            )?
+                            .execute(params![
+                                id,
+                                m.group_id,
+                                m.dedup_id,
+                                body,
+                                attributes,
+                                now,
+                                hidden_until,
+                                receipt
+                            ])?;
+                        leased.push(Leased {
+                            message: InMessage {
+                                id: id.clone(),
+                                group_id: Some(m.group_id.clone()),
+                                dedup_id: Some(m.dedup_id.clone()),
+                                body: text.clone(),
+                                receive_count: 1,
+                                receipt: Some(receipt),
+                            },
+                            hidden_until,
+                        });
+                        n
+                    }
+                };
                 if dedup {
                     tx.prepare_cached(
                         "INSERT INTO dedup (dedup_id, message_id, sent_at) VALUES (?1, ?2, ?3)",
@@ -170,5 +229,5 @@ fn apply(
         }
     }
     tx.commit()?;
-    Ok(out)
+    Ok((out, leased))
 }

@@ -44,6 +44,15 @@
 //!   most one message in flight, a group whose head is in flight or delayed
 //!   is blocked, and messages of one group are delivered strictly in send
 //!   order. Heads of different groups are handed out together, oldest first.
+//! - Leased at the send: a send for a waiting receiver
+//!   ([`Receiver::send_leased`](super::port::Receiver::send_leased), used by
+//!   `relay serve` while a worker loop is idle) that is its group's head is
+//!   marked received in its own commit (receive count 1, a receipt, hidden
+//!   for the visibility timeout) and kept in memory until the next receive
+//!   takes it, with no transaction of its own: the event reaches its target
+//!   one commit (and one fsync) sooner. A lease half gone untaken is released
+//!   by the next receive; a crash leaves it to expire like any message in
+//!   flight.
 //! - Receipts: every receive issues a fresh random receipt. A receipt stays
 //!   valid until the message is received again (also after the visibility
 //!   timeout passed, like SQS), released, delayed, deleted or dead-lettered.

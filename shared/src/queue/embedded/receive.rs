@@ -2,9 +2,9 @@
 //! acknowledgement, release, delay and dead-lettering.
 
 use super::base::{count, ms, token, Fail};
-use super::store::EmbeddedQueue;
+use super::store::{EmbeddedQueue, Leased};
 use super::stored::{self, Stored};
-use crate::queue::port::{InMessage, Inbox, QueueError, Receiver};
+use crate::queue::port::{InMessage, Inbox, OutgoingMessage, QueueError, Receiver, SendReceipt};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashSet;
@@ -30,9 +30,18 @@ impl Receiver for EmbeddedQueue {
     /// the visibility timeout. Messages over the receive budget are moved to
     /// the dead-letter table on the way (and their group's next message may be
     /// handed out in their place).
+    ///
+    /// Messages leased at their send (`send_leased`) come first, without a
+    /// transaction: their commit made them received already. One whose lease
+    /// is half gone is released instead (in this receive's transaction) and
+    /// handed out again from the table, with a new receipt.
     async fn receive(&self, max: usize) -> Result<Vec<InMessage>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
+        }
+        let (fresh, stale) = self.take_leased(max);
+        if !fresh.is_empty() && stale.is_empty() {
+            return Ok(fresh);
         }
         self.call(move |conn, settings| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -40,8 +49,13 @@ impl Receiver for EmbeddedQueue {
             // and a visibility counted from before it would end early (two
             // loops working on one message).
             let now = settings.now_ms();
+            // (Should this transaction fail, `fresh` stays leased to its lease's end.)
+            for receipt in &stale {
+                release_tx(&tx, receipt, now)?;
+            }
             let hidden_until = now.saturating_add(ms(settings.visibility_timeout));
-            let mut out = Vec::new();
+            // The leased ones' groups are in flight: the table's heads are others.
+            let mut out = fresh;
             let mut taken: HashSet<String> = HashSet::new();
             loop {
                 let limit = i64::try_from(max + taken.len()).unwrap_or(i64::MAX);
@@ -140,8 +154,47 @@ impl Receiver for EmbeddedQueue {
         .await
     }
 
+    async fn send_leased(&self, message: OutgoingMessage) -> Result<SendReceipt, QueueError> {
+        self.send_as(message, true).await
+    }
+
+    fn unclaimed(&self) -> Vec<String> {
+        self.leased()
+            .drain(..)
+            .filter_map(|l| l.message.receipt)
+            .collect()
+    }
+
     fn visibility_timeout(&self) -> Duration {
         self.settings().visibility_timeout
+    }
+}
+
+impl EmbeddedQueue {
+    fn leased(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Leased>> {
+        self.inner.leased.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Up to `max` leased messages with at least half their lease left, and
+    /// the receipts of those with less (to be released: a loop could not
+    /// finish one before its lease ran out and another loop got it).
+    fn take_leased(&self, max: usize) -> (Vec<InMessage>, Vec<String>) {
+        let mut leased = self.leased();
+        if leased.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let half = ms(self.settings().visibility_timeout) / 2;
+        let now = self.settings().now_ms();
+        let (mut fresh, mut stale) = (Vec::new(), Vec::new());
+        while fresh.len() < max {
+            let Some(l) = leased.pop_front() else { break };
+            if l.hidden_until.saturating_sub(now) >= half {
+                fresh.push(l.message);
+            } else if let Some(receipt) = l.message.receipt {
+                stale.push(receipt);
+            }
+        }
+        (fresh, stale)
     }
 }
 

@@ -58,16 +58,29 @@ pub(super) struct Inner {
     pub(super) line: Mutex<Line>,
     pub(super) settings: EmbeddedSettings,
     pub(super) path: PathBuf,
+    /// Messages leased at their send to the next receive of this process
+    /// (see `Receiver::send_leased`), oldest first.
+    pub(super) leased: Mutex<std::collections::VecDeque<Leased>>,
+}
+
+/// A message its own send's commit marked received (receive count 1, a
+/// receipt, hidden until `hidden_until`), waiting for a receive to take it.
+pub(super) struct Leased {
+    pub(super) message: crate::queue::port::InMessage,
+    /// Unix ms.
+    pub(super) hidden_until: i64,
 }
 
 /// One write waiting for its commit.
 pub(super) enum Write {
     /// Enqueue, deduplicated within the window.
-    /// (the message with its body taken out, its attributes as JSON, the body as stored)
+    /// (the message with its body taken out, its attributes as JSON, the body
+    /// as stored, and the body as sent when the send leases it: `send_leased`)
     Send(
         crate::queue::port::OutgoingMessage,
         String,
         super::stored::Stored,
+        Option<String>,
     ),
     /// Acknowledge the message holding this receipt.
     Delete(String),
@@ -131,6 +144,7 @@ impl EmbeddedQueue {
                 line: Mutex::default(),
                 settings,
                 path: path.to_path_buf(),
+                leased: Mutex::default(),
             }),
         };
         Ok(q)

@@ -948,3 +948,99 @@ async fn a_receive_walks_from_the_oldest_and_stops_at_its_batch() {
         ["m0000", "m0001", "m0002", "m0003", "m0004", "m0005", "m0006", "m0007"]
     );
 }
+
+/// A send for a waiting receiver is received in its own commit: on disk it
+/// is in flight with receive count 1 (what the worker's first sight rests
+/// on) before `send_leased` returns, and the next receive takes it without
+/// writing anything. A send whose group has a message queued is not leased
+/// (FIFO within the group).
+#[tokio::test]
+async fn a_send_for_a_waiting_receiver_is_received_in_its_own_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let r1 = q.send_leased(msg("g1", "d1", "{\"n\":1}")).await.unwrap();
+    let on_disk = |id: &str| -> (i64, Option<String>, i64) {
+        let other = Connection::open(dir.path().join("q").join("queue.db")).unwrap();
+        other
+            .query_row(
+                "SELECT receive_count, receipt, visible_at FROM messages WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    };
+    let (count, receipt, hidden) = on_disk(&r1.message_id);
+    assert_eq!(count, 1);
+    assert!(receipt.is_some());
+    assert!(
+        hidden > settings().now_ms() + 50_000,
+        "hidden for the visibility timeout"
+    );
+    // Same group: not leased while d1 is in flight.
+    let r2 = q.send_leased(msg("g1", "d2", "{\"n\":2}")).await.unwrap();
+    assert_eq!(on_disk(&r2.message_id).0, 0);
+    assert_eq!(on_disk(&r2.message_id).1, None);
+
+    let changes = q.inner.conn.lock().unwrap().total_changes();
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(
+        q.inner.conn.lock().unwrap().total_changes(),
+        changes,
+        "no write"
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, r1.message_id);
+    assert_eq!(got[0].body, "{\"n\":1}");
+    assert_eq!(got[0].receive_count, 1);
+    assert_eq!(got[0].receipt, receipt);
+    assert_eq!(got[0].group_id.as_deref(), Some("g1"));
+    assert_eq!(got[0].dedup_id.as_deref(), Some("d1"));
+    // d2 waits for its group's head, then comes from the table.
+    assert!(q.receive(10).await.unwrap().is_empty());
+    assert!(q.delete(receipt.as_deref().unwrap()).await.unwrap());
+    let next = q.receive(10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id, r2.message_id);
+    assert_eq!(next[0].receive_count, 1);
+    // A duplicate send leases nothing.
+    let again = q.send_leased(msg("g1", "d1", "{\"n\":1}")).await.unwrap();
+    assert!(again.duplicate);
+    assert!(q.unclaimed().is_empty());
+}
+
+/// A lease nobody took is handed back: half gone, the next receive releases
+/// it and hands it out again from the table (receive count 2); at a host's
+/// stop, `unclaimed` gives its receipt to release.
+#[tokio::test]
+async fn leases_nobody_took_are_released() {
+    use crate::support::clock::FixedClock;
+    let t0 = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    let clock = std::sync::Arc::new(FixedClock::new(t0));
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(
+        &dir,
+        EmbeddedSettings {
+            clock: clock.clone(),
+            ..settings()
+        },
+    );
+    let r = q.send_leased(msg("g", "d1", "{}")).await.unwrap();
+    clock.set(t0 + jiff::SignedDuration::from_secs(31));
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, r.message_id);
+    assert_eq!(
+        got[0].receive_count, 2,
+        "released, then received from the table"
+    );
+    assert!(q.delete(got[0].receipt.as_deref().unwrap()).await.unwrap());
+
+    let r = q.send_leased(msg("g", "d2", "{}")).await.unwrap();
+    let left = q.unclaimed();
+    assert_eq!(left.len(), 1);
+    assert!(q.unclaimed().is_empty(), "taken once");
+    assert!(q.release(&left[0], Duration::ZERO).await.unwrap());
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got[0].id, r.message_id);
+    assert_eq!(got[0].receive_count, 2);
+}
