@@ -1,6 +1,9 @@
 //! A connection's bytes, watched: when it last moved a byte, and whether it
 //! has sent anything since the last answer (a half-sent request) — the idle
-//! timeout and the refusal counts read these.
+//! timeout and the refusal counts read these. A connection that never sent a
+//! byte of a request is not half-sent: HTTP clients open spare connections
+//! for their pools (reqwest does when a request races an idle connection)
+//! and close them, or let the server close them, unused.
 
 use std::io;
 use std::pin::Pin;
@@ -27,7 +30,6 @@ pub struct Activity(Arc<State>);
 struct State {
     last_ms: AtomicU64,
     read_since_write: AtomicBool,
-    wrote: AtomicBool,
 }
 
 impl Activity {
@@ -45,9 +47,17 @@ impl Activity {
     }
 
     /// Whether the client is in the middle of a request: it has sent bytes
-    /// since the last answer, or has never been answered.
+    /// since the last answer (since the connection opened, or since its TLS
+    /// handshake, when it has had none).
     pub fn mid_request(&self) -> bool {
-        self.0.read_since_write.load(Ordering::Relaxed) || !self.0.wrote.load(Ordering::Relaxed)
+        self.0.read_since_write.load(Ordering::Relaxed)
+    }
+
+    /// The TLS handshake is done: the bytes it read were not a request.
+    /// (A client whose first request bytes came in the handshake's last read
+    /// and then stalls is still closed at the header timeout, uncounted.)
+    pub fn handshake_done(&self) {
+        self.0.read_since_write.store(false, Ordering::Relaxed);
     }
 }
 
@@ -62,7 +72,6 @@ impl<S> Watched<S> {
         let activity = Activity(Arc::new(State {
             last_ms: AtomicU64::new(now_ms()),
             read_since_write: AtomicBool::new(false),
-            wrote: AtomicBool::new(false),
         }));
         (
             Self {
@@ -138,6 +147,5 @@ impl<S> Watched<S> {
         let s = &self.activity.0;
         s.last_ms.store(now_ms(), Ordering::Relaxed);
         s.read_since_write.store(false, Ordering::Relaxed);
-        s.wrote.store(true, Ordering::Relaxed);
     }
 }

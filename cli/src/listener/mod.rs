@@ -212,16 +212,18 @@ async fn connection(
         }
         Ok(_) => return, // closed before a byte
         Err(_) => {
-            shared
-                .refusals
-                .add("header_timeout", "no byte before the header timeout");
+            // An unused spare connection of a client's pool, not a request.
+            tracing::debug!(%peer, "closing a connection that sent no byte");
             return;
         }
     }
     let (io, activity) = io::Watched::new(stream);
     let accepted = tokio::time::timeout(limits.header_timeout, tls.acceptor().accept(io)).await;
     let stream = match accepted {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => {
+            activity.handshake_done();
+            s
+        }
         Ok(Err(e)) => {
             shared
                 .refusals
@@ -322,8 +324,9 @@ async fn drive<C, E>(
         let timeout = e
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_timeout);
-        // A kept-alive connection closed while waiting for a next request
-        // that never came is not a refusal; a half-sent head is.
+        // A connection closed while waiting for a request that never came
+        // (a kept-alive one, or a pool's spare never used) is not a
+        // refusal; a half-sent head is.
         if timeout && activity.mid_request() {
             shared
                 .refusals

@@ -2,12 +2,13 @@
 //! certificate the test makes (renewed while it runs), plain HTTP on the TLS
 //! port refused or redirected, a flood from one address limited while
 //! another is served, `X-Forwarded-For` believed only from a trusted proxy,
-//! a body that does not arrive in time, and the refusals on `/metrics` and
-//! the console. The connection cap and the header timeout are in `serve`.
+//! a body that does not arrive in time, a connection that never sends a
+//! request closed uncounted, and the refusals on `/metrics` and the console. The connection cap and the header timeout are in `serve`.
 //! Everything on 127.0.0.x, bounded in count and time.
 
 use crate::common::{drained, free_port, ConsoleSession, Serve};
 use crate::console::{scrape, write_setup, CONSOLE_PASSWORD};
+use crate::serve::closed_by;
 use sandbox::servicenow_server::ServiceNowServer;
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -393,4 +394,108 @@ async fn a_flood_from_one_address_is_limited_while_another_is_served() {
     );
     assert!(page.contains("<td>body_timeout</td><td>1</td>"), "{page}");
     serve.stop().await;
+}
+
+/// Waits (at most 5 s) until `/metrics` counts `n` refusals for `reason`.
+async fn counted(console_base: &str, reason: &str, n: u64) -> String {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = scrape(console_base).await;
+        if rejected(&metrics, reason) >= n || Instant::now() > until {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A connection that never sends a byte of a request is closed at the header
+/// timeout and not counted as a refusal: an HTTP client's spare pooled
+/// connection (reqwest opens one when a request races an idle connection;
+/// the demo's first run showed it as "refused"), or a TLS connection left
+/// idle after its handshake. A half-sent head is counted, over HTTP and HTTPS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_no_request_is_closed_but_not_counted() {
+    use tokio::io::AsyncWriteExt;
+    let sn = ServiceNowServer::start().await;
+    let head = format!("POST /webhooks/jira?token={TOKEN} HTTP/1.1\r\nHost: relay\r\n");
+    for tls in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        write_setup(dir.path(), &sn, true);
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        replace(&cert_path, &cert.pem());
+        replace(&key_path, &signing_key.serialize_pem());
+        let port = free_port();
+        let console = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--workers",
+            "1",
+            "--console",
+            &console,
+            "--header-timeout-secs",
+            "1",
+        ];
+        if tls {
+            args.extend(["--tls-cert", cert_path.to_str().unwrap()]);
+            args.extend(["--tls-key", key_path.to_str().unwrap()]);
+        }
+        let mut serve = Serve::spawn_with(dir.path(), port, &args);
+        if tls {
+            serve.base = format!("https://localhost:{port}");
+        }
+        serve.ready().await;
+        let connect = || tokio::net::TcpStream::connect(("127.0.0.1", port));
+
+        // when one connection sends nothing at all, and one sends half a head
+        type Stream = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+        let mut open: Vec<(&str, Stream)> =
+            vec![("a silent connection", Box::new(connect().await.unwrap()))];
+        let start = tokio::time::Instant::now();
+        if tls {
+            // and, over HTTPS, one finishes its handshake and sends nothing
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert.der().clone()).unwrap();
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let idle = tls.connect(name.clone(), connect().await.unwrap());
+            open.push(("an idle TLS connection", Box::new(idle.await.unwrap())));
+            let mut half = tls.connect(name, connect().await.unwrap()).await.unwrap();
+            half.write_all(head.as_bytes()).await.unwrap();
+            half.flush().await.unwrap();
+            open.push(("a half-sent head over TLS", Box::new(half)));
+        } else {
+            let mut half = connect().await.unwrap();
+            half.write_all(head.as_bytes()).await.unwrap();
+            open.push(("a half-sent head", Box::new(half)));
+        }
+        // then every one is closed after the header timeout
+        let deadline = start + Duration::from_secs(6);
+        for (what, stream) in &mut open {
+            assert!(closed_by(stream, deadline).await, "{what} stayed open");
+        }
+        assert!(start.elapsed() >= Duration::from_millis(900));
+
+        // and only the half-sent head is a refusal
+        let console_base = format!("http://{console}");
+        let metrics = counted(&console_base, "header_timeout", 1).await;
+        assert_eq!(
+            rejected(&metrics, "header_timeout"),
+            1,
+            "tls {tls}: {metrics}"
+        );
+        assert_eq!(
+            rejected(&metrics, "tls_handshake"),
+            0,
+            "tls {tls}: {metrics}"
+        );
+        serve.stop().await;
+    }
 }

@@ -334,7 +334,10 @@ async fn per_issue_order_holds_under_parallel_workers_and_duplicates_collapse() 
 }
 
 /// Reads until the peer closes (EOF or reset); `false` if `deadline` comes first.
-async fn closed_by(s: &mut tokio::net::TcpStream, deadline: tokio::time::Instant) -> bool {
+pub(crate) async fn closed_by(
+    s: &mut (impl tokio::io::AsyncRead + Unpin),
+    deadline: tokio::time::Instant,
+) -> bool {
     use tokio::io::AsyncReadExt;
     let mut buf = [0u8; 256];
     loop {
