@@ -39,6 +39,13 @@ use tokio::sync::{watch, Notify};
 /// How long in-flight batches get to finish on shutdown.
 pub const DRAIN: Duration = Duration::from_secs(20);
 
+/// How long the link store's writes pause before its log is checkpointed
+/// (shorter than the 100 ms between webhooks of a quiet stream).
+const LINK_CHECKPOINT_QUIET: Duration = Duration::from_millis(20);
+/// ... once this many writes (a few pages each) are in its log: about a
+/// tenth of SQLite's own mark, some 15 webhooks' worth.
+const LINK_CHECKPOINT_WRITES: u64 = 64;
+
 /// What `relay serve` is given.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -318,10 +325,13 @@ pub async fn start(opts: &ServeOptions) -> Result<Running, String> {
             ..ConnectorSettings::default()
         },
     );
-    let links = Links::new(
-        Arc::new(SqliteBackend::open(&opts.data_dir).map_err(|e| e.to_string())?),
-        opts.links.clone(),
-    );
+    let link_store = Arc::new(SqliteBackend::open(&opts.data_dir).map_err(|e| e.to_string())?);
+    // Its log is checkpointed in the pauses between writes, not by the write
+    // that crosses SQLite's mark (a worker's, before its call).
+    link_store
+        .spawn_quiet_checkpoints(LINK_CHECKPOINT_QUIET, LINK_CHECKPOINT_WRITES)
+        .map_err(|e| e.to_string())?;
+    let links = Links::new(link_store, opts.links.clone());
     // The journal is a record, not the source of truth: without it the
     // relay runs on (the console says so).
     let journal = match SqliteJournal::open(&opts.data_dir, opts.journal.clone()) {
