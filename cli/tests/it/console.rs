@@ -60,7 +60,8 @@ pub async fn scrape(console_base: &str) -> String {
         .unwrap()
 }
 
-async fn until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+/// Polls `check` every 100 ms until it holds; fails the test after `limit`.
+pub(crate) async fn until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !check().await {
         assert!(start.elapsed() < limit, "timed out: {what}");

@@ -3,11 +3,12 @@
 //! port refused or redirected, a flood from one address limited while
 //! another is served, `X-Forwarded-For` believed only from a trusted proxy,
 //! a body that does not arrive in time, a connection that never sends a
-//! request closed uncounted, and the refusals on `/metrics` and the console. The connection cap and the header timeout are in `serve`.
+//! request closed uncounted, and the refusals on `/metrics` and the console.
+//! The connection cap and the header timeout are in `serve`.
 //! Everything on 127.0.0.x, bounded in count and time.
 
 use crate::common::{drained, free_port, ConsoleSession, Serve};
-use crate::console::{scrape, write_setup, CONSOLE_PASSWORD};
+use crate::console::{scrape, until, write_setup, CONSOLE_PASSWORD};
 use crate::serve::closed_by;
 use sandbox::servicenow_server::ServiceNowServer;
 use serde_json::{json, Value};
@@ -396,18 +397,6 @@ async fn a_flood_from_one_address_is_limited_while_another_is_served() {
     serve.stop().await;
 }
 
-/// Waits (at most 5 s) until `/metrics` counts `n` refusals for `reason`.
-async fn counted(console_base: &str, reason: &str, n: u64) -> String {
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let metrics = scrape(console_base).await;
-        if rejected(&metrics, reason) >= n || Instant::now() > until {
-            return metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A connection that never sends a byte of a request is closed at the header
 /// timeout and not counted as a refusal: an HTTP client's spare pooled
 /// connection (reqwest opens one when a request races an idle connection;
@@ -485,7 +474,13 @@ async fn a_connection_that_sends_no_request_is_closed_but_not_counted() {
 
         // and only the half-sent head is a refusal
         let console_base = format!("http://{console}");
-        let metrics = counted(&console_base, "header_timeout", 1).await;
+        until(
+            "the half-sent head counted",
+            Duration::from_secs(5),
+            async || rejected(&scrape(&console_base).await, "header_timeout") >= 1,
+        )
+        .await;
+        let metrics = scrape(&console_base).await;
         assert_eq!(
             rejected(&metrics, "header_timeout"),
             1,
