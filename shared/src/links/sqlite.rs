@@ -150,9 +150,9 @@ impl SqliteBackend {
                 if since < writes {
                     continue; // a wake left from before the last checkpoint
                 }
-                if let Some(b) = me.upgrade() {
-                    b.writes.fetch_sub(since, Ordering::Relaxed);
-                }
+                let Some(b) = me.upgrade() else { return };
+                b.writes.fetch_sub(since, Ordering::Relaxed);
+                drop(b);
                 let conn = conn.clone();
                 let done = tokio::task::spawn_blocking(move || {
                     let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
