@@ -24,8 +24,14 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 SN_USER, SN_PASSWORD = "relay.integration", "snow-password"  # the sandbox's defaults
 
 
-def release_bin(name):
-    return os.path.join(TARGET, "release", name)
+def release_bin(name, profile="release"):
+    return os.path.join(TARGET, profile, name)
+
+
+def relay_bin():
+    """`relay` of the cargo profile RELAY_BENCH_PROFILE names (default release;
+    `profiling` keeps symbols for perf). The sandbox stays the release one."""
+    return release_bin("relay", os.environ.get("RELAY_BENCH_PROFILE", "release"))
 
 
 def free_port():
@@ -145,7 +151,7 @@ def start_relay(sandbox, work, token, workers=None, log_name="relay.log", servic
     os.close(fd)
     port = free_port()
     data = os.path.join(work, "data")
-    proc = subprocess.Popen([release_bin("relay"), "serve", "--config", cfg, "--secrets", secrets,
+    proc = subprocess.Popen([relay_bin(), "serve", "--config", cfg, "--secrets", secrets,
                              "--data-dir", data, "--listen", f"127.0.0.1:{port}",
                              # One load generator on 127.0.0.1 is one client: the
                              # listener's per-client and per-endpoint rates are off.
