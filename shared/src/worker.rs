@@ -153,19 +153,22 @@ impl Worker {
 
     /// One message body (an encoded envelope) to an outcome.
     pub async fn process(&self, body: &str, budget: &Budget) -> Outcome {
-        self.process_inner(body, budget, false, false).await.0
+        self.process_inner(body, budget, false, false, None).await.0
     }
 
     /// Decode → duplicate check → plan → (behind parked events of the same
     /// record?) → execute → park or remember. `replaying`: the event comes
     /// out of the park, in its turn. `first_receive`: the queue hands the
-    /// message out for the first time.
+    /// message out for the first time. `queued`: the message as received,
+    /// whose send may still be syncing ([`Inbox::durable`]); nothing is
+    /// written, here or in the paired system, before it is durable.
     async fn process_inner(
         &self,
         body: &str,
         budget: &Budget,
         replaying: bool,
         first_receive: bool,
+        queued: Option<(&dyn Inbox, &InMessage)>,
     ) -> (Outcome, Meta) {
         let env = match Envelope::decode(body) {
             Ok(e) => e,
@@ -218,6 +221,21 @@ impl Worker {
             && !replaying
             && env.origin == crate::intake::envelope::Origin::Webhook
             && crate::intake::body::is_creation(&change);
+        // Up to here only reads (and Jira lookups); from here on writes.
+        if let Some((inbox, m)) = queued {
+            if let Err(e) = inbox.durable(m).await {
+                return (
+                    Outcome::Retry {
+                        reason: format!(
+                            "not_queued: the send of this message did not commit, \
+                             its sender got the error and retries: {e}"
+                        ),
+                        after: None,
+                    },
+                    meta,
+                );
+            }
+        }
         let exec = Exec {
             connectors: &self.connectors,
             links: &self.links,
@@ -352,7 +370,7 @@ impl Worker {
         let started = tokio::time::Instant::now();
         let msg = parked_message(&p);
         let ((outcome, meta), calls) =
-            calls::capture(self.process_inner(&p.body, budget, true, false)).await;
+            calls::capture(self.process_inner(&p.body, budget, true, false, None)).await;
         let done = match &outcome {
             Outcome::Retry { .. } => false,
             // Waits for another record now: parked under that one.
@@ -510,8 +528,14 @@ impl Worker {
     /// One message: process, then act on the outcome. Returns (handled, label).
     async fn handle(&self, inbox: &dyn Inbox, m: &InMessage, budget: &Budget) -> (bool, String) {
         let started = tokio::time::Instant::now();
-        let ((outcome, meta), calls) =
-            calls::capture(self.process_inner(&m.body, budget, false, m.receive_count <= 1)).await;
+        let ((outcome, meta), calls) = calls::capture(self.process_inner(
+            &m.body,
+            budget,
+            false,
+            m.receive_count <= 1,
+            Some((inbox, m)),
+        ))
+        .await;
         let last_receive = self
             .settings
             .max_receive_count

@@ -89,6 +89,9 @@ pub struct MemoryInbox {
     pub delays: std::sync::Mutex<Vec<(String, Duration)>>,
     /// When set, dead-lettering fails (to test that nothing is lost).
     pub fail_dead_letters: std::sync::atomic::AtomicBool,
+    /// When set, every message's send counts as not committed:
+    /// [`Inbox::durable`] fails (to test that nothing is written for it).
+    pub sends_not_committed: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -112,6 +115,19 @@ impl Inbox for MemoryInbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((msg.id.clone(), after));
+        Ok(())
+    }
+
+    async fn durable(&self, msg: &InMessage) -> Result<(), QueueError> {
+        if self
+            .sends_not_committed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(QueueError::Unavailable(format!(
+                "the commit of {} failed",
+                msg.id
+            )));
+        }
         Ok(())
     }
 }

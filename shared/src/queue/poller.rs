@@ -51,6 +51,8 @@ pub struct Poller<Q> {
     idle: Arc<AtomicUsize>,
     /// Receipts held by a loop right now.
     in_flight: Arc<Mutex<HashSet<String>>>,
+    /// The queue wakes the loops itself ([`Receiver::wake_receivers_with`]).
+    queue_wakes: bool,
 }
 
 impl<Q> Clone for Poller<Q> {
@@ -60,6 +62,7 @@ impl<Q> Clone for Poller<Q> {
             wake: self.wake.clone(),
             idle: self.idle.clone(),
             in_flight: self.in_flight.clone(),
+            queue_wakes: self.queue_wakes,
         }
     }
 }
@@ -71,11 +74,14 @@ impl<Q> Clone for Poller<Q> {
 /// While a loop waits, a send is also leased to it in the send's own commit
 /// ([`Receiver::send_leased`]): the woken loop's receive takes the message
 /// without a transaction and an fsync of its own, which at a few webhooks a
-/// second were a quarter of the time from webhook to record.
+/// second were a quarter of the time from webhook to record. A queue that
+/// wakes the loops itself does so before that commit's fsync, and the
+/// worker prepares the message while it syncs ([`Inbox::durable`]).
 pub struct Waking<Q> {
     queue: Arc<Q>,
     wake: Arc<Notify>,
     idle: Arc<AtomicUsize>,
+    queue_wakes: bool,
 }
 
 #[async_trait]
@@ -86,18 +92,23 @@ impl<Q: Receiver> Queue for Waking<Q> {
         } else {
             self.queue.send(m).await?
         };
-        self.wake.notify_one();
+        if !self.queue_wakes {
+            self.wake.notify_one();
+        }
         Ok(r)
     }
 }
 
 impl<Q: Receiver + 'static> Poller<Q> {
     pub fn new(queue: Q) -> Self {
+        let wake: Arc<Notify> = Arc::default();
+        let queue_wakes = queue.wake_receivers_with(wake.clone());
         Self {
             queue: Arc::new(queue),
-            wake: Arc::default(),
+            wake,
             idle: Arc::default(),
             in_flight: Arc::default(),
+            queue_wakes,
         }
     }
 
@@ -107,6 +118,7 @@ impl<Q: Receiver + 'static> Poller<Q> {
             queue: self.queue.clone(),
             wake: self.wake.clone(),
             idle: self.idle.clone(),
+            queue_wakes: self.queue_wakes,
         }
     }
 
@@ -260,6 +272,10 @@ impl<Q: Receiver> Inbox for BatchInbox<'_, Q> {
             lock(&self.settled).insert(msg.id.clone());
         }
         Ok(())
+    }
+
+    async fn durable(&self, msg: &InMessage) -> Result<(), QueueError> {
+        self.queue.durable(msg).await
     }
 }
 

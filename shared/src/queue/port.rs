@@ -109,6 +109,18 @@ pub trait Inbox: Send + Sync {
         let _ = msg;
         Ok(())
     }
+    /// Waits until the send of `msg` is durable. A queue that hands a
+    /// message to a waiting receiver while its send's commit is still
+    /// syncing (the embedded queue's lease at send) answers once that commit
+    /// is done: the worker prepares meanwhile and writes nothing anywhere
+    /// before. An error means the send failed and the message was never
+    /// queued (its sender got the error, e.g. Jira a 503, and retries):
+    /// nothing may be done for it. The default: what a queue hands out is
+    /// durable already.
+    async fn durable(&self, msg: &InMessage) -> Result<(), QueueError> {
+        let _ = msg;
+        Ok(())
+    }
 }
 
 /// The receiving side, for a host that polls the queue itself (`relay
@@ -133,6 +145,15 @@ pub trait Receiver: Inbox + Queue {
     /// has taken yet (a host that stops releases them).
     fn unclaimed(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Asks the queue to wake a waiting receiver through `wake` itself, once
+    /// per message it queues, as early as it can hand the message out
+    /// (before its commit has synced, see [`Inbox::durable`]). Returns
+    /// whether it will; if not, the sender wakes the receivers after each
+    /// send.
+    fn wake_receivers_with(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> bool {
+        let _ = wake;
+        false
     }
     /// Acknowledges (deletes) the message holding `receipt`. `Ok(false)`
     /// when the receipt is stale: nothing changes then.

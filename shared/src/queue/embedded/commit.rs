@@ -12,21 +12,121 @@
 //! A failed transaction fails every write in it (each caller gets the error:
 //! the intake answers 503, the worker retries its acknowledgement); nothing
 //! of it is applied.
+//!
+//! Sends leased to a waiting loop (`Receiver::send_leased`) are handed out
+//! between the transaction's last statement and its COMMIT, so the worker
+//! decodes and plans the message while the log syncs; it writes nothing
+//! anywhere until [`Inbox::durable`](crate::queue::port::Inbox::durable)
+//! says the commit is done (a [`Gate`]). Should the COMMIT fail, the
+//! message was never queued: the loop that took it is told so, the leases
+//! nobody took are withdrawn, and the sender gets the error as before.
 
 use super::base::{message_id, ms, token, unavailable, Fail};
-use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Leased, Line};
+use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Leased};
 pub(super) use super::store::{Write, Written};
 use crate::queue::port::{InMessage, QueueError, SendReceipt};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::sync::{Mutex, MutexGuard};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// The most writes one transaction carries.
 pub(super) const MAX_GROUP: usize = 256;
 
 pub(super) type Answer = oneshot::Sender<Result<Written, QueueError>>;
 
-fn lock(m: &Mutex<Line>) -> MutexGuard<'_, Line> {
+/// A commit's outcome as the receivers of its early leases see it: `None`
+/// until the COMMIT returned.
+pub(super) type Outcome = watch::Receiver<Option<Result<(), QueueError>>>;
+
+/// The leases of one transaction, handed out before its COMMIT, and how
+/// their takers learn the COMMIT's outcome. Dropped unsettled (a committer
+/// that panicked: its transaction rolled back), it settles as failed.
+struct Gate<'a> {
+    inner: &'a Inner,
+    receipts: Vec<String>,
+    outcome: Option<watch::Sender<Option<Result<(), QueueError>>>>,
+}
+
+impl<'a> Gate<'a> {
+    /// Registers `leased` as pending, then hands them out and wakes a loop
+    /// for each.
+    fn hand_out(inner: &'a Inner, leased: Vec<Leased>) -> Self {
+        let (tx, rx) = watch::channel(None);
+        let receipts: Vec<String> = leased
+            .iter()
+            .filter_map(|l| l.message.receipt.clone())
+            .collect();
+        // Pending before handed out: whoever takes a lease finds its gate.
+        {
+            let mut pending = lock(&inner.pending);
+            for r in &receipts {
+                pending.insert(r.clone(), rx.clone());
+            }
+        }
+        let n = leased.len();
+        lock(&inner.leased).extend(leased);
+        if let Some(wake) = inner.waker.get() {
+            for _ in 0..n {
+                wake.notify_one();
+            }
+        }
+        Gate {
+            inner,
+            receipts,
+            outcome: Some(tx),
+        }
+    }
+
+    fn settle(mut self, result: Result<(), QueueError>) {
+        let Some(tx) = self.outcome.take() else {
+            return;
+        };
+        let ok = result.is_ok();
+        if !ok {
+            // Not taken yet: never handed out now. Taken: the taker's
+            // `durable` sees the error (and drops the pending entry).
+            let mut leased = lock(&self.inner.leased);
+            let mut pending = lock(&self.inner.pending);
+            leased.retain(|l| {
+                let mine = l
+                    .message
+                    .receipt
+                    .as_ref()
+                    .is_some_and(|r| self.receipts.contains(r));
+                if mine {
+                    if let Some(r) = &l.message.receipt {
+                        pending.remove(r);
+                    }
+                }
+                !mine
+            });
+        }
+        tx.send_replace(Some(result));
+        if ok {
+            let mut pending = lock(&self.inner.pending);
+            for r in &self.receipts {
+                pending.remove(r);
+            }
+        }
+    }
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        if self.outcome.is_some() {
+            let gate = Gate {
+                inner: self.inner,
+                receipts: std::mem::take(&mut self.receipts),
+                outcome: self.outcome.take(),
+            };
+            gate.settle(Err(unavailable(
+                "the commit holding this send was abandoned",
+            )));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -88,22 +188,20 @@ fn commit_while_waiting(inner: &Inner) {
         let (writes, answers): (Vec<Write>, Vec<Answer>) = group.into_iter().unzip();
         let result = {
             let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
-            apply(&mut conn, &inner.settings, writes)
+            apply(&mut conn, inner, writes)
         };
         match result {
-            Ok((done, leased)) => {
+            Ok((done, queued)) => {
                 {
                     let mut line = lock(&inner.line);
                     line.commits += 1;
                     line.writes += done.len() as u64;
                 }
-                // Before the answers: the sender wakes a loop once answered.
-                if !leased.is_empty() {
-                    inner
-                        .leased
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(leased);
+                // The sends not leased are in the table now.
+                if let Some(wake) = inner.waker.get() {
+                    for _ in 0..queued {
+                        wake.notify_one();
+                    }
                 }
                 for (answer, d) in answers.into_iter().zip(done) {
                     let _ = answer.send(Ok(d));
@@ -118,14 +216,40 @@ fn commit_while_waiting(inner: &Inner) {
     }
 }
 
-/// Applies `writes` in one transaction, in line order; returns each one's
-/// result and the messages their sends leased.
+/// Applies `writes` in one transaction, in line order, handing the messages
+/// their sends leased out before the COMMIT (see [`Gate`]); returns each
+/// write's result and how many sends were queued without a lease.
 fn apply(
     conn: &mut rusqlite::Connection,
+    inner: &Inner,
+    writes: Vec<Write>,
+) -> Result<(Vec<Written>, usize), Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (out, leased) = stage(&tx, &inner.settings, writes)?;
+    let queued = out
+        .iter()
+        .filter(|w| matches!(w, Written::Sent(r) if !r.duplicate))
+        .count()
+        .saturating_sub(leased.len());
+    let gate = (!leased.is_empty()).then(|| Gate::hand_out(inner, leased));
+    let committed = tx.commit();
+    if let Some(gate) = gate {
+        gate.settle(match &committed {
+            Ok(()) => Ok(()),
+            Err(e) => Err(unavailable(format_args!("the commit failed: {e}"))),
+        });
+    }
+    committed?;
+    Ok((out, queued))
+}
+
+/// The statements of `writes`, in line order, in `tx`; each one's result
+/// and the messages their sends leased.
+fn stage(
+    tx: &rusqlite::Transaction<'_>,
     settings: &EmbeddedSettings,
     writes: Vec<Write>,
 ) -> Result<(Vec<Written>, Vec<Leased>), Fail> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout.
     let now = settings.now_ms();
     let dedup = !settings.dedup_window.is_zero();
@@ -228,6 +352,5 @@ fn apply(
             }
         }
     }
-    tx.commit()?;
     Ok((out, leased))
 }

@@ -52,7 +52,13 @@
 //!   takes it, with no transaction of its own: the event reaches its target
 //!   one commit (and one fsync) sooner. A lease half gone untaken is released
 //!   by the next receive; a crash leaves it to expire like any message in
-//!   flight.
+//!   flight. The lease goes out (and the queue wakes a loop, see
+//!   [`Receiver::wake_receivers_with`](super::port::Receiver::wake_receivers_with))
+//!   between the transaction's last statement and its COMMIT: the worker
+//!   decodes and plans while the log syncs, and writes nothing until
+//!   [`Inbox::durable`](super::port::Inbox::durable) says the COMMIT is done.
+//!   A failed COMMIT withdraws its leases: the loop that took one is told,
+//!   and the sender gets the error (the intake answers 503).
 //! - Receipts: every receive issues a fresh random receipt. A receipt stays
 //!   valid until the message is received again (also after the visibility
 //!   timeout passed, like SQS), released, delayed, deleted or dead-lettered.

@@ -132,10 +132,11 @@ impl Receiver for EmbeddedQueue {
     /// delayed, dead-lettered or deleted since): nothing changes then.
     async fn delete(&self, receipt: &str) -> Result<bool, QueueError> {
         // Acknowledgements share their commit with concurrent ones (and sends).
-        match self
+        let written = self
             .write(super::commit::Write::Delete(receipt.to_owned()))
-            .await?
-        {
+            .await;
+        self.pending().remove(receipt);
+        match written? {
             super::commit::Written::Deleted(d) => Ok(d),
             super::commit::Written::Sent(_) => {
                 Err(super::base::unavailable("a delete answered as a send"))
@@ -147,6 +148,7 @@ impl Receiver for EmbeddedQueue {
     /// visible again after `delay` (`ZERO` = now), keeping its place at the
     /// head of its group. `Ok(false)` when the receipt is stale.
     async fn release(&self, receipt: &str, delay: Duration) -> Result<bool, QueueError> {
+        self.pending().remove(receipt);
         let receipt = receipt.to_owned();
         self.call(move |conn, settings| {
             Ok(release_tx(conn, &receipt, settings.now_ms().saturating_add(ms(delay)))? == 1)
@@ -168,11 +170,22 @@ impl Receiver for EmbeddedQueue {
     fn visibility_timeout(&self) -> Duration {
         self.settings().visibility_timeout
     }
+
+    fn wake_receivers_with(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> bool {
+        // The first host to ask; a second one wakes its own loops.
+        self.inner.waker.set(wake).is_ok()
+    }
 }
 
 impl EmbeddedQueue {
     fn leased(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Leased>> {
         self.inner.leased.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, super::commit::Outcome>> {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Up to `max` leased messages with at least half their lease left, and
@@ -301,6 +314,27 @@ impl Inbox for EmbeddedQueue {
             Ok(())
         })
         .await
+    }
+
+    /// A message leased before its commit synced waits for that commit;
+    /// every other one is durable already.
+    async fn durable(&self, msg: &InMessage) -> Result<(), QueueError> {
+        let Some(receipt) = &msg.receipt else {
+            return Ok(());
+        };
+        let Some(mut outcome) = self.pending().get(receipt).cloned() else {
+            return Ok(());
+        };
+        let result = match outcome.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or(Ok(())),
+            Err(_) => Err(super::base::unavailable(
+                "the commit holding this send was abandoned",
+            )),
+        };
+        if result.is_err() {
+            self.pending().remove(receipt);
+        }
+        result
     }
 
     /// Hides the message holding `msg.receipt` until now + `after`; the

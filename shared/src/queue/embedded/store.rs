@@ -59,8 +59,17 @@ pub(super) struct Inner {
     pub(super) settings: EmbeddedSettings,
     pub(super) path: PathBuf,
     /// Messages leased at their send to the next receive of this process
-    /// (see `Receiver::send_leased`), oldest first.
+    /// (see `Receiver::send_leased`), oldest first. They are put here before
+    /// their commit syncs; see `commit::Gate`.
     pub(super) leased: Mutex<std::collections::VecDeque<Leased>>,
+    /// Receipts of leased messages whose commit was not known durable when
+    /// they were handed out, with that commit's outcome once known (`Ok`
+    /// ones are removed by the committer, failed ones by the receiver that
+    /// asks, or by the receipt's delete or release).
+    pub(super) pending: Mutex<std::collections::HashMap<String, super::commit::Outcome>>,
+    /// Wakes a waiting receiver once per message queued, set by the host
+    /// that polls (`Receiver::wake_receivers_with`).
+    pub(super) waker: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
 
 /// A message its own send's commit marked received (receive count 1, a
@@ -145,6 +154,8 @@ impl EmbeddedQueue {
                 settings,
                 path: path.to_path_buf(),
                 leased: Mutex::default(),
+                pending: Mutex::default(),
+                waker: std::sync::OnceLock::new(),
             }),
         };
         Ok(q)

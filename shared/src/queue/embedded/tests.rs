@@ -1044,3 +1044,155 @@ async fn leases_nobody_took_are_released() {
     assert_eq!(got[0].id, r.message_id);
     assert_eq!(got[0].receive_count, 2);
 }
+
+/// A hook on the queue's connection that holds its next COMMIT, once armed,
+/// until the test says whether it goes through (`true`) or rolls back
+/// (`false`), as a slow fsync or a failing disk would.
+struct HeldCommit {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    go: std::sync::mpsc::Sender<bool>,
+    reached: std::sync::mpsc::Receiver<()>,
+}
+
+impl HeldCommit {
+    fn install(q: &EmbeddedQueue) -> Self {
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (go, verdict) = std::sync::mpsc::channel::<bool>();
+        let (at, reached) = std::sync::mpsc::channel::<()>();
+        let hook_armed = armed.clone();
+        let _ = q.inner.conn.lock().unwrap().commit_hook(Some(move || {
+            if !hook_armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            let _ = at.send(());
+            // true turns the COMMIT into a ROLLBACK.
+            !verdict
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or(false)
+        }));
+        HeldCommit { armed, go, reached }
+    }
+
+    /// The next COMMIT will be held.
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Returns once the armed COMMIT is held.
+    fn reached(&self) {
+        tokio::task::block_in_place(|| self.reached.recv_timeout(Duration::from_secs(10)))
+            .expect("the armed COMMIT was reached");
+    }
+
+    fn release(&self, commit: bool) {
+        self.go.send(commit).unwrap();
+    }
+}
+
+/// A lease goes out while its commit syncs: the waiting loop is woken and
+/// takes it before the COMMIT is done; its `durable` answers, and the
+/// sender's send returns, only once it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_goes_out_before_its_commit_is_done_and_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    assert!(q.wake_receivers_with(wake.clone()));
+    let hold = HeldCommit::install(&q);
+    hold.arm();
+    let sender = tokio::spawn({
+        let q = q.clone();
+        async move { q.send_leased(msg("g", "d1", "{\"n\":1}")).await }
+    });
+    hold.reached();
+    tokio::time::timeout(Duration::from_secs(5), wake.notified())
+        .await
+        .expect("a loop is woken before the COMMIT is done");
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].receive_count, 1);
+    assert_eq!(got[0].body, "{\"n\":1}");
+    let durable = tokio::spawn({
+        let (q, m) = (q.clone(), got[0].clone());
+        async move { q.durable(&m).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !durable.is_finished(),
+        "not durable while the COMMIT is held"
+    );
+    assert!(!sender.is_finished(), "the sender waits for the COMMIT too");
+    hold.release(true);
+    durable.await.unwrap().expect("durable once committed");
+    let sent = sender.await.unwrap().unwrap();
+    assert_eq!(sent.message_id, got[0].id);
+    assert!(q.inner.pending.lock().unwrap().is_empty());
+    assert!(q.durable(&got[0]).await.is_ok(), "and stays so");
+    // Committed as leased: deleted with its receipt.
+    assert!(q.delete(got[0].receipt.as_deref().unwrap()).await.unwrap());
+    // A send that is not leased wakes a loop once it is in the table.
+    hold.arm();
+    let sender = tokio::spawn({
+        let q = q.clone();
+        async move { q.send(msg("g", "d2", "{}")).await }
+    });
+    hold.reached();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), wake.notified())
+            .await
+            .is_err(),
+        "no wake before a message that is not leased is committed"
+    );
+    hold.release(true);
+    sender.await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), wake.notified())
+        .await
+        .expect("woken once committed");
+}
+
+/// A COMMIT that fails takes its leases back: the loop that took one is
+/// told the send did not commit, one nobody took is never handed out, and
+/// the queue holds neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_commit_fails_is_withdrawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let hold = HeldCommit::install(&q);
+    // Taken before the failure.
+    hold.arm();
+    let sender = tokio::spawn({
+        let q = q.clone();
+        async move { q.send_leased(msg("g1", "d1", "{}")).await }
+    });
+    hold.reached();
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    hold.release(false);
+    let err = q
+        .durable(&got[0])
+        .await
+        .expect_err("the send did not commit");
+    assert!(matches!(err, QueueError::Unavailable(_)), "{err:?}");
+    assert!(sender.await.unwrap().is_err(), "the sender gets the error");
+    // Not taken before the failure.
+    hold.arm();
+    let sender = tokio::spawn({
+        let q = q.clone();
+        async move { q.send_leased(msg("g2", "d2", "{}")).await }
+    });
+    hold.reached();
+    hold.release(false);
+    assert!(sender.await.unwrap().is_err());
+    assert!(q.receive(10).await.unwrap().is_empty(), "withdrawn");
+    assert!(q.unclaimed().is_empty());
+    assert!(q.inner.pending.lock().unwrap().is_empty());
+    assert_eq!(sql_count(&q, "SELECT COUNT(*) FROM messages"), 0);
+    // The failed receipt is stale; a retry of the send goes through.
+    assert!(!q
+        .release(got[0].receipt.as_deref().unwrap(), Duration::ZERO)
+        .await
+        .unwrap());
+    let again = q.send_leased(msg("g1", "d1", "{}")).await.unwrap();
+    assert!(!again.duplicate, "a failed send leaves no dedup entry");
+    assert_eq!(q.receive(10).await.unwrap().len(), 1);
+}

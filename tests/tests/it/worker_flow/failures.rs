@@ -156,6 +156,49 @@ async fn no_message_or_call_outlives_the_invocation_deadline() {
     assert!(inbox.dead.lock().unwrap().is_empty());
 }
 
+/// A message handed to the worker while its send's commit syncs (the
+/// embedded queue's lease at send) is prepared but not applied until the
+/// queue says the send is durable; one whose commit failed is not applied at
+/// all (its sender was answered with the error and retries).
+#[tokio::test]
+async fn nothing_is_written_for_a_message_whose_send_did_not_commit() {
+    // given a queued create whose send (as the queue will say) did not commit
+    let Some(r) = Relay::start("jira-to-servicenow").await else {
+        return;
+    };
+    let inbox = shared::queue::memory::MemoryInbox::default();
+    inbox
+        .sends_not_committed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let created = fixture("relay-jira__jira-issue-created_cloud.json").unwrap();
+    assert_eq!(r.post("jira", &created, "nc-1").await, 202);
+    let msgs = receive(&r).await;
+    assert_eq!(msgs.len(), 1);
+    let budget = shared::outbound::Budget::from_now(Duration::from_secs(30));
+    // when
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    // then nothing was called or written, and the message is not handled
+    assert_eq!(report.outcomes[0].1, "retry");
+    assert_eq!(report.failed, vec![msgs[0].id.clone()]);
+    assert!(r.sn.requests().is_empty(), "no call was made");
+    let key = created["issue"]["key"].as_str().unwrap();
+    let change = format!("issue:{}:created", created["issue"]["id"].as_str().unwrap());
+    assert!(
+        !r.worker.links().seen(&change).await.unwrap(),
+        "not remembered as handled"
+    );
+    assert!(inbox.dead.lock().unwrap().is_empty());
+    // when the same message comes with its send durable
+    inbox
+        .sends_not_committed
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let report = r.worker.run_batch(&inbox, &msgs, &budget).await;
+    // then it is applied, once
+    assert_eq!(report.outcomes[0].1, "applied");
+    assert_eq!(r.incidents(), 1);
+    r.incident(key);
+}
+
 #[tokio::test]
 async fn a_dead_letter_queue_outage_loses_nothing() {
     // given a mapping that cannot work for this event: a required field it lacks
