@@ -319,6 +319,13 @@ impl Worker {
     ) -> usize {
         let mut replayed = 0;
         for scope in scopes {
+            // Most records have nothing parked: one read, no lock taken and
+            // released. (An event parked after this read replays itself: it
+            // reads the record after writing its park, see `handle`.)
+            match self.links.parked(scope).await {
+                Ok(p) if !p.is_empty() => {}
+                _ => continue,
+            }
             match self.links.record(scope).await {
                 Ok(Some(_)) => {}
                 _ => continue,
