@@ -34,10 +34,6 @@ pub(super) const MAX_GROUP: usize = 256;
 
 pub(super) type Answer = oneshot::Sender<Result<Written, QueueError>>;
 
-/// A commit's outcome as the receivers of its early leases see it: `None`
-/// until the COMMIT returned.
-pub(super) type Outcome = watch::Receiver<Option<Result<(), QueueError>>>;
-
 /// The leases of one transaction, handed out before its COMMIT, and how
 /// their takers learn the COMMIT's outcome. Dropped unsettled (a committer
 /// that panicked: its transaction rolled back), it settles as failed.

@@ -184,7 +184,7 @@ impl EmbeddedQueue {
 
     fn pending(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, super::commit::Outcome>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, super::store::Outcome>> {
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 

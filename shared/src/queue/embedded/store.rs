@@ -66,11 +66,15 @@ pub(super) struct Inner {
     /// they were handed out, with that commit's outcome once known (`Ok`
     /// ones are removed by the committer, failed ones by the receiver that
     /// asks, or by the receipt's delete or release).
-    pub(super) pending: Mutex<std::collections::HashMap<String, super::commit::Outcome>>,
+    pub(super) pending: Mutex<std::collections::HashMap<String, Outcome>>,
     /// Wakes a waiting receiver once per message queued, set by the host
     /// that polls (`Receiver::wake_receivers_with`).
     pub(super) waker: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
+
+/// A commit's outcome as the receivers of its early leases see it: `None`
+/// until the COMMIT returned (see `commit::Gate`).
+pub(super) type Outcome = tokio::sync::watch::Receiver<Option<Result<(), QueueError>>>;
 
 /// A message its own send's commit marked received (receive count 1, a
 /// receipt, hidden until `hidden_until`), waiting for a receive to take it.
