@@ -34,97 +34,112 @@ impl Receiver for EmbeddedQueue {
     /// Messages leased at their send (`send_leased`) come first, without a
     /// transaction: their commit made them received already. One whose lease
     /// is half gone is released instead (in this receive's transaction) and
-    /// handed out again from the table, with a new receipt.
+    /// handed out again from the table, with a new receipt. Should that
+    /// transaction fail, the fresh leases it took are kept for the next
+    /// receive.
     async fn receive(&self, max: usize) -> Result<Vec<InMessage>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let (fresh, stale) = self.take_leased(max);
         if !fresh.is_empty() && stale.is_empty() {
-            return Ok(fresh);
+            return Ok(fresh.into_iter().map(|l| l.message).collect());
         }
-        self.call(move |conn, settings| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout,
-            // and a visibility counted from before it would end early (two
-            // loops working on one message).
-            let now = settings.now_ms();
-            // (Should this transaction fail, `fresh` stays leased to its lease's end.)
-            for receipt in &stale {
-                release_tx(&tx, receipt, now)?;
-            }
-            let hidden_until = now.saturating_add(ms(settings.visibility_timeout));
-            // The leased ones' groups are in flight: the table's heads are others.
-            let mut out = fresh;
-            let mut taken: HashSet<String> = HashSet::new();
-            loop {
-                let limit = i64::try_from(max + taken.len()).unwrap_or(i64::MAX);
-                let heads = {
-                    let mut stmt = tx.prepare_cached(HEADS)?;
-                    let rows = stmt.query_map(params![now, limit], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            // A body that does not unpack is dead-lettered below,
-                            // not an error that would stop every receive.
-                            stored::read(r.get_ref(4)?),
-                            r.get::<_, i64>(5)?,
-                        ))
-                    })?;
-                    rows.collect::<Result<Vec<_>, _>>()?
-                };
-                let mut dead_any = false;
-                for (seq, id, group_id, dedup_id, body, received) in heads {
-                    if out.len() == max {
-                        break;
-                    }
-                    if taken.contains(&group_id) {
-                        continue;
-                    }
-                    let body = match body {
-                        Ok(body) => body,
-                        Err(e) => {
-                            move_to_dead(&tx, seq, &format!("unreadable_body: {e}"), now)?;
+        let leased: Vec<InMessage> = fresh.iter().map(|l| l.message.clone()).collect();
+        let received = self
+            .call(move |conn, settings| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // After the lock: BEGIN IMMEDIATE may wait up to the busy timeout,
+                // and a visibility counted from before it would end early (two
+                // loops working on one message).
+                let now = settings.now_ms();
+                for receipt in &stale {
+                    release_tx(&tx, receipt, now)?;
+                }
+                let hidden_until = now.saturating_add(ms(settings.visibility_timeout));
+                // The leased ones' groups are in flight: the table's heads are others.
+                let mut out = leased;
+                let mut taken: HashSet<String> = HashSet::new();
+                loop {
+                    let limit = i64::try_from(max + taken.len()).unwrap_or(i64::MAX);
+                    let heads = {
+                        let mut stmt = tx.prepare_cached(HEADS)?;
+                        let rows = stmt.query_map(params![now, limit], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, String>(3)?,
+                                // A body that does not unpack is dead-lettered below,
+                                // not an error that would stop every receive.
+                                stored::read(r.get_ref(4)?),
+                                r.get::<_, i64>(5)?,
+                            ))
+                        })?;
+                        rows.collect::<Result<Vec<_>, _>>()?
+                    };
+                    let mut dead_any = false;
+                    for (seq, id, group_id, dedup_id, body, received) in heads {
+                        if out.len() == max {
+                            break;
+                        }
+                        if taken.contains(&group_id) {
+                            continue;
+                        }
+                        let body = match body {
+                            Ok(body) => body,
+                            Err(e) => {
+                                move_to_dead(&tx, seq, &format!("unreadable_body: {e}"), now)?;
+                                dead_any = true;
+                                continue;
+                            }
+                        };
+                        let received = count(received);
+                        if settings.max_receive_count > 0 && received >= settings.max_receive_count
+                        {
+                            let reason = format!(
+                                "max_receive_count: received {received} times without success"
+                            );
+                            move_to_dead(&tx, seq, &reason, now)?;
                             dead_any = true;
                             continue;
                         }
-                    };
-                    let received = count(received);
-                    if settings.max_receive_count > 0 && received >= settings.max_receive_count {
-                        let reason =
-                            format!("max_receive_count: received {received} times without success");
-                        move_to_dead(&tx, seq, &reason, now)?;
-                        dead_any = true;
-                        continue;
-                    }
-                    let receipt = token();
-                    tx.prepare_cached(
-                        "UPDATE messages
+                        let receipt = token();
+                        tx.prepare_cached(
+                            "UPDATE messages
                             SET receive_count = receive_count + 1, receipt = ?2, visible_at = ?3
                           WHERE seq = ?1",
-                    )?
-                    .execute(params![seq, receipt, hidden_until])?;
-                    taken.insert(group_id.clone());
-                    out.push(InMessage {
-                        id,
-                        group_id: Some(group_id),
-                        dedup_id: Some(dedup_id),
-                        body,
-                        receive_count: received.saturating_add(1),
-                        receipt: Some(receipt),
-                    });
+                        )?
+                        .execute(params![seq, receipt, hidden_until])?;
+                        taken.insert(group_id.clone());
+                        out.push(InMessage {
+                            id,
+                            group_id: Some(group_id),
+                            dedup_id: Some(dedup_id),
+                            body,
+                            receive_count: received.saturating_add(1),
+                            receipt: Some(receipt),
+                        });
+                    }
+                    // A dead letter may have unblocked its group's next message.
+                    if !dead_any || out.len() == max {
+                        break;
+                    }
                 }
-                // A dead letter may have unblocked its group's next message.
-                if !dead_any || out.len() == max {
-                    break;
-                }
+                tx.commit()?;
+                Ok(out)
+            })
+            .await;
+        if received.is_err() && !fresh.is_empty() {
+            // Still leased to this process: the next receive hands them out,
+            // instead of them waiting hidden for their lease to run out. (The
+            // stale ones' release rolled back: they come back at its end.)
+            let mut leased = self.leased();
+            for l in fresh.into_iter().rev() {
+                leased.push_front(l);
             }
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
+        }
+        received
     }
 
     /// Acknowledges (deletes) the message holding `receipt`. `Ok(false)` when
@@ -191,7 +206,7 @@ impl EmbeddedQueue {
     /// Up to `max` leased messages with at least half their lease left, and
     /// the receipts of those with less (to be released: a loop could not
     /// finish one before its lease ran out and another loop got it).
-    fn take_leased(&self, max: usize) -> (Vec<InMessage>, Vec<String>) {
+    fn take_leased(&self, max: usize) -> (Vec<Leased>, Vec<String>) {
         let mut leased = self.leased();
         if leased.is_empty() {
             return (Vec::new(), Vec::new());
@@ -202,7 +217,7 @@ impl EmbeddedQueue {
         while fresh.len() < max {
             let Some(l) = leased.pop_front() else { break };
             if l.hidden_until.saturating_sub(now) >= half {
-                fresh.push(l.message);
+                fresh.push(l);
             } else if let Some(receipt) = l.message.receipt {
                 stale.push(receipt);
             }

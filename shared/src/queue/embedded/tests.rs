@@ -1008,22 +1008,33 @@ async fn a_send_for_a_waiting_receiver_is_received_in_its_own_commit() {
     assert!(q.unclaimed().is_empty());
 }
 
-/// A lease nobody took is handed back: half gone, the next receive releases
-/// it and hands it out again from the table (receive count 2); at a host's
-/// stop, `unclaimed` gives its receipt to release.
-#[tokio::test]
-async fn leases_nobody_took_are_released() {
-    use crate::support::clock::FixedClock;
+/// A queue whose clock stands at `t0` until the test moves it.
+fn open_on_a_fixed_clock(
+    dir: &tempfile::TempDir,
+) -> (
+    EmbeddedQueue,
+    std::sync::Arc<crate::support::clock::FixedClock>,
+    jiff::Timestamp,
+) {
     let t0 = jiff::Timestamp::from_second(1_800_000_000).unwrap();
-    let clock = std::sync::Arc::new(FixedClock::new(t0));
-    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(crate::support::clock::FixedClock::new(t0));
     let q = open(
-        &dir,
+        dir,
         EmbeddedSettings {
             clock: clock.clone(),
             ..settings()
         },
     );
+    (q, clock, t0)
+}
+
+/// A lease nobody took is handed back: half gone, the next receive releases
+/// it and hands it out again from the table (receive count 2); at a host's
+/// stop, `unclaimed` gives its receipt to release.
+#[tokio::test]
+async fn leases_nobody_took_are_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, clock, t0) = open_on_a_fixed_clock(&dir);
     let r = q.send_leased(msg("g", "d1", "{}")).await.unwrap();
     clock.set(t0 + jiff::SignedDuration::from_secs(31));
     let got = q.receive(10).await.unwrap();
@@ -1195,4 +1206,30 @@ async fn a_lease_whose_commit_fails_is_withdrawn() {
     let again = q.send_leased(msg("g1", "d1", "{}")).await.unwrap();
     assert!(!again.duplicate, "a failed send leaves no dedup entry");
     assert_eq!(q.receive(10).await.unwrap().len(), 1);
+}
+
+/// A receive whose transaction fails (it releases a half-gone lease) keeps
+/// the fresh leases it had taken: the next receive hands them out, rather
+/// than them staying hidden until their lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_receive_keeps_the_fresh_leases_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, clock, t0) = open_on_a_fixed_clock(&dir);
+    q.send_leased(msg("g1", "d1", "{}")).await.unwrap();
+    clock.set(t0 + jiff::SignedDuration::from_secs(31));
+    let fresh = q.send_leased(msg("g2", "d2", "{}")).await.unwrap();
+    // d1's lease is half gone: the receive releases it in a transaction, which fails.
+    let hold = HeldCommit::install(&q);
+    hold.arm();
+    let receive = tokio::spawn({
+        let q = q.clone();
+        async move { q.receive(10).await }
+    });
+    hold.reached();
+    hold.release(false);
+    assert!(receive.await.unwrap().is_err());
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].id, fresh.message_id);
+    assert_eq!(got[0].receive_count, 1);
 }
