@@ -61,11 +61,7 @@ impl<'a> Gate<'a> {
         }
         let n = leased.len();
         lock(&inner.leased).extend(leased);
-        if let Some(wake) = inner.waker.get() {
-            for _ in 0..n {
-                wake.notify_one();
-            }
-        }
+        wake_receivers(inner, n);
         Gate {
             inner,
             receipts,
@@ -73,7 +69,8 @@ impl<'a> Gate<'a> {
         }
     }
 
-    fn settle(mut self, result: Result<(), QueueError>) {
+    /// Tells the takers `result`, once (a second call does nothing).
+    fn settle(&mut self, result: Result<(), QueueError>) {
         let Some(tx) = self.outcome.take() else {
             return;
         };
@@ -83,18 +80,12 @@ impl<'a> Gate<'a> {
             // `durable` sees the error (and drops the pending entry).
             let mut leased = lock(&self.inner.leased);
             let mut pending = lock(&self.inner.pending);
-            leased.retain(|l| {
-                let mine = l
-                    .message
-                    .receipt
-                    .as_ref()
-                    .is_some_and(|r| self.receipts.contains(r));
-                if mine {
-                    if let Some(r) = &l.message.receipt {
-                        pending.remove(r);
-                    }
+            leased.retain(|l| match &l.message.receipt {
+                Some(r) if self.receipts.contains(r) => {
+                    pending.remove(r);
+                    false
                 }
-                !mine
+                _ => true,
             });
         }
         tx.send_replace(Some(result));
@@ -109,15 +100,18 @@ impl<'a> Gate<'a> {
 
 impl Drop for Gate<'_> {
     fn drop(&mut self) {
-        if self.outcome.is_some() {
-            let gate = Gate {
-                inner: self.inner,
-                receipts: std::mem::take(&mut self.receipts),
-                outcome: self.outcome.take(),
-            };
-            gate.settle(Err(unavailable(
-                "the commit holding this send was abandoned",
-            )));
+        self.settle(Err(unavailable(
+            "the commit holding this send was abandoned",
+        )));
+    }
+}
+
+/// Wakes a waiting receiver for each of `n` messages it can take now (when
+/// the host asked the queue to, `Receiver::wake_receivers_with`).
+fn wake_receivers(inner: &Inner, n: usize) {
+    if let Some(wake) = inner.waker.get() {
+        for _ in 0..n {
+            wake.notify_one();
         }
     }
 }
@@ -194,11 +188,7 @@ fn commit_while_waiting(inner: &Inner) {
                     line.writes += done.len() as u64;
                 }
                 // The sends not leased are in the table now.
-                if let Some(wake) = inner.waker.get() {
-                    for _ in 0..queued {
-                        wake.notify_one();
-                    }
-                }
+                wake_receivers(inner, queued);
                 for (answer, d) in answers.into_iter().zip(done) {
                     let _ = answer.send(Ok(d));
                 }
@@ -229,7 +219,7 @@ fn apply(
         .saturating_sub(leased.len());
     let gate = (!leased.is_empty()).then(|| Gate::hand_out(inner, leased));
     let committed = tx.commit();
-    if let Some(gate) = gate {
+    if let Some(mut gate) = gate {
         gate.settle(match &committed {
             Ok(()) => Ok(()),
             Err(e) => Err(unavailable(format_args!("the commit failed: {e}"))),
