@@ -1084,15 +1084,17 @@ impl HeldCommit {
         HeldCommit { armed, go, reached }
     }
 
-    /// The next COMMIT will be held.
-    fn arm(&self) {
+    /// Runs `call` (a send or a receive) as a task whose COMMIT is held;
+    /// returns once it is.
+    fn hold<T: Send + 'static>(
+        &self,
+        call: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
         self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Returns once the armed COMMIT is held.
-    fn reached(&self) {
+        let task = tokio::spawn(call);
         tokio::task::block_in_place(|| self.reached.recv_timeout(Duration::from_secs(10)))
             .expect("the armed COMMIT was reached");
+        task
     }
 
     fn release(&self, commit: bool) {
@@ -1110,12 +1112,10 @@ async fn a_lease_goes_out_before_its_commit_is_done_and_waits_for_it() {
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     assert!(q.wake_receivers_with(wake.clone()));
     let hold = HeldCommit::install(&q);
-    hold.arm();
-    let sender = tokio::spawn({
+    let sender = hold.hold({
         let q = q.clone();
         async move { q.send_leased(msg("g", "d1", "{\"n\":1}")).await }
     });
-    hold.reached();
     tokio::time::timeout(Duration::from_secs(5), wake.notified())
         .await
         .expect("a loop is woken before the COMMIT is done");
@@ -1142,12 +1142,10 @@ async fn a_lease_goes_out_before_its_commit_is_done_and_waits_for_it() {
     // Committed as leased: deleted with its receipt.
     assert!(q.delete(got[0].receipt.as_deref().unwrap()).await.unwrap());
     // A send that is not leased wakes a loop once it is in the table.
-    hold.arm();
-    let sender = tokio::spawn({
+    let sender = hold.hold({
         let q = q.clone();
         async move { q.send(msg("g", "d2", "{}")).await }
     });
-    hold.reached();
     assert!(
         tokio::time::timeout(Duration::from_millis(200), wake.notified())
             .await
@@ -1170,12 +1168,10 @@ async fn a_lease_whose_commit_fails_is_withdrawn() {
     let q = open(&dir, settings());
     let hold = HeldCommit::install(&q);
     // Taken before the failure.
-    hold.arm();
-    let sender = tokio::spawn({
+    let sender = hold.hold({
         let q = q.clone();
         async move { q.send_leased(msg("g1", "d1", "{}")).await }
     });
-    hold.reached();
     let got = q.receive(10).await.unwrap();
     assert_eq!(got.len(), 1);
     hold.release(false);
@@ -1186,12 +1182,10 @@ async fn a_lease_whose_commit_fails_is_withdrawn() {
     assert!(matches!(err, QueueError::Unavailable(_)), "{err:?}");
     assert!(sender.await.unwrap().is_err(), "the sender gets the error");
     // Not taken before the failure.
-    hold.arm();
-    let sender = tokio::spawn({
+    let sender = hold.hold({
         let q = q.clone();
         async move { q.send_leased(msg("g2", "d2", "{}")).await }
     });
-    hold.reached();
     hold.release(false);
     assert!(sender.await.unwrap().is_err());
     assert!(q.receive(10).await.unwrap().is_empty(), "withdrawn");
@@ -1220,12 +1214,10 @@ async fn a_failed_receive_keeps_the_fresh_leases_it_took() {
     let fresh = q.send_leased(msg("g2", "d2", "{}")).await.unwrap();
     // d1's lease is half gone: the receive releases it in a transaction, which fails.
     let hold = HeldCommit::install(&q);
-    hold.arm();
-    let receive = tokio::spawn({
+    let receive = hold.hold({
         let q = q.clone();
         async move { q.receive(10).await }
     });
-    hold.reached();
     hold.release(false);
     assert!(receive.await.unwrap().is_err());
     let got = q.receive(10).await.unwrap();
