@@ -109,9 +109,11 @@ class Sandbox:
             time.sleep(0.05)
 
     def stop(self):
-        """Stops the sandbox; returns [(record, created unix ms)] of every incident,
-        the time to the microsecond (a whole-millisecond stamp would take up to
-        1 ms off a webhook-to-record time of about one)."""
+        """Stops the sandbox; returns [(record, created unix ms, arrived unix ms)]
+        of every incident: when it was stored (after the added latency) and when
+        the `POST` that created it had arrived (before it; None if no `POST`
+        did). Times to the microsecond (a whole-millisecond stamp would take up
+        to 1 ms off a webhook-to-record time of about one)."""
         self.proc.stdin.close()
         out = self.proc.stdout.read()
         self.proc.wait(timeout=30)
@@ -119,7 +121,8 @@ class Sandbox:
         for r in rows:
             if "stats" in r:
                 self.stats = r["stats"]
-        return [(r["record"], r["created_unix_us"] / 1000) for r in rows if "record" in r]
+        arrived = lambda r: r["create_arrived_unix_us"] / 1000 if r.get("create_arrived_unix_us") else None  # noqa: E731
+        return [(r["record"], r["created_unix_us"] / 1000, arrived(r)) for r in rows if "record" in r]
 
 
 def start_relay(sandbox, work, token, workers=None, log_name="relay.log", servicenow_concurrency=None):

@@ -23,8 +23,10 @@ For each ServiceNow latency (default 0 ms and 50 ms) and each target:
 
 Prints per run: accepted/s, intake p50/p99, applied/s (incidents created /
 time from first send to last create), webhook-to-record p50/p99 (send →
-incident stored, per issue), peak RSS (sum over the process tree, sampled
-every 50 ms) and the ratios relay/n8n.
+incident stored, per issue), webhook-to-call p50/p99 (send → the creating
+`POST` arrived at the sandbox: the target's own share, without the added
+ServiceNow latency), peak RSS (sum over the process tree, sampled every
+50 ms) and the ratios relay/n8n.
 
 usage: compare.py [--requests 2000] [--concurrency 16] [--latency-ms 0,50]
                   [--targets relay,n8n] [--workers N] [--warmup 100]
@@ -171,18 +173,25 @@ def start_n8n(install, sandbox, work, token):
 
 def summarize(hooks, results, wall, records):
     """Figures of one phase: `hooks` as sent, `results` from common.drive,
-    `records` [(incident, created_unix_ms)] from the sandbox."""
+    `records` [(incident, created_unix_ms, arrived_unix_ms)] from the sandbox.
+
+    Besides webhook-to-record (send → incident stored), "webhook-to-call"
+    (send → the creating `POST` arrived at the sandbox): the target's own
+    share of webhook-to-record, without the added ServiceNow latency."""
     sent = {hooks[i][0]: ms for i, ms, _, _ in results}
     expected_keys = {k for k, _, e in hooks if e}
     created = {}
+    arrived = {}
     copies = {}
-    for rec, ms in records:
+    for rec, ms, at in records:
         key = rec.get("correlation_id", "")
         if key in sent:
-            created.setdefault(key, ms)
+            if key not in created:
+                created[key], arrived[key] = ms, at
             copies[key] = copies.get(key, 0) + 1
     applied = [k for k in created if k in expected_keys]
     w2r = sorted(created[k] - sent[k] for k in applied)
+    w2c = sorted(arrived[k] - sent[k] for k in applied if arrived[k] is not None)
     lat = sorted(r[2] * 1000 for r in results)
     statuses = {}
     for r in results:
@@ -197,6 +206,7 @@ def summarize(hooks, results, wall, records):
         "duplicates": sum(c - 1 for c in copies.values()),
         "applied_per_s": round(len(applied) / span_s, 1) if span_s else 0.0,
         "w2r_p50_ms": ms2(common.pct(w2r, 0.50)), "w2r_p99_ms": ms2(common.pct(w2r, 0.99)),
+        "w2c_p50_ms": ms2(common.pct(w2c, 0.50)), "w2c_p99_ms": ms2(common.pct(w2c, 0.99)),
     }
 
 
@@ -302,7 +312,7 @@ def main():
 
     cols = ["accepted_per_s", "intake_p50_ms", "intake_p99_ms", "applied", "duplicates", "echo_leaked",
             "applied_per_s", "w2r_p50_ms",
-            "w2r_p99_ms", "cpu_ms_per_webhook"]
+            "w2r_p99_ms", "w2c_p50_ms", "w2c_p99_ms", "cpu_ms_per_webhook"]
     print("| target | SN latency | phase | " + " | ".join(cols) + " | idle RSS MiB | peak RSS MiB | sum VmHWM MiB |")
     print("|" + "---|" * (len(cols) + 6))
     for r in runs:
@@ -315,16 +325,20 @@ def main():
     by = {(r["target"], r["sn_latency_ms"]): r for r in runs}
     for latency in sorted({r["sn_latency_ms"] for r in runs}):
         rl, rn = by.get(("relay", latency)), by.get(("n8n", latency))
-        if rl and rn and "load" in rl and "load" in rn:
+        if not (rl and rn):
+            continue
+        parts = []
+        if "load" in rl and "load" in rn:
             ll, nl = rl["load"], rn["load"]
-            line = (f"ratios at {latency} ms: accepted/s relay/n8n {ratio(ll['accepted_per_s'], nl['accepted_per_s'])}x, "
-                    f"applied/s {ratio(ll['applied_per_s'], nl['applied_per_s'])}x, "
-                    f"intake p99 n8n/relay {ratio(nl['intake_p99_ms'], ll['intake_p99_ms'])}x, "
-                    f"peak RSS n8n/relay {ratio(rn['peak_rss_mib'], rl['peak_rss_mib'])}x")
-            if "paced" in rl and "paced" in rn:
-                line += (f", paced w2r p99 n8n/relay "
-                         f"{ratio(rn['paced']['w2r_p99_ms'], rl['paced']['w2r_p99_ms'])}x")
-            print(line)
+            parts += [f"accepted/s relay/n8n {ratio(ll['accepted_per_s'], nl['accepted_per_s'])}x",
+                      f"applied/s {ratio(ll['applied_per_s'], nl['applied_per_s'])}x",
+                      f"intake p99 n8n/relay {ratio(nl['intake_p99_ms'], ll['intake_p99_ms'])}x"]
+        parts.append(f"peak RSS n8n/relay {ratio(rn['peak_rss_mib'], rl['peak_rss_mib'])}x")
+        if "paced" in rl and "paced" in rn:
+            lp, np_ = rl["paced"], rn["paced"]
+            parts += [f"paced w2r p99 n8n/relay {ratio(np_['w2r_p99_ms'], lp['w2r_p99_ms'])}x",
+                      f"paced w2c p99 n8n/relay {ratio(np_['w2c_p99_ms'], lp['w2c_p99_ms'])}x"]
+        print(f"ratios at {latency} ms: " + ", ".join(parts))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(runs, f, indent=2)

@@ -10,10 +10,12 @@
 //!   semaphore: N requests handled at once, Q more wait, the rest get a 429
 //!   (latency grows past N concurrent calls, refusals start past N + Q).
 //! - `--records-json`: at exit, print each incident as one JSON line on
-//!   stdout, `{"record": {...}, "created_unix_ms": ..., "created_unix_us": ...}`.
+//!   stdout, `{"record": {...}, "created_unix_ms": ..., "created_unix_us": ...,
+//!   "create_arrived_unix_us": ...}` (when the creating `POST` had arrived,
+//!   before the added latency; `null` for a record not created by a `POST`).
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sandbox::jira_server::JiraServer;
 use sandbox::servicenow_server::ServiceNowServer;
@@ -89,6 +91,7 @@ async fn main() {
         _ = stdin_closed => {}
     }
     let incidents = sn.records_created("incident");
+    let arrivals = sn.create_arrivals("incident");
     eprintln!(
         "sandbox: {} incident(s), {} Jira issue(s)",
         incidents.len(),
@@ -106,15 +109,21 @@ async fn main() {
     }
     for (record, created) in incidents {
         if opts.records_json {
-            let since = created.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let us =
+                |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+            let arrived = record
+                .get("sys_id")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|id| arrivals.get(id));
             // Microseconds too: a pipeline that takes about a millisecond is
             // not measured by a stamp cut down to whole milliseconds.
             println!(
                 "{}",
                 serde_json::json!({
                     "record": record,
-                    "created_unix_ms": since.as_millis() as u64,
-                    "created_unix_us": since.as_micros() as u64,
+                    "created_unix_ms": us(created) / 1000,
+                    "created_unix_us": us(created),
+                    "create_arrived_unix_us": arrived.copied().map(us),
                 })
             );
         } else {

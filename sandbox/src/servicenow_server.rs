@@ -189,6 +189,10 @@ struct SnState {
     /// When each record was inserted (sys_id → wall clock), finer than
     /// `sys_created_on`'s seconds; for the benchmarks' webhook-to-record time.
     created_at: BTreeMap<String, SystemTime>,
+    /// When the `POST` that created each record had arrived (sys_id → wall
+    /// clock), before the added latency: a caller's own share of
+    /// webhook-to-record ends here.
+    create_arrived_at: BTreeMap<String, SystemTime>,
     rng: XorShift,
     /// Choices added by tests (the dictionary is computed, see `meta`).
     meta: meta::Catalog,
@@ -252,6 +256,7 @@ impl ServiceNowServer {
                 tokens: Vec::new(),
                 requests: Vec::new(),
                 created_at: BTreeMap::new(),
+                create_arrived_at: BTreeMap::new(),
                 rng: XorShift::new(0x5EED_0000 + SERVERS.fetch_add(1, Ordering::Relaxed)),
                 meta: meta::Catalog::default(),
             }),
@@ -370,6 +375,24 @@ impl ServiceNowServer {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// For each record of `table` created by a `POST` (not [`Self::seed`]ed):
+    /// its `sys_id` and when that request had arrived, body read, before the
+    /// added latency and the semaphore ([`Self::set_latency`],
+    /// [`Self::set_capacity`]).
+    pub fn create_arrivals(&self, table: &str) -> BTreeMap<String, SystemTime> {
+        let st = self.state();
+        st.tables
+            .get(table)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let id = r.get("sys_id").and_then(Value::as_str)?;
+                let at = st.create_arrived_at.get(id)?;
+                Some((id.to_string(), *at))
+            })
+            .collect()
     }
 
     /// The fault plan of this server.
@@ -760,6 +783,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let bytes = axum::body::to_bytes(body, 256 << 20)
         .await
         .unwrap_or_default();
+    let arrived = SystemTime::now();
     let rec = Recorded::new(&parts, &bytes);
     lock(&sh.state).requests.push(rec);
     // Held until the answer is made.
@@ -824,7 +848,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     };
     let write = is_write(&parts.method, &path);
     faults::serve_request(&sh.faults, Flavor::ServiceNow, &parts, &path, write, || {
-        dispatch(&sh, &parts, &bytes, &path, &query, &user)
+        dispatch(&sh, &parts, &bytes, &path, &query, &user, arrived)
     })
     .await
 }
@@ -851,6 +875,7 @@ fn dispatch(
     path: &str,
     query: &[(String, String)],
     user: &str,
+    arrived: SystemTime,
 ) -> Response {
     let segs: Vec<String> = path
         .trim_start_matches('/')
@@ -866,7 +891,14 @@ fn dispatch(
                 Ok(fields) => {
                     let plain = get_param(query, "sysparm_exclude_reference_link") == Some("true");
                     let fields_sel = sysparm_fields(query);
-                    let rec = lock(&sh.state).insert(table, &fields, user, false);
+                    let rec = {
+                        let mut st = lock(&sh.state);
+                        let rec = st.insert(table, &fields, user, false);
+                        if let Some(id) = rec.get("sys_id").and_then(Value::as_str) {
+                            st.create_arrived_at.insert(id.to_string(), arrived);
+                        }
+                        rec
+                    };
                     json_response(
                         201,
                         &json!({"result": render(&sh.base, &rec, fields_sel.as_deref(), plain)}),
@@ -1423,6 +1455,11 @@ mod tests {
         // Stored after the added latency, not when the request arrived.
         assert!(created[0].1 >= before + Duration::from_millis(60));
         assert!(created[0].1 <= SystemTime::now());
+        // The arrival is before the latency.
+        let sys_id = created[0].0["sys_id"].as_str().unwrap().to_string();
+        let arrived = sn.create_arrivals("incident")[&sys_id];
+        assert!(arrived >= before);
+        assert!(arrived + Duration::from_millis(60) <= created[0].1);
 
         sn.set_latency(Duration::ZERO);
         let seeded = sn.seed("incident", json!({"correlation_id": "LAT-2"}));
@@ -1430,6 +1467,8 @@ mod tests {
         assert_eq!(created.len(), 2);
         assert_eq!(created[1].0["sys_id"], seeded.as_str());
         assert!(created[1].1 >= created[0].1);
+        // A seeded record had no request.
+        assert_eq!(sn.create_arrivals("incident").len(), 1);
     }
 
     #[tokio::test]
