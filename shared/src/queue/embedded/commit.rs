@@ -22,10 +22,12 @@
 //! nobody took are withdrawn, and the sender gets the error as before.
 
 use super::base::{message_id, ms, token, unavailable, Fail};
-use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Leased};
+use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Leased, CHECKPOINT_FRAMES};
 pub(super) use super::store::{Write, Written};
 use crate::queue::port::{InMessage, QueueError, SendReceipt};
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{oneshot, watch};
 
@@ -199,7 +201,46 @@ fn commit_while_waiting(inner: &Inner) {
                 }
             }
         }
+        checkpoint_if_due(inner);
     }
+}
+
+/// Checkpoints the log (`PASSIVE`) once it holds [`CHECKPOINT_FRAMES`]
+/// frames. Called after a transaction's writes were answered: they do not
+/// wait for it. Writes put in line meanwhile do, as they waited for
+/// SQLite's automatic checkpoint inside the COMMIT before (see
+/// `store::count_log_frames`). A failed checkpoint is tried again after the
+/// next commit; nothing depends on it but the size of the log.
+///
+/// A checkpoint that copied the whole log also restarts it here: the next
+/// transaction to write frames writes the log from its start, and syncs the
+/// log's new header before its own frames. Done by one write of the
+/// committer's own (the schema version, unchanged), that sync and its
+/// commit's are paid now, not by the next sender's 202.
+fn checkpoint_if_due(inner: &Inner) {
+    if inner.log_frames.load(Ordering::Relaxed) < CHECKPOINT_FRAMES {
+        return;
+    }
+    let conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+    let done = conn
+        .wal_checkpoint_v2(Some(rusqlite::MAIN_DB), CheckpointMode::PASSIVE)
+        .and_then(|(log, copied)| {
+            if log == copied {
+                restart_log(&conn)?;
+            }
+            Ok((log, copied))
+        });
+    match done {
+        Ok((log, copied)) => tracing::trace!(log, copied, "queue log checkpointed"),
+        Err(e) => tracing::debug!(error = %e, "queue log checkpoint failed"),
+    }
+}
+
+/// Writes one frame (the schema version, rewritten unchanged), which starts
+/// the log over after a checkpoint that copied all of it.
+fn restart_log(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    conn.pragma_update(None, "user_version", version)
 }
 
 /// Applies `writes` in one transaction, in line order, handing the messages

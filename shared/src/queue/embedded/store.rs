@@ -5,14 +5,28 @@ use super::base::{unavailable, Fail};
 use super::schema::migrate;
 use crate::queue::port::QueueError;
 use crate::support::clock::{Clock, SystemClock};
+use rusqlite::wal::CheckpointMode;
 use rusqlite::Connection;
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a call waits for another process holding the write lock (e.g.
 /// `relay queue …` inspecting the file while `relay serve` runs).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Frames in the log from which the committer checkpoints it, once it has
+/// answered the writes of its transaction (`commit::checkpoint_if_due`).
+/// SQLite's own automatic mark.
+pub(super) const CHECKPOINT_FRAMES: u64 = 1000;
+
+/// Frames from which the COMMIT that grew the log checkpoints it itself, as
+/// SQLite's automatic checkpoint would: the bound for a log that commits
+/// outside the group commit (receives, the admin commands) grow while no
+/// group commit runs to checkpoint it.
+const INLINE_CHECKPOINT_FRAMES: c_int = 4 * CHECKPOINT_FRAMES as c_int;
 
 /// Queue behaviour.
 #[derive(Clone, Debug)]
@@ -70,6 +84,9 @@ pub(super) struct Inner {
     /// Wakes a waiting receiver once per message queued, set by the host
     /// that polls (`Receiver::wake_receivers_with`).
     pub(super) waker: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
+    /// Frames in the log after the last commit on `conn` (see
+    /// [`count_log_frames`]); 0 after a checkpoint that copied them all.
+    pub(super) log_frames: Arc<AtomicU64>,
 }
 
 /// A commit's outcome as the receivers of its early leases see it: `None`
@@ -150,6 +167,8 @@ impl EmbeddedQueue {
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(at)?;
+        let log_frames = Arc::new(AtomicU64::new(0));
+        count_log_frames(&mut conn, log_frames.clone()).map_err(at)?;
         migrate(&mut conn, path)?;
         let q = Self {
             inner: Arc::new(Inner {
@@ -160,6 +179,7 @@ impl EmbeddedQueue {
                 leased: Mutex::default(),
                 pending: Mutex::default(),
                 waker: std::sync::OnceLock::new(),
+                log_frames,
             }),
         };
         Ok(q)
@@ -188,4 +208,32 @@ impl EmbeddedQueue {
         .await
         .map_err(unavailable)?
     }
+}
+
+/// Replaces SQLite's automatic checkpoint on `conn`. That one runs inside the
+/// COMMIT that takes the log past 1 000 frames: the copy and two more fsyncs
+/// before the transaction's senders are answered, so every few dozen
+/// webhooks one 202 waited for them. Now each commit only counts the log's
+/// frames into `frames`, and the committer checkpoints after it has answered
+/// (`commit::checkpoint_if_due`). A log grown past
+/// [`INLINE_CHECKPOINT_FRAMES`] by commits no group commit follows is still
+/// checkpointed by the commit itself.
+fn count_log_frames(conn: &mut Connection, frames: Arc<AtomicU64>) -> rusqlite::Result<()> {
+    conn.wal_hook(Some(
+        move |wal: &mut rusqlite::hooks::Wal, pages: c_int| -> rusqlite::Result<()> {
+            let mut left = pages;
+            if pages >= INLINE_CHECKPOINT_FRAMES {
+                // An error returned here would fail the COMMIT that has
+                // already happened: logged, as SQLite's own checkpoint
+                // ignores it.
+                match wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+                    Ok((log, copied)) if log == copied => left = 0,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "queue log checkpoint failed"),
+                }
+            }
+            frames.store(u64::try_from(left).unwrap_or(0), Ordering::Relaxed);
+            Ok(())
+        },
+    ))
 }

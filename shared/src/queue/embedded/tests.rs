@@ -1,6 +1,7 @@
 //! The embedded queue's tests (the test names keep the module path
 //! `queue::embedded::tests::…`, which the kill -9 test relies on).
 
+use super::store::CHECKPOINT_FRAMES;
 use super::*;
 use crate::queue::port::{InMessage, Inbox, OutgoingMessage, Queue, QueueError, Receiver};
 use rusqlite::{params, Connection};
@@ -1224,4 +1225,94 @@ async fn a_failed_receive_keeps_the_fresh_leases_it_took() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].id, fresh.message_id);
     assert_eq!(got[0].receive_count, 1);
+}
+
+/// The send whose commit takes the log past the checkpoint mark is answered
+/// before the checkpoint runs; the committer then checkpoints and restarts
+/// the log with a write of its own (held here), and the log is short again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_checkpointed_after_the_sender_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let frames = q.inner.log_frames.clone();
+    let (at, reached) = std::sync::mpsc::channel::<u64>();
+    let (go, verdict) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::atomic::AtomicBool::new(false);
+    // Holds the first commit made while the log is past the mark: the
+    // restart's (a send's commit raises the count only once it is done).
+    let _ = q.inner.conn.lock().unwrap().commit_hook(Some(move || {
+        let n = frames.load(std::sync::atomic::Ordering::SeqCst);
+        if n >= CHECKPOINT_FRAMES && !held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let _ = at.send(n);
+            let _ = verdict.recv_timeout(Duration::from_secs(10));
+        }
+        false
+    }));
+    let body = "x".repeat(2000);
+    let mut sent = 0;
+    let before = loop {
+        let send = tokio::spawn({
+            let (q, m) = (q.clone(), msg("g", &format!("d{sent}"), &body));
+            async move { q.send(m).await }
+        });
+        let answered = tokio::time::timeout(Duration::from_secs(5), send).await;
+        assert!(
+            answered.is_ok(),
+            "send {sent} was not answered: it waited for the checkpoint"
+        );
+        answered.unwrap().unwrap().unwrap();
+        sent += 1;
+        if let Ok(n) = reached.try_recv() {
+            break n;
+        }
+        // The restart may not have reached its COMMIT yet.
+        if q.inner.log_frames.load(std::sync::atomic::Ordering::SeqCst) >= CHECKPOINT_FRAMES {
+            let n = tokio::task::block_in_place(|| reached.recv_timeout(Duration::from_secs(5)))
+                .expect("the committer restarts the log once it passed the mark");
+            break n;
+        }
+        assert!(sent < 10_000, "the log never reached the mark");
+    };
+    assert!(before >= CHECKPOINT_FRAMES);
+    go.send(()).unwrap();
+    // The next send waits for the committer (still busy or done) and finds
+    // the log restarted.
+    q.send(msg("g", "after", "{}")).await.unwrap();
+    let now = q.inner.log_frames.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        now < 100,
+        "the log restarted: {now} frames after the checkpoint"
+    );
+    assert_eq!(
+        sql_count(&q, "SELECT COUNT(*) FROM messages"),
+        sent as i64 + 1
+    );
+}
+
+/// Commits outside the group commit (here: straight on the connection, as
+/// receives and the admin commands write) that take the log past the inline
+/// mark checkpoint it themselves: the log stays bounded.
+#[tokio::test]
+async fn a_log_no_group_commit_follows_is_checkpointed_by_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, settings());
+    let mut most = 0;
+    {
+        let conn = q.inner.conn.lock().unwrap();
+        conn.execute_batch("CREATE TABLE scratch (b BLOB)").unwrap();
+        for _ in 0..150 {
+            // About 50 pages a commit.
+            conn.execute("INSERT INTO scratch VALUES (zeroblob(200000))", [])
+                .unwrap();
+            most = most.max(q.inner.log_frames.load(std::sync::atomic::Ordering::SeqCst));
+        }
+    }
+    assert!(
+        most >= CHECKPOINT_FRAMES * 3,
+        "the log grew to {most} frames only"
+    );
+    assert!(
+        most < CHECKPOINT_FRAMES * 4 + 100,
+        "the log grew to {most} frames: not checkpointed inline"
+    );
 }
