@@ -33,6 +33,11 @@
 //! commit runs go together into the next, so intake is not bound by the
 //! disk's fsyncs per second (`throughput_concurrent`, BENCHMARKS.md).
 //!
+//! The log is checkpointed into the file by the committer, after it has
+//! answered a transaction that took the log past 1 000 frames, not inside
+//! that COMMIT as SQLite's automatic checkpoint would (`commit`,
+//! `store::count_log_frames`): no 202 waits for the copy and its fsyncs.
+//!
 //! # Model
 //!
 //! - `messages`: one row per queued message; `seq` (autoincrement) is the
