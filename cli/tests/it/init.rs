@@ -262,13 +262,15 @@ fn init_writes_one_way_configs_that_validate() {
 const PTY_DRIVER: &str = r#"
 import os, pty, sys, time
 binary, out = sys.argv[1], sys.argv[2]
-answers = [("Jira site URL", "https://example.atlassian.net"),
-           ("ServiceNow instance URL", "https://example.service-now.com"),
-           ("Jira project key", "ops"),
-           ("Direction", "servicenow-to-jira"),
-           # the whole prompt, default included: what follows the last
-           # answer may be lost when the child exits and the pty closes
-           ("[customfield_10050]", "")]
+# Each prompt whole, up to its ": ": a prompt reaches the pty in pieces,
+# and an answer typed after its first piece lands inside it. (Also, what
+# follows the last answer may be lost when the child exits and the pty
+# closes.)
+answers = [("Jira site URL (https://\u2026atlassian.net): ", "https://example.atlassian.net"),
+           ("ServiceNow instance URL (https://\u2026service-now.com): ", "https://example.service-now.com"),
+           ("Jira project key: ", "ops"),
+           ("servicenow-to-jira [both]: ", "servicenow-to-jira"),
+           ("[customfield_10050]: ", "")]
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(binary, [binary, "init", "--out", out])
