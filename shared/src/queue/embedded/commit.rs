@@ -22,7 +22,9 @@
 //! nobody took are withdrawn, and the sender gets the error as before.
 
 use super::base::{message_id, ms, token, unavailable, Fail};
-use super::store::{EmbeddedQueue, EmbeddedSettings, Inner, Leased, CHECKPOINT_FRAMES};
+use super::store::{
+    EmbeddedQueue, EmbeddedSettings, Inner, Leased, BUSY_TIMEOUT, CHECKPOINT_FRAMES,
+};
 pub(super) use super::store::{Write, Written};
 use crate::queue::port::{InMessage, QueueError, SendReceipt};
 use rusqlite::wal::CheckpointMode;
@@ -212,21 +214,23 @@ fn commit_while_waiting(inner: &Inner) {
 /// `store::count_log_frames`). A failed checkpoint is tried again after the
 /// next commit; nothing depends on it but the size of the log.
 ///
-/// A checkpoint that copied the whole log also restarts it here: the next
-/// transaction to write frames writes the log from its start, and syncs the
-/// log's new header before its own frames. Done by one write of the
-/// committer's own (the schema version, unchanged), that sync and its
-/// commit's are paid now, not by the next sender's 202.
+/// A checkpoint that copied the whole log also restarts it here when no
+/// write is in line: the next transaction to write frames writes the log
+/// from its start, and syncs the log's new header before its own frames.
+/// Done by a write of the committer's own, that sync and its commit's are
+/// paid now, not by the next sender's 202. With writes in line, the first of
+/// them restarts the log (one header sync, not a transaction more).
 fn checkpoint_if_due(inner: &Inner) {
     if inner.log_frames.load(Ordering::Relaxed) < CHECKPOINT_FRAMES {
         return;
     }
-    let conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+    let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
     let done = conn
         .wal_checkpoint_v2(Some(rusqlite::MAIN_DB), CheckpointMode::PASSIVE)
         .and_then(|(log, copied)| {
-            if log == copied {
-                restart_log(&conn)?;
+            // `conn` then `line`: nothing takes them the other way round.
+            if log == copied && lock(&inner.line).waiting.is_empty() {
+                restart_log(&mut conn)?;
             }
             Ok((log, copied))
         });
@@ -236,11 +240,21 @@ fn checkpoint_if_due(inner: &Inner) {
     }
 }
 
-/// Writes one frame (the schema version, rewritten unchanged), which starts
-/// the log over after a checkpoint that copied all of it.
-fn restart_log(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    conn.pragma_update(None, "user_version", version)
+/// Writes one frame (the schema version, rewritten unchanged, in one
+/// transaction with its read, so another process's migration cannot come
+/// between them), which starts the log over after a checkpoint that copied
+/// all of it. Gives up at once when another process holds the write lock:
+/// the next commit restarts the log then.
+fn restart_log(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    let restarted = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()
+    })();
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    restarted
 }
 
 /// Applies `writes` in one transaction, in line order, handing the messages

@@ -36,7 +36,9 @@
 //! The log is checkpointed into the file by the committer, after it has
 //! answered a transaction that took the log past 1 000 frames, not inside
 //! that COMMIT as SQLite's automatic checkpoint would (`commit`,
-//! `store::count_log_frames`): no 202 waits for the copy and its fsyncs.
+//! `store::count_log_frames`): that transaction's senders do not wait for
+//! the copy and its fsyncs; writes that arrive meanwhile do. A log that
+//! reaches 4 000 frames anyway is checkpointed by the COMMIT that grew it.
 //!
 //! # Model
 //!

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// How long a call waits for another process holding the write lock (e.g.
 /// `relay queue …` inspecting the file while `relay serve` runs).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Frames in the log from which the committer checkpoints it, once it has
 /// answered the writes of its transaction (`commit::checkpoint_if_due`).
@@ -23,9 +23,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const CHECKPOINT_FRAMES: u64 = 1000;
 
 /// Frames from which the COMMIT that grew the log checkpoints it itself, as
-/// SQLite's automatic checkpoint would: the bound for a log that commits
-/// outside the group commit (receives, the admin commands) grow while no
-/// group commit runs to checkpoint it.
+/// SQLite's automatic checkpoint would: the bound for a log grown by commits
+/// outside the group commit (receives, the admin commands) while no group
+/// commit runs to checkpoint it, or held by another process's reader.
 const INLINE_CHECKPOINT_FRAMES: c_int = 4 * CHECKPOINT_FRAMES as c_int;
 
 /// Queue behaviour.
@@ -219,6 +219,8 @@ impl EmbeddedQueue {
 /// [`INLINE_CHECKPOINT_FRAMES`] by commits no group commit follows is still
 /// checkpointed by the commit itself.
 fn count_log_frames(conn: &mut Connection, frames: Arc<AtomicU64>) -> rusqlite::Result<()> {
+    // The largest multiple of the inline mark a warning was given for.
+    let mut warned = 1;
     conn.wal_hook(Some(
         move |wal: &mut rusqlite::hooks::Wal, pages: c_int| -> rusqlite::Result<()> {
             let mut left = pages;
@@ -231,6 +233,18 @@ fn count_log_frames(conn: &mut Connection, frames: Arc<AtomicU64>) -> rusqlite::
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "queue log checkpoint failed"),
                 }
+                // Still growing: say so once per further mark's worth.
+                let marks = pages / INLINE_CHECKPOINT_FRAMES;
+                if left > 0 && marks > warned {
+                    warned = marks;
+                    tracing::warn!(
+                        frames = pages,
+                        "the queue's log is not being checkpointed (another process \
+                         reading the queue file for long, or the disk failing)"
+                    );
+                }
+            } else {
+                warned = 1;
             }
             frames.store(u64::try_from(left).unwrap_or(0), Ordering::Relaxed);
             Ok(())
