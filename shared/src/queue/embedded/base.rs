@@ -1,8 +1,17 @@
 //! What every part of the embedded queue uses: the error inside a blocking
-//! call, durations in milliseconds, random ids.
+//! call, its mutexes, durations in milliseconds, random ids.
 
 use crate::queue::port::QueueError;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+/// Locks one of the queue's mutexes. A holder that panicked left nothing
+/// half-done that the next one must not see (the connection rolls back an
+/// open transaction; the others are plain collections), so the lock is
+/// taken anyway.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// An error inside a blocking call: SQLite's, or the queue's own answer.
 pub(super) struct Fail(pub(super) QueueError);

@@ -21,7 +21,7 @@
 //! message was never queued: the loop that took it is told so, the leases
 //! nobody took are withdrawn, and the sender gets the error as before.
 
-use super::base::{message_id, ms, token, unavailable, Fail};
+use super::base::{lock, message_id, ms, token, unavailable, Fail};
 use super::store::{
     EmbeddedQueue, EmbeddedSettings, Inner, Leased, BUSY_TIMEOUT, CHECKPOINT_FRAMES,
 };
@@ -30,7 +30,6 @@ use crate::queue::port::{InMessage, QueueError, SendReceipt};
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{oneshot, watch};
 
 /// The most writes one transaction carries.
@@ -120,10 +119,6 @@ fn wake_receivers(inner: &Inner, n: usize) {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl EmbeddedQueue {
     /// Puts `w` in line; returns once the transaction holding it committed.
     pub(super) async fn write(&self, w: Write) -> Result<Written, QueueError> {
@@ -181,7 +176,7 @@ fn commit_while_waiting(inner: &Inner) {
         };
         let (writes, answers): (Vec<Write>, Vec<Answer>) = group.into_iter().unzip();
         let result = {
-            let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conn = lock(&inner.conn);
             apply(&mut conn, inner, writes)
         };
         match result {
@@ -224,7 +219,7 @@ fn checkpoint_if_due(inner: &Inner) {
     if inner.log_frames.load(Ordering::Relaxed) < CHECKPOINT_FRAMES {
         return;
     }
-    let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+    let mut conn = lock(&inner.conn);
     let done = conn
         .wal_checkpoint_v2(Some(rusqlite::MAIN_DB), CheckpointMode::PASSIVE)
         .and_then(|(log, copied)| {

@@ -1,7 +1,7 @@
 //! The receiving side: FIFO heads of distinct groups, receipts,
 //! acknowledgement, release, delay and dead-lettering.
 
-use super::base::{count, ms, token, Fail};
+use super::base::{count, lock, ms, token, Fail};
 use super::store::{EmbeddedQueue, Leased};
 use super::stored::{self, Stored};
 use crate::queue::port::{InMessage, Inbox, OutgoingMessage, QueueError, Receiver, SendReceipt};
@@ -194,13 +194,13 @@ impl Receiver for EmbeddedQueue {
 
 impl EmbeddedQueue {
     fn leased(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Leased>> {
-        self.inner.leased.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.leased)
     }
 
     fn pending(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, super::store::Outcome>> {
-        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.pending)
     }
 
     /// Up to `max` leased messages with at least half their lease left, and

@@ -1,7 +1,7 @@
 //! The queue handle: one SQLite connection behind a mutex, used on the
 //! blocking pool; opening a file.
 
-use super::base::{unavailable, Fail};
+use super::base::{lock, unavailable, Fail};
 use super::schema::migrate;
 use crate::queue::port::QueueError;
 use crate::support::clock::{Clock, SystemClock};
@@ -85,7 +85,8 @@ pub(super) struct Inner {
     /// that polls (`Receiver::wake_receivers_with`).
     pub(super) waker: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
     /// Frames in the log after the last commit on `conn` (see
-    /// [`count_log_frames`]); 0 after a checkpoint that copied them all.
+    /// [`count_log_frames`]); 0 after an inline checkpoint that copied them
+    /// all (after the committer's, the restart's commit sets it).
     pub(super) log_frames: Arc<AtomicU64>,
 }
 
@@ -202,7 +203,7 @@ impl EmbeddedQueue {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conn = lock(&inner.conn);
             f(&mut conn, &inner.settings).map_err(|Fail(e)| e)
         })
         .await
