@@ -153,21 +153,20 @@ impl Worker {
 
     /// One message body (an encoded envelope) to an outcome.
     pub async fn process(&self, body: &str, budget: &Budget) -> Outcome {
-        self.process_inner(body, budget, false, false, None).await.0
+        self.process_inner(body, budget, false, None).await.0
     }
 
     /// Decode → duplicate check → plan → (behind parked events of the same
     /// record?) → execute → park or remember. `replaying`: the event comes
-    /// out of the park, in its turn. `first_receive`: the queue hands the
-    /// message out for the first time. `queued`: the message as received,
-    /// whose send may still be syncing ([`Inbox::durable`]); nothing is
-    /// written, here or in the paired system, before it is durable.
+    /// out of the park, in its turn. `queued`: the message as received (its
+    /// receive count says whether the queue hands it out for the first
+    /// time), whose send may still be syncing ([`Inbox::durable`]); nothing
+    /// is written, here or in the paired system, before it is durable.
     async fn process_inner(
         &self,
         body: &str,
         budget: &Budget,
         replaying: bool,
-        first_receive: bool,
         queued: Option<(&dyn Inbox, &InMessage)>,
     ) -> (Outcome, Meta) {
         let env = match Envelope::decode(body) {
@@ -217,6 +216,7 @@ impl Worker {
         };
         // The source record's creation, from its webhook, on the first
         // receive: no earlier attempt can have written its twin.
+        let first_receive = queued.is_some_and(|(_, m)| m.receive_count <= 1);
         let first_sight = first_receive
             && !replaying
             && env.origin == crate::intake::envelope::Origin::Webhook
@@ -377,7 +377,7 @@ impl Worker {
         let started = tokio::time::Instant::now();
         let msg = parked_message(&p);
         let ((outcome, meta), calls) =
-            calls::capture(self.process_inner(&p.body, budget, true, false, None)).await;
+            calls::capture(self.process_inner(&p.body, budget, true, None)).await;
         let done = match &outcome {
             Outcome::Retry { .. } => false,
             // Waits for another record now: parked under that one.
@@ -535,14 +535,8 @@ impl Worker {
     /// One message: process, then act on the outcome. Returns (handled, label).
     async fn handle(&self, inbox: &dyn Inbox, m: &InMessage, budget: &Budget) -> (bool, String) {
         let started = tokio::time::Instant::now();
-        let ((outcome, meta), calls) = calls::capture(self.process_inner(
-            &m.body,
-            budget,
-            false,
-            m.receive_count <= 1,
-            Some((inbox, m)),
-        ))
-        .await;
+        let ((outcome, meta), calls) =
+            calls::capture(self.process_inner(&m.body, budget, false, Some((inbox, m)))).await;
         let last_receive = self
             .settings
             .max_receive_count
